@@ -1,0 +1,7 @@
+import 'reflect-metadata';
+
+export * from './token';
+export * from './types';
+export * from './graph';
+export * from './config';
+export * from './loader';
