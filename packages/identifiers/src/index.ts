@@ -1,0 +1,1 @@
+export { MAX_LENGTH, PATTERN, isValid, validate } from './identifiers';
