@@ -45,6 +45,7 @@ function projects(): Config['projects'] {
 const config: Config = {
   projects: projects(),
   testTimeout: 60_000,
+  globalSetup: '<rootDir>/tools/jest/global-setup.js',
   // Tests start daemons, mount filesystems and spawn ctr: two workers on a 2-core machine.
   maxWorkers: 2,
 };

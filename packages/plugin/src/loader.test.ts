@@ -126,6 +126,28 @@ describe('loadPlugins', () => {
     expect(lines.some((l) => l.includes('msg="failed to close plugin" plugin=b.p error="close failed"'))).toBe(true);
   });
 
+  it('lets init provide more values under its own type tokens', async () => {
+    const { load } = harness();
+    const set = await load([
+      { type: 'test.store.v1', id: 'x', init: (ctx) => ctx.provide(StoreToken, { get: () => 'provided' }) },
+      { type: 'b', id: 'y', requires: ['test.store.v1'], init: (ctx) => ctx.get(StoreToken).get() },
+      { type: 'c', id: 'z', init: (ctx) => ctx.provide(StoreToken, { get: () => 'nope' }) },
+    ]);
+    expect(set.instances.get('b.y')).toBe('provided');
+    expect(set.reports[2].error).toBe('plugin c.z cannot provide test.store.v1/store, a token of another plugin type: invalid argument');
+  });
+
+  it('skips a plugin whose declared token has no provider', async () => {
+    const { load } = harness();
+    const set = await load([
+      { type: 'test.store.v1', id: 'x', init: () => { throw new SkipPluginError('not here'); } },
+      { type: 'test.store.v1', id: 'y', init: () => 'ok' },
+      { type: 'b', id: 'y', requires: ['test.store.v1'], init: (ctx) => ctx.get(StoreToken) },
+    ]);
+    expect(summary(set)).toEqual(['test.store.v1.x=skip', 'test.store.v1.y=ok', 'b.y=skip']);
+    expect(set.reports[2].error).toBe('test.store.v1/store is not available: skip plugin');
+  });
+
   it('refuses lookups of undeclared types', async () => {
     const { load } = harness();
     const set = await load([

@@ -133,10 +133,12 @@ export async function loadPlugins(registrations: readonly Registration[], option
     } else {
       plog.debug(`loading plugin "${key}"...`);
       try {
-        const instance = await initOne(reg, key, exportsMap, set, options);
+        const provided: Array<[Token<unknown>, unknown]> = [];
+        const instance = await initOne(reg, key, exportsMap, set, options, provided);
         set.instances.set(key, instance);
         root.register(pluginToken(reg.type, reg.id), { useValue: instance });
         for (const t of reg.provides ?? []) root.register(t, { useValue: instance });
+        for (const [t, value] of provided) root.register(t, { useValue: value });
       } catch (err) {
         if (err instanceof SkipPluginError) {
           status = 'skip';
@@ -208,6 +210,7 @@ async function initOne(
   exportsMap: Record<string, string>,
   set: LoadedPlugins,
   options: LoadOptions,
+  provided: Array<[Token<unknown>, unknown]>,
 ): Promise<unknown> {
   const plog = options.logger.with({ type: reg.type, id: reg.id });
   const config = pluginConfig(reg, options.sections?.[key], plog);
@@ -223,6 +226,7 @@ async function initOne(
     logger: plog,
     exports: exportsMap,
     container: child,
+    plugins: set,
     getAll<T>(type: string): Map<string, T> {
       requireDeclared(reg, type);
       return set.ofType<T>(type);
@@ -241,12 +245,20 @@ async function initOne(
     },
     get<T>(t: Token<T>): T {
       requireDeclared(reg, tokenType(t));
-      if (!set.container.isRegistered(t, true)) throw new NotFoundError(`nothing provides ${tokenName(t)}`);
+      // The provider of a declared type did not load (failed, skipped or disabled): this plugin
+      // cannot run either, which is a skip, not a failure of its own.
+      if (!set.container.isRegistered(t, true)) throw new SkipPluginError(`${tokenName(t)} is not available`);
       return set.container.resolve(t);
     },
     getAllOf<T>(t: Token<T>): T[] {
       requireDeclared(reg, tokenType(t));
       return set.container.isRegistered(t, true) ? set.container.resolveAll(t) : [];
+    },
+    provide<T>(t: Token<T>, value: T): void {
+      if (tokenType(t) !== reg.type) {
+        throw new InvalidArgumentError(`plugin ${key} cannot provide ${tokenName(t)}, a token of another plugin type`);
+      }
+      provided.push([t, value]);
     },
     onClose(fn) {
       set.addCloser(key, fn);

@@ -37,6 +37,11 @@ export interface InitContext<C = unknown> {
   readonly exports: Record<string, string>;
   /** A child of the daemon's container for the plugin's own classes. */
   readonly container: DependencyContainer;
+  /**
+   * The daemon's plugin set as it loads: reports of every plugin so far, and all of them once
+   * startup is done (introspection reads it at call time).
+   */
+  readonly plugins: PluginSetView;
   /** Returns the instance of the first loaded plugin of a required type. */
   getSingle<T>(type: string): T;
   /** Returns the instances of all loaded plugins of a required type, by id. */
@@ -47,8 +52,28 @@ export interface InitContext<C = unknown> {
   get<T>(t: Token<T>): T;
   /** Resolves all instances registered under a token of a required plugin type. */
   getAllOf<T>(t: Token<T>): T[];
+  /**
+   * Registers a value under one of this plugin type's tokens (besides the instance), made
+   * available to later plugins once init succeeds.
+   */
+  provide<T>(t: Token<T>, value: T): void;
   /** Registers a cleanup that runs when the daemon closes plugins (in reverse load order). */
   onClose(fn: () => void | Promise<void>): void;
+}
+
+/** The read-only view of the loaded plugins that init contexts get. */
+export interface PluginSetView {
+  readonly reports: ReadonlyArray<{
+    readonly type: string;
+    readonly id: string;
+    readonly requires: readonly string[];
+    readonly platforms: readonly Platform[];
+    readonly capabilities: readonly string[];
+    readonly exports: Readonly<Record<string, string>>;
+    readonly status: 'ok' | 'skip' | 'error';
+    readonly error?: string;
+    readonly ms: number;
+  }>;
 }
 
 /** A plugin: what it is, what it needs and how it starts. Plugins are values. */

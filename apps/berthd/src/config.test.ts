@@ -1,0 +1,49 @@
+import { parse } from 'smol-toml';
+import { isInvalidArgument } from '@berth/errdefs';
+import { builtinPlugins } from './builtins';
+import { defaultConfig, parseConfig, renderDefaultConfig } from './config';
+
+describe('daemon config', () => {
+  it('reads containerd version 2 settings over the defaults', () => {
+    const cfg = parseConfig(`
+version = 2
+root = "/data/berth"
+disabled_plugins = ["io.containerd.grpc.v1.version"]
+[grpc]
+address = "/tmp/x.sock"
+gid = 42
+[plugins."io.containerd.metadata.v1.bolt"]
+content_sharing_policy = "isolated"
+`);
+    expect(cfg.root).toBe('/data/berth');
+    expect(cfg.state).toBe('/run/berth');
+    expect(cfg.disabled_plugins).toEqual(['io.containerd.grpc.v1.version']);
+    expect(cfg.grpc).toMatchObject({ address: '/tmp/x.sock', gid: 42, uid: 0, max_recv_message_size: 16777216 });
+    expect(cfg.plugins['io.containerd.metadata.v1.bolt']).toEqual({ content_sharing_policy: 'isolated' });
+  });
+
+  it.each([
+    ['root = 1', 'config: root must be a string'],
+    ['disabled_plugins = "x"', 'config: disabled_plugins must be a list of strings'],
+    ['[grpc]\nuid = "root"', 'config: grpc.uid must be a number'],
+    ['version = 1', 'config: unsupported config version 1 (berthd reads version 2)'],
+    ['root = ', 'config: '],
+  ])('refuses %p', (text, message) => {
+    let err: unknown;
+    try {
+      parseConfig(text);
+    } catch (e) {
+      err = e;
+    }
+    expect(isInvalidArgument(err)).toBe(true);
+    expect((err as Error).message).toContain(message);
+  });
+
+  it('prints a default config that parses back to the defaults, with every plugin section', () => {
+    const text = renderDefaultConfig(builtinPlugins);
+    const back = parseConfig(text);
+    expect({ ...back, plugins: {} }).toEqual(defaultConfig());
+    expect(back.plugins['io.containerd.metadata.v1.bolt']).toEqual({ content_sharing_policy: 'shared' });
+    expect((parse(text) as { version: number }).version).toBe(2);
+  });
+});

@@ -1,0 +1,114 @@
+import { readFileSync } from 'node:fs';
+import { parse, stringify } from 'smol-toml';
+import { InvalidArgumentError } from '@berth/errdefs';
+import { Registration, pluginKey } from '@berth/plugin';
+
+/** Where berthd looks for its config when no --config is given; absent means built-in defaults. */
+export const DEFAULT_CONFIG_PATH = '/etc/berth/config.toml';
+
+/** The daemon's config, in containerd's version 2 layout. */
+export interface DaemonConfig {
+  version: number;
+  root: string;
+  state: string;
+  disabled_plugins: string[];
+  required_plugins: string[];
+  grpc: {
+    address: string;
+    uid: number;
+    gid: number;
+    max_recv_message_size: number;
+    max_send_message_size: number;
+  };
+  /** Per-plugin sections, by `<type>.<id>`. */
+  plugins: Record<string, Record<string, unknown>>;
+}
+
+/** Returns the built-in defaults. */
+export function defaultConfig(): DaemonConfig {
+  return {
+    version: 2,
+    root: '/var/lib/berth',
+    state: '/run/berth',
+    disabled_plugins: [],
+    required_plugins: [],
+    grpc: {
+      address: '/run/berth/berthd.sock',
+      uid: 0,
+      gid: 0,
+      max_recv_message_size: 16 * 1024 * 1024,
+      max_send_message_size: 16 * 1024 * 1024,
+    },
+    plugins: {},
+  };
+}
+
+const isTable = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+
+function stringList(v: unknown, name: string): string[] {
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw new InvalidArgumentError(`config: ${name} must be a list of strings`);
+  return v as string[];
+}
+
+/** Parses TOML config text over the defaults, checking the types of the keys it knows. */
+export function parseConfig(text: string, source = 'config'): DaemonConfig {
+  let raw: Record<string, unknown>;
+  try {
+    raw = parse(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new InvalidArgumentError(`${source}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const cfg = defaultConfig();
+  if (raw.version !== undefined && raw.version !== 2) {
+    throw new InvalidArgumentError(`${source}: unsupported config version ${String(raw.version)} (berthd reads version 2)`);
+  }
+  for (const key of ['root', 'state'] as const) {
+    if (raw[key] !== undefined) {
+      if (typeof raw[key] !== 'string') throw new InvalidArgumentError(`${source}: ${key} must be a string`);
+      cfg[key] = raw[key] as string;
+    }
+  }
+  if (raw.disabled_plugins !== undefined) cfg.disabled_plugins = stringList(raw.disabled_plugins, 'disabled_plugins');
+  if (raw.required_plugins !== undefined) cfg.required_plugins = stringList(raw.required_plugins, 'required_plugins');
+  if (raw.grpc !== undefined) {
+    if (!isTable(raw.grpc)) throw new InvalidArgumentError(`${source}: grpc must be a table`);
+    for (const [k, v] of Object.entries(raw.grpc)) {
+      if (!(k in cfg.grpc)) continue;
+      const want = typeof (cfg.grpc as Record<string, unknown>)[k];
+      if (typeof v !== want) throw new InvalidArgumentError(`${source}: grpc.${k} must be a ${want}`);
+      (cfg.grpc as Record<string, unknown>)[k] = v;
+    }
+  }
+  if (raw.plugins !== undefined) {
+    if (!isTable(raw.plugins)) throw new InvalidArgumentError(`${source}: plugins must be a table`);
+    for (const [k, v] of Object.entries(raw.plugins)) {
+      if (!isTable(v)) throw new InvalidArgumentError(`${source}: plugins."${k}" must be a table`);
+      cfg.plugins[k] = v;
+    }
+  }
+  return cfg;
+}
+
+/** Loads the config file; a missing default file means defaults, a missing explicit one is an error. */
+export function loadConfig(path: string | undefined): DaemonConfig {
+  const file = path ?? DEFAULT_CONFIG_PATH;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && path === undefined) return defaultConfig();
+    throw new InvalidArgumentError(`cannot read config ${file}: ${(err as Error).message}`);
+  }
+  return parseConfig(text, file);
+}
+
+/** Renders the default config, with every plugin's defaults, as `berthd config default` prints it. */
+export function renderDefaultConfig(registrations: readonly Registration[]): string {
+  const cfg = defaultConfig();
+  for (const reg of registrations) {
+    if (!reg.config) continue;
+    const defaults = reg.config.defaults();
+    if (isTable(defaults)) cfg.plugins[pluginKey(reg)] = defaults;
+  }
+  return stringify(cfg) + '\n';
+}

@@ -1,0 +1,82 @@
+import { statSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { health, introspection, namespaces, version } from '@berth/api';
+import { isInvalidArgument, isNotFound } from '@berth/errdefs';
+import { createLogger } from '@berth/log';
+import { Registration, definePlugin } from '@berth/plugin';
+import { TestDaemon, rejectionOf, tempDir } from '@berth/testing';
+import { builtinPlugins } from './builtins';
+import { defaultConfig } from './config';
+import { Daemon } from './server';
+
+describe('berthd', () => {
+  let d: TestDaemon;
+  beforeAll(async () => {
+    d = await TestDaemon.start();
+  });
+  afterAll(async () => {
+    await d.cleanup();
+  });
+
+  it('creates the socket 0660 in a 0711 directory', () => {
+    expect(statSync(d.address).mode & 0o777).toBe(0o660);
+    expect(statSync(dirname(d.address)).mode & 0o777).toBe(0o711);
+  });
+
+  it('logs one line per plugin with its outcome and time, then a summary', () => {
+    for (const reg of builtinPlugins) {
+      expect(d.output).toMatch(new RegExp(`msg="plugin ${reg.type}\\.${reg.id} loaded" type=${reg.type} id=${reg.id} ms=[0-9.]+`));
+    }
+    expect(d.output).toMatch(/msg="plugins initialized" ok=\d+ skip=0 error=0 ms=\d+/);
+    expect(d.output).toMatch(/msg="berthd successfully booted in [0-9.]+s"/);
+  });
+
+  it('answers the Version and health services', async () => {
+    const v = await d.client(version.VersionService).version({});
+    expect(v.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(v.revision).not.toBe('');
+    const h = d.client(health.HealthService);
+    expect(await h.check({ service: '' })).toEqual({ status: health.HealthCheckResponse_ServingStatus.SERVING });
+    expect(isNotFound(await rejectionOf(h.check({ service: 'nope' })))).toBe(true);
+  });
+
+  it('lists plugins in load order and filters them by type and id', async () => {
+    const c = d.client(introspection.IntrospectionService, 'default');
+    const all = (await c.plugins({ filters: [] })).plugins;
+    expect(all.map((p) => `${p.type}.${p.id}`)).toEqual([
+      'io.containerd.metadata.v1.bolt',
+      'io.containerd.service.v1.introspection-service',
+      'io.containerd.service.v1.namespaces-service',
+      'io.containerd.grpc.v1.introspection',
+      'io.containerd.grpc.v1.namespaces',
+      'io.containerd.grpc.v1.healthcheck',
+      'io.containerd.grpc.v1.version',
+    ]);
+    expect(all[0].exports).toMatchObject({ path: join(d.root, 'io.containerd.metadata.v1.bolt', 'meta.lmdb'), policy: 'shared' });
+    expect(all.every((p) => p.initErr === undefined)).toBe(true);
+    const grpcOnly = await c.plugins({ filters: ['type==io.containerd.grpc.v1,id~=^n', 'id==bolt'] });
+    expect(grpcOnly.plugins.map((p) => p.id)).toEqual(['bolt', 'namespaces']);
+    expect(isInvalidArgument(await rejectionOf(c.plugins({ filters: ['type=='] })))).toBe(true);
+  });
+
+  it('keeps serving after bad input', async () => {
+    const c = d.client(namespaces.NamespacesService);
+    const err = await c.create({ namespace: { name: 'a/b', labels: {} } }).catch((e) => e);
+    expect(isInvalidArgument(err)).toBe(true);
+    expect(err.message).toBe('identifier "a/b" must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$: invalid argument');
+    await expect(c.update({ namespace: { name: 'x', labels: {} }, updateMask: ['name'] })).rejects.toThrow('cannot update "name" field: invalid argument');
+    expect((await c.list({ filter: '' })).namespaces).toEqual([]);
+  });
+
+  it('refuses a second daemon on the same root with a clear message', async () => {
+    const dir = tempDir('berthd-second-');
+    try {
+      const second = await TestDaemon.start({ dir: dir.path, root: d.root, expectExit: true });
+      expect(await second.waitExit()).toBe(1);
+      expect(second.output).toContain(`another berthd is already running on root ${d.root} (pid ${d.pid})`);
+      expect(existsSync(d.address)).toBe(true);
+    } finally {
+      dir.remove();
+    }
+  });
+});

@@ -1,0 +1,109 @@
+import 'reflect-metadata';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createLogger, parseLevel } from '@berth/log';
+import { builtinPlugins } from './builtins';
+import { loadConfig, renderDefaultConfig } from './config';
+import { Daemon } from './server';
+import { BERTH_VERSION } from './version';
+
+const USAGE = `berthd: a containerd-compatible container daemon
+
+Usage:
+  berthd [flags]                 run the daemon in the foreground
+  berthd config default          print the default configuration
+  berthd --version               print the version
+
+Flags:
+  -c, --config FILE      config file (default /etc/berth/config.toml; built-in defaults if absent)
+      --root DIR         persistent state directory (default /var/lib/berth)
+      --state DIR        runtime state directory (default /run/berth)
+  -a, --address SOCK     gRPC socket (default /run/berth/berthd.sock)
+  -l, --log-level LEVEL  trace, debug, info, warn, error or fatal (default info)
+`;
+
+/** Runs the berthd command line; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        root: { type: 'string' },
+        state: { type: 'string' },
+        address: { type: 'string', short: 'a' },
+        'log-level': { type: 'string', short: 'l' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`berthd: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`berthd ${BERTH_VERSION}\n`);
+    return 0;
+  }
+  if (positionals.length > 0) {
+    if (positionals[0] === 'config' && positionals[1] === 'default' && positionals.length === 2) {
+      process.stdout.write(renderDefaultConfig(builtinPlugins));
+      return 0;
+    }
+    process.stderr.write(`berthd: unknown command "${positionals.join(' ')}"\n\n${USAGE}`);
+    return 2;
+  }
+
+  let level;
+  try {
+    level = parseLevel(values['log-level'] ?? 'info');
+  } catch (err) {
+    process.stderr.write(`berthd: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const logger = createLogger({ level });
+  const config = loadConfig(values.config);
+  if (values.root) config.root = resolve(values.root);
+  if (values.state) config.state = resolve(values.state);
+  if (values.address) config.grpc.address = resolve(values.address);
+
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start({ config, logger });
+  } catch (err) {
+    logger.error('berthd failed to start', { error: (err as Error).message });
+    return 1;
+  }
+
+  return await new Promise<number>((done) => {
+    const stop = (signal: string) => {
+      logger.info(`received ${signal}, shutting down`);
+      daemon.stop().then(
+        () => done(0),
+        (err) => {
+          logger.error('shutdown failed', { error: (err as Error).message });
+          done(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`berthd: ${(err as Error)?.message ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

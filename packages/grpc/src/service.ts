@@ -1,0 +1,185 @@
+import * as grpc from '@grpc/grpc-js';
+import { Context, LEASE_HEADER, NAMESPACE_HEADER } from '@berth/context';
+import { CanceledError, DeadlineExceededError, NotImplementedError, isDeliberate, toGrpcStatus } from '@berth/errdefs';
+import type { Logger } from '@berth/log';
+import { token } from '@berth/plugin';
+
+/** The plugin type of every gRPC API plugin. */
+export const GRPC_PLUGIN_TYPE = 'io.containerd.grpc.v1';
+
+/** A method descriptor as ts-proto's grpc-js output declares it. */
+export interface MethodDescriptor<Req, Res> {
+  readonly path: string;
+  readonly requestStream: boolean;
+  readonly responseStream: boolean;
+  requestSerialize(value: Req): Buffer;
+  requestDeserialize(value: Buffer): Req;
+  responseSerialize(value: Res): Buffer;
+  responseDeserialize(value: Buffer): Res;
+}
+
+type Req<M> = M extends MethodDescriptor<infer R, any> ? R : never;
+type Res<M> = M extends MethodDescriptor<any, infer R> ? R : never;
+
+/**
+ * A method handler in Berth's style: unary methods return a promise, server streams are async
+ * iterables (generators), client and bidi streams receive the requests as an async iterable.
+ * Errors are thrown, and mapped to a status in one place.
+ */
+export type Handler<M> = M extends { requestStream: false; responseStream: false }
+  ? (req: Req<M>, ctx: CallContext) => Promise<Res<M>>
+  : M extends { requestStream: false; responseStream: true }
+    ? (req: Req<M>, ctx: CallContext) => AsyncIterable<Res<M>>
+    : M extends { requestStream: true; responseStream: false }
+      ? (reqs: AsyncIterable<Req<M>>, ctx: CallContext) => Promise<Res<M>>
+      : (reqs: AsyncIterable<Req<M>>, ctx: CallContext) => AsyncIterable<Res<M>>;
+
+/** Handlers for (some of) a service's methods; a missing one answers UNIMPLEMENTED. */
+export type Handlers<D> = { [K in keyof D]?: Handler<D[K]> };
+
+/** The call context: Berth's operation context plus the raw metadata. */
+export interface CallContext extends Context {
+  readonly metadata: grpc.Metadata;
+}
+
+/** A service ready to be added to the daemon's gRPC server. */
+export interface GrpcService {
+  readonly definition: grpc.ServiceDefinition;
+  readonly implementation: grpc.UntypedServiceImplementation;
+}
+
+/** What every `io.containerd.grpc.v1` plugin instance provides. */
+export interface GrpcServicePlugin {
+  readonly services: readonly GrpcService[];
+}
+
+export const GrpcServiceToken = token<GrpcServicePlugin>(`${GRPC_PLUGIN_TYPE}/service`);
+
+type AnyServerCall =
+  | grpc.ServerUnaryCall<unknown, unknown>
+  | grpc.ServerWritableStream<unknown, unknown>
+  | grpc.ServerReadableStream<unknown, unknown>
+  | grpc.ServerDuplexStream<unknown, unknown>;
+
+function first(md: grpc.Metadata, key: string): string | undefined {
+  const v = md.get(key)[0];
+  return v === undefined ? undefined : String(v);
+}
+
+/**
+ * Builds the operation context of a call: namespace and lease headers, and a signal that aborts
+ * when the client cancels or the deadline passes. `done` detaches it once the call has answered,
+ * so a finished call never pays for an abort.
+ */
+export function callContext(call: AnyServerCall): { ctx: CallContext; done(): void } {
+  const ac = new AbortController();
+  const emitter = call as NodeJS.EventEmitter;
+  const onCancel = () => ac.abort(new CanceledError('call cancelled by the client'));
+  emitter.once('cancelled', onCancel);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = call.getDeadline?.();
+  if (deadline instanceof Date || (typeof deadline === 'number' && Number.isFinite(deadline))) {
+    const ms = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
+    if (ms < 2 ** 31) {
+      timer = setTimeout(() => ac.abort(new DeadlineExceededError('call deadline exceeded')), Math.max(0, ms));
+      timer.unref();
+    }
+  }
+  const md = call.metadata;
+  return {
+    ctx: { namespace: first(md, NAMESPACE_HEADER) || undefined, lease: first(md, LEASE_HEADER) || undefined, signal: ac.signal, metadata: md },
+    done: () => {
+      emitter.off('cancelled', onCancel);
+      if (timer) clearTimeout(timer);
+    },
+  };
+}
+
+function toServiceError(err: unknown, path: string, logger: Logger): Partial<grpc.StatusObject> {
+  const status = toGrpcStatus(err);
+  if (!isDeliberate(err)) {
+    logger.error('unexpected error in gRPC handler', { method: path, error: status.details, stack: (err as Error)?.stack });
+  } else if (logger.enabled('debug')) {
+    logger.debug('gRPC call failed', { method: path, code: status.code, error: status.details });
+  }
+  return { code: status.code, details: status.details, metadata: new grpc.Metadata() };
+}
+
+/** Adapts a readable server stream to an async iterable of requests. */
+function requestsOf<T>(call: grpc.ServerReadableStream<T, unknown> | grpc.ServerDuplexStream<T, unknown>): AsyncIterable<T> {
+  return call as unknown as AsyncIterable<T>;
+}
+
+/** Writes responses with backpressure; stops when the client goes away. */
+async function writeAll<T>(call: grpc.ServerWritableStream<unknown, T> | grpc.ServerDuplexStream<unknown, T>, source: AsyncIterable<T>, signal: AbortSignal): Promise<void> {
+  for await (const msg of source) {
+    if (signal.aborted) return;
+    if (!call.write(msg)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          call.off('drain', done);
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        call.on('drain', done);
+        signal.addEventListener('abort', done);
+      });
+    }
+  }
+}
+
+/**
+ * Turns Berth handlers into a grpc-js service implementation: every method gets the call
+ * context, every error becomes a status through the errdefs mapping (unexpected errors are logged
+ * with their stack), and methods without a handler answer UNIMPLEMENTED.
+ */
+export function createService<D extends Record<string, MethodDescriptor<any, any>>>(definition: D, handlers: Handlers<D>, logger: Logger): GrpcService {
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const handler = (handlers as Record<string, ((...args: any[]) => any) | undefined>)[name];
+    const path = method.path;
+    const fail = (err: unknown) => toServiceError(err, path, logger);
+    const missing = () => new NotImplementedError(`${path.slice(path.lastIndexOf('/') + 1)} is not implemented by berthd`);
+    if (!method.requestStream && !method.responseStream) {
+      implementation[name] = (c: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        if (!handler) return cb(fail(missing()));
+        const { ctx, done } = callContext(c);
+        let result: Promise<unknown>;
+        try {
+          result = handler(c.request, ctx);
+        } catch (err) {
+          done();
+          return cb(fail(err));
+        }
+        result.then(
+          (res) => (done(), cb(null, res)),
+          (err) => (done(), cb(fail(err))),
+        );
+      };
+    } else if (method.requestStream && !method.responseStream) {
+      implementation[name] = (c: grpc.ServerReadableStream<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        if (!handler) return cb(fail(missing()));
+        const { ctx, done } = callContext(c);
+        Promise.resolve()
+          .then(() => handler(requestsOf(c), ctx))
+          .then(
+            (res) => (done(), cb(null, res)),
+            (err) => (done(), cb(fail(err))),
+          );
+      };
+    } else {
+      // Server and bidirectional streams: the handler yields the replies.
+      implementation[name] = (c: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
+        if (!handler) return void c.emit('error', fail(missing()));
+        const { ctx, done } = callContext(c);
+        Promise.resolve()
+          .then(() => writeAll(c, handler(method.requestStream ? requestsOf(c as grpc.ServerDuplexStream<unknown, unknown>) : (c as grpc.ServerWritableStream<unknown, unknown>).request, ctx), ctx.signal))
+          .then(
+            () => (done(), c.end()),
+            (err) => (done(), c.emit('error', fail(err))),
+          );
+      };
+    }
+  }
+  return { definition: definition as unknown as grpc.ServiceDefinition, implementation };
+}

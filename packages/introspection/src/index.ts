@@ -1,0 +1,2 @@
+export * from './introspection-service';
+export * from './plugins';

@@ -1,0 +1,176 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { open, RootDatabase } from 'lmdb';
+import { FailedPreconditionError } from '@berth/errdefs';
+import { Key, SCHEMA_VERSION, namespaceKey, schemaKey, NamespaceRecord } from './schema';
+
+/** Reads inside one consistent snapshot of the database. */
+export interface ReadTx {
+  get<T>(key: Key): T | undefined;
+  has(key: Key): boolean;
+  /** Iterates the entries whose key starts with `prefix` (the prefix itself included), in key order. */
+  range<T>(prefix: Key): IterableIterator<{ key: Key; value: T }>;
+  /** Reports whether any entry's key starts with `prefix` (the prefix itself excluded). */
+  hasUnder(prefix: Key): boolean;
+}
+
+/** Writes inside one atomic transaction; a throw rolls all of them back. */
+export interface WriteTx extends ReadTx {
+  put(key: Key, value: unknown): void;
+  remove(key: Key): boolean;
+  /** Creates the namespace record if absent: every write in a namespace makes it exist. */
+  ensureNamespace(ns: string): void;
+  /** Marks the transaction as having deleted something, for the garbage collector's scheduler. */
+  markDeletion(): void;
+}
+
+/** What a committed write transaction did; passed to commit listeners. */
+export interface Mutation {
+  readonly deletions: boolean;
+}
+
+/** A schema migration from `from` to `from + 1`, run inside one write transaction. */
+export interface Migration {
+  readonly from: number;
+  migrate(tx: WriteTx): void;
+}
+
+export interface OpenOptions {
+  /** Migrations to apply to an older database, in order. */
+  migrations?: readonly Migration[];
+}
+
+/** lmdb decodes a one-element array key as the bare element; keys are always arrays here. */
+const asKey = (raw: unknown): Key => (Array.isArray(raw) ? (raw as Key) : [raw as string | number]);
+
+const startsWith = (key: Key, prefix: Key) => {
+  if (key.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (key[i] !== prefix[i]) return false;
+  return true;
+};
+
+/**
+ * The metadata database: one lmdb environment, synchronous durable commits, `view`/`update`
+ * helpers. Listeners run after a write commits (never inside the transaction), which is where
+ * events get published and the garbage collector learns about mutations.
+ */
+export class MetadataDb {
+  private readonly listeners = new Set<(m: Mutation) => void>();
+
+  private constructor(readonly path: string, private readonly env: RootDatabase<unknown, Key>) {}
+
+  /** Opens (creating if needed) the database in a directory and brings its schema up to date. */
+  static open(dir: string, options: OpenOptions = {}): MetadataDb {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const path = join(dir, 'meta.lmdb');
+    const env = open<unknown, Key>({ path, compression: false, maxDbs: 4 });
+    const db = new MetadataDb(path, env);
+    db.migrate(options.migrations ?? []);
+    return db;
+  }
+
+  private migrate(migrations: readonly Migration[]): void {
+    this.update((tx) => {
+      let version = tx.get<number>(schemaKey());
+      if (version === undefined) {
+        tx.put(schemaKey(), SCHEMA_VERSION);
+        return;
+      }
+      if (version > SCHEMA_VERSION) {
+        throw new FailedPreconditionError(
+          `metadata database ${this.path} has schema version ${version}, newer than this berthd understands (${SCHEMA_VERSION})`,
+        );
+      }
+      while (version < SCHEMA_VERSION) {
+        const step = migrations.find((m) => m.from === version);
+        if (!step) throw new FailedPreconditionError(`no migration from metadata schema version ${version}`);
+        step.migrate(tx);
+        version++;
+        tx.put(schemaKey(), version);
+      }
+    });
+  }
+
+  /** The schema version stored in the database. */
+  get schemaVersion(): number {
+    return this.env.get(schemaKey()) as number;
+  }
+
+  /**
+   * Runs `fn` over a consistent read snapshot. lmdb-js serves every read of one synchronous run
+   * from the same read transaction, so `fn` must not await.
+   */
+  view<T>(fn: (tx: ReadTx) => T): T {
+    return fn(this.readTx());
+  }
+
+  /**
+   * Runs `fn` in one synchronous write transaction: all of its writes commit durably together,
+   * or none do if it throws. Commit listeners run after the commit.
+   */
+  update<T>(fn: (tx: WriteTx) => T): T {
+    let deletions = false;
+    const env = this.env;
+    const read = this.readTx();
+    const tx: WriteTx = {
+      ...read,
+      put: (key, value) => void env.putSync(key, value),
+      remove: (key) => {
+        const removed = env.removeSync(key);
+        if (removed) deletions = true;
+        return removed;
+      },
+      ensureNamespace: (ns) => {
+        const k = namespaceKey(ns);
+        if (env.get(k) === undefined) env.putSync(k, { labels: {}, createdAt: Date.now() } satisfies NamespaceRecord);
+      },
+      markDeletion: () => {
+        deletions = true;
+      },
+    };
+    const result = env.transactionSync(() => fn(tx));
+    const mutation: Mutation = { deletions };
+    for (const l of this.listeners) {
+      try {
+        l(mutation);
+      } catch {
+        // A listener's failure must not turn a committed write into an error for the caller.
+      }
+    }
+    return result;
+  }
+
+  /** Registers a listener called after every committed write transaction; returns its remover. */
+  onCommit(listener: (m: Mutation) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Closes the environment; pending transactions have committed by then (all are synchronous). */
+  async close(): Promise<void> {
+    await this.env.close();
+  }
+
+  private readTx(): ReadTx {
+    const env = this.env;
+    return {
+      get: <T>(key: Key) => env.get(key) as T | undefined,
+      has: (key) => env.get(key) !== undefined,
+      range: function* <T>(prefix: Key) {
+        for (const entry of env.getRange({ start: prefix })) {
+          const key = asKey(entry.key);
+          if (!startsWith(key, prefix)) return;
+          yield { key, value: entry.value as T };
+        }
+      },
+      hasUnder: (prefix) => {
+        for (const entry of env.getRange({ start: prefix })) {
+          const key = asKey(entry.key);
+          if (!startsWith(key, prefix)) return false;
+          if (key.length > prefix.length) return true;
+        }
+        return false;
+      },
+    };
+  }
+}

@@ -1,0 +1,5 @@
+export * from './schema';
+export * from './db';
+export * from './labels';
+export * from './namespace-store';
+export * from './plugin';

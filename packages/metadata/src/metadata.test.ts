@@ -1,0 +1,160 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isAlreadyExists, isFailedPrecondition, isInvalidArgument, isNotFound } from '@berth/errdefs';
+import { MetadataDb, Mutation } from './db';
+import { LmdbNamespaceStore } from './namespace-store';
+import { SCHEMA_VERSION, namespaceKey, objectKey, schemaKey } from './schema';
+
+describe('metadata database', () => {
+  let dir: string;
+  let db: MetadataDb;
+  let store: LmdbNamespaceStore;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'berth-meta-'));
+    db = MetadataDb.open(dir);
+    store = new LmdbNamespaceStore(db);
+  });
+
+  afterEach(async () => {
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const reopen = async () => {
+    await db.close();
+    db = MetadataDb.open(dir);
+    store = new LmdbNamespaceStore(db);
+  };
+
+  describe('transactions', () => {
+    it('roll back every write when the function throws', () => {
+      expect(() =>
+        db.update((tx) => {
+          tx.put(['a'], 1);
+          tx.put(['b'], 2);
+          throw new Error('abort');
+        }),
+      ).toThrow('abort');
+      expect(db.view((tx) => [tx.get(['a']), tx.get(['b'])])).toEqual([undefined, undefined]);
+    });
+
+    it('tell listeners after commit only, with whether something was deleted', () => {
+      const seen: Mutation[] = [];
+      db.onCommit((m) => seen.push(m));
+      db.update((tx) => tx.put(['a'], 1));
+      db.update((tx) => tx.remove(['a']));
+      expect(() => db.update(() => { throw new Error('no'); })).toThrow();
+      expect(seen).toEqual([{ deletions: false }, { deletions: true }]);
+    });
+
+    it('range over a prefix only', () => {
+      db.update((tx) => {
+        for (const k of [['p', 'a'], ['p', 'b', 'c'], ['pz'], ['q', 'p']]) tx.put(k, k.join('/'));
+      });
+      expect(db.view((tx) => [...tx.range(['p'])].map((e) => e.value))).toEqual(['p/a', 'p/b/c']);
+      expect(db.view((tx) => [tx.hasUnder(['p', 'b']), tx.hasUnder(['p', 'a']), tx.hasUnder(['x'])])).toEqual([true, false, false]);
+    });
+  });
+
+  describe('schema', () => {
+    it('stamps a new database with the current version', () => {
+      expect(db.schemaVersion).toBe(SCHEMA_VERSION);
+    });
+
+    it('runs migrations from an older version', async () => {
+      db.update((tx) => tx.put(schemaKey(), SCHEMA_VERSION - 1));
+      await db.close();
+      const ran: number[] = [];
+      db = MetadataDb.open(dir, { migrations: [{ from: SCHEMA_VERSION - 1, migrate: (tx) => { ran.push(1); tx.put(['migrated'], true); } }] });
+      expect(ran).toEqual([1]);
+      expect(db.schemaVersion).toBe(SCHEMA_VERSION);
+      expect(db.view((tx) => tx.get(['migrated']))).toBe(true);
+    });
+
+    it('refuses a database from a newer berthd', async () => {
+      db.update((tx) => tx.put(schemaKey(), SCHEMA_VERSION + 1));
+      await db.close();
+      expect(() => (db = MetadataDb.open(dir))).toThrow(/newer than this berthd understands/);
+      db = MetadataDb.open(join(dir, 'other'));
+    });
+  });
+
+  describe('namespace store', () => {
+    it('creates, labels and lists namespaces in name order', async () => {
+      await store.create('foo', { a: 'b' });
+      await store.create('bar');
+      expect(await store.list()).toEqual(['bar', 'foo']);
+      expect(await store.labels('foo')).toEqual({ a: 'b' });
+      await store.setLabel('foo', 'a', 'c');
+      await store.setLabel('foo', 'x', 'y');
+      expect(await store.labels('foo')).toEqual({ a: 'c', x: 'y' });
+      await store.setLabel('foo', 'a', '');
+      expect(await store.labels('foo')).toEqual({ x: 'y' });
+      await store.replaceLabels('foo', { n: '1' });
+      expect(await store.labels('foo')).toEqual({ n: '1' });
+    });
+
+    it('answers an unknown namespace with empty labels', async () => {
+      expect(await store.labels('nothing')).toEqual({});
+    });
+
+    it('refuses a duplicate with AlreadyExists', async () => {
+      await store.create('default');
+      const err = await store.create('default').catch((e) => e);
+      expect(isAlreadyExists(err)).toBe(true);
+      expect(err.message).toBe('namespace "default": already exists');
+    });
+
+    it.each(['a/b', 'Bad!', '', 'x'.repeat(77)])('refuses the name %p with InvalidArgument', async (name) => {
+      const err = await store.create(name).catch((e) => e);
+      expect(isInvalidArgument(err)).toBe(true);
+      expect(await store.list()).toEqual([]);
+    });
+
+    it('refuses oversized labels', async () => {
+      const err = await store.create('ns', { k: 'v'.repeat(4096) }).catch((e) => e);
+      expect(isInvalidArgument(err)).toBe(true);
+      expect(err.message).toBe('label key and value greater than maximum size (4096 bytes), key: k: invalid argument');
+    });
+
+    it('creates a namespace implicitly on its first label', async () => {
+      await store.setLabel('implicit', 'k', 'v');
+      expect(await store.list()).toEqual(['implicit']);
+    });
+
+    it('deletes an empty namespace and answers NotFound after', async () => {
+      await store.create('gone');
+      await store.delete('gone');
+      expect(await store.list()).toEqual([]);
+      const err = await store.delete('gone').catch((e) => e);
+      expect(isNotFound(err)).toBe(true);
+      expect(err.message).toBe('namespace "gone": not found');
+    });
+
+    it('refuses to delete a namespace that still holds objects, naming them', async () => {
+      await store.create('busy');
+      db.update((tx) => {
+        tx.put(objectKey('busy', 'images', 'docker.io/library/busybox:latest'), {});
+        tx.put(objectKey('busy', 'blobs', 'sha256:00'), {});
+        tx.put(objectKey('busy', 'snapshots', 'overlayfs', 'k'), {});
+      });
+      const err = await store.delete('busy').catch((e) => e);
+      expect(isFailedPrecondition(err)).toBe(true);
+      expect(err.message).toBe(
+        'namespace "busy" must be empty, but it still has images, blobs, snapshots on "overlayfs" snapshotter: failed precondition',
+      );
+      expect(db.view((tx) => tx.has(namespaceKey('busy')))).toBe(true);
+    });
+
+    it('keeps every namespace and label across a reopen', async () => {
+      await store.create('a', { one: '1' });
+      await store.setLabel('b', 'two', '2');
+      await reopen();
+      expect(await store.list()).toEqual(['a', 'b']);
+      expect(await store.labels('a')).toEqual({ one: '1' });
+      expect(await store.labels('b')).toEqual({ two: '2' });
+    });
+  });
+});

@@ -1,0 +1,47 @@
+import { definePlugin, token } from '@berth/plugin';
+import { InvalidArgumentError } from '@berth/errdefs';
+import { MetadataDb } from './db';
+import { LmdbNamespaceStore, NamespaceStoreToken } from './namespace-store';
+
+export const METADATA_PLUGIN_TYPE = 'io.containerd.metadata.v1';
+
+/** The metadata database, for plugins that keep their records in it. */
+export const MetadataDbToken = token<MetadataDb>(`${METADATA_PLUGIN_TYPE}/db`);
+
+export interface MetadataConfig {
+  /**
+   * "shared" (default): a blob committed in one namespace can be linked into another without
+   * sending its data again. "isolated": every namespace must send the data itself.
+   */
+  content_sharing_policy: 'shared' | 'isolated';
+}
+
+/**
+ * The metadata plugin. Its id stays containerd's "bolt" so that containerd configs and
+ * `ctr plugins ls` read the same; the database itself is lmdb (exported as `engine`).
+ */
+export const metadataPlugin = definePlugin<MetadataConfig, MetadataDb>({
+  type: METADATA_PLUGIN_TYPE,
+  id: 'bolt',
+  requires: ['io.containerd.content.v1', 'io.containerd.snapshotter.v1'],
+  config: {
+    defaults: () => ({ content_sharing_policy: 'shared' }),
+    parse: (section, defaults) => {
+      const policy = section.content_sharing_policy ?? defaults.content_sharing_policy;
+      if (policy !== 'shared' && policy !== 'isolated') {
+        throw new InvalidArgumentError(`content_sharing_policy must be "shared" or "isolated", not ${JSON.stringify(policy)}`);
+      }
+      return { content_sharing_policy: policy };
+    },
+  },
+  provides: [MetadataDbToken],
+  init: (ctx) => {
+    const db = MetadataDb.open(ctx.root);
+    ctx.exports.path = db.path;
+    ctx.exports.policy = ctx.config.content_sharing_policy;
+    ctx.exports.engine = 'lmdb';
+    ctx.provide(NamespaceStoreToken, new LmdbNamespaceStore(db));
+    ctx.onClose(() => db.close());
+    return db;
+  },
+});

@@ -1,0 +1,2 @@
+export * from './namespaces-service';
+export * from './plugins';

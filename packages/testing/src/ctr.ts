@@ -1,0 +1,43 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+export interface CtrResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CtrOptions {
+  namespace?: string;
+  input?: string | Buffer;
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The stock ctr binary (Debian's containerd package). */
+export const CTR_PATH = ['/usr/bin/ctr', '/usr/local/bin/ctr'].find((p) => existsSync(p)) ?? 'ctr';
+
+/** Runs the stock `ctr` against a socket and collects its output. Never touches the system daemon. */
+export function runCtr(address: string, args: readonly string[], options: CtrOptions = {}): Promise<CtrResult> {
+  const argv = ['--address', address, ...(options.namespace ? ['--namespace', options.namespace] : []), ...args];
+  return new Promise((resolve, reject) => {
+    const child = spawn(CTR_PATH, argv, {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}

@@ -1,0 +1,4 @@
+export * from './temp';
+export * from './ctr';
+export * from './daemon';
+export * from './containerd';

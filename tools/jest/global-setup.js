@@ -1,0 +1,10 @@
+// Tests that start a real berthd run the built daemon (apps/berthd/dist). Bring the build up to
+// date first so a test never runs stale code; tsc -b is incremental, a no-op build takes ~1 s.
+const { execFileSync } = require('node:child_process');
+const { join } = require('node:path');
+
+module.exports = async function globalSetup() {
+  const root = join(__dirname, '..', '..');
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b', 'apps/berthd', 'packages/testing'], { cwd: root, stdio: 'inherit' });
+  execFileSync(process.execPath, [join(root, 'apps/berthd/scripts/stamp-revision.js')], { cwd: root, stdio: 'inherit' });
+};

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what Berth needs on a Debian 12 machine, and only what is missing: the Debian packages
+# (containerd for the stock ctr and the reference daemon, runc) and the npm dependencies.
+# Safe to run again: it does nothing when everything is in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debian_packages=(containerd runc)
+
+missing=()
+for p in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  # The package starts a system containerd; Berth never uses it, and tests run their own.
+fi
+
+# npm dependencies: install when node_modules is absent or older than the lock file.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm dependencies (npm ci)" >&2
+  npm ci --no-audit --no-fund >&2
+fi
