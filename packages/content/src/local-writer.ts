@@ -1,0 +1,265 @@
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  NotImplementedError,
+} from '@berth/errdefs';
+import { CANONICAL_ALGORITHM, Digester, parseDigest, type Digest, type ParsedDigest } from './digest';
+import { fsyncDir, isErrno, scanFile, writeFully } from './fs-util';
+import { INGEST_FILE, createIngest, readIngest } from './ingest';
+import { validateLabels, type LabelStore } from './label-store';
+import type { Labels, Status, Writer } from './types';
+
+/** What a writer needs from the store that opened it. */
+export interface WriterHost {
+  readonly ingestRoot: string;
+  readonly labelStore?: LabelStore;
+  blobPath(digest: ParsedDigest): string;
+  /** Releases the ref lock the writer was opened under. */
+  release(ref: string): void;
+}
+
+/**
+ * The local store's writer: one read-write file handle on `ingest/<hash>/data`, positional
+ * writes at the current offset, and an incremental hash updated while the write is in flight.
+ * Nothing is synced until commit, and `updatedat` is written on close only.
+ */
+export class LocalWriter implements Writer {
+  private fh: FileHandle | undefined;
+  private closed = false;
+  private failure: unknown;
+  private committed: Digest | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly host: WriterHost,
+    readonly ref: string,
+    private readonly dir: string,
+    fh: FileHandle,
+    private readonly digester: Digester,
+    private offset: number,
+    private readonly total: number,
+    private readonly expected: Digest | undefined,
+    private readonly startedAt: Date,
+    private updatedAt: Date,
+  ) {
+    this.fh = fh;
+  }
+
+  /**
+   * Opens the ingest in `dir` for `ref`, resuming it when it exists and fits (same ref, no
+   * conflicting total) by re-hashing its data; otherwise (re)creates it empty, as containerd does
+   * with an ingest it cannot resume. The caller holds the ref lock.
+   */
+  static async open(
+    host: WriterHost,
+    ref: string,
+    dir: string,
+    options: { total: number; expected?: Digest },
+  ): Promise<LocalWriter> {
+    const { total, expected } = options;
+    let status = await readIngest(dir);
+    const resume =
+      status !== undefined && status.ref === ref && !(total > 0 && status.total > 0 && total !== status.total);
+    if (!resume || status === undefined) {
+      await fsp.rm(dir, { recursive: true, force: true });
+      const startedAt = new Date();
+      await createIngest(host.ingestRoot, dir, { ref, total, expected, startedAt });
+      status = { ref, offset: 0, total, expected, startedAt, updatedAt: startedAt };
+    }
+    const want = expected ?? status.expected;
+    const digester = new Digester(want ? parseDigest(want).algorithm : CANONICAL_ALGORITHM);
+    const fh = await fsp.open(join(dir, INGEST_FILE.data), 'r+');
+    try {
+      // The hash state is not persisted: rebuild it from the bytes that reached the disk.
+      const offset = resume ? await scanFile(fh, (chunk) => digester.update(chunk)) : 0;
+      if (resume && total > 0 && status.total === 0) {
+        await fsp.writeFile(join(dir, INGEST_FILE.total), String(total));
+      }
+      if (resume && expected && expected !== status.expected) {
+        await fsp.writeFile(join(dir, INGEST_FILE.expected), expected);
+      }
+      return new LocalWriter(host, ref, dir, fh, digester, offset, total || status.total, want, status.startedAt, status.updatedAt);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+  }
+
+  write(chunk: Uint8Array): Promise<number> {
+    return this.serial(async () => {
+      const fh = this.usable();
+      const length = chunk.byteLength;
+      if (length === 0) return 0;
+      // Start the write (it runs on the libuv pool), then hash on this thread meanwhile.
+      const written = writeFully(fh, chunk, this.offset);
+      this.digester.update(chunk);
+      try {
+        await written;
+      } catch (err) {
+        // The hash already covers bytes the disk may not have: refuse further writes.
+        this.failure = err;
+        throw err;
+      }
+      this.offset += length;
+      this.updatedAt = new Date();
+      return length;
+    });
+  }
+
+  truncate(size: number): Promise<void> {
+    return this.serial(async () => {
+      if (size !== 0) throw new NotImplementedError(`truncate to ${size}: only 0 is supported`);
+      const fh = this.open();
+      await fh.truncate(0);
+      this.digester.reset();
+      this.offset = 0;
+      this.failure = undefined;
+      this.updatedAt = new Date();
+    });
+  }
+
+  commit(size: number, expected?: Digest, labels?: Labels): Promise<void> {
+    return this.serial(async () => {
+      if (this.closed) throw new FailedPreconditionError('cannot commit on closed writer');
+      try {
+        await this.commitOpen(size, expected || undefined, labels);
+      } finally {
+        // containerd ends the writer on every commit outcome; a failed check keeps the ingest.
+        await this.finish();
+      }
+    });
+  }
+
+  async digest(): Promise<Digest> {
+    return this.committed ?? this.digester.digest();
+  }
+
+  async status(): Promise<Status> {
+    return {
+      ref: this.ref,
+      offset: this.offset,
+      total: this.total,
+      ...(this.expected ? { expected: this.expected } : {}),
+      startedAt: this.startedAt,
+      updatedAt: this.updatedAt,
+    };
+  }
+
+  close(): Promise<void> {
+    return this.serial(() => this.finish());
+  }
+
+  private async commitOpen(size: number, expected: Digest | undefined, labels: Labels | undefined): Promise<void> {
+    const fh = this.usable();
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new InvalidArgumentError(`commit size must be a non-negative integer, got ${size}`);
+    }
+    if (size > 0 && size !== this.offset) {
+      throw new FailedPreconditionError(`"${this.ref}" failed size validation: ${this.offset} != ${size}`);
+    }
+    let digest = this.digester.digest();
+    if (expected !== undefined) {
+      const want = parseDigest(expected);
+      if (want.algorithm !== this.digester.algorithm) {
+        // Asked for another algorithm than the one hashed while writing: hash the data again.
+        const other = new Digester(want.algorithm);
+        await scanFile(fh, (chunk) => other.update(chunk), this.offset);
+        digest = other.digest();
+      }
+      if (digest !== expected) {
+        throw new FailedPreconditionError(`unexpected commit digest ${digest}, expected ${expected}`);
+      }
+    }
+    const labelStore = this.host.labelStore;
+    if (labels && labelStore) validateLabels(labels);
+
+    const target = this.host.blobPath(parseDigest(digest));
+    // Make the file final before it becomes visible: data on disk, commit time, read-only.
+    await fh.sync();
+    const now = new Date();
+    await fh.utimes(now, now);
+    const { mode } = await fh.stat();
+    await fh.chmod(mode & 0o777 & ~0o333);
+    this.fh = undefined;
+    await fh.close();
+
+    await fsp.mkdir(dirname(target), { recursive: true });
+    if (await exists(target)) {
+      await fsp.rm(this.dir, { recursive: true, force: true });
+      throw new AlreadyExistsError(`content ${digest}`);
+    }
+    try {
+      // Atomic: readers see no blob or the whole blob. A concurrent commit of the same content
+      // under another ref may replace it with identical bytes, which is harmless.
+      await fsp.rename(join(this.dir, INGEST_FILE.data), target);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) throw new NotFoundError(`reference ${this.ref}`, { cause: err });
+      throw err;
+    }
+    await fsyncDir(dirname(target));
+    this.committed = digest;
+    await fsp.rm(this.dir, { recursive: true, force: true });
+    if (labels && labelStore) await labelStore.update(digest, () => labels);
+  }
+
+  /** Records `updatedat` for a later resume, closes the file and releases the ref, once. */
+  private async finish(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const fh = this.fh;
+    this.fh = undefined;
+    try {
+      if (fh) {
+        await fsp.writeFile(join(this.dir, INGEST_FILE.updatedAt), this.updatedAt.toISOString()).catch((err) => {
+          // Aborted meanwhile: nothing left to record.
+          if (!isErrno(err, 'ENOENT')) throw err;
+        });
+      }
+    } finally {
+      try {
+        await fh?.close();
+      } finally {
+        this.host.release(this.ref);
+      }
+    }
+  }
+
+  /** Returns the file handle of a writer that is still open. */
+  private open(): FileHandle {
+    if (this.closed || !this.fh) throw new FailedPreconditionError(`writer for ref ${this.ref} is closed`);
+    return this.fh;
+  }
+
+  /** Returns the file handle of a writer that is open and has not failed. */
+  private usable(): FileHandle {
+    const fh = this.open();
+    if (this.failure !== undefined) {
+      throw new FailedPreconditionError(`writer for ref ${this.ref} failed a write; truncate(0) or reopen to resume`, {
+        cause: this.failure,
+      });
+    }
+    return fh;
+  }
+
+  /** Runs operations one after another, in call order, whatever each one's outcome. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn, fn);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await fsp.lstat(path);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
+}
