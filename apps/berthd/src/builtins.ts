@@ -1,3 +1,4 @@
+import { exchangePlugin } from '@berth/events';
 import { healthGrpcPlugin, introspectionGrpcPlugin, introspectionServicePlugin } from '@berth/introspection';
 import { metadataPlugin } from '@berth/metadata';
 import { namespacesGrpcPlugin, namespacesServicePlugin } from '@berth/namespaces';
@@ -10,6 +11,7 @@ import { versionGrpcPlugin } from './version-plugin';
  */
 export const builtinPlugins: readonly Registration[] = [
   metadataPlugin,
+  exchangePlugin,
   introspectionServicePlugin,
   namespacesServicePlugin,
   introspectionGrpcPlugin,

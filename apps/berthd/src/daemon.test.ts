@@ -45,6 +45,7 @@ describe('berthd', () => {
     const all = (await c.plugins({ filters: [] })).plugins;
     expect(all.map((p) => `${p.type}.${p.id}`)).toEqual([
       'io.containerd.metadata.v1.bolt',
+      'io.containerd.event.v1.exchange',
       'io.containerd.service.v1.introspection-service',
       'io.containerd.service.v1.namespaces-service',
       'io.containerd.grpc.v1.introspection',

@@ -74,6 +74,17 @@ export async function main(argv: string[]): Promise<number> {
   if (values.state) config.state = resolve(values.state);
   if (values.address) config.grpc.address = resolve(values.address);
 
+  // Signal handlers go in before startup, so a SIGTERM that arrives while plugins load still
+  // shuts down cleanly (after startup finishes) instead of killing the process mid-way.
+  let signalled: string | undefined;
+  let onSignal: ((signal: string) => void) | undefined;
+  const handle = (signal: string) => {
+    signalled ??= signal;
+    onSignal?.(signal);
+  };
+  process.once('SIGTERM', () => handle('SIGTERM'));
+  process.once('SIGINT', () => handle('SIGINT'));
+
   let daemon: Daemon;
   try {
     daemon = await Daemon.start({ config, logger });
@@ -83,7 +94,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 
   return await new Promise<number>((done) => {
-    const stop = (signal: string) => {
+    onSignal = (signal: string) => {
       logger.info(`received ${signal}, shutting down`);
       daemon.stop().then(
         () => done(0),
@@ -93,8 +104,7 @@ export async function main(argv: string[]): Promise<number> {
         },
       );
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    if (signalled) onSignal(signalled);
   });
 }
 

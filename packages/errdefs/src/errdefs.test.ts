@@ -11,6 +11,7 @@ import {
   NotFoundError,
   NotImplementedError,
   OutOfRangeError,
+  ResourceExhaustedError,
   UnavailableError,
   fromGrpcStatus,
   isAlreadyExists,
@@ -81,6 +82,7 @@ describe('gRPC mapping', () => {
     [new DeadlineExceededError(), GrpcCode.DEADLINE_EXCEEDED],
     [new OutOfRangeError('a'), GrpcCode.OUT_OF_RANGE],
     [new DataLossError('a'), GrpcCode.DATA_LOSS],
+    [new ResourceExhaustedError('a'), GrpcCode.RESOURCE_EXHAUSTED],
   ])('%s maps to code %i with its full message', (err, code) => {
     expect(toGrpcStatus(err)).toEqual({ code, details: err.message });
   });
@@ -107,6 +109,7 @@ describe('gRPC mapping', () => {
     [4, 'deadline-exceeded'],
     [11, 'out-of-range'],
     [15, 'data-loss'],
+    [8, 'resource-exhausted'],
     [13, 'unknown'],
     [7, 'unknown'],
   ])('code %i comes back as %s', (code, kind) => {

@@ -14,7 +14,8 @@ export type ErrorKind =
   | 'canceled'
   | 'deadline-exceeded'
   | 'out-of-range'
-  | 'data-loss';
+  | 'data-loss'
+  | 'resource-exhausted';
 
 /** Message suffix containerd appends for each kind ("...: not found"). */
 export const KIND_SUFFIX: Readonly<Record<ErrorKind, string>> = {
@@ -29,6 +30,7 @@ export const KIND_SUFFIX: Readonly<Record<ErrorKind, string>> = {
   'deadline-exceeded': 'context deadline exceeded',
   'out-of-range': 'out of range',
   'data-loss': 'data loss',
+  'resource-exhausted': 'resource exhausted',
 };
 
 export interface BerthErrorOptions {
@@ -139,6 +141,14 @@ export class DataLossError extends BerthError {
   }
 }
 
+/** Returned when a consumer cannot keep up (an event subscriber whose queue overflowed). */
+export class ResourceExhaustedError extends BerthError {
+  readonly kind = 'resource-exhausted' as const;
+  constructor(context: string, options?: BerthErrorOptions) {
+    super(context, 'resource-exhausted', { bare: true, ...options });
+  }
+}
+
 /** Returned for failures with no better kind; kept with their message. */
 export class UnknownError extends BerthError {
   readonly kind = 'unknown' as const;
@@ -159,6 +169,7 @@ const CONSTRUCTORS: Record<ErrorKind, new (context: string, options?: BerthError
   'deadline-exceeded': DeadlineExceededError,
   'out-of-range': OutOfRangeError,
   'data-loss': DataLossError,
+  'resource-exhausted': ResourceExhaustedError,
 };
 
 /** Creates an error of the given kind. */
@@ -222,3 +233,5 @@ export const isDeadlineExceeded = is('deadline-exceeded');
 export const isOutOfRange = is('out-of-range');
 /** Reports whether the error (or one it wraps) is of kind "data-loss". */
 export const isDataLoss = is('data-loss');
+/** Reports whether the error (or one it wraps) is of kind "resource-exhausted". */
+export const isResourceExhausted = is('resource-exhausted');

@@ -34,6 +34,7 @@ export const KIND_TO_CODE: Readonly<Record<ErrorKind, GrpcCode>> = {
   'deadline-exceeded': GrpcCode.DEADLINE_EXCEEDED,
   'out-of-range': GrpcCode.OUT_OF_RANGE,
   'data-loss': GrpcCode.DATA_LOSS,
+  'resource-exhausted': GrpcCode.RESOURCE_EXHAUSTED,
 };
 
 const CODE_TO_KIND = new Map<number, ErrorKind>(

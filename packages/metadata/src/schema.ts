@@ -14,8 +14,15 @@
  *     kind 'blobs'       key <digest>            content visible in the namespace
  *     kind 'ingests'     key <ref>
  *     kind 'snapshots'   key <snapshotter>, <key>
- *     kind 'leases'      key <id>
+ *     kind 'leases'      key <id>                    LeaseRecord
+ *     kind 'leased'      key <lease id>, <type>, <id>  a lease's resource; <type> is 'content',
+ *                                                     'ingests' or 'snapshots/<snapshotter>'
+ * ['v1', 'seq', <name>]                         -> number       counters (backend ingest refs...)
  * ```
+ *
+ * References kept for the garbage collector: an image's target digest, a container's snapshot
+ * (per snapshotter) and image, the `containerd.io/gc.*` labels on blobs and snapshots, and the
+ * resources of each lease ('leased').
  *
  * Changing the tree means bumping SCHEMA_VERSION and adding a migration in migrations.ts.
  */
@@ -24,7 +31,7 @@ export const SCHEMA_VERSION = 1;
 export type Key = Array<string | number>;
 
 /** The object kinds stored per namespace. A namespace holding any of them is not empty. */
-export const OBJECT_KINDS = ['images', 'blobs', 'containers', 'snapshots', 'leases', 'ingests'] as const;
+export const OBJECT_KINDS = ['images', 'blobs', 'containers', 'snapshots', 'leases', 'leased', 'ingests'] as const;
 export type ObjectKind = (typeof OBJECT_KINDS)[number];
 
 /** Key of the schema version. */
@@ -42,4 +49,21 @@ export const objectsPrefix = (ns: string, kind: ObjectKind, ...key: string[]): K
 export interface NamespaceRecord {
   labels: Record<string, string>;
   createdAt: number;
+}
+
+/** Key of a named counter. */
+export const sequenceKey = (name: string): Key => ['v1', 'seq', name];
+
+/** A lease: it protects the resources recorded under 'leased' from the garbage collector. */
+export interface LeaseRecord {
+  createdAt: number;
+  labels: Record<string, string>;
+}
+
+/** A resource a lease holds. */
+export interface LeaseResource {
+  /** 'content', 'ingests' or 'snapshots/<snapshotter>'. */
+  type: string;
+  /** A digest, an ingest ref or a snapshot key. */
+  id: string;
 }

@@ -1,4 +1,8 @@
+import { NamespaceCreate, NamespaceDelete, NamespaceUpdate } from '@berth/api/events';
+import { Context, withNamespace } from '@berth/context';
 import { InvalidArgumentError } from '@berth/errdefs';
+import type { Publisher } from '@berth/events';
+import type { Logger } from '@berth/log';
 import { NamespaceStore } from '@berth/metadata';
 import { token } from '@berth/plugin';
 
@@ -8,9 +12,29 @@ export interface Namespace {
   labels: Record<string, string>;
 }
 
-/** The in-process namespaces service: the store plus the API's update rules. */
+/**
+ * The in-process namespaces service: the store, the API's update rules, and the events
+ * (/namespaces/create, update, delete), published after each change commits.
+ */
 export class NamespacesService {
-  constructor(private readonly store: NamespaceStore) {}
+  constructor(
+    private readonly store: NamespaceStore,
+    private readonly publisher: Publisher,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Publishes an event after a committed change. The envelope carries the caller's namespace
+   * (containerd's choice), or the namespace acted on when the caller named none; a failure to
+   * publish is logged, never turned into a failure of the change that already happened.
+   */
+  private async publish<T>(ctx: Context, target: string, topic: string, type: Parameters<Publisher['publish']>[2], event: T): Promise<void> {
+    try {
+      await this.publisher.publish(ctx.namespace ? ctx : withNamespace(ctx, target), topic, type, event as never);
+    } catch (err) {
+      this.logger.warn('failed to publish event', { topic, error: (err as Error).message });
+    }
+  }
 
   /** Returns a namespace; an unknown one has no labels (containerd does not fail here). */
   async get(name: string): Promise<Namespace> {
@@ -23,29 +47,35 @@ export class NamespacesService {
     return Promise.all(names.map((name) => this.get(name)));
   }
 
-  async create(ns: Namespace): Promise<Namespace> {
+  async create(ctx: Context, ns: Namespace): Promise<Namespace> {
     await this.store.create(ns.name, ns.labels);
-    return this.get(ns.name);
+    const created = await this.get(ns.name);
+    await this.publish(ctx, ns.name, '/namespaces/create', NamespaceCreate, { name: created.name, labels: created.labels });
+    return created;
   }
 
   /**
    * Updates labels: each `labels.<key>` path sets (or, with an empty value, deletes) that label;
    * no paths replaces the whole label set. Any other path is InvalidArgument.
    */
-  async update(ns: Namespace, paths: readonly string[]): Promise<void> {
+  async update(ctx: Context, ns: Namespace, paths: readonly string[]): Promise<void> {
     if (paths.length === 0) {
       await this.store.replaceLabels(ns.name, ns.labels);
-      return;
+    } else {
+      const keys = paths.map((path) => {
+        if (!path.startsWith('labels.') || path.length === 'labels.'.length) throw new InvalidArgumentError(`cannot update "${path}" field`);
+        return path.slice('labels.'.length);
+      });
+      for (const key of keys) await this.store.setLabel(ns.name, key, ns.labels[key] ?? '');
     }
-    const keys = paths.map((path) => {
-      if (!path.startsWith('labels.') || path.length === 'labels.'.length) throw new InvalidArgumentError(`cannot update "${path}" field`);
-      return path.slice('labels.'.length);
-    });
-    for (const key of keys) await this.store.setLabel(ns.name, key, ns.labels[key] ?? '');
+    const updated = await this.get(ns.name);
+    await this.publish(ctx, ns.name, '/namespaces/update', NamespaceUpdate, { name: updated.name, labels: updated.labels });
   }
 
-  async delete(name: string): Promise<void> {
+  async delete(ctx: Context, name: string): Promise<void> {
     await this.store.delete(name);
+    // containerd publishes the delete in the deleted namespace itself.
+    await this.publish(withNamespace(ctx, name), name, '/namespaces/delete', NamespaceDelete, { name });
   }
 }
 

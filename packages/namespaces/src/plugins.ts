@@ -1,5 +1,6 @@
 import { namespaces as api } from '@berth/api';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, createService } from '@berth/grpc';
+import { EVENT_PLUGIN_TYPE, PublisherToken } from '@berth/events';
 import { METADATA_PLUGIN_TYPE, NamespaceStoreToken } from '@berth/metadata';
 import { definePlugin } from '@berth/plugin';
 import { NamespacesService, NamespacesServiceToken } from './namespaces-service';
@@ -8,9 +9,9 @@ import { NamespacesService, NamespacesServiceToken } from './namespaces-service'
 export const namespacesServicePlugin = definePlugin<undefined, NamespacesService>({
   type: 'io.containerd.service.v1',
   id: 'namespaces-service',
-  requires: [METADATA_PLUGIN_TYPE],
+  requires: [EVENT_PLUGIN_TYPE, METADATA_PLUGIN_TYPE],
   provides: [NamespacesServiceToken],
-  init: (ctx) => new NamespacesService(ctx.get(NamespaceStoreToken)),
+  init: (ctx) => new NamespacesService(ctx.get(NamespaceStoreToken), ctx.get(PublisherToken), ctx.logger),
 });
 
 /** `io.containerd.grpc.v1 namespaces`: containerd.services.namespaces.v1.Namespaces. */
@@ -25,13 +26,13 @@ export const namespacesGrpcPlugin = definePlugin<undefined, GrpcServicePlugin>({
       {
         get: async (req) => ({ namespace: await svc.get(req.name) }),
         list: async () => ({ namespaces: await svc.list() }),
-        create: async (req) => ({ namespace: await svc.create(toNamespace(req.namespace)) }),
-        update: async (req) => {
-          await svc.update(toNamespace(req.namespace), req.updateMask ?? []);
+        create: async (req, call) => ({ namespace: await svc.create(call, toNamespace(req.namespace)) }),
+        update: async (req, call) => {
+          await svc.update(call, toNamespace(req.namespace), req.updateMask ?? []);
           return { namespace: { name: '', labels: {} } };
         },
-        delete: async (req) => {
-          await svc.delete(req.name);
+        delete: async (req, call) => {
+          await svc.delete(call, req.name);
           return {};
         },
       },

@@ -1,0 +1,2 @@
+export * from './exchange';
+export * from './plugin';

@@ -1,0 +1,18 @@
+import { definePlugin } from '@berth/plugin';
+import { Exchange, ForwarderToken, PublisherToken, SubscriberToken } from './exchange';
+
+export const EVENT_PLUGIN_TYPE = 'io.containerd.event.v1';
+
+/** `io.containerd.event.v1 exchange`: the daemon's one event exchange. */
+export const exchangePlugin = definePlugin<{ queue_limit: number }, Exchange>({
+  type: EVENT_PLUGIN_TYPE,
+  id: 'exchange',
+  config: { defaults: () => ({ queue_limit: 1024 }) },
+  init: (ctx) => {
+    const exchange = new Exchange({ queueLimit: ctx.config.queue_limit, logger: ctx.logger });
+    ctx.provide(PublisherToken, exchange);
+    ctx.provide(ForwarderToken, exchange);
+    ctx.provide(SubscriberToken, exchange);
+    return exchange;
+  },
+});
