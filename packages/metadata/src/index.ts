@@ -2,5 +2,8 @@ export * from './schema';
 export * from './db';
 export * from './labels';
 export * from './namespace-store';
+export * from './image-store';
+export * from './container-store';
+export * from './lease-manager';
 export * from './leases';
 export * from './plugin';

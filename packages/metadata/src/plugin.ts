@@ -1,6 +1,9 @@
 import { definePlugin, token } from '@berth/plugin';
 import { InvalidArgumentError } from '@berth/errdefs';
 import { MetadataDb } from './db';
+import { ContainerStoreToken, LmdbContainerStore } from './container-store';
+import { ImageStoreToken, LmdbImageStore } from './image-store';
+import { LeaseManagerToken, LmdbLeaseManager } from './lease-manager';
 import { LmdbNamespaceStore, NamespaceStoreToken } from './namespace-store';
 
 export const METADATA_PLUGIN_TYPE = 'io.containerd.metadata.v1';
@@ -41,6 +44,9 @@ export const metadataPlugin = definePlugin<MetadataConfig, MetadataDb>({
     ctx.exports.policy = ctx.config.content_sharing_policy;
     ctx.exports.engine = 'lmdb';
     ctx.provide(NamespaceStoreToken, new LmdbNamespaceStore(db));
+    ctx.provide(ImageStoreToken, new LmdbImageStore(db));
+    ctx.provide(ContainerStoreToken, new LmdbContainerStore(db));
+    ctx.provide(LeaseManagerToken, new LmdbLeaseManager(db));
     ctx.onClose(() => db.close());
     return db;
   },

@@ -9,8 +9,8 @@
  * ['v1', 'namespaces', <ns>]                    -> NamespaceRecord   one per namespace; any write
  *                                                                 in a namespace creates it
  * ['v1', 'ns', <ns>, <kind>, ...key]            -> per-kind records, for the kinds below
- *     kind 'images'      key <name>
- *     kind 'containers'  key <id>
+ *     kind 'images'      key <name>              ImageRecord
+ *     kind 'containers'  key <id>                ContainerRecord
  *     kind 'blobs'       key <digest>            content visible in the namespace
  *     kind 'ingests'     key <ref>
  *     kind 'snapshots'   key <snapshotter>, <key>
@@ -20,9 +20,28 @@
  * ['v1', 'seq', <name>]                         -> number       counters (backend ingest refs...)
  * ```
  *
- * References kept for the garbage collector: an image's target digest, a container's snapshot
- * (per snapshotter) and image, the `containerd.io/gc.*` labels on blobs and snapshots, and the
- * resources of each lease ('leased').
+ * References kept for the garbage collector (containerd 1.6's model; the collector walks them
+ * from the roots and removes every blob, ingest, snapshot and lease record it did not reach):
+ *
+ * - roots: every lease that has not expired (label `containerd.io/gc.expire`, RFC 3339; an
+ *   unparsable value means no expiry); every image; every container; every blob or snapshot
+ *   labelled `containerd.io/gc.root` (any value); every ingest whose expiry lies ahead.
+ * - image -> content: `ImageRecord.target.digest`, plus the image's own gc.ref labels.
+ * - container -> snapshot `snapshots/<snapshotter>/<snapshotKey>` (when both are set), plus its
+ *   own gc.ref labels. `ContainerRecord.image` names an image but is not an edge: containerd
+ *   does not keep an image alive for a container (the container's snapshot holds the layers).
+ * - labels on blobs, images, containers and snapshots:
+ *   `containerd.io/gc.ref.content` and `containerd.io/gc.ref.content.<anything>` or
+ *   `containerd.io/gc.ref.content/<anything>` -> the blob whose digest is the value;
+ *   `containerd.io/gc.ref.snapshot.<snapshotter>[/<anything>]` -> that snapshotter's snapshot
+ *   whose key is the value.
+ * - snapshot -> its parent; ingest -> nothing (its expected digest is not yet a blob).
+ * - lease -> every resource under 'leased' for it: 'content' (blob), 'ingests' (ingest),
+ *   'snapshots/<snapshotter>' (snapshot). A lease labelled `containerd.io/gc.flat` keeps only
+ *   those resources (and a snapshot's parents), following no label references from them.
+ * - 'leased' entries belong to their lease: deleting the lease deletes them, and they do not
+ *   make a namespace non-empty. Leases do not hold images or containers (containerd 1.6 does not
+ *   attach those to the call's lease either).
  *
  * Changing the tree means bumping SCHEMA_VERSION and adding a migration in migrations.ts.
  */
@@ -30,7 +49,10 @@ export const SCHEMA_VERSION = 1;
 
 export type Key = Array<string | number>;
 
-/** The object kinds stored per namespace. A namespace holding any of them is not empty. */
+/**
+ * The object kinds stored per namespace. Images, blobs, containers and snapshots make a namespace
+ * non-empty; leases, 'leased' and ingests are deleted with it.
+ */
 export const OBJECT_KINDS = ['images', 'blobs', 'containers', 'snapshots', 'leases', 'leased', 'ingests'] as const;
 export type ObjectKind = (typeof OBJECT_KINDS)[number];
 
@@ -66,4 +88,41 @@ export interface LeaseResource {
   type: string;
   /** A digest, an ingest ref or a snapshot key. */
   id: string;
+}
+
+/** An OCI descriptor as stored: what an image points at. */
+export interface DescriptorRecord {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations: Record<string, string>;
+}
+
+/** An image: a name for a descriptor (usually an index or a manifest). */
+export interface ImageRecord {
+  labels: Record<string, string>;
+  target: DescriptorRecord;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A protobuf Any kept verbatim (type URL and encoded value, JSON for the runtime spec). */
+export interface AnyRecord {
+  typeUrl: string;
+  value: Uint8Array;
+}
+
+/** A container: metadata only, no runtime state. */
+export interface ContainerRecord {
+  labels: Record<string, string>;
+  image: string;
+  runtime: { name: string; options?: AnyRecord };
+  spec?: AnyRecord;
+  snapshotter: string;
+  snapshotKey: string;
+  extensions: Record<string, AnyRecord>;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  updatedAt: number;
 }

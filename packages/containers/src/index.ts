@@ -1,0 +1,2 @@
+export * from './containers-service';
+export * from './plugins';

@@ -1,0 +1,2 @@
+export * from './leases-service';
+export * from './plugins';
