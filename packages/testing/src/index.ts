@@ -2,3 +2,4 @@ export * from './temp';
 export * from './ctr';
 export * from './daemon';
 export * from './containerd';
+export * from './events';

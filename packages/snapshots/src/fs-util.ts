@@ -1,0 +1,65 @@
+import { spawn } from 'node:child_process';
+import { existsSync, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { UnknownError } from '@berth/errdefs';
+import type { Usage } from './types';
+
+/**
+ * Returns the disk usage of a tree as containerd computes it: every distinct inode (hard links
+ * once) at or under `root`, its allocated blocks in bytes (st_blocks * 512), the root included.
+ */
+export async function diskUsage(root: string): Promise<Usage> {
+  const seen = new Set<string>();
+  let size = 0;
+  const visit = async (path: string): Promise<void> => {
+    const st = await fsp.lstat(path, { bigint: true });
+    const id = `${st.dev}:${st.ino}`;
+    if (!seen.has(id)) {
+      seen.add(id);
+      size += Number(st.blocks) * 512;
+    }
+    if (st.isDirectory()) {
+      const names = await fsp.readdir(path);
+      for (const name of names) await visit(join(path, name));
+    }
+  };
+  await visit(root);
+  return { size, inodes: seen.size };
+}
+
+const CP_PATH = ['/bin/cp', '/usr/bin/cp'].find((p) => existsSync(p)) ?? 'cp';
+
+/**
+ * Copies the contents of `src` into the existing directory `dst`, keeping ownership, modes,
+ * times, xattrs, hard links, devices and sockets (`cp -a`, reflinks where the filesystem has
+ * them). An argument array, never a shell.
+ */
+export function copyDir(src: string, dst: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(CP_PATH, ['-a', '--reflink=auto', '--', `${src}/.`, dst], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const err: Buffer[] = [];
+    child.stderr!.on('data', (b: Buffer) => err.push(b));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new UnknownError(`copy ${src} to ${dst}: ${Buffer.concat(err).toString().trim() || `exit status ${code}`}`));
+    });
+  });
+}
+
+/** Serializes async critical sections, in arrival order. */
+export class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((r) => (release = r));
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
