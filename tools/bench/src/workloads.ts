@@ -1,6 +1,13 @@
+import { spawn } from 'node:child_process';
+import { createReadStream, createWriteStream, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pipeline } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
 import { namespaces } from '@berth/api';
 import { createClient } from '@berth/grpc';
+import { CTR_PATH } from '@berth/testing';
 import { BenchDaemon, rssMiB } from './daemons';
 
 /** A measurement taken on a fresh daemon: name, unit, direction, and the function that measures. */
@@ -23,7 +30,87 @@ async function timed(fn: () => Promise<void>): Promise<number> {
   return performance.now() - t0;
 }
 
+/** Size of the file the content workloads move. */
+const CONTENT_MIB = 256;
+let contentFile: { path: string; digest: string } | undefined;
+
+/**
+ * Writes (once per bench run) a 256 MiB file of pseudo-random bytes, generated and hashed as a
+ * stream, and returns its path and digest. Removed when the process exits.
+ */
+async function benchFile(): Promise<{ path: string; digest: string }> {
+  if (contentFile && existsSync(contentFile.path)) return contentFile;
+  const dir = mkdtempSync(join(tmpdir(), 'berth-bench-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'blob');
+  const h = createHash('sha256');
+  let seed = createHash('sha256').update('bench').digest();
+  async function* chunks() {
+    for (let i = 0; i < CONTENT_MIB; i++) {
+      const chunk = Buffer.alloc(1 << 20);
+      for (let o = 0; o < chunk.length; o += 32) {
+        seed.copy(chunk, o);
+        seed = createHash('sha256').update(seed).digest();
+      }
+      h.update(chunk);
+      yield chunk;
+    }
+  }
+  await pipeline(chunks, createWriteStream(path));
+  contentFile = { path, digest: `sha256:${h.digest('hex')}` };
+  return contentFile;
+}
+
+/** Runs a command with stdin from a file (or nothing) and stdout to /dev/null; throws on failure. */
+function run(cmd: string, args: string[], stdinPath?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: [stdinPath ? 'pipe' : 'ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    if (stdinPath) createReadStream(stdinPath).pipe(child.stdin!);
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${err}`))));
+  });
+}
+
+const mibps = (ms: number) => CONTENT_MIB / (ms / 1000);
+
+/** `sha256sum` of the same file: the speed limit of any ingest that verifies its digest. */
+async function hashLimit(path: string): Promise<number> {
+  await run('sha256sum', [path]); // warm the page cache
+  return mibps(await timed(() => run('sha256sum', [path])));
+}
+
 export const WORKLOADS: Record<string, Workload> = {
+  'content-ingest': {
+    name: 'ctr content ingest (256 MiB from stdin)',
+    unit: 'MiB/s',
+    lowerIsBetter: false,
+    run: async (d) => {
+      const file = await benchFile();
+      const limit = await hashLimit(file.path);
+      const ctr = (ref: string) => ['--address', d.address, 'content', 'ingest', '--expected-digest', file.digest, '--expected-size', String(CONTENT_MIB << 20), ref];
+      const ms = await timed(() => run(CTR_PATH, ctr('bench-ingest'), file.path));
+      const speed = mibps(ms);
+      process.stderr.write(`  ${d.kind} ingest ${speed.toFixed(0)} MiB/s, sha256sum ${limit.toFixed(0)} MiB/s: ${((100 * speed) / limit).toFixed(0)}% of the hashing limit\n`);
+      return { 'ctr content ingest 256 MiB': speed, 'sha256sum 256 MiB (limit)': limit, 'ingest % of sha256sum': (100 * speed) / limit };
+    },
+  },
+  'content-get': {
+    name: 'ctr content get (256 MiB to /dev/null)',
+    unit: 'MiB/s',
+    lowerIsBetter: false,
+    run: async (d) => {
+      const file = await benchFile();
+      await run(CTR_PATH, ['--address', d.address, 'content', 'ingest', '--expected-digest', file.digest, 'bench-get'], file.path);
+      const get = ['--address', d.address, 'content', 'get', file.digest];
+      await run(CTR_PATH, get); // warm up (page cache, code paths)
+      const speed = mibps(await timed(() => run(CTR_PATH, get)));
+      const limit = await hashLimit(file.path);
+      process.stderr.write(`  ${d.kind} get ${speed.toFixed(0)} MiB/s (sha256sum ${limit.toFixed(0)} MiB/s)\n`);
+      return { 'ctr content get 256 MiB': speed };
+    },
+  },
   start: {
     name: 'start-to-ready',
     unit: 'ms',

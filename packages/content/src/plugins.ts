@@ -1,0 +1,56 @@
+/**
+ * The content plugins (`@berth/content/plugins`), a separate entry so that `@berth/content`
+ * itself never loads grpc-js:
+ *
+ * - `io.containerd.content.v1 content`: the local store at `<root>/io.containerd.content.v1.content`;
+ * - `io.containerd.service.v1 content-service`: the namespaced store over the metadata database,
+ *   with the `/content/delete` event;
+ * - `io.containerd.grpc.v1 content`: containerd.services.content.v1.Content.
+ */
+import { EVENT_PLUGIN_TYPE, PublisherToken } from '@berth/events';
+import { GRPC_PLUGIN_TYPE, type GrpcServicePlugin } from '@berth/grpc';
+import { METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/metadata';
+import { definePlugin } from '@berth/plugin';
+import { createContentGrpcService } from './content-grpc';
+import { ContentService, ContentServiceToken, ContentStoreToken } from './content-service';
+import { LocalContentStore } from './local-store';
+import { MetadataContentStore, type ContentSharingPolicy } from './metadata-store';
+
+export const CONTENT_PLUGIN_TYPE = 'io.containerd.content.v1';
+
+/** `io.containerd.content.v1 content`: blobs and ingests on the local filesystem. */
+export const contentPlugin = definePlugin<undefined, LocalContentStore>({
+  type: CONTENT_PLUGIN_TYPE,
+  id: 'content',
+  provides: [ContentStoreToken],
+  init: async (ctx) => {
+    const store = await LocalContentStore.open(ctx.root);
+    ctx.exports.root = ctx.root;
+    return store;
+  },
+});
+
+/**
+ * `io.containerd.service.v1 content-service`. The sharing policy is the metadata plugin's
+ * `content_sharing_policy` (where containerd configures it), read from that plugin's exports.
+ */
+export const contentServicePlugin = definePlugin<undefined, ContentService>({
+  type: 'io.containerd.service.v1',
+  id: 'content-service',
+  requires: [EVENT_PLUGIN_TYPE, METADATA_PLUGIN_TYPE, CONTENT_PLUGIN_TYPE],
+  provides: [ContentServiceToken],
+  init: (ctx) => {
+    const metadata = ctx.plugins.reports.find((r) => r.type === METADATA_PLUGIN_TYPE && r.status === 'ok');
+    const policy: ContentSharingPolicy = metadata?.exports.policy === 'isolated' ? 'isolated' : 'shared';
+    const store = new MetadataContentStore(ctx.get(MetadataDbToken), ctx.get(ContentStoreToken), { policy });
+    return new ContentService(store, ctx.get(PublisherToken), ctx.logger);
+  },
+});
+
+/** `io.containerd.grpc.v1 content`: containerd.services.content.v1.Content. */
+export const contentGrpcPlugin = definePlugin<undefined, GrpcServicePlugin>({
+  type: GRPC_PLUGIN_TYPE,
+  id: 'content',
+  requires: ['io.containerd.service.v1'],
+  init: (ctx) => ({ services: [createContentGrpcService(ctx.get(ContentServiceToken), ctx.logger)] }),
+});
