@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { createLogger, parseLevel } from '@berth/log';
 import { builtinPlugins } from './builtins';
 import { loadConfig, renderDefaultConfig } from './config';
+import { publishCommand } from './publish';
 import { Daemon } from './server';
 import { BERTH_VERSION } from './version';
 
@@ -12,6 +13,7 @@ const USAGE = `berthd: a containerd-compatible container daemon
 Usage:
   berthd [flags]                 run the daemon in the foreground
   berthd config default          print the default configuration
+  berthd publish --topic T --namespace N   forward one event (a protobuf Any on stdin) to a daemon
   berthd --version               print the version
 
 Flags:
@@ -24,6 +26,9 @@ Flags:
 
 /** Runs the berthd command line; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // containerd's shim fallback runs `<binary> --address A publish --topic T --namespace N`.
+  const publishAt = argv.indexOf('publish');
+  if (publishAt >= 0) return publishCommand(argv.slice(0, publishAt), argv.slice(publishAt + 1));
   let parsed;
   try {
     parsed = parseArgs({

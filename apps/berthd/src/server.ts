@@ -7,6 +7,7 @@ import { FailedPreconditionError } from '@berth/errdefs';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin } from '@berth/grpc';
 import type { Logger } from '@berth/log';
 import { LoadedPlugins, Registration, loadPlugins } from '@berth/plugin';
+import { TtrpcServer, TtrpcServicePlugin } from '@berth/ttrpc';
 import { builtinPlugins } from './builtins';
 import { DaemonConfig } from './config';
 import { RootLock } from './root-lock';
@@ -30,7 +31,26 @@ function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
-/** A running berthd: its plugins and its gRPC server on a unix socket. */
+/** Reports whether something serves `path`; removes it if it is a stale socket. */
+async function claimSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  if (await socketAnswers(path)) throw new FailedPreconditionError(`address ${path} is already served by another daemon`);
+  rmSync(path, { force: true });
+}
+
+/**
+ * A gRPC plugin whose calls do not finish on their own (event subscriptions): told to end them
+ * once the server stops accepting calls, so they do not hold up the shutdown grace period.
+ */
+interface Drainable {
+  drain?(): void;
+}
+
+/**
+ * A running berthd: its plugins, its gRPC server on a unix socket and, as containerd, a ttrpc
+ * server on `<address>.ttrpc` for the services plugins offer over ttrpc (events Forward, which
+ * shims use). The daemon owns both listeners; plugins only hand over services.
+ */
 export class Daemon {
   private stopping?: Promise<void>;
 
@@ -40,6 +60,7 @@ export class Daemon {
     private readonly lock: RootLock,
     readonly plugins: LoadedPlugins,
     private readonly server: grpc.Server,
+    private readonly ttrpc: TtrpcServer,
   ) {}
 
   get address(): string {
@@ -55,6 +76,7 @@ export class Daemon {
     mkdirSync(config.state, { recursive: true, mode: 0o711 });
     const lock = await RootLock.acquire(config.root);
     let plugins: LoadedPlugins | undefined;
+    let ttrpc: TtrpcServer | undefined;
     try {
       plugins = await loadPlugins(options.registrations ?? builtinPlugins, {
         root: config.root,
@@ -73,32 +95,46 @@ export class Daemon {
         for (const svc of instance.services) server.addService(svc.definition, svc.implementation);
         logger.debug('registered gRPC service', { id });
       }
-      await Daemon.listen(server, config, logger);
+      ttrpc = new TtrpcServer({ logger });
+      for (const [id, instance] of plugins.ofType<Partial<TtrpcServicePlugin>>(GRPC_PLUGIN_TYPE)) {
+        for (const svc of instance.ttrpcServices ?? []) ttrpc.register(svc);
+        if (instance.ttrpcServices?.length) logger.debug('registered ttrpc service', { id });
+      }
+      await Daemon.listen(server, ttrpc, config, logger);
       logger.info(`berthd successfully booted in ${((performance.now() - t0) / 1000).toFixed(3)}s`);
-      return new Daemon(config, logger, lock, plugins, server);
+      return new Daemon(config, logger, lock, plugins, server, ttrpc);
     } catch (err) {
+      await ttrpc?.close(0);
       await plugins?.close();
       lock.release();
       throw err;
     }
   }
 
-  private static async listen(server: grpc.Server, config: DaemonConfig, logger: Logger): Promise<void> {
+  private static async listen(server: grpc.Server, ttrpc: TtrpcServer, config: DaemonConfig, logger: Logger): Promise<void> {
     const address = config.grpc.address;
+    const ttrpcAddress = `${address}.ttrpc`;
     const dir = dirname(address);
     mkdirSync(dir, { recursive: true, mode: 0o711 });
     chmodSync(dir, 0o711);
-    if (existsSync(address)) {
-      if (await socketAnswers(address)) {
-        throw new FailedPreconditionError(`address ${address} is already served by another daemon`);
-      }
-      rmSync(address, { force: true });
+    await claimSocket(address);
+    await claimSocket(ttrpcAddress);
+    const secure = (path: string) => {
+      chmodSync(path, 0o660);
+      if (config.grpc.uid !== 0 || config.grpc.gid !== 0) chownSync(path, config.grpc.uid, config.grpc.gid);
+    };
+    await ttrpc.listen(ttrpcAddress);
+    secure(ttrpcAddress);
+    try {
+      await new Promise<void>((resolve, reject) =>
+        server.bindAsync(`unix:${address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+      );
+    } catch (err) {
+      rmSync(ttrpcAddress, { force: true });
+      throw err;
     }
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix:${address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
-    chmodSync(address, 0o660);
-    if (config.grpc.uid !== 0 || config.grpc.gid !== 0) chownSync(address, config.grpc.uid, config.grpc.gid);
+    secure(address);
+    logger.info('serving...', { address: ttrpcAddress });
     logger.info('serving...', { address });
   }
 
@@ -109,7 +145,7 @@ export class Daemon {
   stop(graceMs = 10_000): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info('stopping berthd');
-      await new Promise<void>((resolve) => {
+      const grpcDone = new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           this.logger.warn('in-flight calls did not finish in time; cancelling them', { ms: graceMs });
           this.server.forceShutdown();
@@ -120,8 +156,13 @@ export class Daemon {
           resolve();
         });
       });
+      const ttrpcDone = this.ttrpc.close(graceMs);
+      // No new call can start now: end the calls that would otherwise last until their client leaves.
+      for (const instance of this.plugins.ofType<Drainable>(GRPC_PLUGIN_TYPE).values()) instance.drain?.();
+      await Promise.all([grpcDone, ttrpcDone]);
       await this.plugins.close();
       rmSync(this.config.grpc.address, { force: true });
+      rmSync(`${this.config.grpc.address}.ttrpc`, { force: true });
       this.lock.release();
       this.logger.info('berthd stopped');
     })();

@@ -47,9 +47,15 @@ export function validateTopic(topic: string): void {
 
 const snakeToCamel = (s: string) => s.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
+/** The map fields of event payloads; containerd looks their keys up with the rest of the path joined by dots. */
+const MAP_FIELDS = new Set(['labels']);
+
 /**
  * The filter adaptor of an envelope: `namespace`, `topic`, and `event.<field>` over the decoded
- * payload (proto field names, snake_case as containerd's adaptors use them).
+ * payload, as containerd's generated field adaptors see it: proto (snake_case) field names,
+ * non-empty strings, booleans (always present), nested messages, and `labels.<key>` (the rest of
+ * the path joined by dots is the key). Numbers, timestamps, repeated fields and payloads of
+ * unknown type never match.
  */
 export function envelopeAdaptor(env: Envelope): Adaptor {
   let decoded: unknown;
@@ -57,7 +63,11 @@ export function envelopeAdaptor(env: Envelope): Adaptor {
   const payload = () => {
     if (!decodedDone) {
       decodedDone = true;
-      decoded = env.event && isKnownTypeUrl(env.event.typeUrl) ? unpackAny(env.event) : undefined;
+      try {
+        decoded = env.event && isKnownTypeUrl(env.event.typeUrl) ? unpackAny(env.event) : undefined;
+      } catch {
+        decoded = undefined;
+      }
     }
     return decoded;
   };
@@ -68,13 +78,21 @@ export function envelopeAdaptor(env: Envelope): Adaptor {
       if (path[0] === 'topic') return env.topic || undefined;
       if (path[0] !== 'event' || path.length < 2) return undefined;
       let v: unknown = payload();
-      for (const seg of path.slice(1)) {
-        if (v === null || typeof v !== 'object') return undefined;
+      for (let i = 1; i < path.length; i++) {
+        const seg = path[i];
+        if (v === null || typeof v !== 'object' || Array.isArray(v) || v instanceof Date || v instanceof Uint8Array) return undefined;
+        if (/[A-Z]/.test(seg)) return undefined;
         const obj = v as Record<string, unknown>;
-        v = seg in obj ? obj[seg] : obj[snakeToCamel(seg)];
+        const key = snakeToCamel(seg);
+        if (!Object.prototype.hasOwnProperty.call(obj, key)) return undefined;
+        v = obj[key];
+        if (MAP_FIELDS.has(seg) && i + 1 < path.length) {
+          const value = (v as Record<string, string> | undefined)?.[path.slice(i + 1).join('.')];
+          return value || undefined;
+        }
       }
       if (typeof v === 'string') return v || undefined;
-      if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+      if (typeof v === 'boolean') return String(v);
       return undefined;
     },
   };
@@ -140,6 +158,7 @@ class Sub implements Subscription {
  */
 export class Exchange implements Publisher, Forwarder, Subscriber {
   private readonly subs = new Set<Sub>();
+  private closed = false;
   private readonly limit: number;
   private readonly logger: Logger;
 
@@ -152,38 +171,78 @@ export class Exchange implements Publisher, Forwarder, Subscriber {
     let namespace: string;
     try {
       namespace = namespaceRequired(ctx);
-      validateTopic(topic);
     } catch (err) {
       throw wrap(err, 'failed publishing event');
     }
+    validateTopic(topic);
     this.dispatch({ timestamp: new Date(), namespace, topic, event: packAny(type, event) });
   }
 
-  /** Publishes a payload that is already an Any (the events service's Publish). */
+  /**
+   * Publishes a payload that is already an Any (the events service's Publish). The Any is kept
+   * verbatim, whatever its type URL, as containerd does.
+   */
   async publishAny(ctx: Context, topic: string, event: Any | undefined): Promise<void> {
     let namespace: string;
     try {
       namespace = namespaceRequired(ctx);
-      validateTopic(topic);
     } catch (err) {
       throw wrap(err, 'failed publishing event');
     }
+    validateTopic(topic);
+    // containerd dereferences a missing event and crashes; refuse it instead.
+    if (!event) throw new InvalidArgumentError('failed publishing event: event must be set');
     this.dispatch({ timestamp: new Date(), namespace, topic, event });
   }
 
+  /**
+   * Re-broadcasts an envelope as it was made (namespace, time and Any kept), after containerd's
+   * checks: a valid namespace, a valid topic, a set timestamp, and (where containerd would crash)
+   * an event.
+   */
   async forward(_ctx: Context, envelope: Envelope): Promise<void> {
-    namespaceRequired({ namespace: envelope.namespace, signal: _ctx.signal });
+    try {
+      validate(envelope.namespace);
+    } catch (err) {
+      throw wrap(err, 'event envelope has invalid namespace');
+    }
     validateTopic(envelope.topic);
     if (isZeroTime(envelope.timestamp)) throw new InvalidArgumentError('timestamp must be set on forwarded event');
+    if (!envelope.event) throw new InvalidArgumentError('event must be set on forwarded event');
     this.dispatch(envelope);
   }
 
+  /**
+   * Subscribes to the matching events of all namespaces. The subscription ends when `ctx` is
+   * cancelled, when it is closed, or when the exchange closes.
+   *
+   * @throws InvalidArgumentError "failed parsing subscription filters: ..." for a bad filter.
+   */
   subscribe(ctx: Context, filters: readonly string[]): Subscription {
-    const filter = parseAll(filters);
-    const sub = new Sub(filter, this.limit, (s) => this.subs.delete(s));
+    let filter: Filter;
+    try {
+      filter = parseAll(filters);
+    } catch (err) {
+      throw wrap(err, 'failed parsing subscription filters');
+    }
+    const onAbort = () => sub.close();
+    const sub = new Sub(filter, this.limit, (s) => {
+      this.subs.delete(s);
+      ctx.signal.removeEventListener('abort', onAbort);
+    });
+    if (this.closed || ctx.signal.aborted) {
+      sub.close();
+      return sub;
+    }
     this.subs.add(sub);
-    ctx.signal.addEventListener('abort', () => sub.close(), { once: true });
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
     return sub;
+  }
+
+  /** Ends every subscription (their iterators finish normally); later subscriptions end at once. */
+  close(): void {
+    this.closed = true;
+    for (const sub of [...this.subs]) sub.close();
   }
 
   /** Number of live subscriptions. */

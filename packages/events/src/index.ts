@@ -1,2 +1,3 @@
 export * from './exchange';
 export * from './plugin';
+export * from './event-recorder';

@@ -34,7 +34,7 @@ describe('NamespacesService events', () => {
     });
     expect(events).toEqual([
       ['default', '/namespaces/create', { name: 'foo', labels: { a: 'b' } }],
-      ['default', '/namespaces/update', { name: 'foo', labels: { a: 'b', x: 'y' } }],
+      ['default', '/namespaces/update', { name: 'foo', labels: { x: 'y' } }],
       ['foo', '/namespaces/delete', { name: 'foo' }],
     ]);
   });

@@ -68,8 +68,8 @@ export class NamespacesService {
       });
       for (const key of keys) await this.store.setLabel(ns.name, key, ns.labels[key] ?? '');
     }
-    const updated = await this.get(ns.name);
-    await this.publish(ctx, ns.name, '/namespaces/update', NamespaceUpdate, { name: updated.name, labels: updated.labels });
+    // containerd's event carries the labels of the request, not the resulting set.
+    await this.publish(ctx, ns.name, '/namespaces/update', NamespaceUpdate, { name: ns.name, labels: ns.labels });
   }
 
   async delete(ctx: Context, name: string): Promise<void> {

@@ -1,0 +1,4 @@
+export * from './frame';
+export * from './service';
+export * from './server';
+export * from './client';
