@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(containerd runc)
+debian_packages=(containerd runc attr zstd)
 
 missing=()
 for p in "${debian_packages[@]}"; do

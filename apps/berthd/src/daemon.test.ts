@@ -2,12 +2,9 @@ import { statSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { health, introspection, namespaces, version } from '@berth/api';
 import { isInvalidArgument, isNotFound } from '@berth/errdefs';
-import { createLogger } from '@berth/log';
-import { Registration, definePlugin } from '@berth/plugin';
+import { orderPlugins, pluginKey } from '@berth/plugin';
 import { TestDaemon, rejectionOf, tempDir } from '@berth/testing';
 import { builtinPlugins } from './builtins';
-import { defaultConfig } from './config';
-import { Daemon } from './server';
 
 describe('berthd', () => {
   let d: TestDaemon;
@@ -43,17 +40,19 @@ describe('berthd', () => {
   it('lists plugins in load order and filters them by type and id', async () => {
     const c = d.client(introspection.IntrospectionService, 'default');
     const all = (await c.plugins({ filters: [] })).plugins;
-    expect(all.map((p) => `${p.type}.${p.id}`)).toEqual([
-      'io.containerd.metadata.v1.bolt',
-      'io.containerd.event.v1.exchange',
-      'io.containerd.service.v1.introspection-service',
-      'io.containerd.service.v1.namespaces-service',
-      'io.containerd.grpc.v1.introspection',
-      'io.containerd.grpc.v1.namespaces',
-      'io.containerd.grpc.v1.healthcheck',
-      'io.containerd.grpc.v1.version',
-    ]);
-    expect(all[0].exports).toMatchObject({ path: join(d.root, 'io.containerd.metadata.v1.bolt', 'meta.lmdb'), policy: 'shared' });
+    const keys = all.map((p) => `${p.type}.${p.id}`);
+    expect(keys).toEqual(orderPlugins(builtinPlugins).map(pluginKey));
+    // Dependencies first: the stores, then the metadata database, services, then the APIs.
+    const at = (k: string) => keys.indexOf(k);
+    expect(at('io.containerd.content.v1.content')).toBeLessThan(at('io.containerd.metadata.v1.bolt'));
+    expect(at('io.containerd.snapshotter.v1.overlayfs')).toBeLessThan(at('io.containerd.metadata.v1.bolt'));
+    expect(at('io.containerd.metadata.v1.bolt')).toBeLessThan(at('io.containerd.service.v1.namespaces-service'));
+    expect(at('io.containerd.event.v1.exchange')).toBeLessThan(at('io.containerd.service.v1.namespaces-service'));
+    const lastService = Math.max(...keys.map((k, i) => (k.startsWith('io.containerd.service.v1.') ? i : -1)));
+    const firstApi = keys.findIndex((k) => k.startsWith('io.containerd.grpc.v1.'));
+    expect(lastService).toBeLessThan(firstApi);
+    expect(all[at('io.containerd.metadata.v1.bolt')].exports).toMatchObject({ path: join(d.root, 'io.containerd.metadata.v1.bolt', 'meta.lmdb'), policy: 'shared' });
+    expect(all[0].exports).toEqual({ root: join(d.root, 'io.containerd.content.v1.content') });
     expect(all.every((p) => p.initErr === undefined)).toBe(true);
     const grpcOnly = await c.plugins({ filters: ['type==io.containerd.grpc.v1,id~=^n', 'id==bolt'] });
     expect(grpcOnly.plugins.map((p) => p.id)).toEqual(['bolt', 'namespaces']);

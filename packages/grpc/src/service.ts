@@ -107,7 +107,9 @@ function toServiceError(err: unknown, path: string, logger: Logger): Partial<grp
 
 /** Adapts a readable server stream to an async iterable of requests. */
 function requestsOf<T>(call: grpc.ServerReadableStream<T, unknown> | grpc.ServerDuplexStream<T, unknown>): AsyncIterable<T> {
-  return call as unknown as AsyncIterable<T>;
+  // The default async iterator destroys the stream when iteration ends, which would drop the
+  // reply and status of a call whose client half-closed first (ctr does); keep it open.
+  return (call as unknown as { iterator(o: { destroyOnReturn: boolean }): AsyncIterableIterator<T> }).iterator({ destroyOnReturn: false });
 }
 
 /** Writes responses with backpressure; stops when the client goes away. */
