@@ -15,12 +15,19 @@ import type { Logger } from '@berth/log';
 import type { ContentService } from './content-service';
 import { parseDigest, type Digest } from './digest';
 import type { MetadataWriter } from './metadata-store';
+import { allocReadChunk, encodeReadContentResponse } from './read-response';
 import type { Info, InfoFilter, Status, StatusFilter } from './types';
 
 /** Infos per List reply, as containerd batches them. */
 export const LIST_BATCH = 100;
 /** Largest data chunk per Read reply (containerd's 1 MiB). */
 export const READ_CHUNK = 1 << 20;
+
+/** containerd's Content service, with a single-copy encoder for Read's replies. */
+const ContentServiceFastRead = {
+  ...api.ContentService,
+  read: { ...api.ContentService.read, responseSerialize: encodeReadContentResponse },
+};
 
 /**
  * Builds containerd.services.content.v1.Content over the in-process service. The adapter only
@@ -29,7 +36,7 @@ export const READ_CHUNK = 1 << 20;
  */
 export function createContentGrpcService(svc: ContentService, logger: Logger): GrpcService {
   return createService(
-    api.ContentService,
+    ContentServiceFastRead,
     {
       info: async (req, ctx) => ({ info: toApiInfo(await svc.info(ctx, validated(req.digest))) }),
       update: async (req, ctx) => {
@@ -124,7 +131,7 @@ async function* read(svc: ContentService, req: api.ReadContentRequest, ctx: Cont
     const length = req.size <= 0 || start + req.size > size ? size - start : req.size;
     for (let done = 0; done < length; ) {
       if (ctx.signal.aborted) return;
-      const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, length - done));
+      const buffer = allocReadChunk(Math.min(READ_CHUNK, length - done));
       const n = await reader.readAt(buffer, start + done);
       if (n === 0) break;
       yield { offset: done, data: n === buffer.byteLength ? buffer : buffer.subarray(0, n) };

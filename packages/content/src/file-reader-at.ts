@@ -11,9 +11,11 @@ import type { ReaderAt } from './types';
 export class FileReaderAt implements ReaderAt {
   private closed = false;
 
+  /** `release` replaces closing the handle when the handle is shared (see BlobHandles). */
   constructor(
     private readonly fh: FileHandle,
     readonly size: number,
+    private readonly release?: () => void,
   ) {}
 
   async readAt(buffer: Uint8Array, offset: number): Promise<number> {
@@ -40,7 +42,8 @@ export class FileReaderAt implements ReaderAt {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.fh.close();
+    if (this.release) this.release();
+    else await this.fh.close();
   }
 }
 

@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errdefs';
 import { isSupportedAlgorithm, parseDigest, validateDigest, type Digest, type DigestAlgorithm, type ParsedDigest } from './digest';
+import { BlobHandles } from './blob-handles';
 import { FileReaderAt } from './file-reader-at';
 import { isErrno, roundedTime } from './fs-util';
 import { ingestName, isIngestName, readIngest, removeStaging, validateRef } from './ingest';
@@ -59,6 +60,7 @@ export class LocalContentStore implements ContentStore {
   private readonly blobRoot: string;
   private readonly ingestRoot: string;
   private readonly host: WriterHost;
+  private readonly handles = new BlobHandles();
 
   private constructor(
     readonly root: string,
@@ -143,8 +145,10 @@ export class LocalContentStore implements ContentStore {
 
   async delete(digest: Digest): Promise<void> {
     const parsed = parseDigest(digest);
+    const path = this.blobPath(parsed);
+    this.handles.invalidate(path);
     try {
-      await fsp.unlink(this.blobPath(parsed));
+      await fsp.unlink(path);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) throw new NotFoundError(`content ${digest}`, { cause: err });
       throw err;
@@ -154,19 +158,11 @@ export class LocalContentStore implements ContentStore {
 
   async readerAt(desc: DescriptorLike): Promise<ReaderAt> {
     const digest = desc.digest;
-    const path = this.blobPath(parseDigest(digest));
-    let fh;
     try {
-      fh = await fsp.open(path, 'r');
+      const { fh, size, release } = await this.handles.acquire(this.blobPath(parseDigest(digest)));
+      return new FileReaderAt(fh, size, release);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) throw new NotFoundError(`content ${digest}`, { cause: err });
-      throw err;
-    }
-    try {
-      const { size } = await fh.stat();
-      return new FileReaderAt(fh, size);
-    } catch (err) {
-      await fh.close();
       throw err;
     }
   }
