@@ -1,0 +1,197 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { isFailedPrecondition, isInvalidArgument, isNotImplemented } from '@berth/errdefs';
+import { applyLayer } from './apply';
+import { TarType } from './tar';
+import { buildTar, chunks, sh, tempDir } from './test-helpers';
+import { describeTree } from './tree';
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const apply = (root: string, data: Buffer, opts = {}) => applyLayer(root, chunks(data, 4096), opts);
+
+let dir: string;
+beforeEach(() => {
+  dir = tempDir();
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function fixture(src: string): void {
+  fs.mkdirSync(join(src, 'etc/deep/er'), { recursive: true });
+  fs.writeFileSync(join(src, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\n');
+  fs.writeFileSync(join(src, 'etc/deep/er/big'), Buffer.alloc(300_000, 7));
+  fs.writeFileSync(join(src, 'suid'), '#!/bin/sh\n');
+  fs.chownSync(join(src, 'suid'), 1000, 1001);
+  fs.chmodSync(join(src, 'suid'), 0o6755);
+  fs.linkSync(join(src, 'suid'), join(src, 'suid-link'));
+  fs.symlinkSync('etc/passwd', join(src, 'pw'));
+  fs.lchownSync(join(src, 'pw'), 7, 8);
+  fs.mkdirSync(join(src, 'tmp'));
+  fs.chmodSync(join(src, 'tmp'), 0o1777);
+  fs.writeFileSync(join(src, 'x'.repeat(120)), 'long');
+  sh(`mknod ${src}/null c 1 3 && mkfifo -m 600 ${src}/fifo`);
+  sh(`setfattr -n user.a -v 1 ${src}/etc/passwd && setfattr -n trusted.b -v 2 ${src}/tmp && setfattr -n security.capability -v 0sAQAAAgAgAAAAAAAAAAAAAAAAAAA= ${src}/suid`);
+  sh(`touch -h -d '2020-01-02 03:04:05' ${src}/pw ${src}/etc/passwd ${src}/etc ${src}/etc/deep ${src}/tmp`);
+}
+
+describe('applyLayer', () => {
+  it.each([['gzip', 'z'], ['zstd', '--zstd '], ['none', '']])('extracts a GNU tar layer (%s) to the same tree as tar -xp', async (_name, flag) => {
+    const src = join(dir, 'src');
+    fs.mkdirSync(src);
+    fixture(src);
+    sh(`tar --format=pax --xattrs --xattrs-include='*' -C src -c${flag.startsWith('-') ? '' : flag}f layer ${flag.startsWith('-') ? flag : ''}.`, dir);
+    sh(flag === 'z' ? 'gzip -dc layer > layer.tar' : flag === '' ? 'cp layer layer.tar' : 'zstd -qdc layer > layer.tar', dir);
+    const expected = join(dir, 'expected');
+    fs.mkdirSync(expected);
+    sh(`tar --xattrs --xattrs-include='*' -xpf layer.tar -C expected`, dir);
+    const root = join(dir, 'root');
+    fs.mkdirSync(root);
+    const res = await applyLayer(root, fs.createReadStream(join(dir, 'layer')));
+    const uncompressed = fs.readFileSync(join(dir, 'layer.tar'));
+    expect(res).toEqual({ digest: sha(uncompressed), size: uncompressed.length });
+    // GNU tar keeps the root's own metadata; containerd (and Berth) ignore the "./" entry.
+    expect(await describeTree(root)).toEqual(await describeTree(expected));
+    expect(fs.statSync(join(root, 'suid')).mode & 0o7777).toBe(0o6755);
+    expect(sh(`getfattr --absolute-names -n security.capability -e base64 ${root}/suid`)).toContain('0sAQAAAgAgAAAAAAAAAAAAAAAAAAA=');
+  });
+
+  it('checks the expected diff ID, validates media types and rejects broken compression', async () => {
+    const tar = await buildTar([[{ name: 'a' }, 'a']]);
+    const root = join(dir, 'r');
+    fs.mkdirSync(root);
+    expect(await apply(root, gzipSync(tar), { expectedDiffId: sha(tar), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }))
+      .toEqual({ digest: sha(tar), size: tar.length });
+    const wrong = await apply(root, tar, { expectedDiffId: `sha256:${'0'.repeat(64)}` }).catch((e) => e);
+    expect(isFailedPrecondition(wrong)).toBe(true);
+    expect(wrong.message).toMatch(/wrong diff id calculated on extraction "sha256:[0-9a-f]{64}", expected "sha256:0+"/);
+    const mt = await apply(root, tar, { mediaType: 'application/vnd.oci.image.config.v1+json' }).catch((e) => e);
+    expect(isNotImplemented(mt)).toBe(true);
+    const gz = gzipSync(await buildTar([[{ name: 'big' }, 'x'.repeat(100_000)]]));
+    const truncated = await apply(root, gz.subarray(0, gz.length - 20)).catch((e) => e);
+    expect(isInvalidArgument(truncated)).toBe(true);
+    expect(truncated.message).toMatch(/gzip|unexpected end/);
+    fs.writeFileSync(join(dir, 'z.tar'), tar);
+    sh('zstd -q z.tar -o z.tar.zst', dir);
+    const zst = fs.readFileSync(join(dir, 'z.tar.zst'));
+    const badZstd = await apply(root, zst.subarray(0, zst.length - 4)).catch((e) => e);
+    expect(isInvalidArgument(badZstd)).toBe(true);
+  });
+
+  it('fails on a declared size larger than the data (a "10 GB" entry)', async () => {
+    const tar = await buildTar([[{ name: 'a' }, 'a']]);
+    const header = Buffer.from(tar.subarray(0, 512));
+    header.write('00120000000000', 124, 'latin1'); // 10 GiB, octal, 11 digits + NUL
+    header[135] = 0;
+    header.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of header) sum += b;
+    header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+    const root = join(dir, 'r');
+    fs.mkdirSync(root);
+    const err = await apply(root, gzipSync(Buffer.concat([header, Buffer.alloc(4096)]))).catch((e) => e);
+    expect(isInvalidArgument(err)).toBe(true);
+    expect(err.message).toMatch(/unexpected end of archive/);
+  });
+
+  it('applies whiteouts and opaque directories onto a plain directory', async () => {
+    const root = join(dir, 'r');
+    fs.mkdirSync(root);
+    await apply(root, await buildTar([
+      [{ name: 'keep/', type: TarType.Directory }], [{ name: 'keep/a' }, 'a'],
+      [{ name: 'gone' }, 'g'], [{ name: 'gonedir/', type: TarType.Directory }], [{ name: 'gonedir/x' }, 'x'],
+      [{ name: 'opq/', type: TarType.Directory }], [{ name: 'opq/old' }, 'o'], [{ name: 'opq/sub/', type: TarType.Directory }],
+    ]));
+    await apply(root, await buildTar([
+      [{ name: '.wh.gone' }], [{ name: '.wh.gonedir' }],
+      [{ name: 'opq/', type: TarType.Directory, mode: 0o750 }], [{ name: 'opq/new' }, 'n'], [{ name: 'opq/.wh..wh..opq' }],
+      [{ name: 'keep/b' }, 'b'], [{ name: 'keep/.wh.missing' }],
+    ]));
+    expect((await describeTree(root, { mtimes: false })).map((e) => `${e.path}:${e.type}:${e.mode}`)).toEqual([
+      'keep:dir:0755', 'keep/a:file:0644', 'keep/b:file:0644', 'opq:dir:0750', 'opq/new:file:0644',
+    ]);
+    await expect(apply(root, await buildTar([[{ name: 'keep/.wh..' }]]))).rejects.toThrow(/invalid whiteout name/);
+  });
+
+  it('replaces entries, merges directories and sets directory times after their children', async () => {
+    const root = join(dir, 'r');
+    fs.mkdirSync(root);
+    await apply(root, await buildTar([
+      [{ name: 'd/', type: TarType.Directory, mtime: { sec: 1000, nsec: 0 } }], [{ name: 'd/f' }, 'f'],
+      [{ name: 'was-dir/', type: TarType.Directory }], [{ name: 'was-dir/x' }, 'x'], [{ name: 'was-file' }, 'f'],
+    ]));
+    expect(fs.statSync(join(root, 'd')).mtimeMs).toBe(1_000_000);
+    await apply(root, await buildTar([
+      [{ name: 'was-dir', type: TarType.Symlink, linkname: 'd' }], [{ name: 'was-file/', type: TarType.Directory }],
+      [{ name: 'd/', type: TarType.Directory, mode: 0o700, uid: 5, mtime: { sec: 2000, nsec: 0 } }], [{ name: 'd/g' }, 'g'],
+    ]));
+    const d = fs.statSync(join(root, 'd'));
+    expect({ mode: d.mode & 0o7777, uid: d.uid, mtime: d.mtimeMs }).toEqual({ mode: 0o700, uid: 5, mtime: 2_000_000 });
+    expect(fs.readdirSync(join(root, 'd')).sort()).toEqual(['f', 'g']);
+    expect(fs.readlinkSync(join(root, 'was-dir'))).toBe('d');
+    expect(fs.statSync(join(root, 'was-file')).isDirectory()).toBe(true);
+    // In a fresh root: implicit parents met again as entries, and a name written twice.
+    const fresh = join(dir, 'fresh');
+    fs.mkdirSync(fresh);
+    await apply(fresh, await buildTar([
+      [{ name: 'a/b/c' }, 'c'], [{ name: 'a/', type: TarType.Directory, mode: 0o711 }], [{ name: 'a/b/', type: TarType.Directory }],
+      [{ name: 'dup' }, 'one'], [{ name: 'dup' }, 'two'], [{ name: 'a/b/c', type: TarType.Symlink, linkname: '../../dup' }],
+    ]));
+    expect(fs.statSync(join(fresh, 'a')).mode & 0o7777).toBe(0o711);
+    expect(fs.readFileSync(join(fresh, 'a/b/c'), 'utf8')).toBe('two');
+    expect(fs.lstatSync(join(fresh, 'a/b/c')).isSymbolicLink()).toBe(true);
+  });
+});
+
+describe('applyLayer never writes outside the root', () => {
+  let outside: string;
+  let root: string;
+  beforeEach(() => {
+    outside = join(dir, 'outside');
+    root = join(dir, 'a/b/root');
+    fs.mkdirSync(outside);
+    fs.mkdirSync(root, { recursive: true });
+    fs.mkdirSync(join(dir, 'a/b/etc'));
+    fs.writeFileSync(join(outside, 'secret'), 'secret');
+  });
+
+  const outsideState = () => sh(`find ${dir} -path ${root} -prune -o -print | sort | xargs ls -ld --time-style=+%s.%N`);
+
+  it.each<[string, Array<[Parameters<typeof buildTar>[0][number][0], string?]>, string[]]>([
+    ['../ entries', [[{ name: '../../etc/x' }, 'x'], [{ name: '../outside/y' }, 'y']], ['etc/x', 'outside/y']],
+    ['absolute paths', [[{ name: '/abs' }, 'a'], [{ name: '/etc/passwd' }, 'p']], ['abs', 'etc/passwd']],
+    ['a symlink to / followed by a file through it', [[{ name: 'a', type: TarType.Symlink, linkname: '/' }], [{ name: 'a/etc/passwd' }, 'p']], ['a', 'etc/passwd']],
+    ['a symlink chain climbing out', [
+      [{ name: 'l1', type: TarType.Symlink, linkname: 'l2/../..' }], [{ name: 'l2', type: TarType.Symlink, linkname: '../../../..' }],
+      [{ name: 'l1/outside/secret' }, 'pwned'],
+    ], ['l1', 'l2', 'outside/secret']],
+    ['a symlinked parent pointing at an absolute outside path', [[{ name: 'p', type: TarType.Symlink, linkname: `${'/..'.repeat(5)}${'/tmp'}` }], [{ name: 'p/z' }, 'z']], ['p', 'tmp/z']],
+  ])('%s land inside the root', async (_name, entries, inside) => {
+    const before = outsideState();
+    await apply(root, await buildTar(entries));
+    expect(outsideState()).toBe(before);
+    for (const p of inside) expect(fs.existsSync(join(root, p)) || fs.lstatSync(join(root, p))).toBeTruthy();
+    expect(fs.readFileSync(join(outside, 'secret'), 'utf8')).toBe('secret');
+  });
+
+  it('resolves hard-link targets inside the root', async () => {
+    const before = outsideState();
+    const err = await apply(root, await buildTar([[{ name: 'h', type: TarType.HardLink, linkname: '../../outside/secret' }]])).catch((e) => e);
+    expect(err.message).toMatch(/apply layer entry "h".*ENOENT/);
+    await expect(apply(root, await buildTar([[{ name: 'h2', type: TarType.HardLink, linkname: '..' }]]))).rejects.toThrow(/invalid hard link target/);
+    // Through a symlink to /: the link lands on root/outside/secret, which does not exist.
+    await expect(apply(root, await buildTar([
+      [{ name: 's', type: TarType.Symlink, linkname: '/' }], [{ name: 'h3', type: TarType.HardLink, linkname: `s${join(dir, 'outside/secret')}` }],
+    ]))).rejects.toThrow(/ENOENT/);
+    expect(outsideState()).toBe(before);
+    expect(fs.statSync(join(outside, 'secret')).nlink).toBe(1);
+  });
+
+  it('replaces a symlink entry instead of writing through it', async () => {
+    const before = outsideState();
+    await apply(root, await buildTar([[{ name: 'f', type: TarType.Symlink, linkname: join(outside, 'secret') }], [{ name: 'f', mode: 0o600 }, 'new']]));
+    expect(fs.readFileSync(join(root, 'f'), 'utf8')).toBe('new');
+    await apply(root, await buildTar([[{ name: 'w', type: TarType.Symlink, linkname: outside }], [{ name: '.wh.w' }], [{ name: 'w2', type: TarType.Symlink, linkname: outside }], [{ name: 'w2/.wh.secret' }]]));
+    expect(outsideState()).toBe(before);
+  });
+});

@@ -1,0 +1,388 @@
+import { createHash, Hash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { FailedPreconditionError, InvalidArgumentError, wrap } from '@berth/errdefs';
+import { compressionOfMediaType, decompress } from './compression';
+import { execFile } from './exec';
+import { cleanComponents, resolveInRoot } from './root-path';
+import { TarEntry, TarHeader, TarTime, TarType, readTar } from './tar';
+import { XattrBatch, isOverlayPrivateXattr, readXattrs } from './xattr';
+
+/** Options of {@link applyLayer}. */
+export interface ApplyOptions {
+  /**
+   * Layer media type. Validated (a non-layer type fails with NotImplemented); the compression
+   * itself is detected from the stream's first bytes, as containerd does. Default: detect only.
+   */
+  mediaType?: string;
+  /** Expected digest of the uncompressed tar (the diff ID); a mismatch fails with FailedPrecondition. */
+  expectedDiffId?: string;
+  /**
+   * Apply into an overlayfs upper directory: whiteouts become overlay whiteouts (0:0 character
+   * devices) and opaque directories get `trusted.overlay.opaque=y`, so the layer can be applied
+   * without mounting the chain below it. Default false (plain directory: whiteouts delete).
+   */
+  overlay?: boolean;
+  /**
+   * The lower directories of the overlay, highest first. Used for directories the layer creates
+   * implicitly (their mode, owner, times and xattrs are copied from the first lower that has
+   * them, so the upper does not hide them behind a 0755 root-owned copy) and to copy up a file
+   * a hard link in the layer points at.
+   */
+  parents?: string[];
+  /** Do not chown entries to the archive's uid/gid (default false). */
+  noSameOwner?: boolean;
+  signal?: AbortSignal;
+}
+
+/** What {@link applyLayer} returns: the uncompressed tar's digest (the diff ID) and size. */
+export interface ApplyResult {
+  digest: string;
+  size: number;
+}
+
+const WHITEOUT_PREFIX = '.wh.';
+const WHITEOUT_OPAQUE = '.wh..wh..opq';
+const MKNOD = '/usr/bin/mknod';
+const O_CREATE_NEW = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+
+/**
+ * Applies a layer (a gzip, zstd or plain tar stream) onto the directory `root`, with OCI layer
+ * semantics, and returns the digest and size of the uncompressed tar.
+ *
+ * Nothing is written outside `root`: entry names are cleaned lexically, parent directories are
+ * resolved inside root with symlinks followed but clamped (see {@link resolveInRoot}), the entry
+ * itself is never followed, and hard-link targets resolve the same way.
+ *
+ * The stream is read to its end (bytes after the tar's end-of-archive marker count towards the
+ * digest, as in containerd). On failure the root may hold part of the layer; callers apply into
+ * a fresh snapshot and discard it.
+ */
+export async function applyLayer(root: string, stream: AsyncIterable<Uint8Array>, options: ApplyOptions = {}): Promise<ApplyResult> {
+  if (options.mediaType !== undefined) compressionOfMediaType(options.mediaType);
+  const realRoot = fs.realpathSync(root);
+  if (!fs.statSync(realRoot).isDirectory()) throw new InvalidArgumentError(`apply: "${root}" is not a directory`);
+
+  const hash = createHash('sha256');
+  const counter = { size: 0 };
+  const tarStream = hashing(decompress(stream), hash, counter);
+  const applier = new LayerApplier(realRoot, options);
+  try {
+    for await (const entry of readTar(tarStream)) {
+      options.signal?.throwIfAborted();
+      await applier.apply(entry);
+    }
+    // Trailing bytes after the end-of-archive blocks are part of the diff ID.
+    for await (const _ of tarStream) options.signal?.throwIfAborted();
+    await applier.finish();
+  } finally {
+    await tarStream.return(undefined);
+  }
+  const digest = `sha256:${hash.digest('hex')}`;
+  if (options.expectedDiffId !== undefined && options.expectedDiffId !== digest) {
+    throw new FailedPreconditionError(`wrong diff id calculated on extraction "${digest}", expected "${options.expectedDiffId}"`);
+  }
+  return { digest, size: counter.size };
+}
+
+async function* hashing(src: AsyncGenerator<Buffer>, hash: Hash, counter: { size: number }): AsyncGenerator<Buffer, void, undefined> {
+  try {
+    for await (const c of src) {
+      hash.update(c);
+      counter.size += c.length;
+      yield c;
+    }
+  } finally {
+    await src.return(undefined);
+  }
+}
+
+function lstatOrNull(p: string): fs.Stats | null {
+  try {
+    // No exception for the common "not there yet": building one costs more than the syscall.
+    return fs.lstatSync(p, { throwIfNoEntry: false }) ?? null;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw err;
+  }
+}
+
+/** Seconds as node's time APIs take them; times before the epoch become the epoch (containerd's boundTime). */
+function seconds(t: TarTime): number {
+  if (t.sec < 0) return 0;
+  return t.sec + t.nsec / 1e9;
+}
+
+function later(a: TarTime | undefined, b: TarTime): TarTime {
+  if (!a) return b;
+  return a.sec > b.sec || (a.sec === b.sec && a.nsec > b.nsec) ? a : b;
+}
+
+interface DirTimes {
+  path: string;
+  atime: number;
+  mtime: number;
+}
+
+/** Applies entries one by one; file system calls are synchronous (no thread-pool hop per syscall). */
+class LayerApplier {
+  private readonly unpacked = new Set<string>();
+  private readonly dirTimes: DirTimes[] = [];
+  private readonly xattrs = new XattrBatch();
+  /** Cleaned relative parent path -> resolved host path. Cleared whenever the tree's symlinks may change. */
+  private readonly parentCache = new Map<string, string>();
+  /** Directories known to exist; cleared with parentCache. */
+  private readonly knownDirs = new Set<string>();
+  /**
+   * Directories this apply created (or found empty): a name in them exists only if this layer
+   * wrote it, so no lstat is needed before creating it. Cleared whenever something is removed.
+   */
+  private readonly freshDirs = new Set<string>();
+  private readonly overlay: boolean;
+  private readonly parents: string[];
+
+  constructor(private readonly root: string, private readonly options: ApplyOptions) {
+    this.overlay = options.overlay ?? false;
+    this.parents = options.parents ?? [];
+    if (fs.readdirSync(root).length === 0) this.freshDirs.add(root);
+    this.knownDirs.add(root);
+  }
+
+  async apply(entry: TarEntry): Promise<void> {
+    const h = entry.header;
+    try {
+      await this.applyEntry(h, entry);
+    } catch (err) {
+      throw wrap(err, `apply layer entry "${h.name}"`);
+    }
+  }
+
+  async finish(): Promise<void> {
+    await this.xattrs.flush();
+    // Directory times last: creating their children changed them.
+    for (const d of this.dirTimes) fs.lutimesSync(d.path, d.atime, d.mtime);
+  }
+
+  private resolveParent(rel: string): string {
+    let p = this.parentCache.get(rel);
+    if (p === undefined) {
+      p = resolveInRoot(this.root, rel);
+      this.parentCache.set(rel, p);
+    }
+    return p;
+  }
+
+  private async applyEntry(h: TarHeader, entry: TarEntry): Promise<void> {
+    const parts = cleanComponents(h.name);
+    if (parts.length === 0) return; // the root itself: containerd ignores its entry
+    const base = parts.pop()!;
+    const parent = this.resolveParent(parts.join('/'));
+    const path = `${parent}/${base}`;
+    if (parent !== this.root) await this.mkparent(parent);
+
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      await this.whiteout(h, parent, base);
+      return;
+    }
+
+    const surelyNew = this.freshDirs.has(parent) && !this.unpacked.has(path) && !this.knownDirs.has(path);
+    let existing = surelyNew ? null : lstatOrNull(path);
+    if (existing && !(existing.isDirectory() && h.type === TarType.Directory)) {
+      await this.remove(path);
+      existing = null;
+    }
+
+    switch (h.type) {
+      case TarType.Directory:
+        if (!existing) {
+          fs.mkdirSync(path, 0o700);
+          this.freshDirs.add(path);
+        }
+        this.knownDirs.add(path);
+        this.chown(path, h);
+        fs.chmodSync(path, h.mode);
+        this.dirTimes.push({ path, atime: seconds(later(h.atime, h.mtime)), mtime: seconds(h.mtime) });
+        break;
+      case TarType.File:
+      case TarType.Contiguous:
+        await this.writeFile(path, h, entry);
+        break;
+      case TarType.Symlink:
+        fs.symlinkSync(h.linkname, path);
+        this.parentCache.clear();
+        this.chown(path, h);
+        fs.lutimesSync(path, seconds(later(h.atime, h.mtime)), seconds(h.mtime));
+        break;
+      case TarType.HardLink:
+        await this.hardLink(path, h);
+        break;
+      case TarType.Char:
+      case TarType.Block:
+      case TarType.Fifo:
+        await this.mknod(path, h);
+        this.chown(path, h);
+        fs.chmodSync(path, h.mode);
+        fs.lutimesSync(path, seconds(later(h.atime, h.mtime)), seconds(h.mtime));
+        break;
+      default:
+        throw new InvalidArgumentError(`unhandled tar header type "${h.type}"`);
+    }
+    this.addXattrs(path, h);
+    this.unpacked.add(path);
+  }
+
+  private chown(path: string, h: TarHeader): void {
+    if (!this.options.noSameOwner) fs.lchownSync(path, h.uid, h.gid);
+  }
+
+  private addXattrs(path: string, h: TarHeader): void {
+    for (const [k, v] of h.xattrs) {
+      // overlayfs bookkeeping (opaque, redirect, metacopy) is never taken from layer content.
+      if (!isOverlayPrivateXattr(k)) this.xattrs.add(path, k, v);
+    }
+  }
+
+  private async writeFile(path: string, h: TarHeader, entry: TarEntry): Promise<void> {
+    const fd = fs.openSync(path, O_CREATE_NEW, 0o600);
+    try {
+      for await (const chunk of entry.body) {
+        let off = 0;
+        while (off < chunk.length) off += fs.writeSync(fd, chunk, off, chunk.length - off);
+      }
+      if (!this.options.noSameOwner) fs.fchownSync(fd, h.uid, h.gid);
+      fs.fchmodSync(fd, h.mode); // after chown, which clears setuid/setgid
+      fs.futimesSync(fd, seconds(later(h.atime, h.mtime)), seconds(h.mtime));
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  private async hardLink(path: string, h: TarHeader): Promise<void> {
+    const parts = cleanComponents(h.linkname);
+    if (parts.length === 0) throw new InvalidArgumentError(`invalid hard link target "${h.linkname}"`);
+    const base = parts.pop()!;
+    const targetParent = resolveInRoot(this.root, parts.join('/'));
+    const target = `${targetParent}/${base}`;
+    if (!lstatOrNull(target) && this.overlay) await this.copyUp(target);
+    fs.linkSync(target, path);
+    // A link to a symlink is a symlink: resolutions through `path` change.
+    this.parentCache.clear();
+    // The inode's owner, mode and times are the target's: re-applying the link header's values
+    // (containerd chowns and re-times the link) would clear setuid bits on a hard-linked binary.
+  }
+
+  /** Copies a hard link's target from the lower layers into the upper directory, as overlayfs would. */
+  private async copyUp(target: string): Promise<void> {
+    const rel = target.slice(this.root.length + 1);
+    const relParts = rel.split('/');
+    const base = relParts.pop()!;
+    for (const lower of this.parents) {
+      const lowerPath = `${resolveInRoot(lower, relParts.join('/'))}/${base}`;
+      const st = lstatOrNull(lowerPath);
+      if (!st) continue;
+      if (st.isDirectory()) break;
+      const parent = target.slice(0, target.length - base.length - 1);
+      if (parent !== this.root) await this.mkparent(parent);
+      if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(lowerPath), target);
+      else if (st.isFile()) fs.copyFileSync(lowerPath, target);
+      else break;
+      fs.lchownSync(target, st.uid, st.gid);
+      if (!st.isSymbolicLink()) fs.chmodSync(target, st.mode & 0o7777);
+      fs.lutimesSync(target, st.atime, st.mtime);
+      const attrs = (await readXattrs(lowerPath)).get(lowerPath);
+      if (attrs) for (const [k, v] of attrs) if (!isOverlayPrivateXattr(k)) this.xattrs.add(target, k, v);
+      this.unpacked.add(target);
+      return;
+    }
+  }
+
+  private async mknod(path: string, h: TarHeader): Promise<void> {
+    const args = ['-m', (h.mode & 0o7777).toString(8), path];
+    if (h.type === TarType.Fifo) args.push('p');
+    else args.push(h.type === TarType.Char ? 'c' : 'b', String(h.devmajor), String(h.devminor));
+    const r = await execFile(MKNOD, args);
+    if (r.code !== 0) throw new InvalidArgumentError(`mknod "${path}": ${r.stderr.trim()}`);
+  }
+
+  private async remove(path: string): Promise<void> {
+    // Pending attributes may name paths under the one about to go.
+    if (this.xattrs.size > 0) await this.xattrs.flush();
+    fs.rmSync(path, { recursive: true, force: true });
+    this.forget();
+  }
+
+  /** Drops what was cached about the tree after a removal. */
+  private forget(): void {
+    this.parentCache.clear();
+    this.knownDirs.clear();
+    this.knownDirs.add(this.root);
+    this.freshDirs.clear();
+  }
+
+  private async whiteout(h: TarHeader, dir: string, base: string): Promise<void> {
+    if (base === WHITEOUT_OPAQUE) {
+      if (!lstatOrNull(dir)) throw new InvalidArgumentError(`opaque whiteout for missing directory "${dir}"`);
+      if (this.overlay) {
+        this.xattrs.add(dir, 'trusted.overlay.opaque', Buffer.from('y'));
+      } else {
+        if (this.xattrs.size > 0) await this.xattrs.flush();
+        this.removeNotUnpacked(dir);
+        this.forget();
+      }
+      return;
+    }
+    const name = base.slice(WHITEOUT_PREFIX.length);
+    if (name === '' || name === '.' || name === '..') throw new InvalidArgumentError(`invalid whiteout name: ${base}`);
+    const original = `${dir}/${name}`;
+    if (this.overlay) {
+      if (lstatOrNull(original)) await this.remove(original);
+      const r = await execFile(MKNOD, ['-m', '0', original, 'c', '0', '0']);
+      if (r.code !== 0) throw new InvalidArgumentError(`creating overlay whiteout "${original}": ${r.stderr.trim()}`);
+      if (!this.options.noSameOwner) fs.lchownSync(original, h.uid, h.gid);
+      this.unpacked.add(original);
+    } else if (lstatOrNull(original)) {
+      await this.remove(original);
+    }
+  }
+
+  /** Opaque directory, plain mode: everything below `dir` that this layer did not write goes. */
+  private removeNotUnpacked(dir: string): void {
+    for (const name of fs.readdirSync(dir)) {
+      const p = `${dir}/${name}`;
+      if (!this.unpacked.has(p)) fs.rmSync(p, { recursive: true, force: true });
+      else if (fs.lstatSync(p).isDirectory()) this.removeNotUnpacked(p);
+    }
+  }
+
+  /**
+   * Creates a missing parent directory (and its missing parents) under root, 0755 root-owned,
+   * or with the attributes of the same directory in the first lower layer that has it.
+   */
+  private async mkparent(dir: string): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    const st = lstatOrNull(dir);
+    if (st) {
+      if (!st.isDirectory()) throw new InvalidArgumentError(`parent "${dir}" is not a directory`);
+      this.knownDirs.add(dir);
+      return;
+    }
+    const up = dir.slice(0, dir.lastIndexOf('/'));
+    if (up.length > this.root.length) await this.mkparent(up);
+    fs.mkdirSync(dir, 0o755);
+    this.knownDirs.add(dir);
+    this.freshDirs.add(dir);
+    const rel = dir.slice(this.root.length + 1);
+    for (const lower of this.parents) {
+      const lowerPath = resolveInRoot(lower, rel);
+      const lst = lstatOrNull(lowerPath);
+      if (!lst) continue;
+      if (!lst.isDirectory()) break; // replaced in a lower layer: keep the defaults
+      fs.lchownSync(dir, lst.uid, lst.gid);
+      fs.chmodSync(dir, lst.mode & 0o7777);
+      // Times are not restored: adding children changes them, as applying to a plain directory does.
+      const attrs = (await readXattrs(lowerPath)).get(lowerPath);
+      if (attrs) for (const [k, v] of attrs) if (!isOverlayPrivateXattr(k)) this.xattrs.add(dir, k, v);
+      return;
+    }
+  }
+}

@@ -1,0 +1,7 @@
+export * from './tar';
+export * from './root-path';
+export * from './compression';
+export * from './xattr';
+export * from './apply';
+export * from './diff';
+export * from './tree';

@@ -1,0 +1,3 @@
+export * from './header';
+export * from './reader';
+export * from './writer';
