@@ -3,3 +3,4 @@ export * from './ctr';
 export * from './daemon';
 export * from './containerd';
 export * from './events';
+export * from './ctr-events';
