@@ -9,6 +9,7 @@ import { namespaces } from '@berth/api';
 import { createClient } from '@berth/grpc';
 import { CTR_PATH } from '@berth/testing';
 import { BenchDaemon, rssMiB } from './daemons';
+import { API_WORKLOADS } from './workloads-api';
 
 /** A measurement taken on a fresh daemon: name, unit, direction, and the function that measures. */
 export interface Workload {
@@ -82,6 +83,7 @@ async function hashLimit(path: string): Promise<number> {
 }
 
 export const WORKLOADS: Record<string, Workload> = {
+  ...API_WORKLOADS,
   'content-ingest': {
     name: 'ctr content ingest (256 MiB from stdin)',
     unit: 'MiB/s',
