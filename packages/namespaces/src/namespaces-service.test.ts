@@ -45,4 +45,13 @@ describe('NamespacesService events', () => {
     expect(await collect(() => svc.update(context({ namespace: 'default' }), { name: 'dup', labels: {} }, ['name']))).toEqual([]);
     expect(await collect(() => svc.delete(context({ namespace: 'default' }), 'missing'))).toEqual([]);
   });
+
+  it('replaces the whole label set for the mask "labels" and refuses other paths', async () => {
+    const caller = context({ namespace: 'default' });
+    await svc.create(caller, { name: 'masks', labels: { a: '1', b: '2' } });
+    await svc.update(caller, { name: 'masks', labels: { c: '3' } }, ['labels']);
+    expect((await svc.get('masks')).labels).toEqual({ c: '3' });
+    await expect(svc.update(caller, { name: 'masks', labels: {} }, ['labels.c', 'name'])).rejects.toThrow('cannot update "name" field: invalid argument');
+    expect((await svc.get('masks')).labels).toEqual({ c: '3' });
+  });
 });

@@ -56,17 +56,23 @@ export class NamespacesService {
 
   /**
    * Updates labels: each `labels.<key>` path sets (or, with an empty value, deletes) that label;
-   * no paths replaces the whole label set. Any other path is InvalidArgument.
+   * `labels` or no paths replaces the whole label set. Any other path is InvalidArgument.
    */
   async update(ctx: Context, ns: Namespace, paths: readonly string[]): Promise<void> {
-    if (paths.length === 0) {
+    // `labels` replaces the whole set (containerd 1.6 refuses that path; Berth accepts it as the
+    // other objects' masks do); `labels.<k>` sets or, empty, removes one label.
+    for (const path of paths) {
+      if (path !== 'labels' && (!path.startsWith('labels.') || path.length === 'labels.'.length)) {
+        throw new InvalidArgumentError(`cannot update "${path}" field`);
+      }
+    }
+    if (paths.length === 0 || paths.includes('labels')) {
       await this.store.replaceLabels(ns.name, ns.labels);
     } else {
-      const keys = paths.map((path) => {
-        if (!path.startsWith('labels.') || path.length === 'labels.'.length) throw new InvalidArgumentError(`cannot update "${path}" field`);
-        return path.slice('labels.'.length);
-      });
-      for (const key of keys) await this.store.setLabel(ns.name, key, ns.labels[key] ?? '');
+      for (const path of paths) {
+        const key = path.slice('labels.'.length);
+        await this.store.setLabel(ns.name, key, ns.labels[key] ?? '');
+      }
     }
     // containerd's event carries the labels of the request, not the resulting set.
     await this.publish(ctx, ns.name, '/namespaces/update', NamespaceUpdate, { name: ns.name, labels: ns.labels });
