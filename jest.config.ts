@@ -31,6 +31,8 @@ function projects(): Config['projects'] {
         testMatch: ['<rootDir>/src/**/*.test.ts'],
         transform: { '^.+\\.ts$': ['@swc/jest', swc] },
         moduleNameMapper: {
+          // Tools that tests import; everything else under @berth/ is a package.
+          '^@berth/fixtures$': join(__dirname, 'tools/fixtures/src/index.ts'),
           '^@berth/([a-z0-9-]+)$': join(__dirname, 'packages/$1/src/index.ts'),
           // Subpath entry points (`@berth/api/events`) live at packages/<pkg>/src/<entry>.ts.
           '^@berth/([a-z0-9-]+)/([a-z0-9-]+)$': join(__dirname, 'packages/$1/src/$2.ts'),

@@ -5,3 +5,4 @@ export * from './xattr';
 export * from './apply';
 export * from './diff';
 export * from './tree';
+export * from './differ';

@@ -1,21 +1,31 @@
 import { images as api, Empty } from '@berth/api';
 import { EVENT_PLUGIN_TYPE, PublisherToken } from '@berth/events';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, createService } from '@berth/grpc';
-import { ImageInput, ImageStoreToken, METADATA_PLUGIN_TYPE, type Image } from '@berth/metadata';
-import { definePlugin } from '@berth/plugin';
+import { GarbageCollectorToken, ImageInput, ImageStoreToken, METADATA_PLUGIN_TYPE, type GarbageCollector, type Image } from '@berth/metadata';
+import { SkipPluginError, definePlugin } from '@berth/plugin';
 import { ImagesService, ImagesServiceToken } from './service';
 
 /**
- * `io.containerd.service.v1 images-service`: the in-process service. containerd lists the
- * garbage collector's type too (a sync delete waits for it); requiring a type with no plugin
- * only orders the load, so it is declared now and used once a collector exists.
+ * `io.containerd.service.v1 images-service`: the in-process service. A sync delete waits for the
+ * garbage collector (`io.containerd.gc.v1 scheduler`); with that plugin disabled it returns once
+ * the delete has committed.
  */
 export const imagesServicePlugin = definePlugin<undefined, ImagesService>({
   type: 'io.containerd.service.v1',
   id: 'images-service',
   requires: [METADATA_PLUGIN_TYPE, 'io.containerd.gc.v1', EVENT_PLUGIN_TYPE],
   provides: [ImagesServiceToken],
-  init: (ctx) => new ImagesService(ctx.get(ImageStoreToken), ctx.get(PublisherToken), ctx.logger),
+  init: (ctx) => {
+    let collector: GarbageCollector | undefined;
+    try {
+      collector = ctx.get(GarbageCollectorToken);
+    } catch (err) {
+      if (!(err instanceof SkipPluginError)) throw err;
+    }
+    return new ImagesService(ctx.get(ImageStoreToken), ctx.get(PublisherToken), ctx.logger, {
+      collectGarbage: collector ? async (c) => void (await collector.scheduleAndWait(c)) : undefined,
+    });
+  },
 });
 
 /** `io.containerd.grpc.v1 images`: containerd.services.images.v1.Images. */

@@ -1,0 +1,205 @@
+import { randomBytes } from 'node:crypto';
+import { createGzip } from 'node:zlib';
+import type { Context } from '@berth/context';
+import type { ContentStore } from '@berth/content';
+import { FailedPreconditionError, InvalidArgumentError, NotImplementedError, isAlreadyExists, wrap } from '@berth/errdefs';
+import { type Mount, withTempMount } from '@berth/mount';
+import { applyLayer } from './apply';
+import { DiffResult, DiffSink, writeDiff, writeOverlayDiff } from './diff';
+
+/** An OCI descriptor as the differ takes and returns it. */
+export interface LayerDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+}
+
+/** Media type of an uncompressed layer: what Apply returns (digest = the diff ID). */
+export const MEDIA_TYPE_LAYER = 'application/vnd.oci.image.layer.v1.tar';
+/** Media type of a gzip layer: Diff's default. */
+export const MEDIA_TYPE_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
+/** The content label holding a compressed layer's diff ID. */
+export const UNCOMPRESSED_LABEL = 'containerd.io/uncompressed';
+
+/** Options of {@link Differ.compare}. */
+export interface CompareOptions {
+  /** Layer media type: `...tar` or `...tar+gzip` (default). */
+  mediaType?: string;
+  /** Ingest ref of the written layer; default a unique one. */
+  ref?: string;
+  /** Labels stored with the blob (besides `containerd.io/uncompressed`). */
+  labels?: Record<string, string>;
+}
+
+/** Options of {@link Differ.apply}. */
+export interface DifferApplyOptions {
+  /** Fail with FailedPrecondition when the uncompressed digest differs. */
+  expectedDiffId?: string;
+  signal?: AbortSignal;
+}
+
+/** containerd's diff.Applier + diff.Comparer. */
+export interface Differ {
+  /** Applies the layer blob `desc` onto `mounts`; returns the uncompressed tar's descriptor. */
+  apply(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], options?: DifferApplyOptions): Promise<LayerDescriptor>;
+  /** Writes the changes from `lower` to `upper` as a layer into the content store. */
+  compare(ctx: Context, lower: readonly Mount[], upper: readonly Mount[], options?: CompareOptions): Promise<LayerDescriptor>;
+}
+
+/** Gives the content store a call acts on (the namespaced store bound to the call's context). */
+export type ContentFor = (ctx: Context) => ContentStore;
+
+function option(m: Mount, name: string): string | undefined {
+  const prefix = `${name}=`;
+  const o = m.options.find((x) => x.startsWith(prefix));
+  return o === undefined ? undefined : o.slice(prefix.length);
+}
+
+/**
+ * Where a layer can be applied without mounting: the upper directory of a single overlay mount
+ * (overlay whiteouts, lower dirs for implicit parents and copy-up), or the source of a single
+ * writable bind mount (plain whiteouts). Undefined when the mounts must really be mounted.
+ */
+export function directApplyTarget(mounts: readonly Mount[]): { dir: string; overlay: boolean; parents: string[] } | undefined {
+  if (mounts.length !== 1) return undefined;
+  const m = mounts[0];
+  if (m.type === 'bind' && !m.options.includes('ro') && m.source.startsWith('/')) return { dir: m.source, overlay: false, parents: [] };
+  if (m.type === 'overlay') {
+    const upper = option(m, 'upperdir');
+    const lower = option(m, 'lowerdir');
+    if (!upper || !upper.startsWith('/') || m.options.includes('ro')) return undefined;
+    const parents = lower ? lower.split(':') : [];
+    if (parents.some((p) => !p.startsWith('/'))) return undefined;
+    return { dir: upper, overlay: parents.length > 0, parents };
+  }
+  return undefined;
+}
+
+/** The mounts made read-only, for reading both sides of a diff. */
+function readOnly(mounts: readonly Mount[]): Mount[] {
+  return mounts.map((m) => {
+    const opts = m.options.filter((o) => o !== 'rw');
+    if (!opts.includes('ro')) opts.push('ro');
+    return { ...m, options: opts };
+  });
+}
+
+/** A unique ingest ref, as containerd's uniqueRef: `<nanos>-<random>`. */
+export function uniqueRef(): string {
+  const nanos = process.hrtime.bigint() % 1_000_000_000n;
+  return `${nanos}-${randomBytes(3).toString('base64url')}`;
+}
+
+/**
+ * The walking differ (`io.containerd.differ.v1 walking`): applies layers from the content store
+ * and writes diffs into it. Applies straight into an overlay upper directory (or a bind source)
+ * instead of mounting the chain, which is what makes Berth's unpack cheaper than containerd's.
+ */
+export class WalkingDiffer implements Differ {
+  constructor(private readonly content: ContentFor) {}
+
+  async apply(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], options: DifferApplyOptions = {}): Promise<LayerDescriptor> {
+    if (!desc.digest) throw new InvalidArgumentError('apply: layer descriptor has no digest');
+    const store = this.content(ctx);
+    const ra = await store.readerAt({ digest: desc.digest, size: desc.size });
+    let res;
+    try {
+      if (desc.size > 0 && ra.size !== desc.size) {
+        throw new FailedPreconditionError(`layer ${desc.digest}: blob has ${ra.size} bytes, the descriptor declares ${desc.size}`);
+      }
+      const run = (dir: string, overlay: boolean, parents: string[]) =>
+        applyLayer(dir, ra.createReadStream(), {
+          mediaType: desc.mediaType,
+          overlay,
+          parents,
+          expectedDiffId: options.expectedDiffId,
+          signal: options.signal ?? ctx.signal,
+        });
+      const direct = directApplyTarget(mounts);
+      if (direct) res = await run(direct.dir, direct.overlay, direct.parents);
+      else res = await withTempMount(mounts, (dir) => run(dir, false, []));
+    } catch (err) {
+      throw wrap(err, `failed to apply layer ${desc.digest}`);
+    } finally {
+      await ra.close();
+    }
+    return { mediaType: MEDIA_TYPE_LAYER, digest: res.digest, size: res.size, annotations: {} };
+  }
+
+  async compare(ctx: Context, lower: readonly Mount[], upper: readonly Mount[], options: CompareOptions = {}): Promise<LayerDescriptor> {
+    const mediaType = options.mediaType || MEDIA_TYPE_LAYER_GZIP;
+    if (mediaType !== MEDIA_TYPE_LAYER && mediaType !== MEDIA_TYPE_LAYER_GZIP) {
+      throw new NotImplementedError(`unsupported diff media type: ${mediaType}`);
+    }
+    const store = this.content(ctx);
+    const ref = options.ref || uniqueRef();
+    const w = await store.writer({ ref });
+    let committed = false;
+    try {
+      await w.truncate(0);
+      const produce = (sink: DiffSink) => this.produce(lower, upper, sink);
+      let diffId: DiffResult;
+      if (mediaType === MEDIA_TYPE_LAYER) {
+        diffId = await produce(async (b: Buffer) => void (await w.write(b)));
+      } else {
+        const gz = createGzip({ level: 6 });
+        const consume = (async () => {
+          for await (const c of gz) await w.write(c as Buffer);
+        })();
+        consume.catch(() => gz.destroy());
+        try {
+          diffId = await produce(gz);
+          gz.end();
+        } catch (err) {
+          gz.destroy();
+          await consume.catch(() => undefined);
+          throw err;
+        }
+        await consume;
+      }
+      const digest = await w.digest();
+      const size = (await w.status()).offset;
+      const labels = { ...(options.labels ?? {}), [UNCOMPRESSED_LABEL]: diffId.digest };
+      try {
+        await w.commit(size, digest, labels);
+      } catch (err) {
+        if (!isAlreadyExists(err)) throw err;
+        const info = await store.info(digest);
+        if (info.labels[UNCOMPRESSED_LABEL] !== diffId.digest) {
+          await store.update({ digest, labels: { [UNCOMPRESSED_LABEL]: diffId.digest } }, [`labels.${UNCOMPRESSED_LABEL}`]).catch(() => undefined);
+        }
+      }
+      committed = true;
+      return { mediaType, digest, size, annotations: {} };
+    } catch (err) {
+      throw wrap(err, 'failed to create diff');
+    } finally {
+      await w.close().catch(() => undefined);
+      if (!committed) await store.abort(ref).catch(() => undefined);
+    }
+  }
+
+  /** Writes the diff tar: from the upper directory alone when it is the upper of `lower`'s chain. */
+  private async produce(lower: readonly Mount[], upper: readonly Mount[], sink: DiffSink): Promise<DiffResult> {
+    const upperDir = overlayUpperOver(lower, upper);
+    if (upperDir) return writeOverlayDiff(upperDir, sink);
+    return withTempMount(readOnly(lower), (l) => withTempMount(readOnly(upper), (u) => writeDiff(l, u, sink)));
+  }
+}
+
+/**
+ * The upper directory of `upper` when `upper` is one overlay mount whose lower layers are
+ * exactly what `lower` mounts: then the upper directory holds the whole diff.
+ */
+function overlayUpperOver(lower: readonly Mount[], upper: readonly Mount[]): string | undefined {
+  if (upper.length !== 1 || upper[0].type !== 'overlay') return undefined;
+  const up = option(upper[0], 'upperdir');
+  const lowers = option(upper[0], 'lowerdir')?.split(':') ?? [];
+  if (!up || lowers.length === 0 || lower.length !== 1) return undefined;
+  if (upper[0].options.some((o) => o.startsWith('redirect_dir') || o.startsWith('metacopy=on'))) return undefined;
+  const l = lower[0];
+  if (l.type === 'bind') return lowers.length === 1 && lowers[0] === l.source ? up : undefined;
+  if (l.type === 'overlay' && !option(l, 'upperdir')) return option(l, 'lowerdir') === lowers.join(':') ? up : undefined;
+  return undefined;
+}

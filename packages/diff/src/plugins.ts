@@ -1,0 +1,139 @@
+/**
+ * The diff plugins (`@berth/diff/plugins`), a separate entry so that `@berth/diff` never loads
+ * grpc-js:
+ *
+ * - `io.containerd.differ.v1 walking`: the walking differ over the namespaced content store;
+ * - `io.containerd.service.v1 diff-service`: the differs in the configured order;
+ * - `io.containerd.grpc.v1 diff`: containerd.services.diff.v1.Diff (Apply, Diff).
+ */
+import { diff as api, types } from '@berth/api';
+import { type Context } from '@berth/context';
+import { ContentStoreToken, MetadataContentStore, type ContentSharingPolicy } from '@berth/content';
+import { InvalidArgumentError, NotImplementedError, isNotImplemented } from '@berth/errdefs';
+import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, createService } from '@berth/grpc';
+import { METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/metadata';
+import type { Mount } from '@berth/mount';
+import { definePlugin, hostPlatform, token } from '@berth/plugin';
+import { CompareOptions, Differ, DifferApplyOptions, LayerDescriptor, WalkingDiffer } from './differ';
+
+export const DIFFER_PLUGIN_TYPE = 'io.containerd.differ.v1';
+
+/** Every differ plugin's instance (`getAll` of the differ type returns them by id). */
+export const DifferToken = token<Differ>(`${DIFFER_PLUGIN_TYPE}/differ`);
+
+/**
+ * `io.containerd.differ.v1 walking`. containerd's requires only the metadata type and takes the
+ * content store from the metadata database object; here the namespaced content store is built
+ * from the database and the content plugin's local store, so the content type is declared too
+ * (it loads before metadata either way, so the load order is containerd's).
+ */
+export const walkingDifferPlugin = definePlugin<undefined, Differ>({
+  type: DIFFER_PLUGIN_TYPE,
+  id: 'walking',
+  requires: [METADATA_PLUGIN_TYPE, 'io.containerd.content.v1'],
+  platforms: [hostPlatform()],
+  provides: [DifferToken],
+  init: (ctx) => {
+    const metadata = ctx.plugins.reports.find((r) => r.type === METADATA_PLUGIN_TYPE && r.status === 'ok');
+    const policy: ContentSharingPolicy = metadata?.exports.policy === 'isolated' ? 'isolated' : 'shared';
+    const store = new MetadataContentStore(ctx.get(MetadataDbToken), ctx.get(ContentStoreToken), { policy });
+    return new WalkingDiffer((c) => store.bind(c));
+  },
+});
+
+/** The in-process diff service: tries the configured differs in order, as containerd's. */
+export class DiffService implements Differ {
+  constructor(private readonly differs: readonly Differ[]) {}
+
+  async apply(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], options?: DifferApplyOptions): Promise<LayerDescriptor> {
+    return this.first((d) => d.apply(ctx, desc, mounts, options));
+  }
+
+  async compare(ctx: Context, lower: readonly Mount[], upper: readonly Mount[], options?: CompareOptions): Promise<LayerDescriptor> {
+    return this.first((d) => d.compare(ctx, lower, upper, options));
+  }
+
+  /** The first differ's answer that is not NotImplemented. */
+  private async first(fn: (d: Differ) => Promise<LayerDescriptor>): Promise<LayerDescriptor> {
+    let last: unknown = new NotImplementedError('no differ available');
+    for (const d of this.differs) {
+      try {
+        return await fn(d);
+      } catch (err) {
+        if (!isNotImplemented(err)) throw err;
+        last = err;
+      }
+    }
+    throw last;
+  }
+}
+
+export const DiffServiceToken = token<DiffService>('io.containerd.service.v1/diff-service');
+
+export interface DiffServiceConfig {
+  /** Differ ids to try, in order. Default ["walking"]. */
+  default: string[];
+}
+
+/** `io.containerd.service.v1 diff-service`. */
+export const diffServicePlugin = definePlugin<DiffServiceConfig, DiffService>({
+  type: 'io.containerd.service.v1',
+  id: 'diff-service',
+  requires: [DIFFER_PLUGIN_TYPE],
+  config: {
+    defaults: () => ({ default: ['walking'] }),
+    parse: (section, defaults) => {
+      const d = section.default ?? defaults.default;
+      if (!Array.isArray(d) || d.some((x) => typeof x !== 'string')) throw new InvalidArgumentError('default must be a list of differ ids');
+      return { default: d as string[] };
+    },
+  },
+  provides: [DiffServiceToken],
+  init: (ctx) => {
+    const all = ctx.getAll<Differ>(DIFFER_PLUGIN_TYPE);
+    const differs = ctx.config.default.map((id) => {
+      const d = all.get(id);
+      if (!d) throw new Error(`could not load required differ due plugin init error: ${id}`);
+      return d;
+    });
+    return new DiffService(differs);
+  },
+});
+
+function fromApiMounts(mounts: readonly types.Mount[]): Mount[] {
+  return mounts.map((m) => ({ type: m.type, source: m.source, target: m.target, options: [...m.options] }));
+}
+
+function toApiDescriptor(d: LayerDescriptor): types.Descriptor {
+  return { mediaType: d.mediaType, digest: d.digest, size: d.size, annotations: { ...(d.annotations ?? {}) } };
+}
+
+/** `io.containerd.grpc.v1 diff`: containerd.services.diff.v1.Diff. */
+export const diffGrpcPlugin = definePlugin<undefined, GrpcServicePlugin>({
+  type: GRPC_PLUGIN_TYPE,
+  id: 'diff',
+  requires: ['io.containerd.service.v1'],
+  init: (ctx) => {
+    const svc = ctx.get(DiffServiceToken);
+    const service = createService(
+      api.DiffService,
+      {
+        apply: async (req, call) => {
+          const d = req.diff;
+          const desc: LayerDescriptor = { mediaType: d?.mediaType ?? '', digest: d?.digest ?? '', size: d?.size ?? 0, annotations: { ...(d?.annotations ?? {}) } };
+          return { applied: toApiDescriptor(await svc.apply(call, desc, fromApiMounts(req.mounts))) };
+        },
+        diff: async (req, call) => {
+          const out = await svc.compare(call, fromApiMounts(req.left), fromApiMounts(req.right), {
+            mediaType: req.mediaType,
+            ref: req.ref,
+            labels: { ...req.labels },
+          });
+          return { diff: toApiDescriptor(out) };
+        },
+      },
+      ctx.logger,
+    );
+    return { services: [service] };
+  },
+});
