@@ -138,7 +138,7 @@ describe('Content service: stock ctr against berthd and containerd', () => {
   let containerd: ReferenceContainerd;
 
   beforeAll(async () => {
-    [berthd, containerd] = await Promise.all([TestDaemon.start({ logLevel: 'info' }), ReferenceContainerd.start({ config: NO_GC })]);
+    [berthd, containerd] = await Promise.all([TestDaemon.start({ logLevel: 'info', config: NO_GC }), ReferenceContainerd.start({ config: NO_GC })]);
   });
   afterAll(async () => {
     await Promise.all([berthd?.cleanup(), containerd?.cleanup()]);
@@ -227,7 +227,7 @@ describe('Content service: raw gRPC against berthd', () => {
   let c: ContentClient;
 
   beforeAll(async () => {
-    berthd = await TestDaemon.start({ logLevel: 'info' });
+    berthd = await TestDaemon.start({ logLevel: 'info', config: NO_GC });
     c = berthd.client(api.ContentService, 'raw');
   });
   afterAll(async () => {
@@ -452,7 +452,7 @@ describe('Content service: crash recovery and memory', () => {
   }
 
   it('survives kill -9 in the middle of a 1 GiB ingest: status shows the partial offset, the resume verifies', async () => {
-    berthd = await TestDaemon.start({ logLevel: 'info' });
+    berthd = await TestDaemon.start({ logLevel: 'info', config: NO_GC });
     let c = berthd.client(api.ContentService, 'crash');
     const small = Buffer.from('committed before the crash');
     const smallDigest = await writeBlob(c, 'small', small);
@@ -484,7 +484,7 @@ describe('Content service: crash recovery and memory', () => {
   }, 180_000);
 
   it('ingests and reads a 2 GiB blob with less than 64 MiB of RSS growth', async () => {
-    berthd = await TestDaemon.start({ logLevel: 'info' });
+    berthd = await TestDaemon.start({ logLevel: 'info', config: NO_GC });
     const c = berthd.client(api.ContentService, 'rss');
     await writeBlob(c, 'warm-up', randomBytes(4 << 20)); // load the code paths once
     const pid = berthd.pid!;

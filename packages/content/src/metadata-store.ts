@@ -11,7 +11,9 @@ import {
 } from '@berth/errdefs';
 import {
   type MetadataDb,
+  type NamespaceRecord,
   type ReadTx,
+  namespacesPrefix,
   addLeaseResource,
   nextSequence,
   objectKey,
@@ -19,6 +21,7 @@ import {
   removeLeasedEverywhere,
 } from '@berth/metadata';
 import { parseDigest, type Digest } from './digest';
+import { gcLockOf } from './gc-lock';
 import { validateIngestRef } from './ingest-ref';
 import { dropEmptyLabels, validateLabels } from './label-store';
 import type { LocalContentStore } from './local-store';
@@ -360,6 +363,43 @@ export class MetadataContentStore {
     return this.db.view((tx) => tx.has(blobKey(ns, digest)));
   }
 
+  /**
+   * Removes backend blobs no namespace has a record of, and backend ingests no ingest record
+   * points at (the garbage collector's file phase, run after its sweep). Returns how many it
+   * removed. Safe against concurrent writers: backend ingests are listed before the records are
+   * read (an ingest's record is written before its backend data), and the record check and the
+   * removals hold the backend's lock exclusively, which every commit holds shared from the
+   * backend commit until its blob record is written.
+   */
+  async collectBackend(): Promise<number> {
+    const ingests = await this.backend.listStatuses();
+    const blobs: Digest[] = [];
+    await this.backend.walk((info) => void blobs.push(info.digest));
+    return gcLockOf(this.backend).exclusive(async () => {
+      const referenced = this.db.view((tx) => referencedEverywhere(tx));
+      let removed = 0;
+      for (const digest of blobs) {
+        if (referenced.blobs.has(digest)) continue;
+        try {
+          await this.backend.delete(digest);
+          removed++;
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+      }
+      for (const st of ingests) {
+        if (referenced.ingests.has(st.ref)) continue;
+        try {
+          await this.backend.abort(st.ref);
+          removed++;
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+      }
+      return removed;
+    });
+  }
+
   private async backendStatus(backendRef: string): Promise<Status | undefined> {
     try {
       return await this.backend.status(backendRef);
@@ -450,6 +490,13 @@ export class MetadataWriter implements Writer {
     if (expected !== undefined) parseDigest(expected);
     validateLabels(labels);
     const { store } = this.host;
+    // Shared with other commits, exclusive with the collector's file removal: from the backend
+    // commit until the blob record exists, the blob is referenced by nothing in the metadata.
+    await gcLockOf(store.backend).shared(() => this.commitLocked(size, expected, labels));
+  }
+
+  private async commitLocked(size: number, expected: Digest | undefined, labels: Labels): Promise<void> {
+    const { store } = this.host;
     let digest: Digest;
     let written: number;
     if (this.shared) {
@@ -459,6 +506,12 @@ export class MetadataWriter implements Writer {
       if (expected !== undefined && expected !== digest) {
         throw new FailedPreconditionError(`unexpected commit digest ${digest}, expected ${expected}`);
       }
+      // The blob was another namespace's when this writer opened; the collector may have removed
+      // it since (under the lock now held it cannot any more).
+      await store.backend.info(digest).catch((err) => {
+        if (isNotFound(err)) throw new NotFoundError(`content ${digest}: removed while linking`, { bare: true, cause: err });
+        throw err;
+      });
       // A data-less link: drop any data an earlier writer left under this ref.
       await store.backend.abort(this.backendRef).catch(() => undefined);
     } else {
@@ -546,6 +599,19 @@ function ingestsOf(tx: ReadTx, ns: string): Array<[string, IngestRecord]> {
     if (key.length === 5) out.push([String(key[4]), value]);
   }
   return out;
+}
+
+/** Every blob digest and backend ingest ref some namespace references. */
+function referencedEverywhere(tx: ReadTx): { blobs: Set<string>; ingests: Set<string> } {
+  const blobs = new Set<string>();
+  const ingests = new Set<string>();
+  for (const { key } of tx.range<NamespaceRecord>(namespacesPrefix())) {
+    if (key.length !== 3) continue;
+    const ns = String(key[2]);
+    for (const { key: k } of tx.range<BlobRecord>(objectsPrefix(ns, 'blobs'))) if (k.length === 5) blobs.add(String(k[4]));
+    for (const [, record] of ingestsOf(tx, ns)) ingests.add(record.backendRef);
+  }
+  return { blobs, ingests };
 }
 
 function asClientStatus(st: Status, ref: string, record: IngestRecord): Status {

@@ -9,7 +9,7 @@
  */
 import { EVENT_PLUGIN_TYPE, PublisherToken } from '@berth/events';
 import { GRPC_PLUGIN_TYPE, type GrpcServicePlugin } from '@berth/grpc';
-import { METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/metadata';
+import { GcHooksToken, METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/metadata';
 import { definePlugin } from '@berth/plugin';
 import { createContentGrpcService } from './content-grpc';
 import { ContentService, ContentServiceToken, ContentStoreToken } from './content-service';
@@ -43,6 +43,8 @@ export const contentServicePlugin = definePlugin<undefined, ContentService>({
     const metadata = ctx.plugins.reports.find((r) => r.type === METADATA_PLUGIN_TYPE && r.status === 'ok');
     const policy: ContentSharingPolicy = metadata?.exports.policy === 'isolated' ? 'isolated' : 'shared';
     const store = new MetadataContentStore(ctx.get(MetadataDbToken), ctx.get(ContentStoreToken), { policy });
+    // The garbage collector removes unreferenced blob files and ingests through this layer.
+    ctx.onClose(ctx.get(GcHooksToken).registerBackend('content', () => store.collectBackend()));
     return new ContentService(store, ctx.get(PublisherToken), ctx.logger);
   },
 });

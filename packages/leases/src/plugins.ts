@@ -1,16 +1,23 @@
 import { Empty, leases as api } from '@berth/api';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, createService } from '@berth/grpc';
-import { Lease, LeaseManagerToken, LeaseResource, METADATA_PLUGIN_TYPE } from '@berth/metadata';
+import { GcHooksToken, Lease, LeaseManagerToken, LeaseResource, METADATA_PLUGIN_TYPE } from '@berth/metadata';
 import { definePlugin } from '@berth/plugin';
 import { LeasesService, LeasesServiceToken } from './leases-service';
 
-/** `io.containerd.service.v1 leases-service`: the in-process service. */
+/**
+ * `io.containerd.service.v1 leases-service`: the in-process service. A sync delete waits for the
+ * collector through the metadata plugin's hooks (containerd's leases service requires only the
+ * metadata plugin type, so the collector's type is not in `requires`).
+ */
 export const leasesServicePlugin = definePlugin<undefined, LeasesService>({
   type: 'io.containerd.service.v1',
   id: 'leases-service',
   requires: [METADATA_PLUGIN_TYPE],
   provides: [LeasesServiceToken],
-  init: (ctx) => new LeasesService(ctx.get(LeaseManagerToken)),
+  init: (ctx) => {
+    const hooks = ctx.get(GcHooksToken);
+    return new LeasesService(ctx.get(LeaseManagerToken), { collectGarbage: (c) => hooks.collectGarbage(c) });
+  },
 });
 
 /** `io.containerd.grpc.v1 leases`: containerd.services.leases.v1.Leases. */

@@ -225,6 +225,7 @@ export class LmdbContainerStore implements ContainerStore {
     const ns = namespaceRequired(ctx);
     this.db.update((tx) => {
       if (!tx.remove(objectKey(ns, 'containers', id))) throw new NotFoundError(`container ${id}`);
+      tx.markDeletion();
     });
   }
 }

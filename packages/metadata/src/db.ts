@@ -20,12 +20,17 @@ export interface WriteTx extends ReadTx {
   remove(key: Key): boolean;
   /** Creates the namespace record if absent: every write in a namespace makes it exist. */
   ensureNamespace(ns: string): void;
-  /** Marks the transaction as having deleted something, for the garbage collector's scheduler. */
+  /**
+   * Marks the transaction as a deletion the garbage collector's scheduler should count (containerd's
+   * "dirty": deleting an image, container, lease, lease resource, blob or snapshot). Removing keys
+   * alone does not: a commit that drops its ingest record or an active snapshot key is no deletion.
+   */
   markDeletion(): void;
 }
 
 /** What a committed write transaction did; passed to commit listeners. */
 export interface Mutation {
+  /** Whether the transaction called `markDeletion` (deleted an object the collector may reclaim). */
   readonly deletions: boolean;
 }
 
@@ -115,11 +120,7 @@ export class MetadataDb {
     const tx: WriteTx = {
       ...read,
       put: (key, value) => void env.putSync(key, value),
-      remove: (key) => {
-        const removed = env.removeSync(key);
-        if (removed) deletions = true;
-        return removed;
-      },
+      remove: (key) => env.removeSync(key),
       ensureNamespace: (ns) => {
         const k = namespaceKey(ns);
         if (env.get(k) === undefined) env.putSync(k, { labels: {}, createdAt: Date.now() } satisfies NamespaceRecord);

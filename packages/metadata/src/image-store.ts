@@ -198,6 +198,7 @@ export class LmdbImageStore implements ImageStore {
     const ns = namespaceRequired(ctx);
     this.db.update((tx) => {
       if (!tx.remove(objectKey(ns, 'images', name))) throw new NotFoundError(`image ${JSON.stringify(name)}`);
+      tx.markDeletion();
     });
   }
 }

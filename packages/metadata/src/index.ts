@@ -6,4 +6,5 @@ export * from './image-store';
 export * from './container-store';
 export * from './lease-manager';
 export * from './leases';
+export * from './gc-hooks';
 export * from './plugin';

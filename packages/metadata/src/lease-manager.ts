@@ -109,6 +109,7 @@ export class LmdbLeaseManager implements LeaseManager {
     const ns = namespaceRequired(ctx);
     this.db.update((tx) => {
       if (!tx.remove(objectKey(ns, 'leases', id))) throw new NotFoundError(`lease ${JSON.stringify(id)}`);
+      tx.markDeletion();
       for (const { key } of [...tx.range(objectsPrefix(ns, 'leased', id))]) tx.remove(key);
     });
   }

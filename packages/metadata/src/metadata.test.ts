@@ -44,9 +44,16 @@ describe('metadata database', () => {
       const seen: Mutation[] = [];
       db.onCommit((m) => seen.push(m));
       db.update((tx) => tx.put(['a'], 1));
-      db.update((tx) => tx.remove(['a']));
+      db.update((tx) => {
+        tx.remove(['a']);
+        tx.markDeletion();
+      });
+      db.update((tx) => {
+        tx.put(['b'], 1);
+        tx.remove(['b']); // removing a key alone is no deletion
+      });
       expect(() => db.update(() => { throw new Error('no'); })).toThrow();
-      expect(seen).toEqual([{ deletions: false }, { deletions: true }]);
+      expect(seen).toEqual([{ deletions: false }, { deletions: true }, { deletions: false }]);
     });
 
     it('range over a prefix only', () => {

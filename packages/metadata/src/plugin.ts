@@ -1,6 +1,7 @@
 import { definePlugin, token } from '@berth/plugin';
 import { InvalidArgumentError } from '@berth/errdefs';
 import { MetadataDb } from './db';
+import { GcHooks, GcHooksToken } from './gc-hooks';
 import { ContainerStoreToken, LmdbContainerStore } from './container-store';
 import { ImageStoreToken, LmdbImageStore } from './image-store';
 import { LeaseManagerToken, LmdbLeaseManager } from './lease-manager';
@@ -47,6 +48,7 @@ export const metadataPlugin = definePlugin<MetadataConfig, MetadataDb>({
     ctx.provide(ImageStoreToken, new LmdbImageStore(db));
     ctx.provide(ContainerStoreToken, new LmdbContainerStore(db));
     ctx.provide(LeaseManagerToken, new LmdbLeaseManager(db));
+    ctx.provide(GcHooksToken, new GcHooks());
     ctx.onClose(() => db.close());
     return db;
   },

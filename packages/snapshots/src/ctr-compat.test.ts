@@ -53,7 +53,7 @@ describe('ctr snapshots compatibility', () => {
     // ctr made without a gc.root label, racing the script; Berth has no collector yet. Keep
     // containerd's from running during the test so the comparison is deterministic.
     const noGc = '\n[plugins."io.containerd.gc.v1.scheduler"]\n  schedule_delay = "1h"\n  startup_delay = "1h"\n  mutation_threshold = 1000000\n';
-    [berthd, containerd] = await Promise.all([TestDaemon.start({ logLevel: 'info' }), ReferenceContainerd.start({ config: noGc })]);
+    [berthd, containerd] = await Promise.all([TestDaemon.start({ logLevel: 'info', config: noGc }), ReferenceContainerd.start({ config: noGc })]);
   });
   afterAll(async () => {
     for (const d of mountDirs) {

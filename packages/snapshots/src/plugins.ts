@@ -8,7 +8,7 @@ import { UnknownError } from '@berth/errdefs';
 import { EVENT_PLUGIN_TYPE, PublisherToken } from '@berth/events';
 import { FilterParseError } from '@berth/filters';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, createService } from '@berth/grpc';
-import { METADATA_PLUGIN_TYPE, MetadataDbToken, NamespaceStoreToken } from '@berth/metadata';
+import { GcHooksToken, METADATA_PLUGIN_TYPE, MetadataDbToken, NamespaceStoreToken } from '@berth/metadata';
 import { SkipPluginError, definePlugin, hostPlatform } from '@berth/plugin';
 import { LocalSnapshotter } from './local';
 import { MetadataSnapshotter } from './metadata-snapshotter';
@@ -69,6 +69,13 @@ export const snapshotsServicePlugin = definePlugin<undefined, SnapshotsService>(
       const layer = new MetadataSnapshotter(db, id, backend, ctx.logger);
       await layer.recover(context());
       layers.set(id, layer);
+      // The garbage collector removes backend snapshots no record references through this layer.
+      ctx.onClose(
+        ctx.get(GcHooksToken).registerBackend(`snapshotter/${id}`, async (c) => {
+          const r = await layer.cleanup(c);
+          return r.snapshots.length + r.directories.length;
+        }),
+      );
     }
     return new SnapshotsService(layers, ctx.get(PublisherToken), ctx.get(NamespaceStoreToken), ctx.logger);
   },

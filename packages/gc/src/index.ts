@@ -1,0 +1,12 @@
+/**
+ * @berth/gc: containerd's garbage collector over Berth's metadata database (mark and sweep in
+ * one write transaction, then each backend's removal of unreferenced objects) and the
+ * `io.containerd.gc.v1 scheduler` plugin with containerd's policy.
+ */
+export * from './labels';
+export * from './duration';
+export { MetadataCollector, type MetadataCollectorOptions } from './collector';
+export { GcScheduler, DEFAULT_POLICY, formatDuration, type SchedulerPolicy, type SchedulerStats } from './scheduler';
+export { schedulerPlugin, GcSchedulerToken, GC_PLUGIN_TYPE, KILL_AFTER_SWEEP_ENV, KILL_AFTER_SWEEP_FILE, type SchedulerConfig } from './plugin';
+export type { CollectionStats, GarbageCollector } from '@berth/metadata';
+export { GarbageCollectorToken } from '@berth/metadata';
