@@ -1,10 +1,11 @@
 import { ContainerCreate, ContainerDelete, ContainerUpdate, MessageType } from '@berth/api/events';
 import { Context } from '@berth/context';
-import { InvalidArgumentError } from '@berth/errdefs';
+import { FailedPreconditionError, InvalidArgumentError } from '@berth/errdefs';
 import type { Publisher } from '@berth/events';
 import type { Logger } from '@berth/log';
 import { Container, ContainerInput, ContainerStore } from '@berth/metadata';
 import { token } from '@berth/plugin';
+import type { TaskManager } from '@berth/runtime';
 
 /**
  * The in-process containers service: the container store, containerd's request checks, and the
@@ -16,6 +17,8 @@ export class ContainersService {
     private readonly store: ContainerStore,
     private readonly publisher: Publisher,
     private readonly logger: Logger,
+    /** The runtimes whose tasks keep a container from being deleted. */
+    private readonly runtimes: readonly Pick<TaskManager, 'get'>[] = [],
   ) {}
 
   /** Publishes after a committed change; a failure to publish is logged, never returned. */
@@ -61,8 +64,21 @@ export class ContainersService {
     return updated;
   }
 
-  /** Deletes a container and publishes /containers/delete. */
+  /**
+   * Deletes a container and publishes /containers/delete; FailedPrecondition while the container
+   * has a task (containerd's client refuses with the same message).
+   */
   async delete(ctx: Context, id: string): Promise<void> {
+    for (const runtime of this.runtimes) {
+      let running = false;
+      try {
+        runtime.get(ctx, id);
+        running = true;
+      } catch {
+        /* no task */
+      }
+      if (running) throw new FailedPreconditionError(`cannot delete running task ${id}`);
+    }
     await this.store.delete(ctx, id);
     await this.publish(ctx, '/containers/delete', ContainerDelete, { id });
   }

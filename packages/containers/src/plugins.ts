@@ -3,15 +3,16 @@ import { EVENT_PLUGIN_TYPE, PublisherToken } from '@berth/events';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, createService } from '@berth/grpc';
 import { AnyValue, Container, ContainerInput, ContainerStoreToken, METADATA_PLUGIN_TYPE } from '@berth/metadata';
 import { definePlugin } from '@berth/plugin';
+import { RUNTIME_V2_PLUGIN_TYPE, TaskManagerToken } from '@berth/runtime';
 import { ContainersService, ContainersServiceToken } from './containers-service';
 
 /** `io.containerd.service.v1 containers-service`: the in-process service. */
 export const containersServicePlugin = definePlugin<undefined, ContainersService>({
   type: 'io.containerd.service.v1',
   id: 'containers-service',
-  requires: [EVENT_PLUGIN_TYPE, METADATA_PLUGIN_TYPE],
+  requires: [EVENT_PLUGIN_TYPE, METADATA_PLUGIN_TYPE, RUNTIME_V2_PLUGIN_TYPE],
   provides: [ContainersServiceToken],
-  init: (ctx) => new ContainersService(ctx.get(ContainerStoreToken), ctx.get(PublisherToken), ctx.logger),
+  init: (ctx) => new ContainersService(ctx.get(ContainerStoreToken), ctx.get(PublisherToken), ctx.logger, ctx.getAllOf(TaskManagerToken)),
 });
 
 /** `io.containerd.grpc.v1 containers`: containerd.services.containers.v1.Containers. */
