@@ -1,6 +1,9 @@
+import { resolve } from 'node:path';
 import { containersGrpcPlugin, containersServicePlugin } from '@berth/containers';
 import { contentGrpcPlugin, contentPlugin, contentServicePlugin } from '@berth/content/plugins';
+import { diffGrpcPlugin, diffServicePlugin, walkingDifferPlugin } from '@berth/diff/plugins';
 import { exchangePlugin } from '@berth/events';
+import { schedulerPlugin } from '@berth/gc';
 import { eventsGrpcPlugin } from '@berth/events/plugins';
 import { imagesGrpcPlugin, imagesServicePlugin } from '@berth/images/plugins';
 import { healthGrpcPlugin, introspectionGrpcPlugin, introspectionServicePlugin } from '@berth/introspection';
@@ -8,8 +11,13 @@ import { leasesGrpcPlugin, leasesServicePlugin } from '@berth/leases';
 import { metadataPlugin } from '@berth/metadata';
 import { namespacesGrpcPlugin, namespacesServicePlugin } from '@berth/namespaces';
 import type { Registration } from '@berth/plugin';
+import { createRuntimeV2Plugin } from '@berth/runtime';
 import { nativeSnapshotterPlugin, overlayfsSnapshotterPlugin, snapshotsGrpcPlugin, snapshotsServicePlugin } from '@berth/snapshots/plugins';
+import { tasksGrpcPlugin, tasksServicePlugin } from '@berth/tasks';
 import { versionGrpcPlugin } from './version-plugin';
+
+/** Shims publish events through `<this launcher> publish` when ttrpc is not available. */
+const runtimeV2Plugin = createRuntimeV2Plugin({ publishBinary: resolve(__dirname, '../bin/berthd') });
 
 /**
  * The plugins berthd is built with, in registration order. The load order is computed from
@@ -20,20 +28,27 @@ export const builtinPlugins: readonly Registration[] = [
   nativeSnapshotterPlugin,
   overlayfsSnapshotterPlugin,
   metadataPlugin,
+  walkingDifferPlugin,
   exchangePlugin,
+  runtimeV2Plugin,
+  schedulerPlugin,
   introspectionServicePlugin,
   containersServicePlugin,
   contentServicePlugin,
+  diffServicePlugin,
   imagesServicePlugin,
   leasesServicePlugin,
   namespacesServicePlugin,
   snapshotsServicePlugin,
+  tasksServicePlugin,
   introspectionGrpcPlugin,
   containersGrpcPlugin,
   contentGrpcPlugin,
+  diffGrpcPlugin,
   eventsGrpcPlugin,
   namespacesGrpcPlugin,
   snapshotsGrpcPlugin,
+  tasksGrpcPlugin,
   healthGrpcPlugin,
   imagesGrpcPlugin,
   leasesGrpcPlugin,

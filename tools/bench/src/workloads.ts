@@ -10,6 +10,9 @@ import { createClient } from '@berth/grpc';
 import { CTR_PATH } from '@berth/testing';
 import { BenchDaemon, rssMiB } from './daemons';
 import { API_WORKLOADS } from './workloads-api';
+import { GC_WORKLOADS } from './workloads-gc';
+import { TASK_WORKLOADS } from './workloads-tasks';
+import { UNPACK_WORKLOADS } from './workloads-unpack';
 
 /** A measurement taken on a fresh daemon: name, unit, direction, and the function that measures. */
 export interface Workload {
@@ -84,6 +87,9 @@ async function hashLimit(path: string): Promise<number> {
 
 export const WORKLOADS: Record<string, Workload> = {
   ...API_WORKLOADS,
+  ...GC_WORKLOADS,
+  ...TASK_WORKLOADS,
+  ...UNPACK_WORKLOADS,
   'content-ingest': {
     name: 'ctr content ingest (256 MiB from stdin)',
     unit: 'MiB/s',
