@@ -167,7 +167,9 @@ describe('tasks: ctr against berthd and containerd 1.6', () => {
     const snaps = berthd.client(sapi.SnapshotsService, 'default');
     const containers = berthd.client(capi.ContainersService, 'default');
     const id = `snap${process.pid}`;
-    const { mounts } = await snaps.prepare({ snapshotter: 'overlayfs', key: id, parent: '', labels: {} });
+    // The gc.root label keeps the collector off the snapshot until the container references it
+    // (ctr uses a lease for the same purpose).
+    const { mounts } = await snaps.prepare({ snapshotter: 'overlayfs', key: id, parent: '', labels: { 'containerd.io/gc.root': new Date().toISOString() } });
     expect(mounts[0].type).toBe('bind');
     populateBusybox(mounts[0].source);
     const spec = ociSpec(['/bin/sleep', '1000']);
