@@ -26,13 +26,17 @@ async function ctrOk(d: BenchDaemon, args: string[]): Promise<void> {
 /** Task ids carry the daemon kind: both daemons share runc's state dir /run/containerd/runc/default. */
 const tid = (d: BenchDaemon, s: string) => `bench-${d.kind}-${process.pid}-${s}`;
 
+/** Tasks per round, as the issue sets them (independent of --n, which sizes the metadata workloads). */
+const TASKS = 20;
+
 /** Workloads that run containers through containerd-shim-runc-v2 and runc. */
 export const TASK_WORKLOADS: Record<string, Workload> = {
   'run-rm': {
-    name: 'ctr run --rm --rootfs busybox x true (xN, per task)',
+    name: 'ctr run --rm --rootfs busybox x true (x20, per task)',
     unit: 'ms',
     lowerIsBetter: true,
-    run: async (d, n) => {
+    run: async (d) => {
+      const n = TASKS;
       const fs = busyboxRootfs();
       const t0 = performance.now();
       for (let i = 0; i < n; i++) await ctrOk(d, ['run', '--rm', '--rootfs', fs, tid(d, `rm${i}`), '/bin/true']);
@@ -40,10 +44,11 @@ export const TASK_WORKLOADS: Record<string, Workload> = {
     },
   },
   'run-detached': {
-    name: 'N detached sleep tasks: run -d, tasks ls, kill, rm, containers rm (per task), RSS with N tasks',
+    name: '20 detached sleep tasks: run -d, tasks ls, kill, rm, containers rm (per task), RSS with 20 tasks',
     unit: 'ms',
     lowerIsBetter: true,
-    run: async (d, n) => {
+    run: async (d) => {
+      const n = TASKS;
       const fs = busyboxRootfs();
       const ids = Array.from({ length: n }, (_, i) => tid(d, `d${i}`));
       const t0 = performance.now();
@@ -66,7 +71,7 @@ export const TASK_WORKLOADS: Record<string, Workload> = {
         await ctrOk(d, ['containers', 'rm', id]);
       }
       const stop = (performance.now() - t2) / n;
-      return { 'run -d sleep, per task': start, 'tasks ls with N tasks': ls, 'kill + rm + containers rm, per task': stop, 'daemon RSS with N tasks (MiB)': rss };
+      return { 'run -d sleep, per task': start, 'tasks ls with 20 tasks': ls, 'kill + rm + containers rm, per task': stop, 'daemon RSS with 20 tasks (MiB)': rss };
     },
   },
 };
