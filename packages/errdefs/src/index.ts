@@ -1,2 +1,3 @@
 export * from './errors';
 export * from './grpc';
+export * from './go-quote';

@@ -1,5 +1,4 @@
-import { InvalidArgumentError } from '@berth/errdefs';
-import { goQuote } from './go-quote';
+import { InvalidArgumentError, goQuote } from '@berth/errdefs';
 
 /**
  * Longest identifier containerd accepts, in bytes of UTF-8 (Go's `len`). Only ASCII can pass the

@@ -1,6 +1,5 @@
-import { InvalidArgumentError, wrap } from '@berth/errdefs';
+import { InvalidArgumentError, wrap, goQuote } from '@berth/errdefs';
 import { validateLabels } from '@berth/metadata';
-import { goQuote } from './quote';
 import { INHERITED_LABEL_PREFIX } from './types';
 
 /** Returns the labels a backend keeps: only `containerd.io/snapshot/...` ones, as containerd. */

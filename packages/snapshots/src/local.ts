@@ -1,13 +1,12 @@
 import { existsSync, mkdirSync, promises as fsp, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Context } from '@berth/context';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, wrap } from '@berth/errdefs';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, wrap, goQuote } from '@berth/errdefs';
 import { adaptorFromFields, parseAll } from '@berth/filters';
 import type { Mount } from '@berth/mount';
 import { Mutex, diskUsage } from './fs-util';
 import { applyLabelUpdate, cleanLabels } from './labels';
 import { MetaStore, SnapshotRecord } from './metastore';
-import { goQuote } from './quote';
 import type { CleanupResult, Info, Kind, SnapshotOptions, Snapshotter, Usage } from './types';
 
 /** Returns the filter adaptor of a snapshot, with containerd's fields. */

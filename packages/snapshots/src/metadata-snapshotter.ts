@@ -1,5 +1,5 @@
 import { Context, namespaceRequired } from '@berth/context';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '@berth/errdefs';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, goQuote } from '@berth/errdefs';
 import { parseAll } from '@berth/filters';
 import { Logger, nullLogger } from '@berth/log';
 import {
@@ -18,7 +18,6 @@ import type { Mount } from '@berth/mount';
 import { applyLabelUpdate, cleanLabels, inheritedLabels, validateSnapshotLabels } from './labels';
 import { compareKeys, storedKey } from './keys';
 import { Mutex } from './fs-util';
-import { goQuote } from './quote';
 import { snapshotAdaptor } from './local';
 import type { CleanupResult, Info, Kind, SnapshotOptions, Snapshotter, Usage } from './types';
 

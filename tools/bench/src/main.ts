@@ -36,7 +36,7 @@ async function main(argv: string[]): Promise<number> {
         try {
           const result = await w.run(d, n);
           for (const [figure, value] of Object.entries(result)) {
-            const f = figures.get(figure) ?? { name: figure, unit: figure.includes('total ms') ? 'ms' : figure.includes('%') ? '%' : w.unit, lowerIsBetter: w.lowerIsBetter, berthd: [], containerd: [] };
+            const f = figures.get(figure) ?? { name: figure, unit: figure.includes('total ms') ? 'ms' : figure.includes('%') ? '%' : figure.includes('(MiB)') ? 'MiB' : w.unit, lowerIsBetter: w.lowerIsBetter, berthd: [], containerd: [] };
             f[kind].push(value);
             figures.set(figure, f);
           }
