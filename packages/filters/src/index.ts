@@ -2,4 +2,4 @@ export type { Adaptor, FieldLookup, FieldNode, FieldTree } from './adaptor';
 export { MapField, adaptorFromFields, adaptorFromTree, labelsAdaptor, mapField, nonEmpty } from './adaptor';
 export type { Filter, Operator } from './filter';
 export { ALWAYS, AllOf, AnyOf, Selector } from './filter';
-export { FilterParseError, parse, parseAll, parseListFilters } from './parser';
+export { FilterParseError, checkFilterFields, parse, parseAll, parseListFilters, selectorsOf } from './parser';

@@ -208,3 +208,27 @@ export function parseListFilters(filters: readonly string[]): Filter {
     throw err;
   }
 }
+
+/** Returns every selector of a parsed filter (for checks on the fields it names). */
+export function selectorsOf(filter: Filter): Selector[] {
+  if (filter instanceof Selector) return [filter];
+  if (filter instanceof AllOf || filter instanceof AnyOf) return filter.filters.flatMap(selectorsOf);
+  return [];
+}
+
+/**
+ * Refuses selectors on fields an object does not have, so a misspelt filter is an error instead
+ * of silently matching nothing (containerd 1.6 answers an empty list). `fields` lists the exact
+ * paths (`name`, `target.digest`) and, ending in `.`, the map prefixes (`labels.`).
+ */
+export function checkFilterFields(filter: Filter, fields: readonly string[]): Filter {
+  for (const s of selectorsOf(filter)) {
+    const path = s.path.join('.');
+    const known = fields.some((f) => (f.endsWith('.') ? path.startsWith(f) && path.length > f.length : path === f));
+    if (!known) {
+      const allowed = fields.map((f) => (f.endsWith('.') ? `${f}<key>` : f)).join(', ');
+      throw new InvalidArgumentError(`filters: unknown field ${JSON.stringify(path)} (fields: ${allowed})`);
+    }
+  }
+  return filter;
+}

@@ -56,6 +56,16 @@ describe('LmdbContainerStore', () => {
     ['no runtime name', { runtime: { name: '' } }, 'container.Runtime.Name must be set'],
     ['no spec', { spec: undefined }, 'container.Spec must be set'],
     ['a snapshot key without snapshotter', { snapshotter: '' }, 'container.Snapshotter must be set if container.SnapshotKey is set'],
+    [
+      'a spec that is not JSON',
+      { spec: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: Buffer.from('{not json') } },
+      `container.Spec is not valid JSON: Expected property name or '}' in JSON at position 1`,
+    ],
+    [
+      'a spec that is JSON of another type',
+      { spec: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: Buffer.from('[1,2]') } },
+      'container.Spec must be a JSON object (an OCI runtime spec)',
+    ],
   ])('refuses a container with %s', async (_, over, why) => {
     const err = await store.create(ctx, container('c1', over)).catch((e) => e);
     expect(isInvalidArgument(err)).toBe(true);

@@ -1,6 +1,6 @@
 import { Context, namespaceRequired } from '@berth/context';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError, wrap } from '@berth/errdefs';
-import { Adaptor, adaptorFromTree, mapField, nonEmpty, parseListFilters } from '@berth/filters';
+import { Adaptor, adaptorFromTree, mapField, nonEmpty, parseListFilters, checkFilterFields } from '@berth/filters';
 import { validate } from '@berth/identifiers';
 import { token } from '@berth/plugin';
 import { MetadataDb } from './db';
@@ -64,6 +64,9 @@ export function containerAdaptor(c: Container): Adaptor {
   });
 }
 
+/** The type URL of an OCI runtime spec in an Any (its value is JSON). */
+const RUNTIME_SPEC_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
+
 /** Checks a container as containerd does before every write, in containerd's order and words. */
 export function validateContainer(c: ContainerInput): void {
   try {
@@ -81,6 +84,17 @@ export function validateContainer(c: ContainerInput): void {
   }
   if (c.runtime.name === '') throw new InvalidArgumentError('container.Runtime.Name must be set');
   if (!c.spec) throw new InvalidArgumentError('container.Spec must be set');
+  // containerd stores any Any here; Berth checks that an OCI runtime spec is JSON of a spec
+  // (an object), so a broken spec fails at create instead of at task start.
+  if (c.spec.typeUrl === RUNTIME_SPEC_URL) {
+    let spec: unknown;
+    try {
+      spec = JSON.parse(Buffer.from(c.spec.value).toString('utf8'));
+    } catch (err) {
+      throw new InvalidArgumentError(`container.Spec is not valid JSON: ${(err as Error).message}`);
+    }
+    if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) throw new InvalidArgumentError('container.Spec must be a JSON object (an OCI runtime spec)');
+  }
   if (c.snapshotKey !== '' && c.snapshotter === '') {
     throw new InvalidArgumentError('container.Snapshotter must be set if container.SnapshotKey is set');
   }
@@ -138,7 +152,7 @@ export class LmdbContainerStore implements ContainerStore {
 
   async list(ctx: Context, filters: readonly string[] = []): Promise<Container[]> {
     const ns = namespaceRequired(ctx);
-    const filter = parseListFilters(filters);
+    const filter = checkFilterFields(parseListFilters(filters), ['id', 'image', 'runtime.name', 'labels.']);
     return this.db.view((tx) => {
       const out: Container[] = [];
       for (const { key, value } of tx.range<ContainerRecord>(objectsPrefix(ns, 'containers'))) {

@@ -176,13 +176,18 @@ describe('LmdbImageStore', () => {
     ['labels.x==y', ['a']],
     ['labels."io.k8s/p"', ['ab']],
     ['annotations.org.opencontainers.image.ref.name==1.0', ['b']],
-    ['unknown==x', []],
     ['', ['a', 'ab', 'b']],
   ])('lists with the filter %p', async (filter, names) => {
     await store.create(ctx, image('a', { labels: { x: 'y' } }));
     await store.create(ctx, image('ab', { labels: { 'io.k8s/p': 'z', q: 'r' } }));
     await store.create(ctx, image('b', { target: { mediaType: INDEX, digest: D2, size: 1, annotations: { 'org.opencontainers.image.ref.name': '1.0' } } }));
     expect((await store.list(ctx, [filter])).map((i) => i.name)).toEqual(names);
+  });
+
+  it('refuses a filter on a field images do not have (containerd would match nothing)', async () => {
+    const err = await store.list(ctx, ['name==a', 'unknown==x']).catch((e) => e);
+    expect(isInvalidArgument(err)).toBe(true);
+    expect(err.message).toBe('filters: unknown field "unknown" (fields: name, target.digest, target.mediatype, labels.<key>, annotations.<key>): invalid argument');
   });
 
   it('ORs several filters and reports a parse error with containerd second suffix', async () => {

@@ -1,6 +1,6 @@
 import { Context, namespaceRequired } from '@berth/context';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError, UnknownError, wrap } from '@berth/errdefs';
-import { Adaptor, adaptorFromTree, mapField, nonEmpty, parseListFilters } from '@berth/filters';
+import { Adaptor, adaptorFromTree, mapField, nonEmpty, parseListFilters, checkFilterFields } from '@berth/filters';
 import { token } from '@berth/plugin';
 import { MetadataDb } from './db';
 import { checkDigest } from './digest';
@@ -123,7 +123,7 @@ export class LmdbImageStore implements ImageStore {
 
   async list(ctx: Context, filters: readonly string[] = []): Promise<Image[]> {
     const ns = namespaceRequired(ctx);
-    const filter = parseListFilters(filters);
+    const filter = checkFilterFields(parseListFilters(filters), ['name', 'target.digest', 'target.mediatype', 'labels.', 'annotations.']);
     return this.db.view((tx) => {
       const out: Image[] = [];
       for (const { key, value } of tx.range<ImageRecord>(objectsPrefix(ns, 'images'))) {

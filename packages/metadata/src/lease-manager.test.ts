@@ -54,11 +54,14 @@ describe('LmdbLeaseManager', () => {
     ['labels.x==y', ['b1']],
     ['labels.x', ['b1']],
     ['id~=1$', ['a1', 'b1']],
-    ['nope==1', []],
   ])('lists with the filter %p', async (filter, ids) => {
     await leases.create(ctx, 'a1');
     await leases.create(ctx, 'b1', { x: 'y' });
     expect((await leases.list(ctx, [filter])).map((l) => l.id)).toEqual(ids);
+  });
+
+  it('refuses a filter on a field leases do not have', async () => {
+    expect((await leases.list(ctx, ['nope==1']).catch((e) => e)).message).toBe('filters: unknown field "nope" (fields: id, labels.<key>): invalid argument');
   });
 
   it('reports a filter parse error with the second suffix', async () => {

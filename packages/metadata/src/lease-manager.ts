@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Context, namespaceRequired } from '@berth/context';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError, NotImplementedError, UnknownError } from '@berth/errdefs';
-import { labelsAdaptor, parseListFilters } from '@berth/filters';
+import { labelsAdaptor, parseListFilters, checkFilterFields } from '@berth/filters';
 import { token } from '@berth/plugin';
 import { MetadataDb, ReadTx } from './db';
 import { checkDigest } from './digest';
@@ -116,7 +116,7 @@ export class LmdbLeaseManager implements LeaseManager {
 
   async list(ctx: Context, filters: readonly string[] = []): Promise<Lease[]> {
     const ns = namespaceRequired(ctx);
-    const filter = parseListFilters(filters);
+    const filter = checkFilterFields(parseListFilters(filters), ['id', 'labels.']);
     return this.db.view((tx) => {
       const out: Lease[] = [];
       for (const { key, value } of tx.range<LeaseRecord>(objectsPrefix(ns, 'leases'))) {
