@@ -73,9 +73,10 @@ describe('garbage collection in berthd', () => {
     await ctr(['images', 'import', '--no-unpack', '-'], 'snap', img.tar);
     await ctr(['snapshots', 'prepare', 'layer-key', ''], 'snap');
     await ctr(['snapshots', 'commit', 'layer', 'layer-key'], 'snap');
-    // ctr labels what it commits gc.root; drop it so only the image holds the snapshot.
-    await ctr(['snapshots', 'label', 'layer', 'containerd.io/gc.root='], 'snap');
+    // ctr labels what it commits gc.root; once the image's config references the snapshot, drop
+    // that label so only the image holds it (in this order: a collection may run at any time).
     await ctr(['content', 'label', img.config, 'containerd.io/gc.ref.snapshot.overlayfs=layer'], 'snap');
+    await ctr(['snapshots', 'label', 'layer', 'containerd.io/gc.root='], 'snap');
     // A deletion elsewhere triggers a collection; the labelled snapshot stays.
     await ctr(['leases', 'create', '--id', 'tmp'], 'snap');
     await ctr(['leases', 'rm', '--sync', 'tmp'], 'snap');
