@@ -76,8 +76,13 @@ describe('image import and unpack through ctr: berthd against containerd 1.6', (
     try {
       expect(res.map((r) => r.code)).toEqual([0, 0]);
       expect(res[0].stdout.replace(mnts[0], 'M')).toEqual(res[1].stdout.replace(mnts[1], 'M'));
+      // A directory a layer creates implicitly (a parent of an entry with no entry of its own)
+      // gets the time of extraction on both daemons: compare those as "recent", the rest exactly.
+      const recent = Math.floor(Date.now() / 1000) - 600;
+      const normalise = (entries: Awaited<ReturnType<typeof describeTree>>) =>
+        entries.map((e) => (e.type === 'dir' && typeof e.mtime === 'number' && e.mtime > recent ? { ...e, mtime: 'recent' } : e));
       const [a, b] = await Promise.all(mnts.map((m) => describeTree(m)));
-      expect(a).toEqual(b);
+      expect(normalise(a)).toEqual(normalise(b));
       expect(a.find((e) => e.path === 'bin/busybox')).toMatchObject({ type: 'file', mode: '0755' });
     } finally {
       const un = await Promise.all(daemons().map((d, i) => d.ctr(['images', 'unmount', '--rm', mnts[i]])));
@@ -111,8 +116,13 @@ describe('image import and unpack through ctr: berthd against containerd 1.6', (
     const res = await Promise.all(daemons().map((d, i) => d.ctr(['images', 'mount', MULTILAYER_IMAGE, mnts[i]], { namespace: 'ml' })));
     try {
       expect(res.map((r) => r.code)).toEqual([0, 0]);
+      // A directory a layer creates implicitly (a parent of an entry with no entry of its own)
+      // gets the time of extraction on both daemons: compare those as "recent", the rest exactly.
+      const recent = Math.floor(Date.now() / 1000) - 600;
+      const normalise = (entries: Awaited<ReturnType<typeof describeTree>>) =>
+        entries.map((e) => (e.type === 'dir' && typeof e.mtime === 'number' && e.mtime > recent ? { ...e, mtime: 'recent' } : e));
       const [a, b] = await Promise.all(mnts.map((m) => describeTree(m)));
-      expect(a).toEqual(b);
+      expect(normalise(a)).toEqual(normalise(b));
       const paths = a.map((e) => e.path);
       expect(paths).toEqual(expect.arrayContaining(['var/cache/new', 'var/log/implicit', 'replace-me/inner', 'opt/app-link', 'etc/shadow']));
       expect(paths).not.toEqual(expect.arrayContaining(['var/cache/a']));
