@@ -57,6 +57,8 @@ describe('ttrpc client and server over a unix socket', () => {
   let path: string;
   const clients: TtrpcClient[] = [];
   const seen: TtrpcCallContext[] = [];
+  /** Calls whose id names a gate are held by the server until the test opens it. */
+  const gates = new Map<string, { promise: Promise<void>; open: () => void }>();
 
   const connectClient = async () => {
     const c = await TtrpcClient.connect(path);
@@ -72,8 +74,8 @@ describe('ttrpc client and server over a unix socket', () => {
       createTtrpcService(shim.TaskService, {
         connect: async (req, ctx) => {
           seen.push(ctx);
-          const delay = Number(/^delay-(\d+)$/.exec(req.id)?.[1] ?? 0);
-          if (delay) await sleep(delay);
+          const gate = gates.get(req.id);
+          if (gate) await gate.promise;
           if (req.id === 'missing') throw new NotFoundError(`task ${req.id}`);
           if (req.id === 'bug') throw new TypeError('cannot read properties of undefined');
           return { shimPid: 1, taskPid: 2, version: req.id };
@@ -94,6 +96,7 @@ describe('ttrpc client and server over a unix socket', () => {
     for (const c of clients.splice(0)) c.close();
     await server.close(100);
     seen.length = 0;
+    gates.clear();
     dir.remove();
   });
 
@@ -109,12 +112,23 @@ describe('ttrpc client and server over a unix socket', () => {
 
   it('multiplexes concurrent calls on one connection, answering each as it finishes', async () => {
     const task = createTtrpcClient(shim.TaskService, await connectClient());
+    const ids = Array.from({ length: 40 }, (_, i) => `gate-${i}`);
+    for (const id of ids) {
+      let open!: () => void;
+      const promise = new Promise<void>((r) => (open = r));
+      gates.set(id, { promise, open });
+    }
     const order: string[] = [];
-    const ids = Array.from({ length: 40 }, (_, i) => `delay-${(40 - i) * 2}`);
-    const results = await Promise.all(ids.map((id) => task.connect({ id }).then((r) => (order.push(r.version), r.version))));
-    expect(results).toEqual(ids);
-    // The shortest delays were sent last and answered first.
-    expect(order[0]).toBe('delay-2');
+    const calls = ids.map((id) => task.connect({ id }).then((r) => (order.push(r.version), r.version)));
+    // All 40 are in flight on the one connection at the same time...
+    while (seen.length < ids.length) await sleep(1);
+    // ...and each is answered when its handler finishes, whatever the order they were sent in.
+    for (const id of [...ids].reverse()) {
+      gates.get(id)!.open();
+      await calls[ids.indexOf(id)];
+    }
+    expect(await Promise.all(calls)).toEqual(ids);
+    expect(order).toEqual([...ids].reverse());
   });
 
   it.each([
@@ -209,10 +223,17 @@ describe('ttrpc client and server over a unix socket', () => {
   it('closes gracefully: stops accepting, lets in-flight calls answer, then ends connections', async () => {
     const c = await connectClient();
     const task = createTtrpcClient(shim.TaskService, c);
-    const inflight = task.connect({ id: 'delay-100' });
+    let open!: () => void;
+    gates.set('held', { promise: new Promise<void>((r) => (open = r)), open });
+    const inflight = task.connect({ id: 'held' });
+    while (seen.length < 1) await sleep(1);
+    let closed = false;
+    const closing = server.close(5_000).then(() => (closed = true));
     await sleep(20);
-    const closing = server.close(5_000);
-    await expect(inflight).resolves.toMatchObject({ version: 'delay-100' });
+    // Closing waits for the call in flight...
+    expect(closed).toBe(false);
+    open();
+    await expect(inflight).resolves.toMatchObject({ version: 'held' });
     await closing;
     await sleep(10);
     expect(c.closed).toBe(true);
