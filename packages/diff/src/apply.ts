@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { FailedPreconditionError, InvalidArgumentError, wrap } from '@berth/errdefs';
 import { compressionOfMediaType, decompress } from './compression';
 import { execFile } from './exec';
-import { cleanComponents, resolveInRoot } from './root-path';
+import { confinedComponents, resolveInRoot } from './root-path';
 import { TarEntry, TarHeader, TarTime, TarType, readTar } from './tar';
 import { XattrBatch, isOverlayPrivateXattr, readXattrs } from './xattr';
 
@@ -49,9 +49,11 @@ const O_CREATE_NEW = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants
  * Applies a layer (a gzip, zstd or plain tar stream) onto the directory `root`, with OCI layer
  * semantics, and returns the digest and size of the uncompressed tar.
  *
- * Nothing is written outside `root`: entry names are cleaned lexically, parent directories are
- * resolved inside root with symlinks followed but clamped (see {@link resolveInRoot}), the entry
- * itself is never followed, and hard-link targets resolve the same way.
+ * Nothing is written outside `root`, and a layer that tries is refused with InvalidArgument
+ * rather than quietly redirected: entry names and hard-link targets must be relative and stay
+ * inside (no leading '/', no `..` above the root), and a symlink may be followed to reach an
+ * entry's parent only if it stays inside too (no absolute target, no `..` above the root; see
+ * {@link resolveInRoot}). The entry itself is never followed: a symlink there is replaced.
  *
  * The stream is read to its end (bytes after the tar's end-of-archive marker count towards the
  * digest, as in containerd). On failure the root may hold part of the layer; callers apply into
@@ -163,17 +165,18 @@ class LayerApplier {
     for (const d of this.dirTimes) fs.lutimesSync(d.path, d.atime, d.mtime);
   }
 
+  /** Where a parent directory named in the layer is on the host: symlinks followed inside the root, refused if they lead out. */
   private resolveParent(rel: string): string {
     let p = this.parentCache.get(rel);
     if (p === undefined) {
-      p = resolveInRoot(this.root, rel);
+      p = resolveInRoot(this.root, rel, { confine: true });
       this.parentCache.set(rel, p);
     }
     return p;
   }
 
   private async applyEntry(h: TarHeader, entry: TarEntry): Promise<void> {
-    const parts = cleanComponents(h.name);
+    const parts = confinedComponents(h.name, 'entry');
     if (parts.length === 0) return; // the root itself: containerd ignores its entry
     const base = parts.pop()!;
     const parent = this.resolveParent(parts.join('/'));
@@ -258,10 +261,10 @@ class LayerApplier {
   }
 
   private async hardLink(path: string, h: TarHeader): Promise<void> {
-    const parts = cleanComponents(h.linkname);
+    const parts = confinedComponents(h.linkname, 'hard link target');
     if (parts.length === 0) throw new InvalidArgumentError(`invalid hard link target "${h.linkname}"`);
     const base = parts.pop()!;
-    const targetParent = resolveInRoot(this.root, parts.join('/'));
+    const targetParent = this.resolveParent(parts.join('/'));
     const target = `${targetParent}/${base}`;
     if (!lstatOrNull(target) && this.overlay) await this.copyUp(target);
     fs.linkSync(target, path);

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { cleanComponents, resolveInRoot } from './root-path';
+import { confinedComponents, resolveInRoot } from './root-path';
 import { tempDir } from './test-helpers';
 
 describe('resolveInRoot', () => {
@@ -12,6 +12,7 @@ describe('resolveInRoot', () => {
     fs.symlinkSync('usr/lib', join(root, 'lib'));
     fs.symlinkSync('../../../../..', join(root, 'usr/up'));
     fs.symlinkSync('/usr/../../lib', join(root, 'abs'));
+    fs.symlinkSync('../usr', join(root, 'usr/self'));
     fs.symlinkSync('loop2', join(root, 'loop1'));
     fs.symlinkSync('loop1', join(root, 'loop2'));
   });
@@ -27,15 +28,42 @@ describe('resolveInRoot', () => {
     ['usr/up/etc', 'etc'],
     ['abs/z', 'usr/lib/z'],
     ['missing/../usr', 'usr'],
-  ])('%s -> <root>/%s', (path, want) => {
+  ])('clamps %s -> <root>/%s', (path, want) => {
     expect(resolveInRoot(root, path)).toBe(want === '' ? root : join(root, want));
+  });
+
+  it.each([
+    ['lib/x', 'usr/lib/x'],
+    ['lib/../y', 'usr/y'],
+    ['usr/self/lib', 'usr/lib'],
+  ])('confined, follows %s inside -> <root>/%s', (path, want) => {
+    expect(resolveInRoot(root, path, { confine: true })).toBe(join(root, want));
+  });
+
+  it.each([
+    ['toroot/etc/passwd', /"toroot\/etc\/passwd" leads out of the layer root through symlink "toroot" -> "\/"/],
+    ['usr/up/etc', /through symlink "usr\/up" -> "..\/..\/..\/..\/.."/],
+    ['abs/z', /through symlink "abs" -> "\/usr\/..\/..\/lib"/],
+  ])('confined, refuses %s', (path, message) => {
+    expect(() => resolveInRoot(root, path, { confine: true })).toThrow(message);
   });
 
   it('stops symlink loops', () => {
     expect(() => resolveInRoot(root, 'loop1/x')).toThrow(/too many symlinks/);
   });
+});
 
-  it('cleans archive paths lexically, clamped at the root', () => {
-    expect(cleanComponents('./a/../../b/./c/')).toEqual(['b', 'c']);
+describe('confinedComponents', () => {
+  it('cleans relative archive paths', () => {
+    expect(confinedComponents('./a/../b/./c/', 'entry')).toEqual(['b', 'c']);
+    expect(confinedComponents('./', 'entry')).toEqual([]);
+  });
+
+  it.each([
+    ['/etc/passwd', /entry "\/etc\/passwd" is absolute/],
+    ['../x', /entry "..\/x" climbs out of the layer root/],
+    ['etc/../../x', /entry "etc\/..\/..\/x" climbs out/],
+  ])('refuses %s', (path, message) => {
+    expect(() => confinedComponents(path, 'entry')).toThrow(message);
   });
 });

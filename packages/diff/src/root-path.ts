@@ -1,45 +1,60 @@
-import { lstatSync, readlinkSync } from 'node:fs';
-import { posix } from 'node:path';
+import * as fs from 'node:fs';
 import { InvalidArgumentError } from '@berth/errdefs';
 
 /** Symlinks followed while resolving one path before giving up (as containerd: 255). */
 export const MAX_SYMLINKS = 255;
 
 /**
- * Normalises an archive path to a list of components relative to the root: `.` and empty parts
- * dropped, `..` applied lexically and clamped at the root, a leading '/' ignored. This is the
- * lexical clean that precedes symlink resolution, so `../../etc/x` and `/etc/x` both mean
- * `<root>/etc/x`.
+ * The components of an archive path (a tar entry name or a hard-link target) that must name
+ * something inside the layer: an absolute path, or `..` climbing above the root, is refused with
+ * InvalidArgument instead of being clamped. `what` names the path in the error.
  */
-export function cleanComponents(path: string): string[] {
+export function confinedComponents(path: string, what: string): string[] {
+  if (path.startsWith('/')) throw new InvalidArgumentError(`${what} "${path}" is absolute: a layer may only name paths inside its root`);
   const out: string[] = [];
   for (const part of path.split('/')) {
     if (part === '' || part === '.') continue;
-    if (part === '..') out.pop();
-    else out.push(part);
+    if (part !== '..') out.push(part);
+    else if (out.pop() === undefined) throw new InvalidArgumentError(`${what} "${path}" climbs out of the layer root`);
   }
   return out;
+}
+
+/** Options of {@link resolveInRoot}. */
+export interface ResolveOptions {
+  /**
+   * Refuse, with InvalidArgument, to follow a symlink that leads out of the root (an absolute
+   * target, or `..` above the root) instead of clamping it there. Default: clamp.
+   */
+  confine?: boolean;
 }
 
 /**
  * Resolves `path` inside `root` the way containerd's root-path resolution does (a securejoin):
  * every component that is a symlink is followed, absolute targets restart at `root`, and `..`
- * never climbs above `root`. Components that do not exist are taken literally. The result is
- * an absolute host path that is `root` or lies under it, so writing there cannot escape.
+ * never climbs above `root` (or, with `confine`, such a symlink is refused). Components that
+ * do not exist are taken literally. The result is an absolute host path that is `root` or lies
+ * under it, so writing there cannot escape.
+ *
+ * Only `root` is looked at: applied straight into an overlay upper directory, a layer does not
+ * see the symlinks of the layers below (neither does containerd's nor Docker's overlay apply).
  *
  * The last component is resolved too; callers that must not follow it (extraction replaces a
  * symlink rather than writing through it) resolve the parent and append the base name.
  */
-export function resolveInRoot(root: string, path: string): string {
+export function resolveInRoot(root: string, path: string, options: ResolveOptions = {}): string {
   const base = root.length > 1 && root.endsWith('/') ? root.slice(0, -1) : root;
-  const todo = cleanComponentsRaw(path).reverse(); // a stack: next component on top
+  const todo = path.split('/').reverse(); // a stack: next component on top
   const done: string[] = [];
   let links = 0;
+  let via: { link: string; target: string } | undefined;
   let missing = false; // once a component is missing, nothing below it can be a symlink
   while (todo.length > 0) {
     const part = todo.pop()!;
     if (part === '' || part === '.') continue;
     if (part === '..') {
+      // At the root only a symlink's target can get here: callers clean the path itself.
+      if (done.length === 0 && options.confine && via) throw escapeError(path, via);
       done.pop();
       missing = false;
       continue;
@@ -47,38 +62,31 @@ export function resolveInRoot(root: string, path: string): string {
     done.push(part);
     if (missing) continue;
     const full = `${base}/${done.join('/')}`;
-    let isLink = false;
+    let st: fs.Stats | undefined;
     try {
-      const st = lstatSync(full, { throwIfNoEntry: false });
-      if (!st) {
-        missing = true;
-        continue;
-      }
-      isLink = st.isSymbolicLink();
+      st = fs.lstatSync(full, { throwIfNoEntry: false });
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
+    }
+    if (!st) {
       missing = true;
       continue;
     }
-    if (!isLink) continue;
+    if (!st.isSymbolicLink()) continue;
     if (++links > MAX_SYMLINKS) throw new InvalidArgumentError(`too many symlinks resolving "${path}" inside "${root}"`);
-    const target = readlinkSync(full);
+    const target = fs.readlinkSync(full);
+    via = { link: done.join('/'), target };
     done.pop();
-    if (target.startsWith('/')) done.length = 0;
+    if (target.startsWith('/')) {
+      if (options.confine) throw escapeError(path, via);
+      done.length = 0;
+    }
     const parts = target.split('/');
     for (let i = parts.length - 1; i >= 0; i--) todo.push(parts[i]);
   }
   return done.length === 0 ? base : `${base}/${done.join('/')}`;
 }
 
-function cleanComponentsRaw(path: string): string[] {
-  // `..` must be resolved after the symlinks before it (a/.. where a -> x/y is x), so keep it.
-  return path.split('/');
-}
-
-/** Joins a cleaned relative path under root without touching the filesystem. */
-export function lexicalJoin(root: string, path: string): string {
-  const parts = cleanComponents(path);
-  return parts.length === 0 ? root : posix.join(root, ...parts);
+function escapeError(path: string, via: { link: string; target: string }): InvalidArgumentError {
+  return new InvalidArgumentError(`"${path}" leads out of the layer root through symlink "${via.link}" -> "${via.target}"`);
 }
