@@ -256,7 +256,7 @@ describe('LocalContentStore', () => {
       await open('busy');
       const start = Date.now();
       await expectError(store.writer({ ref: 'busy' }), GrpcCode.UNAVAILABLE);
-      expect(Date.now() - start).toBeLessThan(100);
+      expect(Date.now() - start).toBeLessThan(300); // far below the default 10 × 50 ms, with room for a loaded CI machine
     });
   });
 

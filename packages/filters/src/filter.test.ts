@@ -97,6 +97,6 @@ describe('matching', () => {
     const started = performance.now();
     const matched = objects.filter((o) => filter.match(o)).length;
     expect(matched).toBe(10_000 - Math.ceil(10_000 / 7));
-    expect(performance.now() - started).toBeLessThan(500);
+    expect(performance.now() - started).toBeLessThan(1_500); // ~20 ms here; the bound only catches a pathological matcher
   });
 });

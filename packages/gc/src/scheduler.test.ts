@@ -154,7 +154,7 @@ describe('GcScheduler over a real database: 1000 deletions', () => {
         expect(runs[i].start - runs[i - 1].end).toBeGreaterThanOrEqual(runs[i - 1].intervalAfter - 2);
       }
       const pauses = runs.map((r) => r.pauseMs);
-      expect(Math.max(...pauses)).toBeLessThan(100);
+      expect(Math.max(...pauses)).toBeLessThan(250); // a few ms here; room for a loaded CI machine
       expect(sum / elapsed).toBeLessThan(0.02 + Math.max(...pauses) / elapsed + 0.005);
       expect(runs.length).toBeGreaterThan(1);
 
