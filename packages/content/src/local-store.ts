@@ -61,6 +61,7 @@ export class LocalContentStore implements ContentStore {
   private readonly ingestRoot: string;
   private readonly host: WriterHost;
   private readonly handles = new BlobHandles();
+  private readonly committedListeners = new Set<(digest: Digest, size: number) => void>();
 
   private constructor(
     readonly root: string,
@@ -75,7 +76,19 @@ export class LocalContentStore implements ContentStore {
       labelStore: this.labelStore,
       blobPath: (d) => this.blobPath(d),
       release: (ref) => this.locks.release(ref),
+      committed: (digest, size) => {
+        for (const l of this.committedListeners) l(digest, size);
+      },
     };
+  }
+
+  /**
+   * Calls `listener` (synchronously: it must only schedule work) after each blob a writer of
+   * this store committed, or found already present when it tried to. Returns the unsubscriber.
+   */
+  onCommitted(listener: (digest: Digest, size: number) => void): () => void {
+    this.committedListeners.add(listener);
+    return () => this.committedListeners.delete(listener);
   }
 
   /**

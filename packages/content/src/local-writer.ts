@@ -21,6 +21,8 @@ export interface WriterHost {
   blobPath(digest: ParsedDigest): string;
   /** Releases the ref lock the writer was opened under. */
   release(ref: string): void;
+  /** Told of each blob a writer committed, or found already present when it tried to. */
+  committed?(digest: Digest, size: number): void;
 }
 
 /**
@@ -191,6 +193,7 @@ export class LocalWriter implements Writer {
     await fsp.mkdir(dirname(target), { recursive: true });
     if (await exists(target)) {
       await fsp.rm(this.dir, { recursive: true, force: true });
+      this.host.committed?.(digest, this.offset);
       throw new AlreadyExistsError(`content ${digest}`);
     }
     try {
@@ -205,6 +208,7 @@ export class LocalWriter implements Writer {
     this.committed = digest;
     await fsp.rm(this.dir, { recursive: true, force: true });
     if (labels && labelStore) await labelStore.update(digest, () => labels);
+    this.host.committed?.(digest, this.offset);
   }
 
   /** Records `updatedat` for a later resume, closes the file and releases the ref, once. */

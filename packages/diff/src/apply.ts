@@ -38,6 +38,11 @@ export interface ApplyOptions {
 export interface ApplyResult {
   digest: string;
   size: number;
+  /**
+   * What in the result depended on the layers below: directories created implicitly (their
+   * attributes come from `parents`) and whiteouts or opaque directories written.
+   */
+  dependsOnParents: { implicitDirs: number; whiteouts: number };
 }
 
 const WHITEOUT_PREFIX = '.wh.';
@@ -83,7 +88,7 @@ export async function applyLayer(root: string, stream: AsyncIterable<Uint8Array>
   if (options.expectedDiffId !== undefined && options.expectedDiffId !== digest) {
     throw new FailedPreconditionError(`wrong diff id calculated on extraction "${digest}", expected "${options.expectedDiffId}"`);
   }
-  return { digest, size: counter.size };
+  return { digest, size: counter.size, dependsOnParents: { implicitDirs: applier.implicitDirs, whiteouts: applier.whiteouts } };
 }
 
 async function* hashing(src: AsyncGenerator<Buffer>, hash: Hash, counter: { size: number }): AsyncGenerator<Buffer, void, undefined> {
@@ -142,6 +147,8 @@ class LayerApplier {
   private readonly freshDirs = new Set<string>();
   private readonly overlay: boolean;
   private readonly parents: string[];
+  implicitDirs = 0;
+  whiteouts = 0;
 
   constructor(private readonly root: string, private readonly options: ApplyOptions) {
     this.overlay = options.overlay ?? false;
@@ -323,6 +330,7 @@ class LayerApplier {
   }
 
   private async whiteout(h: TarHeader, dir: string, base: string): Promise<void> {
+    this.whiteouts++;
     if (base === WHITEOUT_OPAQUE) {
       if (!lstatOrNull(dir)) throw new InvalidArgumentError(`opaque whiteout for missing directory "${dir}"`);
       if (this.overlay) {
@@ -372,6 +380,7 @@ class LayerApplier {
     const up = dir.slice(0, dir.lastIndexOf('/'));
     if (up.length > this.root.length) await this.mkparent(up);
     fs.mkdirSync(dir, 0o755);
+    this.implicitDirs++;
     this.knownDirs.add(dir);
     this.freshDirs.add(dir);
     const rel = dir.slice(this.root.length + 1);

@@ -4,7 +4,9 @@ import type { Context } from '@berth/context';
 import type { ContentStore } from '@berth/content';
 import { FailedPreconditionError, InvalidArgumentError, NotImplementedError, isAlreadyExists, wrap } from '@berth/errdefs';
 import { type Mount, withTempMount } from '@berth/mount';
-import { applyLayer } from './apply';
+import { applyLayer, type ApplyResult } from './apply';
+import { compressionOfMediaType } from './compression';
+import type { LayerPrefetcher } from './prefetch';
 import { DiffResult, DiffSink, writeDiff, writeOverlayDiff } from './diff';
 
 /** An OCI descriptor as the differ takes and returns it. */
@@ -97,7 +99,11 @@ export function uniqueRef(): string {
  * instead of mounting the chain, which is what makes Berth's unpack cheaper than containerd's.
  */
 export class WalkingDiffer implements Differ {
-  constructor(private readonly content: ContentFor) {}
+  /** `prefetcher`: layers extracted ahead of time, taken when they fit the target (see {@link LayerPrefetcher}). */
+  constructor(
+    private readonly content: ContentFor,
+    private readonly prefetcher?: LayerPrefetcher,
+  ) {}
 
   async apply(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], options: DifferApplyOptions = {}): Promise<LayerDescriptor> {
     if (!desc.digest) throw new InvalidArgumentError('apply: layer descriptor has no digest');
@@ -117,7 +123,18 @@ export class WalkingDiffer implements Differ {
           signal: options.signal ?? ctx.signal,
         });
       const direct = directApplyTarget(mounts);
-      if (direct) res = await run(direct.dir, direct.overlay, direct.parents);
+      let pre: ApplyResult | undefined;
+      if (direct && this.prefetcher) {
+        if (desc.mediaType) compressionOfMediaType(desc.mediaType); // a non-layer type fails as the apply would
+        pre = await this.prefetcher.take(desc.digest, {
+          dir: direct.dir,
+          hasParents: direct.parents.length > 0,
+          expectedDiffId: options.expectedDiffId,
+          signal: options.signal ?? ctx.signal,
+        });
+      }
+      if (pre) res = pre;
+      else if (direct) res = await run(direct.dir, direct.overlay, direct.parents);
       else res = await withTempMount(mounts, (dir) => run(dir, false, []));
     } catch (err) {
       throw wrap(err, `failed to apply layer ${desc.digest}`);

@@ -6,3 +6,4 @@ export * from './apply';
 export * from './diff';
 export * from './tree';
 export * from './differ';
+export * from './prefetch';

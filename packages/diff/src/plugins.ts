@@ -6,15 +6,17 @@
  * - `io.containerd.service.v1 diff-service`: the differs in the configured order;
  * - `io.containerd.grpc.v1 diff`: containerd.services.diff.v1.Diff (Apply, Diff).
  */
+import { join } from 'node:path';
 import { diff as api, types } from '@berth/api';
 import { type Context } from '@berth/context';
-import { ContentStoreToken, MetadataContentStore, type ContentSharingPolicy } from '@berth/content';
+import { ContentStoreToken, MetadataContentStore, parseDigest, type ContentSharingPolicy } from '@berth/content';
 import { InvalidArgumentError, NotImplementedError, isNotImplemented } from '@berth/errdefs';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, createService } from '@berth/grpc';
 import { METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/metadata';
 import type { Mount } from '@berth/mount';
 import { definePlugin, hostPlatform, token } from '@berth/plugin';
 import { CompareOptions, Differ, DifferApplyOptions, LayerDescriptor, WalkingDiffer } from './differ';
+import { LayerPrefetcher } from './prefetch';
 
 export const DIFFER_PLUGIN_TYPE = 'io.containerd.differ.v1';
 
@@ -27,17 +29,45 @@ export const DifferToken = token<Differ>(`${DIFFER_PLUGIN_TYPE}/differ`);
  * from the database and the content plugin's local store, so the content type is declared too
  * (it loads before metadata either way, so the load order is containerd's).
  */
-export const walkingDifferPlugin = definePlugin<undefined, Differ>({
+/** `[plugins."io.containerd.differ.v1.walking"]`: Berth's own setting (containerd has none). */
+export interface WalkingDifferConfig {
+  /** Extract layer blobs in the background as they are committed, for the unpack that follows. */
+  prefetch_layers: boolean;
+}
+
+export const walkingDifferPlugin = definePlugin<WalkingDifferConfig, Differ>({
   type: DIFFER_PLUGIN_TYPE,
   id: 'walking',
   requires: [METADATA_PLUGIN_TYPE, 'io.containerd.content.v1'],
   platforms: [hostPlatform()],
   provides: [DifferToken],
-  init: (ctx) => {
+  config: {
+    defaults: () => ({ prefetch_layers: true }),
+    parse: (section, defaults) => {
+      const v = section.prefetch_layers ?? defaults.prefetch_layers;
+      if (typeof v !== 'boolean') throw new InvalidArgumentError('prefetch_layers must be a boolean');
+      return { prefetch_layers: v };
+    },
+  },
+  init: async (ctx) => {
     const metadata = ctx.plugins.reports.find((r) => r.type === METADATA_PLUGIN_TYPE && r.status === 'ok');
     const policy: ContentSharingPolicy = metadata?.exports.policy === 'isolated' ? 'isolated' : 'shared';
-    const store = new MetadataContentStore(ctx.get(MetadataDbToken), ctx.get(ContentStoreToken), { policy });
-    return new WalkingDiffer((c) => store.bind(c));
+    const backend = ctx.get(ContentStoreToken);
+    const store = new MetadataContentStore(ctx.get(MetadataDbToken), backend, { policy });
+    let prefetcher: LayerPrefetcher | undefined;
+    if (ctx.config.prefetch_layers) {
+      // Under the plugin's root, which sits beside the snapshotters' on the same file system.
+      const p = await LayerPrefetcher.open(join(ctx.root, 'prefetch'), (digest) => backend.blobPath(parseDigest(digest)), {
+        log: (msg, fields) => ctx.logger.debug(msg, fields),
+      });
+      const unsubscribe = backend.onCommitted((digest) => p.offer(digest));
+      ctx.onClose(async () => {
+        unsubscribe();
+        await p.close();
+      });
+      prefetcher = p;
+    }
+    return new WalkingDiffer((c) => store.bind(c), prefetcher);
   },
 });
 

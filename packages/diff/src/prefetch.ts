@@ -1,0 +1,209 @@
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { FailedPreconditionError } from '@berth/errdefs';
+import type { ApplyResult } from './apply';
+import type { PrefetchJob, PrefetchOutcome } from './prefetch-worker';
+
+/** Where a committed blob's file is (the local content store's blob path). */
+export type BlobPathOf = (digest: string) => string;
+
+/** The worker script: next to this module once built; from the build output under jest (sources are .ts). */
+const WORKER_SCRIPT = __filename.endsWith('.ts') ? join(__dirname, '../dist/prefetch-worker.js') : join(__dirname, 'prefetch-worker.js');
+
+export interface LayerPrefetcherOptions {
+  /** A prefetched tree nobody took is removed after this long. Default 2 minutes. */
+  ttlMs?: number;
+  /** Blobs waiting for extraction at most; later ones are not prefetched. Default 64. */
+  maxQueued?: number;
+  /** Debug log: trees taken, blobs not prefetched and why. */
+  log?: (msg: string, fields: Record<string, string>) => void;
+}
+
+type State = 'queued' | 'running' | 'ready' | 'failed';
+
+interface Entry {
+  digest: string;
+  dir: string;
+  state: State;
+  done: Promise<void>;
+  finish: () => void;
+  result?: ApplyResult;
+  timer?: NodeJS.Timeout;
+}
+
+/** Where {@link LayerPrefetcher.take} moves a tree to, and what the apply needs of it. */
+export interface PrefetchTarget {
+  /** The directory the layer is applied into: must be empty and on the prefetcher's file system. */
+  dir: string;
+  /** Whether the target has layers below it (an overlay upper with lowerdirs). */
+  hasParents: boolean;
+  expectedDiffId?: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * Extracts layer blobs as soon as they are committed to the content store, one at a time on a
+ * worker thread (off the event loop that serves the transfer), so that the unpack that follows an import or a pull finds the layer already on
+ * disk and only moves it into the snapshot. containerd fetches everything first and extracts
+ * afterwards, layer by layer; here extraction overlaps the transfer of the next blobs.
+ *
+ * A tree is extracted as an overlay upper directory over nothing. It is used only where that is
+ * the same result as applying in place: into an empty directory, and, over parents, only if the
+ * layer created no directory implicitly (those take their attributes from the layers below);
+ * without parents, only if it had no whiteouts. Otherwise, and whenever extraction failed or has
+ * not started, the caller applies the blob itself (the only path that reports layer errors).
+ * Trees live under one directory that is emptied on open and close; nothing there is state.
+ */
+export class LayerPrefetcher {
+  private readonly entries = new Map<string, Entry>();
+  private readonly queue: Entry[] = [];
+  private running: Promise<void> | undefined;
+  private closed = false;
+  private worker: Worker | undefined;
+  private readonly jobs = new Map<number, (o: PrefetchOutcome) => void>();
+  private nextJob = 1;
+  private readonly ttlMs: number;
+  private readonly maxQueued: number;
+  private readonly log: NonNullable<LayerPrefetcherOptions['log']>;
+
+  private constructor(
+    readonly dir: string,
+    private readonly blobPath: BlobPathOf,
+    options: LayerPrefetcherOptions,
+  ) {
+    this.ttlMs = options.ttlMs ?? 120_000;
+    this.maxQueued = options.maxQueued ?? 64;
+    this.log = options.log ?? (() => undefined);
+  }
+
+  /** Opens the prefetcher on `dir`, removing trees a previous run left. */
+  static async open(dir: string, blobPath: BlobPathOf, options: LayerPrefetcherOptions = {}): Promise<LayerPrefetcher> {
+    await fs.promises.rm(dir, { recursive: true, force: true });
+    await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
+    return new LayerPrefetcher(dir, blobPath, options);
+  }
+
+  /** Digests extracted or being extracted (for tests and introspection). */
+  get pending(): Array<{ digest: string; state: State }> {
+    return [...this.entries.values()].map((e) => ({ digest: e.digest, state: e.state }));
+  }
+
+  /** Schedules extraction of a committed blob; blobs that are not a tar (compressed or not) are skipped. */
+  offer(digest: string): void {
+    if (this.closed || this.entries.has(digest) || this.queue.length >= this.maxQueued) return;
+    let finish!: () => void;
+    const done = new Promise<void>((r) => (finish = r));
+    const e: Entry = { digest, dir: join(this.dir, digest.replace(':', '-')), state: 'queued', done, finish };
+    this.entries.set(digest, e);
+    this.queue.push(e);
+    this.running ??= this.pump().finally(() => (this.running = undefined));
+  }
+
+  /**
+   * Moves the prefetched tree of `digest` into `target.dir` when one is usable there, waiting
+   * for an extraction in progress; returns its apply result, or undefined when the caller must
+   * apply the blob itself. A wrong diff ID fails as the apply would, with nothing moved.
+   */
+  async take(digest: string, target: PrefetchTarget): Promise<ApplyResult | undefined> {
+    const e = this.entries.get(digest);
+    if (!e) return undefined;
+    if (e.state === 'queued') {
+      this.queue.splice(this.queue.indexOf(e), 1);
+      this.forget(e);
+      return undefined;
+    }
+    if (e.state === 'running') {
+      target.signal?.throwIfAborted();
+      await e.done;
+    }
+    if (e.state !== 'ready' || this.entries.get(digest) !== e) return undefined;
+    this.forget(e);
+    const result = e.result!;
+    const dep = result.dependsOnParents;
+    try {
+      if (target.hasParents ? dep.implicitDirs > 0 : dep.whiteouts > 0) return undefined;
+      if (target.expectedDiffId !== undefined && target.expectedDiffId !== result.digest) {
+        throw new FailedPreconditionError(`wrong diff id calculated on extraction "${result.digest}", expected "${target.expectedDiffId}"`);
+      }
+      const [there, here] = [fs.statSync(target.dir), fs.statSync(e.dir)];
+      if (!there.isDirectory() || there.dev !== here.dev || fs.readdirSync(target.dir).length > 0) return undefined;
+      // Renames within one file system: each entry moves whole, with its attributes.
+      for (const name of fs.readdirSync(e.dir)) fs.renameSync(join(e.dir, name), join(target.dir, name));
+      this.log('layer applied from its prefetched tree', { digest });
+      return result;
+    } finally {
+      fs.rmSync(e.dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Stops extracting and removes every tree. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.queue.length = 0;
+    await this.worker?.terminate(); // an extraction in progress ends here; its job fails
+    await this.running;
+    for (const e of this.entries.values()) clearTimeout(e.timer);
+    this.entries.clear();
+    await fs.promises.rm(this.dir, { recursive: true, force: true });
+  }
+
+  private forget(e: Entry): void {
+    clearTimeout(e.timer);
+    if (this.entries.get(e.digest) === e) this.entries.delete(e.digest);
+  }
+
+  private async pump(): Promise<void> {
+    for (let e = this.queue.shift(); e && !this.closed; e = this.queue.shift()) await this.extract(e);
+  }
+
+  private async extract(e: Entry): Promise<void> {
+    e.state = 'running';
+    try {
+      const outcome = await this.runJob({ id: this.nextJob++, blob: this.blobPath(e.digest), dir: e.dir });
+      // Not a layer, or a layer the real apply will refuse with its own error.
+      if ('error' in outcome) {
+        this.log('blob not prefetched', { digest: e.digest, reason: outcome.error });
+        throw new Error(outcome.error);
+      }
+      e.result = outcome.result;
+      e.state = 'ready';
+      e.timer = setTimeout(() => {
+        this.forget(e);
+        fs.rm(e.dir, { recursive: true, force: true }, () => undefined);
+      }, this.ttlMs).unref();
+    } catch {
+      e.state = 'failed';
+      this.forget(e);
+      fs.rmSync(e.dir, { recursive: true, force: true });
+    } finally {
+      e.finish();
+    }
+  }
+
+  /** Runs one job on the worker, started on first use and kept (unreferenced) until close. */
+  private runJob(job: PrefetchJob): Promise<PrefetchOutcome> {
+    if (!this.worker) {
+      const w = new Worker(WORKER_SCRIPT);
+      w.unref();
+      const failAll = (error: string) => {
+        for (const [id, done] of this.jobs) done({ id, error });
+        this.jobs.clear();
+        if (this.worker === w) this.worker = undefined;
+      };
+      w.on('message', (o: PrefetchOutcome) => {
+        const done = this.jobs.get(o.id);
+        this.jobs.delete(o.id);
+        done?.(o);
+      });
+      w.on('error', (err) => failAll(err.message));
+      w.on('exit', () => failAll('prefetch worker exited'));
+      this.worker = w;
+    }
+    const w = this.worker;
+    return new Promise((resolve) => {
+      this.jobs.set(job.id, resolve);
+      w.postMessage(job);
+    });
+  }
+}
