@@ -1,10 +1,13 @@
 import { statSync, existsSync } from 'node:fs';
+import * as http2 from 'node:http2';
+import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { health, introspection, namespaces, version } from '@berth/api';
 import { isInvalidArgument, isNotFound } from '@berth/errdefs';
 import { orderPlugins, pluginKey } from '@berth/plugin';
 import { TestDaemon, rejectionOf, tempDir } from '@berth/testing';
 import { builtinPlugins } from './builtins';
+import { CONNECTION_WINDOW, STREAM_WINDOW } from './server';
 
 describe('berthd', () => {
   let d: TestDaemon;
@@ -26,6 +29,22 @@ describe('berthd', () => {
     }
     expect(d.output).toMatch(/msg="plugins initialized" ok=\d+ skip=0 error=0 ms=\d+/);
     expect(d.output).toMatch(/msg="berthd successfully booted in [0-9.]+s"/);
+  });
+
+  it('advertises wide HTTP/2 flow-control windows, so uploads are not paced by 64 KiB round trips', async () => {
+    const session = http2.connect('http://localhost', { createConnection: () => connect(d.address) });
+    try {
+      const settings = await new Promise<http2.Settings>((resolve, reject) => {
+        session.once('remoteSettings', resolve);
+        session.once('error', reject);
+      });
+      expect(settings.initialWindowSize).toBe(STREAM_WINDOW);
+      // The connection window arrives as a WINDOW_UPDATE after the settings.
+      for (let i = 0; i < 100 && session.state.remoteWindowSize !== CONNECTION_WINDOW; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(session.state.remoteWindowSize).toBe(CONNECTION_WINDOW);
+    } finally {
+      session.destroy();
+    }
   });
 
   it('answers the Version and health services', async () => {

@@ -91,6 +91,7 @@ export class Daemon {
         'grpc.max_receive_message_length': config.grpc.max_recv_message_size,
         'grpc.max_send_message_length': config.grpc.max_send_message_size,
       });
+      widenFlowControl(server, logger);
       for (const [id, instance] of plugins.ofType<GrpcServicePlugin>(GRPC_PLUGIN_TYPE)) {
         for (const svc of instance.services) server.addService(svc.definition, svc.implementation);
         logger.debug('registered gRPC service', { id });
@@ -134,6 +135,7 @@ export class Daemon {
       throw err;
     }
     secure(address);
+    widenConnectionWindows(server, logger);
     logger.info('serving...', { address: ttrpcAddress });
     logger.info('serving...', { address });
   }
@@ -167,5 +169,48 @@ export class Daemon {
       this.logger.info('berthd stopped');
     })();
     return this.stopping;
+  }
+}
+
+/**
+ * HTTP/2 flow-control windows for the gRPC listener. Node's defaults (64 KiB per stream and per
+ * connection) let a client have only 64 KiB in flight, so an upload (Content.Write: pulls,
+ * imports, ctr content ingest) waits a round trip per 64 KiB; grpc-go's server grows its
+ * windows instead. grpc-js has no server option for them, so they are set on its internals:
+ * the per-stream window in the settings it creates its HTTP/2 server with, and the connection
+ * window on each session. If grpc-js changes those internals, berthd logs it and keeps Node's
+ * defaults (a test checks the windows berthd advertises).
+ */
+export const STREAM_WINDOW = 4 << 20;
+export const CONNECTION_WINDOW = 16 << 20;
+
+interface GrpcServerInternals {
+  commonServerOptions?: { settings?: Record<string, unknown> };
+  http2Servers?: Map<{ on(event: 'session', fn: (s: { setLocalWindowSize(n: number): void }) => void): void }, unknown>;
+}
+
+function widenFlowControl(server: grpc.Server, logger: Logger): void {
+  const internals = server as unknown as GrpcServerInternals;
+  if (!internals.commonServerOptions) {
+    logger.warn('cannot set HTTP/2 stream windows: grpc-js internals changed; uploads will be slower');
+    return;
+  }
+  internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, initialWindowSize: STREAM_WINDOW };
+}
+
+function widenConnectionWindows(server: grpc.Server, logger: Logger): void {
+  const servers = (server as unknown as GrpcServerInternals).http2Servers;
+  if (!(servers instanceof Map) || servers.size === 0) {
+    logger.warn('cannot set HTTP/2 connection windows: grpc-js internals changed; uploads will be slower');
+    return;
+  }
+  for (const h2 of servers.keys()) {
+    h2.on('session', (session) => {
+      try {
+        session.setLocalWindowSize(CONNECTION_WINDOW);
+      } catch {
+        // The session closed before the window could be set: nothing to widen.
+      }
+    });
   }
 }
