@@ -99,3 +99,20 @@ describe('berthd', () => {
     }
   });
 });
+
+describe('berthd at log level trace', () => {
+  it('logs every gRPC call with its method, namespace and duration', async () => {
+    const t = await TestDaemon.start({ logLevel: 'trace' });
+    try {
+      await t.client(version.VersionService).version({});
+      await t.client(namespaces.NamespacesService, 'ns1').get({ name: 'missing' }); // an unknown namespace answers with no labels
+      const calls = t.output.split('\n').filter((l) => l.includes('msg="gRPC call"'));
+      expect(calls).toEqual([
+        expect.stringMatching(/level=trace msg="gRPC call" type=io.containerd.grpc.v1 id=version method=\/containerd\.services\.version\.v1\.Version\/Version ms=[0-9.]+$/),
+        expect.stringMatching(/level=trace msg="gRPC call" type=io.containerd.grpc.v1 id=namespaces method=\/containerd\.services\.namespaces\.v1\.Namespaces\/Get namespace=ns1 ms=[0-9.]+$/),
+      ]);
+    } finally {
+      await t.cleanup();
+    }
+  });
+});

@@ -141,11 +141,18 @@ export function createService<D extends Record<string, MethodDescriptor<any, any
     const handler = (handlers as Record<string, ((...args: any[]) => any) | undefined>)[name];
     const path = method.path;
     const fail = (err: unknown) => toServiceError(err, path, logger);
+    // At trace level, every call is logged with its duration when it answers.
+    const begin = (c: AnyServerCall) => {
+      const cc = callContext(c);
+      if (!logger.enabled('trace')) return cc;
+      const t0 = performance.now();
+      return { ctx: cc.ctx, done: () => (cc.done(), logger.trace('gRPC call', { method: path, namespace: cc.ctx.namespace, ms: Number((performance.now() - t0).toFixed(3)) })) };
+    };
     const missing = () => new NotImplementedError(`${path.slice(path.lastIndexOf('/') + 1)} is not implemented by berthd`);
     if (!method.requestStream && !method.responseStream) {
       implementation[name] = (c: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
         if (!handler) return cb(fail(missing()));
-        const { ctx, done } = callContext(c);
+        const { ctx, done } = begin(c);
         let result: Promise<unknown>;
         try {
           result = handler(c.request, ctx);
@@ -161,7 +168,7 @@ export function createService<D extends Record<string, MethodDescriptor<any, any
     } else if (method.requestStream && !method.responseStream) {
       implementation[name] = (c: grpc.ServerReadableStream<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
         if (!handler) return cb(fail(missing()));
-        const { ctx, done } = callContext(c);
+        const { ctx, done } = begin(c);
         Promise.resolve()
           .then(() => handler(requestsOf(c), ctx))
           .then(
@@ -173,7 +180,7 @@ export function createService<D extends Record<string, MethodDescriptor<any, any
       // Server and bidirectional streams: the handler yields the replies.
       implementation[name] = (c: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
         if (!handler) return void c.emit('error', fail(missing()));
-        const { ctx, done } = callContext(c);
+        const { ctx, done } = begin(c);
         Promise.resolve()
           .then(() => writeAll(c, handler(method.requestStream ? requestsOf(c as grpc.ServerDuplexStream<unknown, unknown>) : (c as grpc.ServerWritableStream<unknown, unknown>).request, ctx), ctx.signal))
           .then(
