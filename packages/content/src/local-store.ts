@@ -62,6 +62,7 @@ export class LocalContentStore implements ContentStore {
   private readonly host: WriterHost;
   private readonly handles = new BlobHandles();
   private readonly committedListeners = new Set<(digest: Digest, size: number) => void>();
+  private readonly writingListeners = new Set<() => void>();
 
   private constructor(
     readonly root: string,
@@ -89,6 +90,12 @@ export class LocalContentStore implements ContentStore {
   onCommitted(listener: (digest: Digest, size: number) => void): () => void {
     this.committedListeners.add(listener);
     return () => this.committedListeners.delete(listener);
+  }
+
+  /** Calls `listener` (synchronously) when a writer is opened: a transfer is starting. */
+  onWriting(listener: () => void): () => void {
+    this.writingListeners.add(listener);
+    return () => this.writingListeners.delete(listener);
   }
 
   /**
@@ -224,7 +231,9 @@ export class LocalContentStore implements ContentStore {
       if (expected !== undefined && (await this.blobInfo(expected, parseDigest(expected)))) {
         throw new AlreadyExistsError(`content ${expected}`);
       }
-      return await LocalWriter.open(this.host, ref, join(this.ingestRoot, ingestName(ref)), { total, expected });
+      const w = await LocalWriter.open(this.host, ref, join(this.ingestRoot, ingestName(ref)), { total, expected });
+      for (const l of this.writingListeners) l();
+      return w;
     } catch (err) {
       this.locks.release(ref);
       throw err;

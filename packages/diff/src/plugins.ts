@@ -60,9 +60,9 @@ export const walkingDifferPlugin = definePlugin<WalkingDifferConfig, Differ>({
       const p = await LayerPrefetcher.open(join(ctx.root, 'prefetch'), (digest) => backend.blobPath(parseDigest(digest)), {
         log: (msg, fields) => ctx.logger.debug(msg, fields),
       });
-      const unsubscribe = backend.onCommitted((digest) => p.offer(digest));
+      const unsubscribe = [backend.onWriting(() => p.warm()), backend.onCommitted((digest) => p.offer(digest))];
       ctx.onClose(async () => {
-        unsubscribe();
+        unsubscribe.forEach((u) => u());
         await p.close();
       });
       prefetcher = p;

@@ -128,6 +128,25 @@ describe('LayerPrefetcher', () => {
     expect(prefetcher.pending).toEqual([{ digest: a, state: 'ready' }]);
   });
 
+  it('starts its worker when warmed, and ends it after being idle', async () => {
+    await prefetcher.close();
+    prefetcher = await LayerPrefetcher.open(join(dir, 'prefetch'), (d) => join(blobs, d), { workerIdleMs: 100 });
+    expect(prefetcher.workerRunning).toBe(false);
+    prefetcher.warm();
+    expect(prefetcher.workerRunning).toBe(true);
+    const digest = await layer(ENTRIES);
+    prefetcher.offer(digest);
+    await settled(digest);
+    for (let i = 0; i < 200 && prefetcher.workerRunning; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(prefetcher.workerRunning).toBe(false);
+    // Its tree outlives the worker, and a new worker comes up for the next blob.
+    await expect(prefetcher.take(digest, { dir: target('upper'), hasParents: false })).resolves.toMatchObject({ size: expect.any(Number) });
+    const next = await layer([...ENTRIES, [{ name: 'next' }, 'n']]);
+    prefetcher.offer(next);
+    await settled(next);
+    await expect(prefetcher.take(next, { dir: target('next'), hasParents: false })).resolves.toMatchObject({ size: expect.any(Number) });
+  });
+
   it('removes trees nobody took after the ttl, and everything on close', async () => {
     await prefetcher.close();
     prefetcher = await LayerPrefetcher.open(join(dir, 'prefetch'), (d) => join(blobs, d), { ttlMs: 50 });

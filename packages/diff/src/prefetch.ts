@@ -16,6 +16,8 @@ export interface LayerPrefetcherOptions {
   ttlMs?: number;
   /** Blobs waiting for extraction at most; later ones are not prefetched. Default 64. */
   maxQueued?: number;
+  /** The worker thread ends after this long without work (it costs ~10 MiB). Default 30 s. */
+  workerIdleMs?: number;
   /** Debug log: trees taken, blobs not prefetched and why. */
   log?: (msg: string, fields: Record<string, string>) => void;
 }
@@ -61,10 +63,13 @@ export class LayerPrefetcher {
   private running: Promise<void> | undefined;
   private closed = false;
   private worker: Worker | undefined;
-  private readonly jobs = new Map<number, (o: PrefetchOutcome) => void>();
+  /** Jobs posted and not answered, with the worker each went to. */
+  private readonly jobs = new Map<number, { worker: Worker; done: (o: PrefetchOutcome) => void }>();
   private nextJob = 1;
   private readonly ttlMs: number;
   private readonly maxQueued: number;
+  private readonly workerIdleMs: number;
+  private idleTimer: NodeJS.Timeout | undefined;
   private readonly log: NonNullable<LayerPrefetcherOptions['log']>;
 
   private constructor(
@@ -74,6 +79,7 @@ export class LayerPrefetcher {
   ) {
     this.ttlMs = options.ttlMs ?? 120_000;
     this.maxQueued = options.maxQueued ?? 64;
+    this.workerIdleMs = options.workerIdleMs ?? 30_000;
     this.log = options.log ?? (() => undefined);
   }
 
@@ -87,6 +93,21 @@ export class LayerPrefetcher {
   /** Digests extracted or being extracted (for tests and introspection). */
   get pending(): Array<{ digest: string; state: State }> {
     return [...this.entries.values()].map((e) => ({ digest: e.digest, state: e.state }));
+  }
+
+  /**
+   * Starts the worker thread ahead of the first job (a transfer is beginning), so that its boot
+   * is not on the path of the unpack that may follow.
+   */
+  warm(): void {
+    if (this.closed) return;
+    this.ensureWorker();
+    if (this.jobs.size === 0 && this.queue.length === 0) this.idleSoon();
+  }
+
+  /** Whether the worker thread is up (for tests). */
+  get workerRunning(): boolean {
+    return this.worker !== undefined;
   }
 
   /** Schedules extraction of a committed blob; blobs that are not a tar (compressed or not) are skipped. */
@@ -141,6 +162,7 @@ export class LayerPrefetcher {
   async close(): Promise<void> {
     this.closed = true;
     this.queue.length = 0;
+    clearTimeout(this.idleTimer);
     await this.worker?.terminate(); // an extraction in progress ends here; its job fails
     await this.running;
     for (const e of this.entries.values()) clearTimeout(e.timer);
@@ -155,6 +177,18 @@ export class LayerPrefetcher {
 
   private async pump(): Promise<void> {
     for (let e = this.queue.shift(); e && !this.closed; e = this.queue.shift()) await this.extract(e);
+    if (!this.closed) this.idleSoon();
+  }
+
+  /** Ends the worker once it has had nothing to do for `workerIdleMs`. */
+  private idleSoon(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.jobs.size > 0 || this.queue.length > 0) return;
+      const w = this.worker;
+      this.worker = undefined;
+      void w?.terminate();
+    }, this.workerIdleMs).unref();
   }
 
   private async extract(e: Entry): Promise<void> {
@@ -181,29 +215,38 @@ export class LayerPrefetcher {
     }
   }
 
-  /** Runs one job on the worker, started on first use and kept (unreferenced) until close. */
+  /** Runs one job on the worker. */
   private runJob(job: PrefetchJob): Promise<PrefetchOutcome> {
+    clearTimeout(this.idleTimer);
+    const w = this.ensureWorker();
+    return new Promise((done) => {
+      this.jobs.set(job.id, { worker: w, done });
+      w.postMessage(job);
+    });
+  }
+
+  /** The worker thread, started if needed (unreferenced: it never keeps the process alive). */
+  private ensureWorker(): Worker {
     if (!this.worker) {
       const w = new Worker(WORKER_SCRIPT);
       w.unref();
       const failAll = (error: string) => {
-        for (const [id, done] of this.jobs) done({ id, error });
-        this.jobs.clear();
+        for (const [id, job] of this.jobs) {
+          if (job.worker !== w) continue;
+          this.jobs.delete(id);
+          job.done({ id, error });
+        }
         if (this.worker === w) this.worker = undefined;
       };
       w.on('message', (o: PrefetchOutcome) => {
-        const done = this.jobs.get(o.id);
+        const job = this.jobs.get(o.id);
         this.jobs.delete(o.id);
-        done?.(o);
+        job?.done(o);
       });
       w.on('error', (err) => failAll(err.message));
       w.on('exit', () => failAll('prefetch worker exited'));
       this.worker = w;
     }
-    const w = this.worker;
-    return new Promise((resolve) => {
-      this.jobs.set(job.id, resolve);
-      w.postMessage(job);
-    });
+    return this.worker;
   }
 }
