@@ -17,6 +17,8 @@ export interface NamespaceStore {
   replaceLabels(name: string, labels: Record<string, string>): Promise<void>;
   /** Returns all namespace names, sorted. */
   list(): Promise<string[]>;
+  /** Returns every namespace with its labels, sorted by name, from one read. */
+  listWithLabels(): Promise<Array<{ name: string; labels: Record<string, string> }>>;
   /**
    * Deletes an empty namespace with its leases; NotFound if absent, FailedPrecondition naming
    * the images, blobs, containers or snapshots it still holds.
@@ -69,6 +71,12 @@ export class LmdbNamespaceStore implements NamespaceStore {
 
   async list(): Promise<string[]> {
     return this.db.view((tx) => [...tx.range(namespacesPrefix())].map(({ key }) => String(key[2])));
+  }
+
+  async listWithLabels(): Promise<Array<{ name: string; labels: Record<string, string> }>> {
+    return this.db.view((tx) =>
+      [...tx.range<NamespaceRecord>(namespacesPrefix())].map(({ key, value }) => ({ name: String(key[2]), labels: { ...(value?.labels ?? {}) } })),
+    );
   }
 
   async delete(name: string): Promise<void> {

@@ -43,8 +43,7 @@ export class NamespacesService {
 
   /** Returns every namespace with its labels, by name. */
   async list(): Promise<Namespace[]> {
-    const names = await this.store.list();
-    return Promise.all(names.map((name) => this.get(name)));
+    return this.store.listWithLabels();
   }
 
   async create(ctx: Context, ns: Namespace): Promise<Namespace> {
