@@ -106,8 +106,10 @@ describe('berthd at log level trace', () => {
     try {
       await t.client(version.VersionService).version({});
       await t.client(namespaces.NamespacesService, 'ns1').get({ name: 'missing' }); // an unknown namespace answers with no labels
-      const calls = t.output.split('\n').filter((l) => l.includes('msg="gRPC call"'));
-      expect(calls).toEqual([
+      // The lines reach us through the daemon's stdout pipe, possibly after the replies.
+      const calls = () => t.output.split('\n').filter((l) => l.includes('msg="gRPC call"'));
+      for (let i = 0; i < 400 && calls().length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(calls()).toEqual([
         expect.stringMatching(/level=trace msg="gRPC call" type=io.containerd.grpc.v1 id=version method=\/containerd\.services\.version\.v1\.Version\/Version ms=[0-9.]+$/),
         expect.stringMatching(/level=trace msg="gRPC call" type=io.containerd.grpc.v1 id=namespaces method=\/containerd\.services\.namespaces\.v1\.Namespaces\/Get namespace=ns1 ms=[0-9.]+$/),
       ]);

@@ -43,6 +43,9 @@ const ctr = (d: Daemon, args: readonly string[], o: { namespace?: string } = {})
  * What legitimately differs is normalised: the daemons' root paths, timestamps (containerd has
  * nanoseconds) and the sequence numbers inside backend keys; everything else must be identical.
  */
+/** Keeps the collector idle: the snapshots these tests make are referenced by nothing. */
+const noGc = '\n[plugins."io.containerd.gc.v1.scheduler"]\n  schedule_delay = "1h"\n  startup_delay = "1h"\n  mutation_threshold = 1000000\n';
+
 describe('ctr snapshots compatibility', () => {
   let berthd: TestDaemon;
   let containerd: ReferenceContainerd;
@@ -52,7 +55,6 @@ describe('ctr snapshots compatibility', () => {
     // containerd's garbage collector runs right after any deletion and removes the views that
     // ctr made without a gc.root label, racing the script; Berth has no collector yet. Keep
     // containerd's from running during the test so the comparison is deterministic.
-    const noGc = '\n[plugins."io.containerd.gc.v1.scheduler"]\n  schedule_delay = "1h"\n  startup_delay = "1h"\n  mutation_threshold = 1000000\n';
     [berthd, containerd] = await Promise.all([TestDaemon.start({ logLevel: 'info', config: noGc }), ReferenceContainerd.start({ config: noGc })]);
   });
   afterAll(async () => {
@@ -253,7 +255,9 @@ describe('ctr snapshots compatibility', () => {
 describe('snapshots survive kill -9', () => {
   let berthd: TestDaemon;
   beforeAll(async () => {
-    berthd = await TestDaemon.start({ logLevel: 'info' });
+    // The collector stays idle: these snapshots are referenced by nothing, and the collection
+    // due 100 ms after the restart would otherwise remove them in the middle of the checks.
+    berthd = await TestDaemon.start({ logLevel: 'info', config: noGc });
   });
   afterAll(async () => {
     await berthd?.cleanup();
