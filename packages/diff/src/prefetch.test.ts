@@ -31,6 +31,11 @@ describe('LayerPrefetcher', () => {
     fs.mkdirSync(d, { recursive: true });
     return d;
   };
+  /** Trees go in the background: waits (boundedly) for `d` to be empty. */
+  const emptied = async (d: string) => {
+    for (let i = 0; i < 400 && fs.readdirSync(d).length > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(fs.readdirSync(d)).toEqual([]);
+  };
   const settled = async (digest: string) => {
     while (prefetcher.pending.some((p) => p.digest === digest && p.state !== 'ready')) await new Promise((r) => setTimeout(r, 5));
   };
@@ -60,7 +65,7 @@ describe('LayerPrefetcher', () => {
     const expected = await applyLayer(target('inplace'), fs.createReadStream(join(blobs, digest)), { overlay: false });
     expect(got).toEqual(expected);
     expect(await describeTree(join(dir, 'upper'))).toEqual(await describeTree(join(dir, 'inplace')));
-    expect(fs.readdirSync(join(dir, 'prefetch'))).toEqual([]);
+    await emptied(join(dir, 'prefetch'));
     expect(logs).toContainEqual(['layer applied from its prefetched tree', { digest }]);
     // Taken once: a second apply of the same blob extracts it itself.
     await expect(prefetcher.take(digest, { dir: target('again'), hasParents: false })).resolves.toBeUndefined();
@@ -115,7 +120,7 @@ describe('LayerPrefetcher', () => {
       expect.stringMatching(/^blob not prefetched hostile: .*climbs out of the layer root/),
       expect.stringMatching(/^blob not prefetched truncated: /),
     ]);
-    expect(fs.readdirSync(join(dir, 'prefetch'))).toEqual([]);
+    await emptied(join(dir, 'prefetch'));
   });
 
   it('drops a blob still queued when its apply comes first', async () => {
@@ -156,7 +161,7 @@ describe('LayerPrefetcher', () => {
     expect(fs.readdirSync(join(dir, 'prefetch'))).toHaveLength(1);
     await new Promise((r) => setTimeout(r, 150));
     expect(prefetcher.pending).toEqual([]);
-    expect(fs.readdirSync(join(dir, 'prefetch'))).toEqual([]);
+    await emptied(join(dir, 'prefetch'));
     prefetcher.offer(await layer([...ENTRIES, [{ name: 'big' }, Buffer.alloc(8 << 20, 1)]]));
     await prefetcher.close();
     expect(fs.existsSync(join(dir, 'prefetch'))).toBe(false);

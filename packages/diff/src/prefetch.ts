@@ -66,6 +66,7 @@ export class LayerPrefetcher {
   /** Jobs posted and not answered, with the worker each went to. */
   private readonly jobs = new Map<number, { worker: Worker; done: (o: PrefetchOutcome) => void }>();
   private nextJob = 1;
+  private nextDir = 1;
   private readonly ttlMs: number;
   private readonly maxQueued: number;
   private readonly workerIdleMs: number;
@@ -115,7 +116,8 @@ export class LayerPrefetcher {
     if (this.closed || this.entries.has(digest) || this.queue.length >= this.maxQueued) return;
     let finish!: () => void;
     const done = new Promise<void>((r) => (finish = r));
-    const e: Entry = { digest, dir: join(this.dir, digest.replace(':', '-')), state: 'queued', done, finish };
+    // A directory of its own per offer: a tree still being removed never meets a new extraction.
+    const e: Entry = { digest, dir: join(this.dir, `${digest.replace(':', '-')}.${this.nextDir++}`), state: 'queued', done, finish };
     this.entries.set(digest, e);
     this.queue.push(e);
     this.running ??= this.pump().finally(() => (this.running = undefined));
@@ -154,7 +156,7 @@ export class LayerPrefetcher {
       this.log('layer applied from its prefetched tree', { digest });
       return result;
     } finally {
-      fs.rmSync(e.dir, { recursive: true, force: true });
+      removeLater(e.dir); // empty once moved; a declined tree goes off the event loop
     }
   }
 
@@ -204,12 +206,12 @@ export class LayerPrefetcher {
       e.state = 'ready';
       e.timer = setTimeout(() => {
         this.forget(e);
-        fs.rm(e.dir, { recursive: true, force: true }, () => undefined);
+        removeLater(e.dir);
       }, this.ttlMs).unref();
     } catch {
       e.state = 'failed';
       this.forget(e);
-      fs.rmSync(e.dir, { recursive: true, force: true });
+      removeLater(e.dir);
     } finally {
       e.finish();
     }
@@ -249,4 +251,9 @@ export class LayerPrefetcher {
     }
     return this.worker;
   }
+}
+
+/** Removes a tree in the background (thread pool); a failure leaves it for the next startup. */
+function removeLater(dir: string): void {
+  fs.rm(dir, { recursive: true, force: true }, () => undefined);
 }
