@@ -1,6 +1,6 @@
 import { containers as api, images, leases } from '@berth/api';
 import { Client, createClient } from '@berth/grpc';
-import { CtrResult, ReferenceContainerd, TestDaemon } from '@berth/testing';
+import { callOutcome, CtrResult, ReferenceContainerd, TestDaemon } from '@berth/testing';
 
 /**
  * The stock ctr and a raw gRPC client against berthd and a real containerd 1.6, side by side.
@@ -32,19 +32,6 @@ const normalizeCtr = (args: string[], r: CtrResult) => ({
   ),
   stderr: r.stderr.replace(/time="[^"]+"/g, 'time="T"'),
 });
-
-async function outcome(p: Promise<unknown>): Promise<unknown> {
-  try {
-    return { ok: JSON.parse(JSON.stringify(await p, (_, v) => (v instanceof Date || (typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)) ? 'T' : sortKeys(v)))) };
-  } catch (err) {
-    const status = (err as { cause?: { code?: number; details?: string } }).cause;
-    return { code: status?.code, details: status?.details };
-  }
-}
-function sortKeys(v: unknown): unknown {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
-  return Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)));
-}
 
 describe('containers: ctr and the Containers API, berthd against containerd 1.6', () => {
   let berthd: TestDaemon;
@@ -101,7 +88,7 @@ describe('containers: ctr and the Containers API, berthd against containerd 1.6'
       ['no namespace', (c) => c.list({ filters: [] }, { namespace: '' })],
     ];
     for (const [name, call] of script) {
-      const [ours, theirs] = await Promise.all(clients.map((c) => outcome(call(c))));
+      const [ours, theirs] = await Promise.all(clients.map((c) => callOutcome(call(c))));
       expect({ name, ...(ours as object) }).toEqual({ name, ...(theirs as object) });
     }
   });

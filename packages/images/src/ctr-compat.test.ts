@@ -1,6 +1,6 @@
 import { images as api } from '@berth/api';
 import { Client, createClient } from '@berth/grpc';
-import { CtrResult, ReferenceContainerd, TestDaemon } from '@berth/testing';
+import { callOutcome, CtrResult, ReferenceContainerd, TestDaemon } from '@berth/testing';
 
 /**
  * The stock ctr and a raw gRPC client against berthd and a real containerd 1.6, side by side.
@@ -30,20 +30,6 @@ const normalizeCtr = (args: string[], r: CtrResult) => ({
   stderr: r.stderr.replace(/time="[^"]+"/g, 'time="T"'),
 });
 
-/** A call's outcome with times and map order taken out: the reply, or the status code and raw message. */
-async function outcome(p: Promise<unknown>): Promise<unknown> {
-  try {
-    return { ok: JSON.parse(JSON.stringify(await p, (_, v) => (v instanceof Date || (typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)) ? 'T' : sortKeys(v)))) };
-  } catch (err) {
-    const status = (err as { cause?: { code?: number; details?: string } }).cause;
-    return { code: status?.code, details: status?.details };
-  }
-}
-function sortKeys(v: unknown): unknown {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
-  return Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)));
-}
-
 describe('images: ctr and the Images API, berthd against containerd 1.6', () => {
   let berthd: TestDaemon;
   let containerd: ReferenceContainerd;
@@ -60,7 +46,7 @@ describe('images: ctr and the Images API, berthd against containerd 1.6', () => 
 
   /** Runs the same call on both daemons and expects the same outcome. */
   const same = async (call: (c: Client<typeof api.ImagesService>) => Promise<unknown>) => {
-    const [ours, theirs] = await Promise.all(clients.map((c) => outcome(call(c))));
+    const [ours, theirs] = await Promise.all(clients.map((c) => callOutcome(call(c))));
     expect(ours).toEqual(theirs);
     return ours;
   };
@@ -108,13 +94,13 @@ describe('images: ctr and the Images API, berthd against containerd 1.6', () => 
       ['list after', (c) => c.list({ filters: [] })],
     ];
     for (const [name, call] of script) {
-      const [ours, theirs] = await Promise.all(clients.map((c) => outcome(call(c))));
+      const [ours, theirs] = await Promise.all(clients.map((c) => callOutcome(call(c))));
       expect({ name, ...(ours as object) }).toEqual({ name, ...(theirs as object) });
     }
   });
 
   it('refuses a filter on an unknown field, where containerd lists nothing', async () => {
-    const [ours, theirs] = await Promise.all(clients.map((c) => outcome(c.list({ filters: ['foo==bar'] }))));
+    const [ours, theirs] = await Promise.all(clients.map((c) => callOutcome(c.list({ filters: ['foo==bar'] }))));
     expect(ours).toMatchObject({ code: 3 });
     expect(theirs).toMatchObject({ ok: { images: [] } });
   });

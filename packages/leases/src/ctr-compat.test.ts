@@ -1,6 +1,6 @@
 import { leases as api } from '@berth/api';
 import { Client, createClient } from '@berth/grpc';
-import { CtrResult, ReferenceContainerd, TestDaemon } from '@berth/testing';
+import { callOutcome, CtrResult, ReferenceContainerd, TestDaemon } from '@berth/testing';
 
 /** The stock ctr and a raw gRPC client against berthd and a real containerd 1.6, side by side. */
 const D = `sha256:${'a'.repeat(64)}`;
@@ -11,15 +11,6 @@ const normalizeCtr = (r: CtrResult) => ({
   stdout: r.stdout.replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/g, 'T'),
   stderr: r.stderr.replace(/time="[^"]+"/g, 'time="T"'),
 });
-
-async function outcome(p: Promise<unknown>): Promise<unknown> {
-  try {
-    return { ok: JSON.parse(JSON.stringify(await p, (_, v) => (v instanceof Date || (typeof v === 'string' && /^\d{4}-\d\d-\d\dT/.test(v)) ? 'T' : v))) };
-  } catch (err) {
-    const status = (err as { cause?: { code?: number; details?: string } }).cause;
-    return { code: status?.code, details: status?.details };
-  }
-}
 
 describe('leases: ctr and the Leases API, berthd against containerd 1.6', () => {
   let berthd: TestDaemon;
@@ -73,13 +64,13 @@ describe('leases: ctr and the Leases API, berthd against containerd 1.6', () => 
       ['list after', (c) => c.list({ filters: [] })],
     ];
     for (const [name, call] of script) {
-      const [ours, theirs] = await Promise.all(clients.map((c) => outcome(call(c))));
+      const [ours, theirs] = await Promise.all(clients.map((c) => callOutcome(call(c))));
       expect({ name, ...(ours as object) }).toEqual({ name, ...(theirs as object) });
     }
   });
 
   it('refuses a filter on an unknown field, where containerd lists nothing', async () => {
-    const [ours, theirs] = await Promise.all(clients.map((c) => outcome(c.list({ filters: ['foo==1'] }))));
+    const [ours, theirs] = await Promise.all(clients.map((c) => callOutcome(c.list({ filters: ['foo==1'] }))));
     expect(ours).toMatchObject({ code: 3 });
     expect(theirs).toEqual({ ok: { leases: [] } });
   });

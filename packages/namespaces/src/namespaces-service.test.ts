@@ -1,6 +1,5 @@
-import { Envelope, unpackAny } from '@berth/api/events';
 import { context } from '@berth/context';
-import { Exchange } from '@berth/events';
+import { collectEvents, Exchange } from '@berth/events';
 import { nullLogger } from '@berth/log';
 import { LmdbNamespaceStore, MetadataDb } from '@berth/metadata';
 import { tempDir } from '@berth/testing';
@@ -16,14 +15,8 @@ describe('NamespacesService events', () => {
     dir.remove();
   });
 
-  const collect = async (fn: () => Promise<unknown>): Promise<Array<[string, string, unknown]>> => {
-    const sub = exchange.subscribe(context(), []);
-    await fn().catch(() => undefined);
-    sub.close();
-    const out: Array<[string, string, unknown]> = [];
-    for await (const e of sub as AsyncIterable<Envelope>) out.push([e.namespace, e.topic, unpackAny(e.event!)]);
-    return out;
-  };
+  const collect = async (fn: () => Promise<unknown>): Promise<Array<[string, string, unknown]>> =>
+    (await collectEvents(exchange, () => fn().catch(() => undefined))).map((e) => [e.namespace, e.topic, e.event]);
 
   it('publishes create, update and delete after they commit, with containerd envelope namespaces', async () => {
     const caller = context({ namespace: 'default' });
