@@ -3,11 +3,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { GrpcCode, toGrpcStatus } from '@berth/errdefs';
+import { GrpcCode } from '@berth/errdefs';
 import { Digester, digestOf } from './digest';
 import { FileLabelStore } from './label-store';
 import { LocalContentStore, type LocalContentStoreOptions } from './local-store';
-import { runContentStoreSuite, type ContentStoreFixture } from './testsuite';
+import { expectError, runContentStoreSuite, type ContentStoreFixture } from './testsuite';
 import type { Writer } from './types';
 
 /** A store in a fresh temp dir, at the path the daemon uses; `reopen` re-creates the object. */
@@ -29,19 +29,6 @@ runContentStoreSuite('LocalContentStore', () => localFixture(), { labels: false 
 runContentStoreSuite('LocalContentStore with FileLabelStore', () =>
   localFixture((root) => ({ labelStore: new FileLabelStore(join(root, 'labels')) })),
 );
-
-async function expectError(promise: Promise<unknown>, code: GrpcCode, message?: string | RegExp): Promise<void> {
-  const err = await promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: unknown) => e,
-  );
-  const status = toGrpcStatus(err);
-  expect(GrpcCode[status.code]).toBe(GrpcCode[code]);
-  if (typeof message === 'string') expect(status.details).toBe(message);
-  else if (message) expect(status.details).toMatch(message);
-}
 
 const sha256hex = (text: string) => createHash('sha256').update(text).digest('hex');
 

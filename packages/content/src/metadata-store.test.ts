@@ -3,7 +3,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { context, type Context } from '@berth/context';
-import { GrpcCode, toGrpcStatus } from '@berth/errdefs';
+import { GrpcCode } from '@berth/errdefs';
 import { ContentDelete, unpackAny } from '@berth/api/events';
 import { Exchange } from '@berth/events';
 import { nullLogger } from '@berth/log';
@@ -12,7 +12,7 @@ import { ContentService } from './content-service';
 import { digestOf } from './digest';
 import { LocalContentStore } from './local-store';
 import { INGEST_EXPIRY_MS, MetadataContentStore, type ContentSharingPolicy, type IngestRecord } from './metadata-store';
-import { runContentStoreSuite, type ContentStoreFixture } from './testsuite';
+import { expectError, runContentStoreSuite, type ContentStoreFixture } from './testsuite';
 
 interface Fixture {
   dir: string;
@@ -53,19 +53,6 @@ runContentStoreSuite('MetadataContentStore', async (): Promise<ContentStoreFixtu
     },
   };
 }, { blobNotFound: (d) => `content digest ${d}`, lockedRef: /suite\/\d+\/held/ });
-
-async function expectError(promise: Promise<unknown>, code: GrpcCode, message?: string | RegExp): Promise<void> {
-  const err = await promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: unknown) => e,
-  );
-  const status = toGrpcStatus(err);
-  expect(GrpcCode[status.code]).toBe(GrpcCode[code]);
-  if (typeof message === 'string') expect(status.details).toBe(message);
-  else if (message) expect(status.details).toMatch(message);
-}
 
 async function put(store: MetadataContentStore, ctx: Context, ref: string, data: Buffer, labels?: Record<string, string>): Promise<string> {
   const digest = digestOf(data);

@@ -753,7 +753,7 @@ async function readAll(stream: Readable): Promise<Buffer> {
 }
 
 /** Asserts that `promise` rejects with the gRPC code (and message) the service would send. */
-async function expectError(promise: Promise<unknown>, code: GrpcCode, message?: string | RegExp): Promise<void> {
+export async function expectError(promise: Promise<unknown>, code: GrpcCode, message?: string | RegExp): Promise<void> {
   const outcome = await promise.then(
     () => ({ rejected: false as const }),
     (err: unknown) => ({ rejected: true as const, err }),
