@@ -2,6 +2,7 @@ import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { containers as capi, snapshots as sapi, tasks as tapi } from '@berth/api';
+import { createClient } from '@berth/grpc';
 import { readMountInfo } from '@berth/mount';
 import { CTR_PATH, CtrResult, ReferenceContainerd, TestDaemon, tempDir } from '@berth/testing';
 import { cleanupShims, ociSpec, populateBusybox, shimsOf } from './test-support';
@@ -16,6 +17,20 @@ const dir = tempDir('berth-tasks-');
 const rootfs = populateBusybox(join(dir.path, 'rootfs'));
 
 type Daemon = { ctr(args: readonly string[], o?: { input?: string }): Promise<CtrResult>; address: string };
+
+/** A runc container for the Containers API: `spec` as JSON, on a snapshot when one is named. */
+function runcContainer(id: string, spec: object, snapshot?: { snapshotter: string; key: string }): capi.Container {
+  return {
+    id,
+    labels: {},
+    image: '',
+    runtime: { name: 'io.containerd.runc.v2', options: { typeUrl: 'containerd.runc.v1.Options', value: Buffer.alloc(0) } },
+    spec: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: Buffer.from(JSON.stringify(spec)) },
+    snapshotter: snapshot?.snapshotter ?? '',
+    snapshotKey: snapshot?.key ?? '',
+    extensions: {},
+  };
+}
 
 /** Output with the per-daemon suffix, pids, times and metric values made comparable. */
 function normalize(r: CtrResult, suffix: string): CtrResult {
@@ -130,22 +145,10 @@ describe('tasks: ctr against berthd and containerd 1.6', () => {
       pairs.map(async ([d, suffix]) => {
         const id = `rej${suffix}`;
         const spec = ociSpec(['/bin/true'], (s) => ((s.process.cwd = 'relative'), (s.root.path = rootfs)));
-        const cc = (d as TestDaemon).client ? (d as TestDaemon).client(capi.ContainersService, 'default') : undefined;
-        const client = cc ?? (await import('@berth/grpc')).createClient(capi.ContainersService, d.address, { namespace: 'default' });
-        const tasks = (await import('@berth/grpc')).createClient(tapi.TasksService, d.address, { namespace: 'default' });
+        const client = createClient(capi.ContainersService, d.address, { namespace: 'default' });
+        const tasks = createClient(tapi.TasksService, d.address, { namespace: 'default' });
         try {
-          await client.create({
-            container: {
-              id,
-              labels: {},
-              image: '',
-              runtime: { name: 'io.containerd.runc.v2', options: { typeUrl: 'containerd.runc.v1.Options', value: Buffer.alloc(0) } },
-              spec: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: Buffer.from(JSON.stringify(spec)) },
-              snapshotter: '',
-              snapshotKey: '',
-              extensions: {},
-            },
-          });
+          await client.create({ container: runcContainer(id, spec) });
           const err = await tasks
             .create({ containerId: id, rootfs: [], stdin: '', stdout: '', stderr: '', terminal: false, runtimePath: '' })
             .then(() => undefined, (e: any) => ({ code: e.cause?.code, details: String(e.cause?.details).split(suffix).join('') }));
@@ -154,7 +157,7 @@ describe('tasks: ctr against berthd and containerd 1.6', () => {
           return { err, get };
         } finally {
           tasks.close();
-          if (!cc) client.close();
+          client.close();
         }
       }),
     );
@@ -173,18 +176,7 @@ describe('tasks: ctr against berthd and containerd 1.6', () => {
     expect(mounts[0].type).toBe('bind');
     populateBusybox(mounts[0].source);
     const spec = ociSpec(['/bin/sleep', '1000']);
-    await containers.create({
-      container: {
-        id,
-        labels: {},
-        image: '',
-        runtime: { name: 'io.containerd.runc.v2', options: { typeUrl: 'containerd.runc.v1.Options', value: Buffer.alloc(0) } },
-        spec: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: Buffer.from(JSON.stringify(spec)) },
-        snapshotter: 'overlayfs',
-        snapshotKey: id,
-        extensions: {},
-      },
-    });
+    await containers.create({ container: runcContainer(id, spec, { snapshotter: 'overlayfs', key: id }) });
     expect(await berthd.ctr(['tasks', 'start', '-d', id])).toMatchObject({ code: 0, stderr: '' });
     const bundleRootfs = join(berthd.state, 'io.containerd.runtime.v2.task', 'default', id, 'rootfs');
     expect(readMountInfo().some((m) => m.mountPoint === bundleRootfs)).toBe(true);
