@@ -196,7 +196,7 @@ async function* write(svc: ContentService, reqs: AsyncIterable<api.WriteContentR
       const req = next.value;
       if (req.expected) {
         expected = checkExpected(req.expected);
-        if (svc.has(ctx, expected)) {
+        if (svc.hold(ctx, expected)) {
           open = false;
           await w.close();
           await svc.abort(ctx, ref).catch(() => undefined);

@@ -68,8 +68,8 @@ export class ContentService {
     return this.store.writer(ctx, options);
   }
 
-  /** Reports whether the caller's namespace has a blob. */
-  has(ctx: Context, digest: Digest): boolean {
-    return this.store.has(ctx, digest);
+  /** Reports whether the caller's namespace has a blob, adding it to the caller's lease when so. */
+  hold(ctx: Context, digest: Digest): boolean {
+    return this.store.hold(ctx, digest);
   }
 }

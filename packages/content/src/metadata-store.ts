@@ -19,6 +19,8 @@ import {
   objectKey,
   objectsPrefix,
   removeLeasedEverywhere,
+  holdExisting,
+  leaseHolds,
 } from '@berth/metadata';
 import { parseDigest, type Digest } from './digest';
 import { gcLockOf } from './gc-lock';
@@ -257,8 +259,9 @@ export class MetadataContentStore {
 
   /**
    * Opens or resumes the namespace's ingest `ref`. AlreadyExists `content <d>` when `expected` is
-   * already in the namespace; Unavailable `ref <ns>/<seq>/<ref> locked for ...` when another
-   * writer holds it. Under the shared policy, an `expected` blob already in the backend (another
+   * already in the namespace (the blob then joins the caller's lease first, so the caller can go
+   * on using it); Unavailable `ref <ns>/<seq>/<ref> locked for ...` when another writer holds
+   * it. Under the shared policy, an `expected` blob already in the backend (another
    * namespace's) with a matching or unknown size opens a writer that needs no data: its status
    * reports offset = total = the blob's size, and its commit links the blob.
    */
@@ -269,41 +272,59 @@ export class MetadataContentStore {
     if (!Number.isSafeInteger(total) || total < 0) throw new InvalidArgumentError(`total must be a non-negative integer, got ${total}`);
     let expected: Digest | undefined;
     if (options.expected) expected = checkDigest(options.expected);
-    if (expected && this.db.view((tx) => tx.has(blobKey(ns, expected)))) throw new AlreadyExistsError(`content ${expected}`);
+    if (expected && this.hold(ctx, expected)) throw new AlreadyExistsError(`content ${expected}`);
 
-    let shared: Info | undefined;
-    if (expected && this.policy === 'shared') {
-      const info = await this.backend.info(expected).catch((err) => {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      });
-      if (info && (total === 0 || total === info.size)) shared = info;
-    }
-
-    const backendRef = this.db.update((tx) => {
-      tx.ensureNamespace(ns);
-      const key = ingestKey(ns, ref);
-      const existing = tx.get<IngestRecord>(key);
-      const bref = existing?.backendRef ?? `${ns}/${nextSequence(tx, `ingests/${ns}`)}/${ref}`;
-      const want = expected ?? existing?.expected;
-      const record: IngestRecord = {
-        backendRef: bref,
-        ...(ctx.lease ? {} : { expireAt: Date.now() + INGEST_EXPIRY_MS }),
-        ...(want ? { expected: want } : {}),
-      };
-      tx.put(key, record);
-      addLeaseResource(tx, ns, ctx.lease, { type: 'ingests', id: ref });
-      return bref;
-    });
-
-    await this.locks.acquire(backendRef, this.lockRetry);
+    // The ref is locked before its record is written. A writer waiting for a ref must not
+    // rewrite the record of the writer holding it: that one's commit removes the record, and the
+    // waiting writer's data would then be an ingest nothing references, for the collector to take.
+    const lockKey = `${ns}\u0000${ref}`;
+    const holder = () => this.db.view((tx) => tx.get<IngestRecord>(ingestKey(ns, ref))?.backendRef) ?? ref;
+    await this.locks.acquire(lockKey, this.lockRetry, holder);
     try {
-      const host: NamespacedHost = { store: this, ns, lease: ctx.lease, release: () => this.locks.release(backendRef) };
+      const record = () =>
+        this.db.update((tx) => {
+          tx.ensureNamespace(ns);
+          const key = ingestKey(ns, ref);
+          const existing = tx.get<IngestRecord>(key);
+          const bref = existing?.backendRef ?? `${ns}/${nextSequence(tx, `ingests/${ns}`)}/${ref}`;
+          const want = expected ?? existing?.expected;
+          const rec: IngestRecord = {
+            backendRef: bref,
+            ...(ctx.lease ? {} : { expireAt: Date.now() + INGEST_EXPIRY_MS }),
+            ...(want ? { expected: want } : {}),
+          };
+          tx.put(key, rec);
+          addLeaseResource(tx, ns, ctx.lease, { type: 'ingests', id: ref });
+          return bref;
+        });
+
+      let shared: Info | undefined;
+      let backendRef: string;
+      if (expected && this.policy === 'shared') {
+        // The ingest record names the expected blob, which keeps the backend file from the
+        // collector's file phase (see collectBackend); writing it and looking the blob up under
+        // the shared lock means the collector either removed the file before (no sharing: the
+        // client sends the data) or keeps it until the ingest goes.
+        const want = expected;
+        backendRef = await gcLockOf(this.backend).shared(async () => {
+          const bref = record();
+          const info = await this.backend.info(want).catch((err) => {
+            if (isNotFound(err)) return undefined;
+            throw err;
+          });
+          if (info && (total === 0 || total === info.size)) shared = info;
+          return bref;
+        });
+      } else {
+        backendRef = record();
+      }
+
+      const host: NamespacedHost = { store: this, ns, lease: ctx.lease, release: () => this.locks.release(lockKey) };
       if (shared) return new MetadataWriter(host, ref, backendRef, total || shared.size, expected, undefined, shared);
       const backendWriter = await this.openBackend(backendRef, total, expected);
       return new MetadataWriter(host, ref, backendRef, total, expected, backendWriter, undefined);
     } catch (err) {
-      this.locks.release(backendRef);
+      this.locks.release(lockKey);
       throw err;
     }
   }
@@ -336,8 +357,9 @@ export class MetadataContentStore {
   }
 
   /**
-   * Records a committed blob in the namespace and forgets the ingest, in one transaction.
-   * Returns false (changing only the ingest) when the namespace already had the blob.
+   * Records a committed blob in the namespace and forgets the ingest, in one transaction; the
+   * blob joins the writer's lease. Returns false (changing only the ingest, and the lease) when
+   * the namespace already had the blob.
    */
   link(host: NamespacedHost, ref: string, backendRef: string, digest: Digest, size: number, labels: Labels): boolean {
     const { ns, lease } = host;
@@ -349,7 +371,11 @@ export class MetadataContentStore {
         removeLeasedEverywhere(tx, ns, { type: 'ingests', id: ref });
       }
       const bkey = blobKey(ns, digest);
-      if (tx.has(bkey)) return false;
+      if (tx.has(bkey)) {
+        // The caller goes on using the blob it found: hold it as if this commit created it.
+        holdExisting(tx, ns, lease, { type: 'content', id: digest });
+        return false;
+      }
       const now = Date.now();
       tx.put(bkey, { size, createdAt: now, updatedAt: now, labels: dropEmptyLabels(labels) } satisfies BlobRecord);
       addLeaseResource(tx, ns, lease, { type: 'content', id: digest });
@@ -361,6 +387,26 @@ export class MetadataContentStore {
   has(ctx: Context, digest: Digest): boolean {
     const ns = namespaceRequired(ctx);
     return this.db.view((tx) => tx.has(blobKey(ns, digest)));
+  }
+
+  /**
+   * Reports whether the namespace has a blob, and when it has, adds it to `ctx`'s lease (in the
+   * transaction that found it), for a caller that answers "already exists" and goes on using
+   * it. NotFound `lease does not exist` for a lease that does not.
+   */
+  hold(ctx: Context, digest: Digest): boolean {
+    const ns = namespaceRequired(ctx);
+    const resource = { type: 'content', id: digest };
+    const seen = this.db.view((tx) => {
+      if (!tx.has(blobKey(ns, digest))) return 'absent';
+      return !ctx.lease || leaseHolds(tx, ns, ctx.lease, resource) ? 'held' : 'unheld';
+    });
+    if (seen !== 'unheld') return seen === 'held';
+    return this.db.update((tx) => {
+      if (!tx.has(blobKey(ns, digest))) return false;
+      holdExisting(tx, ns, ctx.lease, resource);
+      return true;
+    });
   }
 
   /**
@@ -601,7 +647,7 @@ function ingestsOf(tx: ReadTx, ns: string): Array<[string, IngestRecord]> {
   return out;
 }
 
-/** Every blob digest and backend ingest ref some namespace references. */
+/** Every blob digest and backend ingest ref some namespace references (or an ingest expects). */
 function referencedEverywhere(tx: ReadTx): { blobs: Set<string>; ingests: Set<string> } {
   const blobs = new Set<string>();
   const ingests = new Set<string>();
@@ -609,7 +655,11 @@ function referencedEverywhere(tx: ReadTx): { blobs: Set<string>; ingests: Set<st
     if (key.length !== 3) continue;
     const ns = String(key[2]);
     for (const { key: k } of tx.range<BlobRecord>(objectsPrefix(ns, 'blobs'))) if (k.length === 5) blobs.add(String(k[4]));
-    for (const [, record] of ingestsOf(tx, ns)) ingests.add(record.backendRef);
+    for (const [, record] of ingestsOf(tx, ns)) {
+      ingests.add(record.backendRef);
+      // An open ingest may be about to link its expected blob from the backend (shared policy).
+      if (record.expected) blobs.add(record.expected);
+    }
   }
   return { blobs, ingests };
 }

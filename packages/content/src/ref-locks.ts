@@ -21,10 +21,11 @@ export class RefLocks {
 
   /**
    * Takes the lock for `ref`, retrying while another writer holds it. Throws Unavailable
-   * `ref <ref> locked for <N>ms (since <time>)` when it is still held after the last retry; the
-   * duration tells a lock that is contended (short) from one that was never released (long).
+   * `ref <name> locked for <N>ms (since <time>)` when it is still held after the last retry
+   * (`name` defaults to `ref`); the duration tells a lock that is contended (short) from one that
+   * was never released (long).
    */
-  async acquire(ref: string, retry: LockRetry = DEFAULT_LOCK_RETRY): Promise<void> {
+  async acquire(ref: string, retry: LockRetry = DEFAULT_LOCK_RETRY, name: () => string = () => ref): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       const since = this.held.get(ref);
       if (since === undefined) {
@@ -33,7 +34,7 @@ export class RefLocks {
       }
       if (attempt >= retry.retries) {
         const ms = Date.now() - since.getTime();
-        throw new UnavailableError(`ref ${ref} locked for ${ms}ms (since ${since.toISOString()})`);
+        throw new UnavailableError(`ref ${name()} locked for ${ms}ms (since ${since.toISOString()})`);
       }
       await sleep(retry.delayMs);
     }

@@ -195,6 +195,112 @@ describe('MetadataCollector', () => {
     expect([w.has('b', d), w.file(d)]).toEqual([false, false]);
   });
 
+  describe('an object a leased call finds already present joins the lease', () => {
+    /** A blob (or snapshot) that nothing but a finished lease held: the next collection takes it. */
+    const orphanBlob = async (data: string) => {
+      await w.leases.create(ctx, 'old');
+      const d = await w.blob(context({ namespace: ns, lease: 'old' }), data);
+      await w.leases.delete(ctx, 'old');
+      return d;
+    };
+    const orphanSnapshot = async (name: string) => {
+      await w.leases.create(ctx, 'old');
+      await w.layer(context({ namespace: ns, lease: 'old' }), name);
+      await w.leases.delete(ctx, 'old');
+    };
+    const leased = context({ namespace: ns, lease: 'new' });
+    const resources = async () => (await w.leases.listResources(ctx, 'new')).map((r) => `${r.type} ${r.id}`);
+
+    beforeEach(async () => {
+      await w.leases.create(ctx, 'new');
+    });
+
+    it('content: a writer opened with an expected digest present answers AlreadyExists and holds it', async () => {
+      const d = await orphanBlob('present');
+      await expect(w.content.writer(leased, { ref: 'again', expected: d })).rejects.toThrow(`content ${d}: already exists`);
+      expect(await resources()).toEqual([`content ${d}`]);
+      await w.gc.collect();
+      expect([w.has(ns, d), w.file(d)]).toEqual([true, true]);
+      await w.leases.delete(ctx, 'new');
+      await w.gc.collect();
+      expect([w.has(ns, d), w.file(d)]).toEqual([false, false]);
+    });
+
+    it('content: a commit that finds its digest present answers AlreadyExists and holds it', async () => {
+      const d = await orphanBlob('committed twice');
+      // Written without an expected digest (as ctr images import writes archive members).
+      const wr = await w.content.writer(leased, { ref: 'tar-index.json' });
+      await wr.write(Buffer.from('committed twice'));
+      await expect(wr.commit(15)).rejects.toThrow(`content ${d}: already exists`);
+      expect(await resources()).toEqual([`content ${d}`]);
+      await w.gc.collect();
+      expect([w.has(ns, d), w.file(d)]).toEqual([true, true]);
+    });
+
+    it('content: a hold under a lease that does not exist is NotFound', async () => {
+      const d = await orphanBlob('no lease');
+      await expect(w.content.writer(context({ namespace: ns, lease: 'nope' }), { ref: 'x', expected: d })).rejects.toThrow('lease does not exist');
+    });
+
+    it("content: a blob linked from another namespace's file stays while an ingest expects it", async () => {
+      const other = context({ namespace: 'other' });
+      await w.leases.create(other, 'old');
+      const d = await w.blob(context({ namespace: 'other', lease: 'old' }), 'shared bytes');
+      await w.leases.delete(other, 'old');
+      const wr = await w.content.writer(leased, { ref: 'link', expected: d, total: 12 });
+      expect((await wr.status()).offset).toBe(12); // no data needed: the file is shared
+      await w.gc.collect(); // removes other's record; the file stays for the open ingest
+      expect([w.has('other', d), w.file(d)]).toEqual([false, true]);
+      await wr.commit(12, d);
+      expect([w.has(ns, d), w.file(d)]).toEqual([true, true]);
+      await w.gc.collect();
+      expect(w.file(d)).toBe(true);
+    });
+
+    it('content: a writer that waited for a ref gets an ingest of its own once the holder commits', async () => {
+      // Two imports in one namespace write the same archive member ref (ctr's `tar-index.json`).
+      await w.leases.create(ctx, 'first');
+      const first = await w.content.writer(context({ namespace: ns, lease: 'first' }), { ref: 'tar-index.json' });
+      const waiting = w.content.writer(leased, { ref: 'tar-index.json' });
+      await first.write(Buffer.from('first index'));
+      await first.commit(11);
+      const second = await waiting;
+      await second.write(Buffer.from('second index'));
+      await w.gc.collect(); // the second writer's ingest is its lease's, not an orphan
+      await second.commit(12);
+      expect(await resources()).toHaveLength(1);
+      expect((await resources())[0]).toMatch(/^content sha256:/);
+    });
+
+    it('snapshots: Stat under a lease holds the snapshot it finds (once), without a lease it only reads', async () => {
+      await orphanSnapshot('found');
+      expect((await w.snapshots.stat(ctx, 'found')).name).toBe('found');
+      expect(await resources()).toEqual([]);
+      await w.snapshots.stat(leased, 'found');
+      await w.snapshots.stat(leased, 'found');
+      expect(await resources()).toEqual(['snapshots/native found']);
+      await w.gc.collect();
+      expect(await w.snapshotNames(ns)).toEqual(['found']);
+      // containerd's Stat ignores the lease header; so does Berth's when the lease is unknown.
+      expect((await w.snapshots.stat(context({ namespace: ns, lease: 'nope' }), 'found')).name).toBe('found');
+    });
+
+    it.each([
+      ['Prepare', (key: string) => w.snapshots.prepare(leased, key, '')],
+      ['View', (key: string) => w.snapshots.view(leased, key, '')],
+      ['Commit', async (key: string) => {
+        await w.snapshots.prepare(leased, 'extract-again', '');
+        await w.snapshots.commit(leased, key, 'extract-again');
+      }],
+    ])('snapshots: %s onto an existing key answers AlreadyExists and holds it', async (_op, op) => {
+      await orphanSnapshot('taken');
+      await expect(op('taken')).rejects.toThrow('snapshot "taken": already exists');
+      expect(await resources()).toContain('snapshots/native taken');
+      await w.gc.collect();
+      expect(await w.snapshotNames(ns)).toContain('taken');
+    });
+  });
+
   it('runs mark and sweep synchronously: nothing can be written between them', () => {
     expect(w.gc.markAndSweep()).toEqual({ leases: 0, blobs: 0, ingests: 0, snapshots: 0 });
   });

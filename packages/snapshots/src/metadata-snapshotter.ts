@@ -13,6 +13,9 @@ import {
   objectKey,
   objectsPrefix,
   removeLeasedEverywhere,
+  holdExisting,
+  leaseExists,
+  leaseHolds,
 } from '@berth/metadata';
 import type { Mount } from '@berth/mount';
 import { applyLabelUpdate, cleanLabels, inheritedLabels, validateSnapshotLabels } from './labels';
@@ -102,9 +105,32 @@ export class MetadataSnapshotter implements Snapshotter {
     return `snapshots/${this.name}`;
   }
 
+  /**
+   * Returns a snapshot's info. Inside a lease, the snapshot also joins the lease (in the
+   * transaction that found it), because a caller that finds a snapshot goes on building on it:
+   * an unpack that finds a layer present prepares the next one on it, or labels the image with
+   * it. A lease that does not exist is ignored here, as containerd's Stat ignores it.
+   */
   async stat(ctx: Context, key: string): Promise<Info> {
     const ns = namespaceRequired(ctx);
-    return this.info(this.db.view((tx) => this.must(tx, ns, key)));
+    const resource = { type: this.leaseType(), id: key };
+    const { rec, held } = this.db.view((tx) => ({ rec: this.must(tx, ns, key), held: !ctx.lease || leaseHolds(tx, ns, ctx.lease, resource) }));
+    if (held) return this.info(rec);
+    return this.info(
+      this.db.update((tx) => {
+        const current = this.must(tx, ns, key);
+        if (leaseExists(tx, ns, ctx.lease!)) holdExisting(tx, ns, ctx.lease, resource);
+        return current;
+      }),
+    );
+  }
+
+  /** Throws AlreadyExists for `key`, which the caller found present, after it joins the caller's lease. */
+  private existing(ctx: Context, ns: string, key: string): never {
+    this.db.update((tx) => {
+      if (this.get(tx, ns, key)) holdExisting(tx, ns, ctx.lease, { type: this.leaseType(), id: key });
+    });
+    throw new AlreadyExistsError(`snapshot ${goQuote(key)}`);
   }
 
   async update(ctx: Context, info: Pick<Info, 'name' | 'labels'>, fieldpaths?: readonly string[]): Promise<Info> {
@@ -154,12 +180,13 @@ export class MetadataSnapshotter implements Snapshotter {
     validateSnapshotLabels(labels);
     return this.lock.run(async () => {
       const backendParent = this.db.view((tx) => {
-        if (this.get(tx, ns, key)) throw new AlreadyExistsError(`snapshot ${goQuote(key)}`);
+        if (this.get(tx, ns, key)) return undefined;
         if (parent === '') return '';
         const p = this.get(tx, ns, parent);
         if (!p) throw new NotFoundError(`parent snapshot ${parent} does not exist`);
         return p.backendKey;
       });
+      if (backendParent === undefined) this.existing(ctx, ns, key);
       // The sequence is taken before the backend call, so a crash cannot hand the same backend
       // key out twice; a failed create leaves a gap, which is harmless.
       const seq = this.db.update((tx) => nextSequence(tx, this.sequenceName(ns)));
@@ -194,13 +221,18 @@ export class MetadataSnapshotter implements Snapshotter {
     validateSnapshotLabels(labels);
     return this.lock.run(async () => {
       const { backendKey, nameKey } = this.db.update((tx) => {
-        if (this.get(tx, ns, name)) throw new AlreadyExistsError(`snapshot ${goQuote(name)}`);
+        if (this.get(tx, ns, name)) {
+          // Another commit won (two unpacks of one layer): the caller builds on the winner.
+          holdExisting(tx, ns, ctx.lease, { type: this.leaseType(), id: name });
+          return { backendKey: undefined, nameKey: '' };
+        }
         const rec = this.must(tx, ns, key);
         const seq = nextSequence(tx, this.sequenceName(ns));
         const nameKey = `${ns}/${seq}/${name}`;
         if (rec.kind === 'active') this.put(tx, ns, { ...rec, committing: { name, backendKey: nameKey, labels } });
         return { backendKey: rec.backendKey, nameKey };
       });
+      if (backendKey === undefined) throw new AlreadyExistsError(`snapshot ${goQuote(name)}`);
       try {
         await this.backend.commit(ctx, nameKey, backendKey, { labels: inheritedLabels(labels) });
       } catch (err) {
