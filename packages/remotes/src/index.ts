@@ -2,3 +2,4 @@
  * @berth/remotes: a registry client for Node programs and for berthd's transfer service.
  */
 export * from './hosts';
+export * from './hosts-config';
