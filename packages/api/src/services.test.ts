@@ -1,5 +1,6 @@
 /**
- * Every gRPC/ttrpc service: full method paths and streaming kinds as containerd 1.6 serves them.
+ * Every gRPC/ttrpc service: full method paths and streaming kinds as containerd 1.6 serves them
+ * (and containerd 2.x, for Transfer and Streaming).
  * The expected table is written from the reference, not from protos/, and a second check makes
  * sure no service in protos/ is missing from it.
  */
@@ -43,6 +44,8 @@ const SERVICES: Array<[string, ServiceDefinition, string]> = [
     api.leases.LeasesService,
     'Create Delete List AddResource DeleteResource ListResources',
   ],
+  ['containerd.services.transfer.v1.Transfer', api.transfer.TransferService, 'Transfer'],
+  ['containerd.services.streaming.v1.Streaming', api.streaming.StreamingService, '<Stream>'],
   ['grpc.health.v1.Health', api.health.HealthService, 'Check Watch>'],
   ['containerd.services.events.ttrpc.v1.Events', api.ttrpcEvents.EventsService, 'Forward'],
   [
@@ -111,6 +114,16 @@ describe('service definitions', () => {
     };
     walk(protosDir);
     expect(declared.sort()).toEqual(SERVICES.map(([name]) => name).sort());
+  });
+
+  it('Streaming/Stream is bidirectional, every frame an Any; Transfer replies with Empty', () => {
+    const stream = api.streaming.StreamingService.stream;
+    const init = { typeUrl: 'containerd.services.streaming.v1.StreamInit', value: Buffer.from('0a0178', 'hex') };
+    expect(stream.requestDeserialize(stream.requestSerialize(init))).toEqual(init);
+    expect(stream.responseSerialize({ typeUrl: 'google.protobuf.Empty', value: Buffer.alloc(0) }).toString('hex')).toBe(
+      '0a' + '15' + Buffer.from('google.protobuf.Empty').toString('hex'),
+    );
+    expect(api.transfer.TransferService.transfer.responseDeserialize(Buffer.alloc(0))).toEqual({});
   });
 
   it('serializes with the generated codecs (Buffer in, message out)', () => {

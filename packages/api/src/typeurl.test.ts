@@ -1,5 +1,8 @@
 import { isInvalidArgument, isAlreadyExists } from '@berth/errdefs';
 import * as events from './barrels/events';
+import * as transferTypes from './barrels/transfer-types';
+import { StreamInit } from './gen/containerd/services/streaming/v1/stream_init';
+import { Empty } from './gen/google/protobuf/empty';
 import * as imageEvents from './gen/containerd/services/images/v1/image_events';
 import { CheckpointOptions, Options, ProcessDetails } from './gen/containerd/runc/v1/options';
 import { Descriptor } from './gen/containerd/types/descriptor';
@@ -42,6 +45,9 @@ describe('typeurl registry', () => {
     ['containerd.runc.v1.Options', Options],
     ['containerd.runc.v1.CheckpointOptions', CheckpointOptions],
     ['containerd.runc.v1.ProcessDetails', ProcessDetails],
+    ...messagesOf(transferTypes).map(([name, type]): [string, unknown] => [`containerd.types.transfer.${name}`, type]),
+    ['containerd.services.streaming.v1.StreamInit', StreamInit],
+    ['google.protobuf.Empty', Empty],
   ];
 
   it.each(registered)('registers %s under its bare proto name', (url, type) => {
@@ -52,6 +58,28 @@ describe('typeurl registry', () => {
   it('covers all 20 containerd.events payloads and the 3 image events', () => {
     expect(messagesOf(events).filter(([n]) => n !== 'TaskIO')).toHaveLength(20);
     expect(messagesOf(imageEvents)).toHaveLength(3);
+  });
+
+  it('covers all 15 containerd.types.transfer messages', () => {
+    expect(messagesOf(transferTypes).map(([name]) => name).sort()).toEqual([
+      'AuthRequest', 'AuthResponse', 'ContainerPath', 'Data', 'ImageExportStream', 'ImageImportStream',
+      'ImageReference', 'ImageStore', 'OCIRegistry', 'Progress', 'ReadStream', 'RegistryResolver',
+      'UnpackConfiguration', 'WindowUpdate', 'WriteStream',
+    ]);
+  });
+
+  it('packs transfer objects with the bare names containerd\'s transfer service matches exactly', () => {
+    const source = packAny(transferTypes.OCIRegistry, { reference: 'docker.io/library/busybox:1', resolver: { defaultScheme: 'http' } });
+    expect(source.typeUrl).toBe('containerd.types.transfer.OCIRegistry');
+    expect(unpackAnyAs(source, transferTypes.OCIRegistry).resolver?.defaultScheme).toBe('http');
+    const progress = packAny(transferTypes.Progress, { event: 'saved', name: 'n', desc: { digest: 'sha256:x' } });
+    expect(unpackAny(progress)).toEqual(transferTypes.Progress.fromPartial({ event: 'saved', name: 'n', desc: { digest: 'sha256:x' } }));
+  });
+
+  it('packs the stream handshake: StreamInit, and the ack as an Any of Empty with an empty value', () => {
+    expect(packAny(StreamInit, { id: 'progress-1' })).toEqual({ typeUrl: 'containerd.services.streaming.v1.StreamInit', value: Buffer.from('0a0a70726f67726573732d31', 'hex') });
+    expect(packAny(Empty, {})).toEqual({ typeUrl: 'google.protobuf.Empty', value: Buffer.alloc(0) });
+    expect(unpackAny({ typeUrl: 'google.protobuf.Empty', value: Buffer.alloc(0) })).toEqual({});
   });
 
   it('packs with a bare type URL and round-trips', () => {

@@ -1,5 +1,5 @@
 /**
- * containerd's Any convention (github.com/containerd/typeurl, as used by containerd 1.6):
+ * containerd's Any convention (github.com/containerd/typeurl, as used by containerd 1.6 and 2.x):
  * - protobuf payloads carry the bare full name as `type_url`, e.g. `containerd.events.TaskExit`,
  *   with no `type.googleapis.com/` prefix (ctr only decodes exact matches);
  * - the OCI runtime-spec types use `types.containerd.io/opencontainers/runtime-spec/1/<Type>`
@@ -19,7 +19,15 @@ import * as snapshotEvents from './gen/containerd/events/snapshot';
 import * as taskEvents from './gen/containerd/events/task';
 import * as runcOptions from './gen/containerd/runc/v1/options';
 import * as imageEvents from './gen/containerd/services/images/v1/image_events';
+import { StreamInit } from './gen/containerd/services/streaming/v1/stream_init';
+import * as transferContainer from './gen/containerd/types/transfer/container';
+import * as transferImageStore from './gen/containerd/types/transfer/imagestore';
+import * as transferImportExport from './gen/containerd/types/transfer/importexport';
+import * as transferProgress from './gen/containerd/types/transfer/progress';
+import * as transferRegistry from './gen/containerd/types/transfer/registry';
+import * as transferStreaming from './gen/containerd/types/transfer/streaming';
 import { Any } from './gen/google/protobuf/any';
+import { Empty } from './gen/google/protobuf/empty';
 import type { DeepPartial, MessageType } from './message-type';
 
 /** The prefix that Google's Any helpers add; accepted on input, stripped before lookup. */
@@ -99,6 +107,28 @@ registerAll('containerd.runc.v1', {
   CheckpointOptions: runcOptions.CheckpointOptions,
   ProcessDetails: runcOptions.ProcessDetails,
 });
+// containerd 2.x transfers: the source and destination objects of a TransferRequest and the
+// frames of the streams it names. containerd matches these URLs exactly, so they stay bare.
+registerAll('containerd.types.transfer', {
+  OCIRegistry: transferRegistry.OCIRegistry,
+  RegistryResolver: transferRegistry.RegistryResolver,
+  AuthRequest: transferRegistry.AuthRequest,
+  AuthResponse: transferRegistry.AuthResponse,
+  ImageStore: transferImageStore.ImageStore,
+  UnpackConfiguration: transferImageStore.UnpackConfiguration,
+  ImageReference: transferImageStore.ImageReference,
+  ImageImportStream: transferImportExport.ImageImportStream,
+  ImageExportStream: transferImportExport.ImageExportStream,
+  Progress: transferProgress.Progress,
+  Data: transferStreaming.Data,
+  WindowUpdate: transferStreaming.WindowUpdate,
+  ReadStream: transferStreaming.ReadStream,
+  WriteStream: transferStreaming.WriteStream,
+  ContainerPath: transferContainer.ContainerPath,
+});
+// A stream's first frame, and the server's ack of it (an Any of Empty with an empty value).
+registerAll('containerd.services.streaming.v1', { StreamInit });
+registerAll('google.protobuf', { Empty });
 
 /** Returns `url` without a leading `type.googleapis.com/`. */
 export function normalizeTypeUrl(url: string): string {

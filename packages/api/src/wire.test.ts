@@ -1,6 +1,7 @@
 /**
  * Wire compatibility: generated encoders and decoders checked against bytes built by hand from
- * the containerd 1.6 field numbers, so a wrong number in protos/ fails here.
+ * the containerd 1.6 field numbers (and containerd 2.x's for the transfer and streaming APIs),
+ * so a wrong number in protos/ fails here.
  */
 import { Any } from './gen/google/protobuf/any';
 import { Descriptor } from './gen/containerd/types/descriptor';
@@ -14,6 +15,16 @@ import { CreateRequest as CreateLeaseRequest } from './gen/containerd/services/l
 import { Info as SnapshotInfo, Kind } from './gen/containerd/services/snapshots/v1/snapshots';
 import { CreateTaskRequest } from './gen/containerd/services/tasks/v1/tasks';
 import { Request as TtrpcRequest, Response as TtrpcResponse } from './gen/ttrpc/ttrpc';
+import { ServerResponse } from './gen/containerd/services/introspection/v1/introspection';
+import { StreamInit } from './gen/containerd/services/streaming/v1/stream_init';
+import { TransferRequest } from './gen/containerd/services/transfer/v1/transfer';
+import { Platform } from './gen/containerd/types/platform';
+import { ContainerPath } from './gen/containerd/types/transfer/container';
+import { ImageStore } from './gen/containerd/types/transfer/imagestore';
+import { ImageExportStream, ImageImportStream } from './gen/containerd/types/transfer/importexport';
+import { Progress } from './gen/containerd/types/transfer/progress';
+import { AuthRequest, AuthResponse, AuthType, HTTPDebug, OCIRegistry, RegistryResolver } from './gen/containerd/types/transfer/registry';
+import { Data, ReadStream, WindowUpdate, WriteStream } from './gen/containerd/types/transfer/streaming';
 import { GO_ZERO_TIME } from './timestamp';
 
 // --- a tiny independent protobuf writer -----------------------------------------------------
@@ -236,5 +247,245 @@ describe('ttrpc framing payloads', () => {
     const expected = wire(msg(1, int(1, 5), str(2, 'not found'), msg(3, str(1, 'x.Y'), bytes(2, [7]))));
     expect(hex(TtrpcResponse.encode(value).finish())).toBe(hex(expected));
     expect(TtrpcResponse.decode(expected)).toEqual(value);
+  });
+});
+
+describe('containerd 2.x additions to shared messages', () => {
+  it('Platform: os_version is field 4, os_features (repeated) field 5', () => {
+    const value = Platform.fromPartial({ os: 'windows', architecture: 'amd64', osVersion: '10.0.20348.1', osFeatures: ['win32k', 'x'] });
+    const expected = wire(str(1, 'windows'), str(2, 'amd64'), str(4, '10.0.20348.1'), str(5, 'win32k'), str(5, 'x'));
+    expect(hex(Platform.encode(value).finish())).toBe(hex(expected));
+    expect(Platform.decode(expected)).toEqual({ ...value, variant: '' });
+  });
+
+  it('Platform: a 1.6 platform encodes exactly as before', () => {
+    // 0a 05 "linux" 12 05 "amd64"
+    expect(hex(Platform.encode(Platform.fromPartial({ os: 'linux', architecture: 'amd64' })).finish())).toBe('0a056c696e75781205616d643634');
+  });
+
+  it('introspection ServerResponse: uuid 1, pid 2, pidns 3, deprecations 4 {id 1, message 2, last_occurrence 3}', () => {
+    const at = new Date('2025-01-02T03:04:05Z');
+    const value = ServerResponse.fromPartial({
+      uuid: 'u',
+      pid: 300,
+      pidns: 4026531836,
+      deprecations: [{ id: 'io.containerd.deprecation/x', message: 'm', lastOccurrence: at }],
+    });
+    const expected = wire(
+      str(1, 'u'),
+      int(2, 300),
+      int(3, 4026531836),
+      msg(4, str(1, 'io.containerd.deprecation/x'), str(2, 'm'), msg(3, int(1, at.getTime() / 1000))),
+    );
+    expect(hex(ServerResponse.encode(value).finish())).toBe(hex(expected));
+    expect(ServerResponse.decode(expected)).toEqual(value);
+    // pid 300 is the two-byte varint ac 02.
+    expect(hex(wire(int(2, 300)))).toBe('10ac02');
+  });
+
+  it('introspection ServerResponse: a 1.6 reply (uuid only) decodes with zero 2.x fields, and those encode to nothing', () => {
+    const onlyUuid = wire(str(1, 'u'));
+    expect(ServerResponse.decode(onlyUuid)).toEqual({ uuid: 'u', pid: 0, pidns: 0, deprecations: [] });
+    expect(hex(ServerResponse.encode({ uuid: 'u', pid: 0, pidns: 0, deprecations: [] }).finish())).toBe('0a0175');
+  });
+});
+
+describe('containerd 2.x transfer service', () => {
+  it('TransferRequest: source 1, destination 2 (Anys with bare type URLs), options 3 {progress_stream 1}', () => {
+    const source = { typeUrl: 'containerd.types.transfer.OCIRegistry', value: Buffer.from(OCIRegistry.encode(OCIRegistry.fromPartial({ reference: 'r' })).finish()) };
+    const destination = { typeUrl: 'containerd.types.transfer.ImageStore', value: Buffer.from(ImageStore.encode(ImageStore.fromPartial({ name: 'n' })).finish()) };
+    const value = TransferRequest.fromPartial({ source, destination, options: { progressStream: 'progress-1' } });
+    const expected = wire(
+      msg(1, str(1, 'containerd.types.transfer.OCIRegistry'), msg(2, str(1, 'r'))),
+      msg(2, str(1, 'containerd.types.transfer.ImageStore'), msg(2, str(1, 'n'))),
+      msg(3, str(1, 'progress-1')),
+    );
+    expect(hex(TransferRequest.encode(value).finish())).toBe(hex(expected));
+    expect(TransferRequest.decode(expected)).toEqual(value);
+  });
+
+  it('TransferRequest: options with only progress_stream "p" is 1a 03 0a 01 70; empty options (as ctr tag sends) is 1a 00', () => {
+    expect(hex(TransferRequest.encode(TransferRequest.fromPartial({ options: { progressStream: 'p' } })).finish())).toBe('1a030a0170');
+    expect(hex(TransferRequest.encode(TransferRequest.fromPartial({ options: {} })).finish())).toBe('1a00');
+    expect(TransferRequest.decode(Buffer.from('1a00', 'hex')).options).toEqual({ progressStream: '' });
+  });
+});
+
+describe('containerd.types.transfer', () => {
+  it('OCIRegistry and RegistryResolver: auth_stream 1, headers 2, host_dir 3, default_scheme 4, http_debug 5, logs_stream 6', () => {
+    const value = OCIRegistry.fromPartial({
+      reference: '127.0.0.1:5000/test/busybox:1',
+      resolver: {
+        authStream: 'creds-1',
+        headers: { 'X-A': 'b' },
+        hostDir: '/etc/containerd/certs.d',
+        defaultScheme: 'http',
+        httpDebug: HTTPDebug.TRACE,
+        logsStream: 'http-debug-logs-1',
+      },
+    });
+    const expected = wire(
+      str(1, '127.0.0.1:5000/test/busybox:1'),
+      msg(
+        2,
+        str(1, 'creds-1'),
+        mapEntry(2, 'X-A', 'b'),
+        str(3, '/etc/containerd/certs.d'),
+        str(4, 'http'),
+        int(5, 2),
+        str(6, 'http-debug-logs-1'),
+      ),
+    );
+    expect(hex(OCIRegistry.encode(value).finish())).toBe(hex(expected));
+    expect(OCIRegistry.decode(expected)).toEqual(value);
+  });
+
+  it.each([
+    ['DISABLED', HTTPDebug.DISABLED, 0],
+    ['DEBUG', HTTPDebug.DEBUG, 1],
+    ['TRACE', HTTPDebug.TRACE, 2],
+    ['BOTH', HTTPDebug.BOTH, 3],
+  ])('HTTPDebug.%s is %d', (_name, value, number) => {
+    expect(value).toBe(number);
+    expect(RegistryResolver.decode(wire(int(5, number))).httpDebug).toBe(value);
+  });
+
+  it.each([
+    ['NONE', AuthType.NONE, 0],
+    ['CREDENTIALS', AuthType.CREDENTIALS, 1],
+    ['REFRESH', AuthType.REFRESH, 2],
+    ['HEADER', AuthType.HEADER, 3],
+  ])('AuthType.%s is %d', (_name, value, number) => {
+    expect(value).toBe(number);
+    expect(AuthResponse.decode(wire(int(1, number))).authType).toBe(value);
+  });
+
+  it('AuthResponse: authType enum 1, secret 2, username 3, expire_at 4', () => {
+    // REFRESH with an empty secret (ctr's anonymous answer) is the two bytes 08 02.
+    expect(hex(AuthResponse.encode(AuthResponse.fromPartial({ authType: AuthType.REFRESH })).finish())).toBe('0802');
+    // CREDENTIALS u/p: 08 01, 12 01 "p", 1a 01 "u".
+    const creds = Buffer.from('08011201701a0175', 'hex');
+    expect(AuthResponse.decode(creds)).toEqual({ authType: AuthType.CREDENTIALS, secret: 'p', username: 'u', expireAt: undefined });
+    const expireAt = new Date('2030-01-01T00:00:00Z');
+    const value = AuthResponse.fromPartial({ authType: AuthType.HEADER, secret: 'Bearer x', expireAt });
+    const expected = wire(int(1, 3), str(2, 'Bearer x'), msg(4, int(1, expireAt.getTime() / 1000)));
+    expect(hex(AuthResponse.encode(value).finish())).toBe(hex(expected));
+  });
+
+  it('AuthRequest: host 1, reference 2, wwwauthenticate 3 (repeated)', () => {
+    const value = AuthRequest.fromPartial({ host: 'h', reference: 'r', wwwauthenticate: ['Bearer a', 'Basic b'] });
+    const expected = wire(str(1, 'h'), str(2, 'r'), str(3, 'Bearer a'), str(3, 'Basic b'));
+    expect(hex(AuthRequest.encode(value).finish())).toBe(hex(expected));
+    expect(AuthRequest.decode(expected)).toEqual(value);
+  });
+
+  it('ImageStore: fields 1-6, and unpacks is field 10 (7-9 unused)', () => {
+    const linux = { os: 'linux', architecture: 'amd64' };
+    const value = ImageStore.fromPartial({
+      name: 'docker.io/library/busybox:1',
+      labels: { k: 'v' },
+      platforms: [linux],
+      allMetadata: true,
+      manifestLimit: 1,
+      extraReferences: [{ name: 'import-2025-01-02', isPrefix: true, allowOverwrite: true, addDigest: true, skipNamedDigest: true }],
+      unpacks: [{ platform: linux, snapshotter: 'overlayfs' }],
+    });
+    const platform = [str(1, 'linux'), str(2, 'amd64')];
+    const expected = wire(
+      str(1, 'docker.io/library/busybox:1'),
+      mapEntry(2, 'k', 'v'),
+      msg(3, ...platform),
+      int(4, 1),
+      int(5, 1),
+      msg(6, str(1, 'import-2025-01-02'), int(2, 1), int(3, 1), int(4, 1), int(5, 1)),
+      msg(10, msg(1, ...platform), str(2, 'overlayfs')),
+    );
+    expect(hex(ImageStore.encode(value).finish())).toBe(hex(expected));
+    expect(ImageStore.decode(expected)).toEqual(ImageStore.fromPartial(value));
+    // unpacks: key (10 << 3 | 2) = 0x52.
+    expect(hex(ImageStore.encode(ImageStore.fromPartial({ unpacks: [{}] })).finish())).toBe('5200');
+  });
+
+  it('ImageImportStream: stream 1, media_type 2, force_compress 3', () => {
+    const value = ImageImportStream.fromPartial({ stream: 'import-1', mediaType: 'application/x-tar', forceCompress: true });
+    const expected = wire(str(1, 'import-1'), str(2, 'application/x-tar'), int(3, 1));
+    expect(hex(ImageImportStream.encode(value).finish())).toBe(hex(expected));
+    expect(ImageImportStream.decode(expected)).toEqual(value);
+  });
+
+  it('ImageExportStream: stream 1, media_type 2, platforms 3, all_platforms 4, skip_compatibility_manifest 5, skip_non_distributable 6', () => {
+    const value = ImageExportStream.fromPartial({
+      stream: 'export-1',
+      mediaType: 'm',
+      platforms: [{ os: 'linux', architecture: 'arm', variant: 'v7' }],
+      allPlatforms: true,
+      skipCompatibilityManifest: true,
+      skipNonDistributable: true,
+    });
+    const expected = wire(
+      str(1, 'export-1'),
+      str(2, 'm'),
+      msg(3, str(1, 'linux'), str(2, 'arm'), str(3, 'v7')),
+      int(4, 1),
+      int(5, 1),
+      int(6, 1),
+    );
+    expect(hex(ImageExportStream.encode(value).finish())).toBe(hex(expected));
+    expect(ImageExportStream.decode(expected)).toEqual(ImageExportStream.fromPartial(value));
+  });
+
+  it('Progress: event 1, name 2, parents 3, progress 4, total 5 (int64), desc 6 (Descriptor)', () => {
+    const desc = { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: 'sha256:ab', size: 2 ** 33, annotations: {} };
+    const value = Progress.fromPartial({
+      event: 'downloading',
+      name: 'layer-sha256:ab',
+      parents: ['manifest-sha256:cd'],
+      progress: 32768,
+      total: 2 ** 33,
+      desc,
+    });
+    const expected = wire(
+      str(1, 'downloading'),
+      str(2, 'layer-sha256:ab'),
+      str(3, 'manifest-sha256:cd'),
+      int(4, 32768),
+      int(5, 2 ** 33),
+      msg(6, str(1, desc.mediaType), str(2, 'sha256:ab'), int(3, 2 ** 33)),
+    );
+    expect(hex(Progress.encode(value).finish())).toBe(hex(expected));
+    expect(Progress.decode(expected)).toEqual(value);
+    // A status line with only desc.size 1: 32 02 18 01.
+    expect(hex(Progress.encode(Progress.fromPartial({ desc: { size: 1 } })).finish())).toBe('32021801');
+  });
+
+  it('Data: bytes field 1; WindowUpdate: int32 field 1 (65536 is 80 80 04)', () => {
+    const data = Data.fromPartial({ data: Buffer.from('tar') });
+    expect(hex(Data.encode(data).finish())).toBe(hex(wire(bytes(1, Buffer.from('tar')))));
+    expect(Buffer.isBuffer(Data.decode(wire(bytes(1, [1, 2]))).data)).toBe(true);
+    expect(hex(WindowUpdate.encode({ update: 65536 }).finish())).toBe('08808004');
+    expect(WindowUpdate.decode(Buffer.from('08808004', 'hex')).update).toBe(65536);
+  });
+
+  it('ReadStream, WriteStream: stream 1, media_type 2; ContainerPath: container_id 1, path 2, no_walk 3, preserve_ownership 4', () => {
+    for (const type of [ReadStream, WriteStream]) {
+      const expected = wire(str(1, 's'), str(2, 'm'));
+      expect(hex(type.encode({ stream: 's', mediaType: 'm' }).finish())).toBe(hex(expected));
+    }
+    const path = ContainerPath.fromPartial({ containerId: 'c1', path: '/etc', noWalk: true, preserveOwnership: true });
+    const expected = wire(str(1, 'c1'), str(2, '/etc'), int(3, 1), int(4, 1));
+    expect(hex(ContainerPath.encode(path).finish())).toBe(hex(expected));
+    expect(ContainerPath.decode(expected)).toEqual(path);
+  });
+});
+
+describe('containerd 2.x streaming', () => {
+  it('StreamInit: id is field 1', () => {
+    expect(hex(StreamInit.encode({ id: 'x' }).finish())).toBe('0a0178');
+    expect(StreamInit.decode(Buffer.from('0a0178', 'hex'))).toEqual({ id: 'x' });
+  });
+
+  it('the ack frame: an Any of google.protobuf.Empty with no value is just its type URL', () => {
+    const ack: Any = { typeUrl: 'google.protobuf.Empty', value: Buffer.alloc(0) };
+    expect(hex(Any.encode(ack).finish())).toBe(hex(wire(str(1, 'google.protobuf.Empty'))));
   });
 });

@@ -33,13 +33,14 @@ export const introspectionGrpcPlugin = definePlugin<undefined, GrpcServicePlugin
             type: r.type,
             id: r.id,
             requires: [...r.requires],
-            platforms: r.platforms.map((p) => ({ os: p.os, architecture: p.architecture, variant: p.variant ?? '' })),
+            platforms: r.platforms.map((p) => ({ os: p.os, architecture: p.architecture, variant: p.variant ?? '', osVersion: '', osFeatures: [] })),
             exports: { ...r.exports },
             capabilities: [...r.capabilities],
             initErr: r.status === 'ok' ? undefined : { code: INIT_ERROR_CODE, message: r.error ?? '', details: [] },
           })),
         }),
-        server: async () => ({ uuid: svc.uuid() }),
+        // containerd 1.6 sends only the uuid; the 2.x fields (pid, pidns, deprecations) stay unset.
+        server: async () => ({ uuid: svc.uuid(), pid: 0, pidns: 0, deprecations: [] }),
       },
       ctx.logger,
     );

@@ -12,10 +12,14 @@ export interface Platform {
   os: string;
   architecture: string;
   variant: string;
+  /** e.g. a Windows build number. (containerd 2.0) */
+  osVersion: string;
+  /** e.g. "win32k", or "erofs" in unpack platforms. (containerd 2.3) */
+  osFeatures: string[];
 }
 
 function createBasePlatform(): Platform {
-  return { os: "", architecture: "", variant: "" };
+  return { os: "", architecture: "", variant: "", osVersion: "", osFeatures: [] };
 }
 
 export const Platform: MessageFns<Platform> = {
@@ -28,6 +32,12 @@ export const Platform: MessageFns<Platform> = {
     }
     if (message.variant !== "") {
       writer.uint32(26).string(message.variant);
+    }
+    if (message.osVersion !== "") {
+      writer.uint32(34).string(message.osVersion);
+    }
+    for (const v of message.osFeatures) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -69,6 +79,22 @@ export const Platform: MessageFns<Platform> = {
             message.variant = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.osVersion = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.osFeatures.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -86,6 +112,16 @@ export const Platform: MessageFns<Platform> = {
       os: isSet(object.os) ? globalThis.String(object.os) : "",
       architecture: isSet(object.architecture) ? globalThis.String(object.architecture) : "",
       variant: isSet(object.variant) ? globalThis.String(object.variant) : "",
+      osVersion: isSet(object.osVersion)
+        ? globalThis.String(object.osVersion)
+        : isSet(object.os_version)
+        ? globalThis.String(object.os_version)
+        : "",
+      osFeatures: globalThis.Array.isArray(object?.osFeatures)
+        ? object.osFeatures.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.os_features)
+        ? object.os_features.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -100,6 +136,12 @@ export const Platform: MessageFns<Platform> = {
     if (message.variant !== "") {
       obj.variant = message.variant;
     }
+    if (message.osVersion !== "") {
+      obj.osVersion = message.osVersion;
+    }
+    if (message.osFeatures?.length) {
+      obj.osFeatures = message.osFeatures;
+    }
     return obj;
   },
 
@@ -111,6 +153,8 @@ export const Platform: MessageFns<Platform> = {
     message.os = object.os ?? "";
     message.architecture = object.architecture ?? "";
     message.variant = object.variant ?? "";
+    message.osVersion = object.osVersion ?? "";
+    message.osFeatures = object.osFeatures?.map((e) => e) || [];
     return message;
   },
 };

@@ -19,6 +19,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Empty } from "../../../../google/protobuf/empty";
+import { Timestamp } from "../../../../google/protobuf/timestamp";
 import { Status } from "../../../../google/rpc/status";
 import { Platform } from "../../../types/platform";
 
@@ -49,8 +50,20 @@ export interface PluginsResponse {
   plugins: Plugin[];
 }
 
+/** containerd 1.6 sends only uuid; 2.x adds the rest, which 1.6 clients skip. */
 export interface ServerResponse {
   uuid: string;
+  pid: number;
+  pidns: number;
+  deprecations: DeprecationWarning[];
+}
+
+/** A deprecated feature the server has seen in use (containerd 2.x). */
+export interface DeprecationWarning {
+  /** e.g. "io.containerd.deprecation/pull-schema-1-image". */
+  id: string;
+  message: string;
+  lastOccurrence?: Date | undefined;
 }
 
 function createBasePlugin(): Plugin {
@@ -482,13 +495,22 @@ export const PluginsResponse: MessageFns<PluginsResponse> = {
 };
 
 function createBaseServerResponse(): ServerResponse {
-  return { uuid: "" };
+  return { uuid: "", pid: 0, pidns: 0, deprecations: [] };
 }
 
 export const ServerResponse: MessageFns<ServerResponse> = {
   encode(message: ServerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.uuid !== "") {
       writer.uint32(10).string(message.uuid);
+    }
+    if (message.pid !== 0) {
+      writer.uint32(16).uint64(message.pid);
+    }
+    if (message.pidns !== 0) {
+      writer.uint32(24).uint64(message.pidns);
+    }
+    for (const v of message.deprecations) {
+      DeprecationWarning.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -514,6 +536,30 @@ export const ServerResponse: MessageFns<ServerResponse> = {
             message.uuid = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pid = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pidns = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.deprecations.push(DeprecationWarning.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -527,13 +573,29 @@ export const ServerResponse: MessageFns<ServerResponse> = {
   },
 
   fromJSON(object: any): ServerResponse {
-    return { uuid: isSet(object.uuid) ? globalThis.String(object.uuid) : "" };
+    return {
+      uuid: isSet(object.uuid) ? globalThis.String(object.uuid) : "",
+      pid: isSet(object.pid) ? globalThis.Number(object.pid) : 0,
+      pidns: isSet(object.pidns) ? globalThis.Number(object.pidns) : 0,
+      deprecations: globalThis.Array.isArray(object?.deprecations)
+        ? object.deprecations.map((e: any) => DeprecationWarning.fromJSON(e))
+        : [],
+    };
   },
 
   toJSON(message: ServerResponse): unknown {
     const obj: any = {};
     if (message.uuid !== "") {
       obj.uuid = message.uuid;
+    }
+    if (message.pid !== 0) {
+      obj.pid = Math.round(message.pid);
+    }
+    if (message.pidns !== 0) {
+      obj.pidns = Math.round(message.pidns);
+    }
+    if (message.deprecations?.length) {
+      obj.deprecations = message.deprecations.map((e) => DeprecationWarning.toJSON(e));
     }
     return obj;
   },
@@ -544,6 +606,114 @@ export const ServerResponse: MessageFns<ServerResponse> = {
   fromPartial<I extends Exact<DeepPartial<ServerResponse>, I>>(object: I): ServerResponse {
     const message = createBaseServerResponse();
     message.uuid = object.uuid ?? "";
+    message.pid = object.pid ?? 0;
+    message.pidns = object.pidns ?? 0;
+    message.deprecations = object.deprecations?.map((e) => DeprecationWarning.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDeprecationWarning(): DeprecationWarning {
+  return { id: "", message: "", lastOccurrence: undefined };
+}
+
+export const DeprecationWarning: MessageFns<DeprecationWarning> = {
+  encode(message: DeprecationWarning, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.lastOccurrence !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastOccurrence), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeprecationWarning {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeprecationWarning();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.lastOccurrence = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeprecationWarning {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      lastOccurrence: isSet(object.lastOccurrence)
+        ? fromJsonTimestamp(object.lastOccurrence)
+        : isSet(object.last_occurrence)
+        ? fromJsonTimestamp(object.last_occurrence)
+        : undefined,
+    };
+  },
+
+  toJSON(message: DeprecationWarning): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.lastOccurrence !== undefined) {
+      obj.lastOccurrence = message.lastOccurrence.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeprecationWarning>, I>>(base?: I): DeprecationWarning {
+    return DeprecationWarning.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeprecationWarning>, I>>(object: I): DeprecationWarning {
+    const message = createBaseDeprecationWarning();
+    message.id = object.id ?? "";
+    message.message = object.message ?? "";
+    message.lastOccurrence = object.lastOccurrence ?? undefined;
     return message;
   },
 };
@@ -629,6 +799,39 @@ type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isObject(value: any): boolean {
   return typeof value === "object" && value !== null;
