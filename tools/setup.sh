@@ -28,3 +28,6 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   echo "setup: installing npm dependencies (npm ci)" >&2
   npm ci --no-audit --no-fund >&2
 fi
+
+# The containerd 2.x reference tools (ctr, containerd), built once per machine outside the repo.
+bash tools/reference-tools.sh >&2

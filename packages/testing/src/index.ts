@@ -4,3 +4,5 @@ export * from './daemon';
 export * from './containerd';
 export * from './events';
 export * from './ctr-events';
+export * from './reference-tools';
+export * from './registry';
