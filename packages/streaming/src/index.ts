@@ -1,0 +1,7 @@
+/**
+ * @berth/streaming: streams that clients open (containerd 2.x's Streaming API) and that
+ * transfers use for progress, credentials and data. Plugins are in `./plugins`.
+ */
+export * from './stream';
+export * from './manager';
+export * from './byte-stream';
