@@ -13,6 +13,7 @@ import { namespacesGrpcPlugin, namespacesServicePlugin } from '@berth/namespaces
 import type { Registration } from '@berth/plugin';
 import { createRuntimeV2Plugin } from '@berth/runtime';
 import { nativeSnapshotterPlugin, overlayfsSnapshotterPlugin, snapshotsGrpcPlugin, snapshotsServicePlugin } from '@berth/snapshots/plugins';
+import { streamingGrpcPlugin, streamingManagerPlugin } from '@berth/streaming/plugins';
 import { tasksGrpcPlugin, tasksServicePlugin } from '@berth/tasks';
 import { versionGrpcPlugin } from './version-plugin';
 
@@ -32,6 +33,7 @@ export const builtinPlugins: readonly Registration[] = [
   exchangePlugin,
   runtimeV2Plugin,
   schedulerPlugin,
+  streamingManagerPlugin,
   introspectionServicePlugin,
   containersServicePlugin,
   contentServicePlugin,
@@ -52,5 +54,6 @@ export const builtinPlugins: readonly Registration[] = [
   healthGrpcPlugin,
   imagesGrpcPlugin,
   leasesGrpcPlugin,
+  streamingGrpcPlugin,
   versionGrpcPlugin,
 ];

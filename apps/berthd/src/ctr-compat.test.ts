@@ -50,7 +50,7 @@ describe('ctr compatibility (namespaces, version, plugins)', () => {
   it('ctr version prints a Server section with the uuid', async () => {
     const res = await berthd.ctr(['version']);
     expect(res.code).toBe(0);
-    expect(res.stdout).toMatch(/Server:\n {2}Version: {2}\d+\.\d+\.\d+\n {2}Revision: \S+\n {2}UUID: [0-9a-f-]{36}\n/);
+    expect(res.stdout).toMatch(/Server:\n {2}Version: {2}2\.0\.0\+berth\.\d+\.\d+\.\d+\n {2}Revision: \S+\n {2}UUID: [0-9a-f-]{36}\n/);
   });
 
   it('ctr plugins ls prints TYPE, ID, PLATFORMS and STATUS for every plugin', async () => {

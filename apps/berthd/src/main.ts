@@ -6,7 +6,7 @@ import { builtinPlugins } from './builtins';
 import { loadConfig, renderDefaultConfig } from './config';
 import { publishCommand } from './publish';
 import { Daemon } from './server';
-import { BERTH_VERSION } from './version';
+import { BERTH_VERSION, CONTAINERD_API_VERSION } from './version';
 
 const USAGE = `berthd: a containerd-compatible container daemon
 
@@ -54,7 +54,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.version) {
-    process.stdout.write(`berthd ${BERTH_VERSION}\n`);
+    process.stdout.write(`berthd ${BERTH_VERSION} (containerd API ${CONTAINERD_API_VERSION})\n`);
     return 0;
   }
   if (positionals.length > 0) {

@@ -11,6 +11,7 @@ import { TtrpcServer, TtrpcServicePlugin } from '@berth/ttrpc';
 import { builtinPlugins } from './builtins';
 import { DaemonConfig } from './config';
 import { RootLock } from './root-lock';
+import { BERTH_VERSION, CONTAINERD_API_VERSION } from './version';
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -71,7 +72,7 @@ export class Daemon {
   static async start(options: DaemonOptions): Promise<Daemon> {
     const t0 = performance.now();
     const { config, logger } = options;
-    logger.info('starting berthd', { version: process.env.npm_package_version, root: config.root, state: config.state });
+    logger.info('starting berthd', { version: BERTH_VERSION, containerd_api: CONTAINERD_API_VERSION, root: config.root, state: config.state });
     mkdirSync(config.root, { recursive: true, mode: 0o711 });
     mkdirSync(config.state, { recursive: true, mode: 0o711 });
     const lock = await RootLock.acquire(config.root);
