@@ -26,6 +26,8 @@ export const ANNOTATION_REF_NAME = 'org.opencontainers.image.ref.name';
 export const LABEL_UNCOMPRESSED = 'containerd.io/uncompressed';
 /** Prefix of the content labels that keep children alive in the garbage collector. */
 export const LABEL_GC_REF_CONTENT = 'containerd.io/gc.ref.content';
+/** Prefix of the content labels naming the repositories a blob came from: `<prefix>.<registry host>` = `repo[,repo...]`. */
+export const LABEL_DISTRIBUTION_SOURCE = 'containerd.io/distribution.source';
 /** Prefix of the content label that keeps an image's unpacked snapshot chain alive, per snapshotter. */
 export const LABEL_GC_REF_SNAPSHOT = 'containerd.io/gc.ref.snapshot';
 
@@ -39,6 +41,11 @@ export function isManifestType(mt: string): boolean {
 
 export function isConfigType(mt: string): boolean {
   return mt === MediaType.ociConfig || mt === MediaType.dockerConfig || mt === MediaType.containerdCheckpointConfig;
+}
+
+/** Reports whether a layer may not be redistributed (OCI non-distributable, Docker foreign layers). */
+export function isNonDistributable(mt: string): boolean {
+  return mt.startsWith('application/vnd.oci.image.layer.nondistributable.') || mt.startsWith('application/vnd.docker.image.rootfs.foreign.');
 }
 
 /** Reports whether a media type is a layer (OCI or Docker, any compression, foreign ones too). */

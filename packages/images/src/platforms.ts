@@ -114,5 +114,20 @@ export function platformMatcher(platforms: ReadonlyArray<Platform | string> = [h
   return { match: (p) => rank(p) !== Number.MAX_SAFE_INTEGER, rank };
 }
 
+/**
+ * A matcher that takes exactly the given platforms once normalized (containerd's `Ordered` and
+ * `OnlyStrict`): `linux/arm64` does not also take `linux/arm/v8`, nor `linux/amd64/v3` take
+ * `linux/amd64`. Earlier platforms rank better. What exports and transfers filter with.
+ */
+export function strictPlatformMatcher(platforms: ReadonlyArray<Platform | string>): PlatformMatcher {
+  const wanted = platforms.map((p) => (typeof p === 'string' ? parsePlatform(p) : normalizePlatform(p)));
+  const rank = (p: Platform) => {
+    const n = normalizePlatform(p);
+    const i = wanted.findIndex((x) => same(x, n));
+    return i < 0 ? Number.MAX_SAFE_INTEGER : i;
+  };
+  return { match: (p) => rank(p) !== Number.MAX_SAFE_INTEGER, rank };
+}
+
 /** Matches every platform (`--all-platforms`). */
 export const allPlatforms: PlatformMatcher = { match: () => true, rank: () => 0 };

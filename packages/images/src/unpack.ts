@@ -37,6 +37,21 @@ export interface UnpackResult {
   config: OciDescriptor;
 }
 
+/** One layer of an image as {@link unpackLayer} applies it: the blob and its place in the chain. */
+export interface UnpackLayer {
+  /** The layer blob (compressed or not), already in the content store. */
+  desc: OciDescriptor;
+  /** The uncompressed digest the image config lists for this layer. */
+  diffId: string;
+  /** The chain ID to commit the layer as. */
+  chainId: string;
+  /** The chain ID of the layer below; '' for the bottom layer. */
+  parent: string;
+}
+
+/** What {@link unpackLayer} did: applied the layer, or found its chain committed already. */
+export type UnpackLayerOutcome = 'applied' | 'exists';
+
 /** A unique part for extract keys: `<nanoseconds>-<base64url(3 random bytes)>`, as containerd's. */
 function uniquePart(): string {
   const nanos = process.hrtime.bigint() % 1_000_000_000n;
@@ -52,28 +67,50 @@ function uniquePart(): string {
  * extract snapshot, so nothing half-committed stays behind.
  */
 export async function unpack(ctx: Context, image: ImageRef, options: UnpackOptions): Promise<UnpackResult> {
-  const { content, snapshotter, differ } = options;
+  const { content } = options;
   const resolved = await resolveManifest(content, image.target, options.platforms);
   const config = await imageConfig(content, resolved);
   const diffIds = config.rootfs.diff_ids;
   const chains = chainIds(diffIds);
   let applied = 0;
   for (let i = 0; i < resolved.layers.length; i++) {
-    const chain = chains[i];
-    const parent = i === 0 ? '' : chains[i - 1];
-    if (await exists(ctx, snapshotter, chain)) continue;
-    const layer = resolved.layers[i];
-    if (await applyLayer(ctx, options, layer, diffIds[i], chain, parent)) {
-      applied++;
-      await setLabels(content, layer.digest, { [LABEL_UNCOMPRESSED]: diffIds[i] });
-    }
+    const layer = { desc: resolved.layers[i], diffId: diffIds[i], chainId: chains[i], parent: i === 0 ? '' : chains[i - 1] };
+    if ((await unpackLayer(ctx, layer, options)) === 'applied') applied++;
   }
   const top = chains[chains.length - 1] ?? '';
-  await setLabels(content, resolved.config.digest, { [`${LABEL_GC_REF_SNAPSHOT}.${options.snapshotterName ?? 'overlayfs'}`]: top });
+  await labelUnpacked(content, resolved.config, options.snapshotterName ?? 'overlayfs', top);
   return { chainId: top, chainIds: chains, applied, manifest: resolved.manifest, config: resolved.config };
 }
 
-async function exists(ctx: Context, sn: Snapshotter, key: string): Promise<boolean> {
+/**
+ * Unpacks one layer whose parent chain is committed: 'exists' when the layer's chain is already
+ * a snapshot; otherwise prepares `extract-<nanos>-<rand> <chainID>` over the parent, applies the
+ * blob, checks the diff ID (FailedPrecondition `wrong diff id calculated on extraction
+ * "<diffID>"`), commits the chain and labels the blob `containerd.io/uncompressed`. A failure
+ * removes the extract snapshot. The building block of {@link unpack}, and of unpacking while a
+ * pull is still fetching the layers above.
+ */
+export async function unpackLayer(
+  ctx: Context,
+  layer: UnpackLayer,
+  options: Pick<UnpackOptions, 'content' | 'snapshotter' | 'differ' | 'snapshotLabels'>,
+): Promise<UnpackLayerOutcome> {
+  if (await snapshotExists(ctx, options.snapshotter, layer.chainId)) return 'exists';
+  if (!(await applyLayer(ctx, options, layer))) return 'exists';
+  await setLabels(options.content, layer.desc.digest, { [LABEL_UNCOMPRESSED]: layer.diffId });
+  return 'applied';
+}
+
+/**
+ * Labels an image config `containerd.io/gc.ref.snapshot.<snapshotter>` = the top chain ID, which
+ * keeps the unpacked snapshots alive as long as the image is (the last step of an unpack).
+ */
+export async function labelUnpacked(content: ContentStore, config: OciDescriptor, snapshotterName: string, topChainId: string): Promise<void> {
+  await setLabels(content, config.digest, { [`${LABEL_GC_REF_SNAPSHOT}.${snapshotterName}`]: topChainId });
+}
+
+/** Reports whether a snapshot (a committed chain, usually) exists; other Stat errors are thrown. */
+export async function snapshotExists(ctx: Context, sn: Snapshotter, key: string): Promise<boolean> {
   try {
     await sn.stat(ctx, key);
     return true;
@@ -83,9 +120,10 @@ async function exists(ctx: Context, sn: Snapshotter, key: string): Promise<boole
   }
 }
 
-/** Applies one layer as chain `chain`; false when another unpack committed the chain meanwhile. */
-async function applyLayer(ctx: Context, o: UnpackOptions, layer: OciDescriptor, diffId: string, chain: string, parent: string): Promise<boolean> {
+/** Applies one layer as its chain; false when another unpack committed the chain meanwhile. */
+async function applyLayer(ctx: Context, o: Pick<UnpackOptions, 'snapshotter' | 'differ' | 'snapshotLabels'>, layer: UnpackLayer): Promise<boolean> {
   const sn = o.snapshotter;
+  const { desc, chainId: chain, parent, diffId } = layer;
   const opts = o.snapshotLabels ? { labels: o.snapshotLabels } : undefined;
   let key = '';
   let mounts;
@@ -96,11 +134,11 @@ async function applyLayer(ctx: Context, o: UnpackOptions, layer: OciDescriptor, 
       break;
     } catch (err) {
       if (!isAlreadyExists(err) || attempt >= 2) throw err;
-      if (await exists(ctx, sn, chain)) return false;
+      if (await snapshotExists(ctx, sn, chain)) return false;
     }
   }
   try {
-    const out = await o.differ.apply(ctx, { mediaType: layer.mediaType, digest: layer.digest, size: layer.size, annotations: layer.annotations ?? {} }, mounts);
+    const out = await o.differ.apply(ctx, { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, annotations: desc.annotations ?? {} }, mounts);
     if (out.digest !== diffId) throw new FailedPreconditionError(`wrong diff id calculated on extraction "${diffId}"`, { bare: true });
     try {
       await sn.commit(ctx, chain, key, opts);
@@ -121,5 +159,5 @@ export async function isUnpacked(ctx: Context, image: ImageRef, options: Pick<Un
   const resolved = await resolveManifest(options.content, image.target, options.platforms);
   const config = await imageConfig(options.content, resolved);
   const chains = chainIds(config.rootfs.diff_ids);
-  return chains.length > 0 && exists(ctx, options.snapshotter, chains[chains.length - 1]);
+  return chains.length > 0 && snapshotExists(ctx, options.snapshotter, chains[chains.length - 1]);
 }
