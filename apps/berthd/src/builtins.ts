@@ -15,6 +15,7 @@ import { createRuntimeV2Plugin } from '@berth/runtime';
 import { nativeSnapshotterPlugin, overlayfsSnapshotterPlugin, snapshotsGrpcPlugin, snapshotsServicePlugin } from '@berth/snapshots/plugins';
 import { streamingGrpcPlugin, streamingManagerPlugin } from '@berth/streaming/plugins';
 import { tasksGrpcPlugin, tasksServicePlugin } from '@berth/tasks';
+import { localTransferPlugin, transferGrpcPlugin } from '@berth/transfer/plugins';
 import { versionGrpcPlugin } from './version-plugin';
 
 /** Shims publish events through `<this launcher> publish` when ttrpc is not available. */
@@ -43,6 +44,7 @@ export const builtinPlugins: readonly Registration[] = [
   namespacesServicePlugin,
   snapshotsServicePlugin,
   tasksServicePlugin,
+  localTransferPlugin,
   introspectionGrpcPlugin,
   containersGrpcPlugin,
   contentGrpcPlugin,
@@ -55,5 +57,6 @@ export const builtinPlugins: readonly Registration[] = [
   imagesGrpcPlugin,
   leasesGrpcPlugin,
   streamingGrpcPlugin,
+  transferGrpcPlugin,
   versionGrpcPlugin,
 ];

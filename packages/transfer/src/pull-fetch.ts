@@ -1,0 +1,215 @@
+import type { Context } from '@berth/context';
+import type { MetadataContentStore, MetadataWriter } from '@berth/content';
+import { CanceledError, DeadlineExceededError, type BerthError, isAlreadyExists, isCanceled, isDeadlineExceeded, isFailedPrecondition, isNotFound, isUnavailable, wrap } from '@berth/errdefs';
+import type { OciDescriptor } from '@berth/images';
+import type { ImageReference, RegistryClient } from '@berth/remotes';
+import type { BlobProgress } from './pull-progress';
+
+/** What {@link BlobFetcher.fetch} found: the blob was fetched now, or the store had it. */
+export type FetchOutcome = 'fetched' | 'exists';
+
+/** Settings of a {@link BlobFetcher}. */
+export interface BlobFetcherOptions {
+  client: RegistryClient;
+  /** The reference the blobs are fetched for (its repository). */
+  ref: ImageReference;
+  content: MetadataContentStore;
+  progress: BlobProgress;
+  /** Blobs transferred at once; more wait, first come first served. */
+  concurrency: number;
+}
+
+/** Per-blob options of {@link BlobFetcher.fetch}. */
+export interface FetchBlobOptions {
+  /** The progress name of the blob: also its ingest ref, so an interrupted pull resumes it. */
+  name: string;
+  /** Names of the descriptors that list the blob, for its progress events. */
+  parents: string[];
+  /** Labels the blob is committed with. */
+  labels: Record<string, string>;
+  /** Called once the blob waits for a transfer slot (or needs none): lets a caller order the queue. */
+  onQueued?: () => void;
+}
+
+/** The longest wait between attempts to open a ref another writer holds, in milliseconds. */
+const MAX_LOCK_DELAY_MS = 1_000;
+
+/**
+ * Fetches blobs from a registry into the namespaced content store, one ingest per blob named by
+ * its progress name. A blob already in the namespace is not fetched. An ingest left by an
+ * interrupted pull is resumed from its offset (the store rehashes what it holds and checks the
+ * digest at commit); if the resumed bytes turn out wrong, the blob is fetched again from byte 0,
+ * once. Bytes that fail verification are never committed, and their ingest is removed so that
+ * the next pull does not resume from them. A ref another writer holds (a concurrent pull of the
+ * same blob) is waited for: that writer's commit then makes this one "already exists".
+ */
+export class BlobFetcher {
+  private readonly slots: Slots;
+
+  constructor(private readonly options: BlobFetcherOptions) {
+    this.slots = new Slots(options.concurrency);
+  }
+
+  /** Fetches one blob (see the class); progress events go to the tracker. */
+  async fetch(ctx: Context, desc: OciDescriptor, options: FetchBlobOptions): Promise<FetchOutcome> {
+    const { progress } = this.options;
+    const { name } = options;
+    let queued = false;
+    const markQueued = () => {
+      if (!queued) options.onQueued?.();
+      queued = true;
+    };
+    try {
+      let writer = await this.open(ctx, desc, name);
+      if (!writer) {
+        progress.exists(name, desc);
+        return 'exists';
+      }
+      let release: (() => void) | undefined;
+      try {
+        let offset = (await writer.status()).offset;
+        if (offset > desc.size) {
+          await writer.truncate(0);
+          offset = 0;
+        }
+        progress.waiting(name, desc, options.parents, offset);
+        const slot = this.slots.acquire(ctx.signal);
+        markQueued();
+        release = await slot;
+        for (let restarted = false; ; restarted = true) {
+          try {
+            await this.copy(ctx, writer, desc, name, offset);
+            await writer.commit(desc.size, desc.digest, options.labels);
+            progress.complete(name, desc);
+            return 'fetched';
+          } catch (err) {
+            if (isAlreadyExists(err)) {
+              progress.exists(name, desc);
+              return 'exists';
+            }
+            if (!isFailedPrecondition(err)) throw err;
+            // The ingest holds wrong bytes (a bad registry, or a bad earlier pull): never resume from them.
+            await writer.close();
+            await this.discard(ctx, name);
+            if (offset === 0 || restarted) throw err;
+            writer = await this.open(ctx, desc, name);
+            if (!writer) {
+              progress.exists(name, desc);
+              return 'exists';
+            }
+            offset = 0;
+          }
+        }
+      } finally {
+        release?.();
+        // Keeps the ingest (and its bytes) for the next pull when this one failed or was cancelled.
+        await writer?.close().catch(() => undefined);
+      }
+    } catch (err) {
+      progress.drop(name);
+      if (isCanceled(err) || isDeadlineExceeded(err)) throw err;
+      throw wrap(err, `failed to fetch ${name}`);
+    } finally {
+      markQueued();
+    }
+  }
+
+  /** Streams the blob from `offset` on into the writer, reporting the ingest's size as it grows. */
+  private async copy(ctx: Context, writer: MetadataWriter, desc: OciDescriptor, name: string, offset: number): Promise<void> {
+    if (offset >= desc.size) return;
+    const { client, ref, progress } = this.options;
+    const stream = await client.fetch(ref, desc, { offset, signal: ctx.signal });
+    let position = offset;
+    for await (const chunk of stream) {
+      await writer.write(chunk as Buffer);
+      position += (chunk as Buffer).length;
+      progress.wrote(name, position);
+    }
+  }
+
+  /**
+   * Opens the blob's ingest; undefined when the namespace has the blob (it then joins the
+   * context's lease). Waits while another writer holds the ref.
+   */
+  private async open(ctx: Context, desc: OciDescriptor, name: string): Promise<MetadataWriter | undefined> {
+    for (let delay = 25; ; delay = Math.min(delay * 2, MAX_LOCK_DELAY_MS)) {
+      try {
+        return await this.options.content.writer(ctx, { ref: name, total: desc.size, expected: desc.digest });
+      } catch (err) {
+        if (isAlreadyExists(err)) return undefined;
+        if (!isUnavailable(err)) throw err;
+      }
+      await sleep(delay, ctx.signal);
+    }
+  }
+
+  /** Removes an ingest whose bytes are wrong. */
+  private async discard(ctx: Context, name: string): Promise<void> {
+    try {
+      await this.options.content.abort(ctx, name);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+}
+
+/** Returns the error an operation ends with when its signal fires: DeadlineExceeded for a timeout, Canceled otherwise. */
+export function abortedError(signal: AbortSignal, context: string): BerthError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof DOMException && reason.name === 'TimeoutError') return new DeadlineExceededError(context, { cause: reason });
+  return new CanceledError(context, { cause: reason });
+}
+
+/** Waits `ms` milliseconds; rejects as soon as the signal fires. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(abortedError(signal, ''));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortedError(signal, ''));
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** A first-come first-served counting semaphore; a waiter whose signal fires leaves the queue. */
+class Slots {
+  private used = 0;
+  private readonly waiters: Array<() => void> = [];
+
+  constructor(private readonly size: number) {}
+
+  /** Resolves with the release function of a slot. */
+  acquire(signal: AbortSignal): Promise<() => void> {
+    if (signal.aborted) return Promise.reject(abortedError(signal, ''));
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.used--;
+    };
+    if (this.used < this.size) {
+      this.used++;
+      return Promise.resolve(release);
+    }
+    return new Promise((resolve, reject) => {
+      const grant = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(release);
+      };
+      const onAbort = () => {
+        const i = this.waiters.indexOf(grant);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(abortedError(signal, ''));
+      };
+      this.waiters.push(grant);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
