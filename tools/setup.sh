@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Berth needs on a Debian 12 machine, and only what is missing: the Debian packages
-# (containerd for the stock ctr and the reference daemon, runc) and the npm dependencies.
+# (containerd for the stock ctr and the reference daemon, runc, docker-registry for registry
+# tests) and the npm dependencies; with --with-reference-tools also ctr and containerd 2.4.2.
 # Safe to run again: it does nothing when everything is in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,5 +30,8 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund >&2
 fi
 
-# The containerd 2.x reference tools (ctr, containerd), built once per machine outside the repo.
-bash tools/reference-tools.sh >&2
+# The containerd 2.x reference tools (ctr, containerd) that tests compare with, built once per
+# machine outside the repo; only the test command asks for them (berthd itself never needs Go).
+if [ "${1:-}" = "--with-reference-tools" ]; then
+  bash tools/reference-tools.sh >&2
+fi
