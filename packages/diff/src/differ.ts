@@ -39,6 +39,18 @@ export interface DifferApplyOptions {
   /** Fail with FailedPrecondition when the uncompressed digest differs. */
   expectedDiffId?: string;
   signal?: AbortSignal;
+  /** Told how many bytes of the layer blob (compressed, as stored) have been read so far. */
+  onProgress?: (read: number) => void;
+}
+
+/** Passes a stream through, telling `onProgress` the running byte count. */
+async function* counted(source: AsyncIterable<Uint8Array>, onProgress: (read: number) => void): AsyncGenerator<Uint8Array> {
+  let read = 0;
+  for await (const chunk of source) {
+    read += chunk.length;
+    onProgress(read);
+    yield chunk;
+  }
 }
 
 /** containerd's diff.Applier + diff.Comparer. */
@@ -114,8 +126,9 @@ export class WalkingDiffer implements Differ {
       if (desc.size > 0 && ra.size !== desc.size) {
         throw new FailedPreconditionError(`layer ${desc.digest}: blob has ${ra.size} bytes, the descriptor declares ${desc.size}`);
       }
+      const onProgress = options.onProgress;
       const run = (dir: string, overlay: boolean, parents: string[]) =>
-        applyLayer(dir, ra.createReadStream(), {
+        applyLayer(dir, onProgress ? counted(ra.createReadStream(), onProgress) : ra.createReadStream(), {
           mediaType: desc.mediaType,
           overlay,
           parents,
@@ -133,7 +146,10 @@ export class WalkingDiffer implements Differ {
           signal: options.signal ?? ctx.signal,
         });
       }
-      if (pre) res = pre;
+      if (pre) {
+        res = pre;
+        options.onProgress?.(ra.size); // extracted ahead of time: the whole blob was read
+      }
       else if (direct) res = await run(direct.dir, direct.overlay, direct.parents);
       else res = await withTempMount(mounts, (dir) => run(dir, false, []));
     } catch (err) {

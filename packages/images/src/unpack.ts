@@ -47,6 +47,8 @@ export interface UnpackLayer {
   chainId: string;
   /** The chain ID of the layer below; '' for the bottom layer. */
   parent: string;
+  /** Told how many bytes of the layer blob the apply has read so far. */
+  onProgress?: (read: number) => void;
 }
 
 /** What {@link unpackLayer} did: applied the layer, or found its chain committed already. */
@@ -138,7 +140,8 @@ async function applyLayer(ctx: Context, o: Pick<UnpackOptions, 'snapshotter' | '
     }
   }
   try {
-    const out = await o.differ.apply(ctx, { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, annotations: desc.annotations ?? {} }, mounts);
+    const applyOptions = layer.onProgress ? { onProgress: layer.onProgress } : undefined;
+    const out = await o.differ.apply(ctx, { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, annotations: desc.annotations ?? {} }, mounts, applyOptions);
     if (out.digest !== diffId) throw new FailedPreconditionError(`wrong diff id calculated on extraction "${diffId}"`, { bare: true });
     try {
       await sn.commit(ctx, chain, key, opts);

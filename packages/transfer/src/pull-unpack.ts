@@ -17,7 +17,7 @@ import {
 } from '@berth/images';
 import type { Logger } from '@berth/log';
 import { DEFAULT_SNAPSHOTTER, type Snapshotter } from '@berth/snapshots';
-import { blobName } from './pull-progress';
+import { PROGRESS_INTERVAL_MS, blobName } from './pull-progress';
 import type { ImageStoreTarget, ProgressSink, TransferServices, TransferSettings } from './types';
 
 /** One unpack a pull does: a requested platform, into a configured snapshotter. */
@@ -146,12 +146,25 @@ async function unpackManifest(host: UnpackHost, plan: UnpackPlan, m: PulledManif
   const target = { content, snapshotter: plan.snapshotter, differ: host.differ };
   for (let i = 0; i < m.layers.length; i++) {
     const desc = m.layers[i];
-    const layer = { desc, diffId: diffIds[i], chainId: chains[i], parent: i === 0 ? '' : chains[i - 1] };
+    const name = blobName(desc);
+    // Bytes of the blob read by the apply, reported at most every 300 ms as containerd's tracker does.
+    let read = 0;
+    let reported = -1;
+    const report = () => {
+      if (read === reported) return;
+      reported = read;
+      progress({ event: 'extracting', name, progress: read, total: desc.size, desc });
+    };
+    const layer = { desc, diffId: diffIds[i], chainId: chains[i], parent: i === 0 ? '' : chains[i - 1], onProgress: (n: number) => void (read = n) };
     if (await snapshotExists(ctx, plan.snapshotter, layer.chainId)) continue;
     await host.stored(desc.digest);
-    const name = blobName(desc);
-    progress({ event: 'extracting', name, progress: 0, total: desc.size, desc });
-    await unpackLayer(ctx, layer, target);
+    report();
+    const ticker = setInterval(report, PROGRESS_INTERVAL_MS);
+    try {
+      await unpackLayer(ctx, layer, target);
+    } finally {
+      clearInterval(ticker);
+    }
     progress({ event: 'extracted', name, progress: desc.size, total: desc.size, desc });
   }
   if (chains.length > 0) await labelUnpacked(content, m.config, plan.snapshotterName, chains[chains.length - 1]);
