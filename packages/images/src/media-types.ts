@@ -28,6 +28,16 @@ export const LABEL_UNCOMPRESSED = 'containerd.io/uncompressed';
 export const LABEL_GC_REF_CONTENT = 'containerd.io/gc.ref.content';
 /** Prefix of the content labels naming the repositories a blob came from: `<prefix>.<registry host>` = `repo[,repo...]`. */
 export const LABEL_DISTRIBUTION_SOURCE = 'containerd.io/distribution.source';
+
+/**
+ * The distribution-source label key for a registry: `containerd.io/distribution.source.<host>`,
+ * with the host name alone, as containerd writes it (`127.0.0.1:5000` and `[::1]:5000` give
+ * `127.0.0.1` and `::1`).
+ */
+export function distributionSourceKey(registry: string): string {
+  const host = registry.startsWith('[') ? registry.slice(1, registry.indexOf(']')) : registry.replace(/:\d*$/, '');
+  return `${LABEL_DISTRIBUTION_SOURCE}.${host}`;
+}
 /** Prefix of the content label that keeps an image's unpacked snapshot chain alive, per snapshotter. */
 export const LABEL_GC_REF_SNAPSHOT = 'containerd.io/gc.ref.snapshot';
 

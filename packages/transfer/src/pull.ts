@@ -2,7 +2,7 @@ import type { Context } from '@berth/context';
 import type { ContentStore } from '@berth/content';
 import { InvalidArgumentError, NotFoundError, wrap } from '@berth/errdefs';
 import {
-  LABEL_DISTRIBUTION_SOURCE,
+  distributionSourceKey,
   allPlatforms,
   childGcLabels,
   children,
@@ -148,7 +148,7 @@ class PullRun {
     });
     // containerd's transfer image store filters with platforms.Ordered: each platform exactly, in order.
     this.matcher = o.dst.platforms.length > 0 ? strictPlatformMatcher(o.dst.platforms) : allPlatforms;
-    this.sourceLabel = `${LABEL_DISTRIBUTION_SOURCE}.${o.ref.registry}`;
+    this.sourceLabel = distributionSourceKey(o.ref.registry);
   }
 
   async run(root: OciDescriptor): Promise<void> {

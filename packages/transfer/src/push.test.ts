@@ -145,7 +145,7 @@ describe('push to a registry (docker-registry on loopback)', () => {
   it('mounts blobs from another repository of the registry that the labels name as their source', async () => {
     await push(ctx, imageStore({ name: multi.name }), registrySource(`${registry.host}/berth/multi:1`), world.services(), plainHttp, () => undefined);
     // Only the manifest carries the label: its children inherit it, as in containerd.
-    const key = `containerd.io/distribution.source.${registry.host}`;
+    const key = `containerd.io/distribution.source.${registry.host.replace(/:\d+$/, '')}`;
     await world.content.update(ctx, { digest: multi.manifest.digest, labels: { [key]: 'berth/multi' } }, [`labels.${key}`]);
     const ref = `${registry.host}/berth/mounted:1`;
     const log = progressLog();

@@ -4,6 +4,7 @@ import type { ContentStore } from '@berth/content';
 import { isNotFound } from '@berth/errdefs';
 import {
   LABEL_DISTRIBUTION_SOURCE,
+  distributionSourceKey,
   type OciDescriptor,
   type PlatformMatcher,
   allPlatforms,
@@ -127,7 +128,7 @@ function pickSources(m: Record<string, string>): Record<string, string> {
 
 /** A repository of the target registry the blob came from, other than the target: where to mount it from. */
 function mountCandidate(ref: ImageReference, sources: Record<string, string>): string | undefined {
-  const repos = sources[`${LABEL_DISTRIBUTION_SOURCE}.${ref.registry}`];
+  const repos = sources[distributionSourceKey(ref.registry)];
   return repos?.split(',').find((r) => r !== '' && r !== ref.repository);
 }
 
