@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { BenchDaemon, startDaemon } from './daemons';
+import { REFERENCE_CONTAINERD2_VERSION } from '@berth/testing';
+import { DaemonKind, startDaemon } from './daemons';
 import { Figure, renderTable } from './stats';
 import { WORKLOADS } from './workloads';
 
@@ -7,8 +8,12 @@ const USAGE = `usage: npm run bench -- [--rounds R] [--n N] [workload...]
 
 Runs each workload on fresh berthd and containerd daemons (temp roots, private sockets),
 interleaved A B A B for R rounds (default 2), and prints the medians and berthd/containerd ratios.
+The pull and push workloads also run on containerd 2.x (rotated: A B C, B C A, C A B...).
 Workloads: ${Object.keys(WORKLOADS).join(', ')} (default: all). N is the object count (default 1000).
 `;
+
+/** What the workloads of this run release at the end (a shared registry), even after a failure. */
+const teardowns = new Set<() => Promise<void>>();
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -28,16 +33,19 @@ async function main(argv: string[]): Promise<number> {
   const figures = new Map<string, Figure>();
   for (const name of names) {
     const w = WORKLOADS[name];
+    if (w.teardown) teardowns.add(w.teardown);
+    const daemons = w.daemons ?? ['berthd', 'containerd'];
     for (let round = 1; round <= rounds; round++) {
-      // Alternate which daemon goes first so that neither always gets the warmer machine.
-      const order: Array<BenchDaemon['kind']> = round % 2 ? ['berthd', 'containerd'] : ['containerd', 'berthd'];
+      // Rotate which daemon goes first so that none always gets the warmer machine.
+      const shift = (round - 1) % daemons.length;
+      const order: DaemonKind[] = [...daemons.slice(shift), ...daemons.slice(0, shift)];
       for (const kind of order) {
         const d = await startDaemon(kind);
         try {
           const result = await w.run(d, n);
           for (const [figure, value] of Object.entries(result)) {
-            const f = figures.get(figure) ?? { name: figure, unit: figure.includes('total ms') ? 'ms' : figure.includes('%') ? '%' : figure.includes('(MiB)') ? 'MiB' : w.unit, lowerIsBetter: w.lowerIsBetter, berthd: [], containerd: [] };
-            f[kind].push(value);
+            const f = figures.get(figure) ?? { name: figure, unit: figure.includes('total ms') ? 'ms' : figure.includes('%') ? '%' : figure.includes('(MiB)') ? 'MiB' : w.unit, lowerIsBetter: w.lowerIsBetter, berthd: [], containerd: [], containerd2: [] };
+            f[kind]!.push(value);
             figures.set(figure, f);
           }
           process.stderr.write(`round ${round} ${kind} ${name}: ${Object.entries(result).map(([k, v]) => `${k}=${v.toFixed(2)}`).join(' ')}\n`);
@@ -47,14 +55,19 @@ async function main(argv: string[]): Promise<number> {
       }
     }
   }
-  process.stdout.write(`\n${renderTable([...figures.values()])}\n\nratio = berthd / containerd (median of ${rounds} interleaved rounds); within ±10% is a tie.\n`);
+  const c2 = [...figures.values()].some((f) => f.containerd2?.length) ? `, ratio c2 = berthd / containerd ${REFERENCE_CONTAINERD2_VERSION ?? '2.x'}` : '';
+  process.stdout.write(`\n${renderTable([...figures.values()])}\n\nratio = berthd / containerd 1.6${c2} (median of ${rounds} interleaved rounds); within ±10% is a tie.\n`);
   return 0;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`bench: ${(err as Error).message}\n`);
-    process.exit(1);
-  },
-);
+main(process.argv.slice(2))
+  .finally(async () => {
+    for (const teardown of teardowns) await teardown();
+  })
+  .then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`bench: ${(err as Error).message}\n`);
+      process.exit(1);
+    },
+  );

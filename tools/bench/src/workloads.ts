@@ -8,9 +8,10 @@ import { createHash } from 'node:crypto';
 import { namespaces } from '@berth/api';
 import { createClient } from '@berth/grpc';
 import { CTR_PATH } from '@berth/testing';
-import { BenchDaemon, rssMiB } from './daemons';
+import { BenchDaemon, DaemonKind, rssMiB } from './daemons';
 import { API_WORKLOADS } from './workloads-api';
 import { GC_WORKLOADS } from './workloads-gc';
+import { PULL_WORKLOADS } from './workloads-pull';
 import { TASK_WORKLOADS } from './workloads-tasks';
 import { UNPACK_WORKLOADS } from './workloads-unpack';
 
@@ -19,8 +20,15 @@ export interface Workload {
   name: string;
   unit: string;
   lowerIsBetter: boolean;
-  /** Returns one value per figure name (a workload may yield several figures). */
+  /** The daemons it runs on, rotated across rounds; berthd and containerd (1.6) by default. */
+  daemons?: readonly DaemonKind[];
+  /**
+   * Returns one value per figure name (a workload may yield several figures, and a figure may
+   * have no value for some daemon).
+   */
   run(d: BenchDaemon, n: number): Promise<Record<string, number>>;
+  /** Releases what the workload kept for the whole run (a registry); called once at the end. */
+  teardown?(): Promise<void>;
 }
 
 async function ctrOk(d: BenchDaemon, args: string[]): Promise<void> {
@@ -90,6 +98,7 @@ export const WORKLOADS: Record<string, Workload> = {
   ...GC_WORKLOADS,
   ...TASK_WORKLOADS,
   ...UNPACK_WORKLOADS,
+  ...PULL_WORKLOADS,
   'content-ingest': {
     name: 'ctr content ingest (256 MiB from stdin)',
     unit: 'MiB/s',
