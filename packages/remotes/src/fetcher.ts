@@ -35,6 +35,12 @@ export interface FetchOptions {
    * offset is 0.
    */
   hash?: Hash;
+  /**
+   * The caller checks the digest itself (a content-store writer opened with the expected digest
+   * does, at commit): the fetcher then checks only the size and hashes nothing, so a blob is
+   * hashed once. Default false.
+   */
+  sizeOnly?: boolean;
   /** Cancels the fetch, including retries and a stream already returned. */
   signal?: AbortSignal;
   /**
@@ -103,7 +109,7 @@ export class Fetcher {
     const state: FetchState = {
       position: offset,
       wire: offset,
-      hash: offset === 0 ? hashFor(desc.digest) : options.hash,
+      hash: options.sizeOnly ? undefined : offset === 0 ? hashFor(desc.digest) : options.hash,
     };
     const opened = offset < desc.size ? await this.open(ref, hosts, desc, state, options, signal) : undefined;
     const stream = Readable.from(this.pump(ref, desc, state, opened, options, signal), { objectMode: false });
@@ -187,7 +193,7 @@ export class Fetcher {
       if (state.wire > 0) {
         // The whole blob again: hash it from the start, skip what the caller already has.
         state.wire = 0;
-        state.hash = hashFor(desc.digest);
+        state.hash = options.sizeOnly ? undefined : hashFor(desc.digest);
         options.onRestart?.({ position: state.position, host: host.host });
       }
       return { host, res };

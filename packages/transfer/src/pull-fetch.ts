@@ -5,6 +5,9 @@ import type { OciDescriptor } from '@berth/images';
 import type { ImageReference, RegistryClient } from '@berth/remotes';
 import type { BlobProgress } from './pull-progress';
 
+/** The largest write a pull makes into an ingest. */
+const WRITE_SIZE = 1 << 20;
+
 /** What {@link BlobFetcher.fetch} found: the blob was fetched now, or the store had it. */
 export type FetchOutcome = 'fetched' | 'exists';
 
@@ -118,13 +121,34 @@ export class BlobFetcher {
   private async copy(ctx: Context, writer: MetadataWriter, desc: OciDescriptor, name: string, offset: number): Promise<void> {
     if (offset >= desc.size) return;
     const { client, ref, progress } = this.options;
-    const stream = await client.fetch(ref, desc, { offset, signal: ctx.signal });
+    // The writer hashes what it stores and checks the digest at commit: the fetcher checks sizes.
+    const stream = await client.fetch(ref, desc, { offset, signal: ctx.signal, sizeOnly: true });
     let position = offset;
-    for await (const chunk of stream) {
-      await writer.write(chunk as Buffer);
-      position += (chunk as Buffer).length;
-      progress.wrote(name, position);
+    // Network chunks (16-64 KiB) are gathered into writes of up to WRITE_SIZE, and the next write
+    // is gathered while the previous one is on disk: one write in flight, not one await per chunk.
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let inFlight: Promise<unknown> = Promise.resolve();
+    const flush = async () => {
+      const data = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+      const end = position + pendingBytes;
+      pending = [];
+      pendingBytes = 0;
+      await inFlight;
+      inFlight = writer.write(data).then(() => progress.wrote(name, end));
+      position = end;
+    };
+    try {
+      for await (const chunk of stream) {
+        pending.push(chunk as Buffer);
+        pendingBytes += (chunk as Buffer).length;
+        if (pendingBytes >= WRITE_SIZE) await flush();
+      }
+      if (pendingBytes > 0) await flush();
+    } finally {
+      await inFlight.catch(() => undefined);
     }
+    await inFlight;
   }
 
   /**
