@@ -4,6 +4,7 @@ import { describeTree, type TreeEntry } from '@berth/diff';
 import { type BuiltImage, type ImageSpec, buildImage, busyboxSpec, dir, file, pseudoRandom, symlink } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
 import { CtrResult, ReferenceContainerd, TestDaemon, TestRegistry, tempDir } from '@berth/testing';
+import { NO_GC, contentRows, imageRows, ok, seed } from './test-support';
 
 /*
  * The stock ctr 1.6 pulls and pushes client side: it fetches from the registry itself and writes
@@ -13,20 +14,7 @@ import { CtrResult, ReferenceContainerd, TestDaemon, TestRegistry, tempDir } fro
  * each daemon's content pushes back must be the same.
  */
 
-const NO_GC = '[plugins."io.containerd.gc.v1.scheduler"]\n  schedule_delay = "1h"\n  startup_delay = "1h"\n  mutation_threshold = 1000000\n';
 const NS = 'c16';
-
-/** Pushes an image's blobs and manifest into a registry under `repo:tag`. */
-async function seed(registry: TestRegistry, repo: string, tag: string, img: BuiltImage): Promise<void> {
-  const client = new RegistryClient({ hosts: staticHosts({ scheme: 'http' }) });
-  try {
-    const ref = `${registry.host}/${repo}`;
-    for (const d of [...img.layers, img.config]) await client.push(ref, d, img.blobs.get(d.digest)!);
-    await client.push(`${ref}:${tag}`, img.manifest, img.blobs.get(img.manifest.digest)!);
-  } finally {
-    await client.close();
-  }
-}
 
 /**
  * Five gzip layers of incompressible 256 KiB files, laid out as buildGeneratedImage lays out its
@@ -47,25 +35,6 @@ function fiveLayerSpec(name: string): ImageSpec {
     });
   }
   return { name, layers };
-}
-
-/** `ctr images ls` rows (ctr 1.6 prints no times): name, type, digest, size, platforms, labels. */
-function imageRows(out: string): string[] {
-  return out.trim().split('\n').slice(1).map((l) => l.trim().split(/\s{2,}|\t+/).join(' | ')).sort();
-}
-
-/**
- * `ctr content ls` rows without the AGE column: digest, size, labels (GC references, distribution
- * source, uncompressed), the labels sorted (ctr prints a Go map, in random order).
- */
-function contentRows(out: string): string[] {
-  return out
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((l) => l.trim().split(/\s{2,}|\t+/))
-    .map(([digest, size, , labels]) => [digest, size, (labels ?? '').split(',').sort().join(',')].join(' | '))
-    .sort();
 }
 
 /** Directories a layer creates implicitly get the time of extraction on both daemons: compare those as "recent". */
@@ -100,11 +69,6 @@ describe('ctr 1.6 pull and push on berthd and on containerd 1.6', () => {
 
   /** Runs ctr 1.6 against both daemons at once; returns [berthd, containerd]. */
   const both = (args: string[]): Promise<CtrResult[]> => Promise.all(daemons().map((d) => d.ctr(args, { namespace: NS, timeoutMs: 60_000 })));
-  const ok = (r: CtrResult, what: string): string => {
-    if (r.code !== 0) throw new Error(`${what}: exit ${r.code}: ${r.stderr}`);
-    return r.stdout;
-  };
-
   it.each(['busybox', 'five'])('pull --plain-http of %s: the same records, the same check, the same unpacked tree', async (key) => {
     const img = images[key];
     const ref = img.name;

@@ -1,6 +1,6 @@
 import { type BuiltImage, type Descriptor, MT, buildImage, dir, file, sha256 } from '@berth/fixtures';
-import { RegistryClient, staticHosts } from '@berth/remotes';
 import { CtrResult, ReferenceContainerd2, TestDaemon, TestRegistry, type TestRegistryAuth, runCtr2 } from '@berth/testing';
+import { NO_GC, contentRows, imageRows, ok, registryClient, seed } from './test-support';
 
 /*
  * ctr 2.4.2 pulls and pushes through the Transfer API: the daemon talks to the registry and asks
@@ -9,28 +9,8 @@ import { CtrResult, ReferenceContainerd2, TestDaemon, TestRegistry, type TestReg
  * wrong passwords), and `--platform` / `--all-platforms` against a two-platform OCI index.
  */
 
-const NO_GC = '[plugins."io.containerd.gc.v1.scheduler"]\n  schedule_delay = "1h"\n  startup_delay = "1h"\n  mutation_threshold = 1000000\n';
 const USER = 'berth';
 const PASSWORD = 'hunter2-correct';
-
-type Credentials = { username: string; secret: string };
-
-/** A client of the test registry (plain HTTP on loopback), with credentials when given. */
-function registryClient(auth?: Credentials): RegistryClient {
-  return new RegistryClient({ hosts: staticHosts({ scheme: 'http' }), credentials: auth && (async () => auth) });
-}
-
-/** Pushes an image's blobs and manifest into `repo` (the manifest under `tag`, or by digest without one). */
-async function seed(registry: TestRegistry, repo: string, tag: string | undefined, img: BuiltImage, auth?: Credentials): Promise<void> {
-  const client = registryClient(auth);
-  try {
-    const ref = `${registry.host}/${repo}`;
-    for (const d of [...img.layers, img.config]) await client.push(ref, d, img.blobs.get(d.digest)!);
-    await client.push(tag ? `${ref}:${tag}` : ref, img.manifest, img.blobs.get(img.manifest.digest)!);
-  } finally {
-    await client.close();
-  }
-}
 
 /** A small single-layer image for one architecture: /etc/arch names it. */
 function archImage(name: string, architecture: string): Promise<BuiltImage> {
@@ -40,27 +20,6 @@ function archImage(name: string, architecture: string): Promise<BuiltImage> {
     layers: [{ entries: [dir('etc'), file('etc/arch', `${architecture}\n`), file(`${architecture}.bin`, Buffer.alloc(4096, architecture.length))] }],
   });
 }
-
-/** `ctr images ls` rows, columns joined: name, type, digest, size, platforms, labels. */
-function imageRows(out: string): string[] {
-  return out.trim().split('\n').slice(1).map((l) => l.trim().split(/\s{2,}|\t+/).join(' | ')).sort();
-}
-
-/** `ctr content ls` rows without the AGE column, labels sorted (ctr prints a Go map, in random order). */
-function contentRows(out: string): string[] {
-  return out
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((l) => l.trim().split(/\s{2,}|\t+/))
-    .map(([digest, size, , labels = '']) => [digest, size, labels.split(',').sort().join(',')].join(' | '))
-    .sort();
-}
-
-const ok = (r: CtrResult, what: string): string => {
-  if (r.code !== 0) throw new Error(`${what}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-};
 
 describe('ctr 2.4.2 --user, --platform and --all-platforms on berthd and on containerd 2.4.2', () => {
   let berthd: TestDaemon;

@@ -3,30 +3,12 @@ import { join } from 'node:path';
 import { type BuiltImage, buildImage, busyboxSpec, multiLayerSpec, writeOciArchive } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
 import { CtrResult, ReferenceContainerd2, TestDaemon, TestRegistry, runCtr2, tempDir } from '@berth/testing';
+import { NO_GC, imageRows, ok, seed } from './test-support';
 
 /*
  * ctr 2.4.2's image commands go through the Transfer and Streaming APIs. Each runs against berthd
  * and against containerd 2.4.2, side by side, with Debian's docker-registry on loopback.
  */
-
-const NO_GC = '[plugins."io.containerd.gc.v1.scheduler"]\n  schedule_delay = "1h"\n  startup_delay = "1h"\n  mutation_threshold = 1000000\n';
-
-/** Pushes an image's blobs and manifest into a registry under `repo:tag`. */
-async function seed(registry: TestRegistry, repo: string, tag: string, img: BuiltImage, auth?: { username: string; secret: string }): Promise<void> {
-  const client = new RegistryClient({ hosts: staticHosts({ scheme: 'http' }), credentials: auth && (async () => auth) });
-  try {
-    const ref = `${registry.host}/${repo}`;
-    for (const d of [...img.layers, img.config]) await client.push(ref, d, img.blobs.get(d.digest)!);
-    await client.push(`${ref}:${tag}`, img.manifest, img.blobs.get(img.manifest.digest)!);
-  } finally {
-    await client.close();
-  }
-}
-
-/** `ctr images ls` rows without the creation-time-free columns that differ by run: name, type, digest, size, platforms, labels. */
-function imageRows(out: string): string[] {
-  return out.trim().split('\n').slice(1).map((l) => l.trim().split(/\s{2,}|\t+/).join(' | ')).sort();
-}
 
 /**
  * The last frame ctr 2.x drew of a pull's progress, one entry per line without the tree
@@ -70,11 +52,6 @@ describe('ctr 2.4.2 image commands on berthd and on containerd 2.4.2', () => {
     const run = (address: string) => runCtr2(address, args, { namespace, timeoutMs: 120_000 });
     return [await run(berthd.address), await run(containerd.address)];
   };
-  const ok = (r: CtrResult, what: string) => {
-    if (r.code !== 0) throw new Error(`${what}: exit ${r.code}: ${r.stderr}`);
-    return r.stdout;
-  };
-
   it('pull --plain-http: the same image records, unpacked, with per-layer progress', async () => {
     const ref = `${registry.host}/berth/multi:1`;
     const [b, c] = await both(['images', 'pull', '--plain-http', ref]);

@@ -3,8 +3,8 @@ import { createServer as createHttpServer, request as httpRequest, type Incoming
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { content } from '@berth/api';
 import { type BuiltImage, buildImage, dir, file, pseudoRandom } from '@berth/fixtures';
-import { RegistryClient, staticHosts } from '@berth/remotes';
 import { CTR2_PATH, type CtrResult, ReferenceContainerd2, TestDaemon, TestRegistry, runCtr2 } from '@berth/testing';
+import { NO_GC, ok, seed } from './test-support';
 
 /*
  * Pull faults through berthd with ctr 2.4.2 (the Transfer API: berthd fetches). A small HTTP
@@ -12,7 +12,6 @@ import { CTR2_PATH, type CtrResult, ReferenceContainerd2, TestDaemon, TestRegist
  * (with its Range header) and can stall a blob's response halfway, holding the connection open.
  */
 
-const NO_GC = '[plugins."io.containerd.gc.v1.scheduler"]\n  schedule_delay = "1h"\n  startup_delay = "1h"\n  mutation_threshold = 1000000\n';
 const MiB = 1 << 20;
 const BIG = 20 * MiB;
 const HALF = 10 * MiB;
@@ -160,18 +159,6 @@ class SilentRegistry {
   }
 }
 
-/** Pushes an image's blobs and manifest into a registry under `repo:tag`. */
-async function seed(registry: TestRegistry, repo: string, tag: string, img: BuiltImage): Promise<void> {
-  const client = new RegistryClient({ hosts: staticHosts({ scheme: 'http' }) });
-  try {
-    const ref = `${registry.host}/${repo}`;
-    for (const d of [...img.layers, img.config]) await client.push(ref, d, img.blobs.get(d.digest)!);
-    await client.push(`${ref}:${tag}`, img.manifest, img.blobs.get(img.manifest.digest)!);
-  } finally {
-    await client.close();
-  }
-}
-
 /**
  * A small gzip base layer and a ~20 MiB uncompressed layer holding one file of random bytes.
  * Each case gets its own seed: content is shared across namespaces, so a blob one case fetched
@@ -214,11 +201,6 @@ async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
     clearTimeout(timer);
   }
 }
-
-const ok = (r: CtrResult, what: string): string => {
-  if (r.code !== 0) throw new Error(`${what}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-};
 
 describe('pull faults through berthd and ctr 2.4.2', () => {
   let registry: TestRegistry;
