@@ -224,6 +224,17 @@ describe('RegistryClient against docker-registry (plain HTTP, no auth)', () => {
     expect(direct.lines).toEqual(['HEAD /v2/library/mirrored/manifests/v1']);
   });
 
+  it("sends a host's configured headers on every request to it", async () => {
+    const image = makeImage([10]);
+    const ref = `${registry.host}/test/headers:v1`;
+    await pushImage(newClient(), ref, image);
+    const p = await proxy();
+    const client = newClient({ hosts: hostsOf(endpoint(registry.host, p.host, { headers: { 'x-berth-test': ['a', 'b'], 'x-other': ['c'] } })) });
+    await pullAndCheck(client, ref, image);
+    expect(p.seen.length).toBeGreaterThan(2);
+    for (const r of p.seen) expect([r.headers['x-berth-test'], r.headers['x-other']]).toEqual(['a, b', 'c']);
+  });
+
   it('falls back from https to http for a host that allows it', async () => {
     const image = makeImage([10]);
     const ref = `${registry.host}/test/plain:v1`;
