@@ -16,3 +16,5 @@ export * from './fetcher';
 export * from './pusher';
 export * from './static-hosts';
 export * from './registry-client';
+export { abortError, raceAbort, sleep } from './abort';
+export * from './concurrency-limit';

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { InvalidArgumentError } from '@berth/errdefs';
-import { abortError } from './abort';
 import type { CredentialsProvider } from './auth';
+import { ConcurrencyLimit } from './concurrency-limit';
 import type { Descriptor } from './descriptor';
 import { Fetcher, type FetchOptions } from './fetcher';
 import type { RegistryHosts } from './hosts';
@@ -56,7 +56,7 @@ export class RegistryClient {
   private readonly resolver: Resolver;
   private readonly fetcher: Fetcher;
   private readonly pusher: Pusher;
-  private readonly downloads: Slots;
+  private readonly downloads: ConcurrencyLimit;
 
   constructor(options: RegistryClientOptions) {
     const retries = options.retries ?? 3;
@@ -79,7 +79,7 @@ export class RegistryClient {
       chunkedThreshold: options.chunkedUploadThreshold,
       chunkSize: options.uploadChunkSize,
     });
-    this.downloads = new Slots(maxDownloads);
+    this.downloads = new ConcurrencyLimit(maxDownloads);
   }
 
   /**
@@ -96,13 +96,13 @@ export class RegistryClient {
    * read it to the end or destroy it.
    */
   async fetch(ref: string | ImageReference, desc: Descriptor, options: FetchOptions = {}): Promise<Readable> {
-    await this.downloads.acquire(options.signal);
+    const release = await this.downloads.acquire(options.signal);
     try {
       const stream = await this.fetcher.fetch(ref, desc, options);
-      stream.once('close', () => this.downloads.release());
+      stream.once('close', release);
       return stream;
     } catch (err) {
-      this.downloads.release();
+      release();
       throw err;
     }
   }
@@ -118,41 +118,5 @@ export class RegistryClient {
   /** Aborts requests still in flight and closes every connection. */
   close(): Promise<void> {
     return this.http.close();
-  }
-}
-
-/** A counting semaphore for download slots; a waiter whose signal fires leaves the queue. */
-class Slots {
-  private used = 0;
-  private readonly waiters: Array<() => void> = [];
-
-  constructor(private readonly size: number) {}
-
-  acquire(signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return Promise.reject(abortError(signal));
-    if (this.used < this.size) {
-      this.used++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve, reject) => {
-      const grant = () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      const onAbort = () => {
-        const i = this.waiters.indexOf(grant);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(abortError(signal!));
-      };
-      this.waiters.push(grant);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-
-  /** Hands the slot to the next waiter, or frees it. */
-  release(): void {
-    const next = this.waiters.shift();
-    if (next) next();
-    else this.used--;
   }
 }

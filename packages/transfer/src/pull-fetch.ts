@@ -1,8 +1,8 @@
 import type { Context } from '@berth/context';
 import type { MetadataContentStore, MetadataWriter } from '@berth/content';
-import { CanceledError, DeadlineExceededError, type BerthError, isAlreadyExists, isCanceled, isDeadlineExceeded, isFailedPrecondition, isNotFound, isUnavailable, wrap } from '@berth/errdefs';
+import { isAlreadyExists, isCanceled, isDeadlineExceeded, isFailedPrecondition, isNotFound, isUnavailable, wrap } from '@berth/errdefs';
 import type { OciDescriptor } from '@berth/images';
-import type { ImageReference, RegistryClient } from '@berth/remotes';
+import { ConcurrencyLimit, type ImageReference, type RegistryClient, sleep } from '@berth/remotes';
 import type { BlobProgress } from './pull-progress';
 
 /** The largest write a pull makes into an ingest. */
@@ -47,10 +47,10 @@ const MAX_LOCK_DELAY_MS = 1_000;
  * same blob) is waited for: that writer's commit then makes this one "already exists".
  */
 export class BlobFetcher {
-  private readonly slots: Slots;
+  private readonly slots: ConcurrencyLimit;
 
   constructor(private readonly options: BlobFetcherOptions) {
-    this.slots = new Slots(options.concurrency);
+    this.slots = new ConcurrencyLimit(options.concurrency);
   }
 
   /** Fetches one blob (see the class); progress events go to the tracker. */
@@ -174,66 +174,5 @@ export class BlobFetcher {
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
-  }
-}
-
-/** Returns the error an operation ends with when its signal fires: DeadlineExceeded for a timeout, Canceled otherwise. */
-export function abortedError(signal: AbortSignal, context: string): BerthError {
-  const reason: unknown = signal.reason;
-  if (reason instanceof DOMException && reason.name === 'TimeoutError') return new DeadlineExceededError(context, { cause: reason });
-  return new CanceledError(context, { cause: reason });
-}
-
-/** Waits `ms` milliseconds; rejects as soon as the signal fires. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(abortedError(signal, ''));
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(abortedError(signal, ''));
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** A first-come first-served counting semaphore; a waiter whose signal fires leaves the queue. */
-class Slots {
-  private used = 0;
-  private readonly waiters: Array<() => void> = [];
-
-  constructor(private readonly size: number) {}
-
-  /** Resolves with the release function of a slot. */
-  acquire(signal: AbortSignal): Promise<() => void> {
-    if (signal.aborted) return Promise.reject(abortedError(signal, ''));
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      const next = this.waiters.shift();
-      if (next) next();
-      else this.used--;
-    };
-    if (this.used < this.size) {
-      this.used++;
-      return Promise.resolve(release);
-    }
-    return new Promise((resolve, reject) => {
-      const grant = () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(release);
-      };
-      const onAbort = () => {
-        const i = this.waiters.indexOf(grant);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(abortedError(signal, ''));
-      };
-      this.waiters.push(grant);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
   }
 }

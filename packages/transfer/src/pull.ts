@@ -14,8 +14,8 @@ import {
   type PlatformMatcher,
 } from '@berth/images';
 import { nullLogger, type Logger } from '@berth/log';
-import { RegistryClient, isSchema1MediaType, type ImageReference } from '@berth/remotes';
-import { BlobFetcher, abortedError } from './pull-fetch';
+import { RegistryClient, abortError, isSchema1MediaType, raceAbort, type ImageReference } from '@berth/remotes';
+import { BlobFetcher } from './pull-fetch';
 import { BlobProgress, blobName } from './pull-progress';
 import { planUnpacks, unpackWhileFetching, type PulledManifest, type UnpackPlan } from './pull-unpack';
 import { storeImage } from './store';
@@ -70,13 +70,13 @@ export async function pull(
     const run = new PullRun(ctx, { reference, ref: resolved.ref, dst, services, client, progress, plans, logger });
     await run.run(root);
 
-    if (ctx.signal.aborted) throw abortedError(ctx.signal, `pull ${reference}`);
+    if (ctx.signal.aborted) throw abortError(ctx.signal, `pull ${reference}`);
     const target = { mediaType: root.mediaType, digest: root.digest, size: root.size, annotations: root.annotations ?? {} };
     await storeImage(ctx, services.images, { name: dst.name, labels: dst.labels, target });
     progress({ event: 'saved', name: dst.name, desc: root });
     progress({ event: `Completed pull from OCI Registry (${reference})` });
   } catch (err) {
-    if (ctx.signal.aborted) throw abortedError(ctx.signal, `pull ${reference}`);
+    if (ctx.signal.aborted) throw abortError(ctx.signal, `pull ${reference}`);
     throw err;
   } finally {
     await client.close();
@@ -191,13 +191,7 @@ class PullRun {
 
   /** Resolves when `p` does, or rejects when the run is aborted. */
   private until<T>(p: Promise<T>): Promise<T> {
-    const signal = this.ctx.signal;
-    if (signal.aborted) return Promise.reject(abortedError(signal, ''));
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = () => reject(abortedError(signal, ''));
-      signal.addEventListener('abort', onAbort, { once: true });
-      p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-    });
+    return raceAbort(p, this.ctx.signal);
   }
 
   private storedOf(digest: string): Deferred {
