@@ -5,6 +5,16 @@ import type { Stream } from './stream';
 
 export const STREAMING_PLUGIN_TYPE = 'io.containerd.streaming.v1';
 
+/** The streams clients have opened, by namespace and id: what the Streaming API and transfers share. */
+export interface StreamRegistry {
+  /** Registers a stream until it ends; AlreadyExists when the namespace has a stream of that id. */
+  register(ctx: Context, id: string, stream: Stream): void;
+  /** Returns a registered stream; NotFound `stream "<id>": not found` when there is none. */
+  get(ctx: Context, id: string): Stream;
+  /** Closes every stream (daemon shutdown). */
+  closeAll(): void;
+}
+
 /**
  * The streams clients have opened, by namespace and id (containerd's streaming manager). A
  * stream is registered by the Streaming API when a client opens it, and removed when it ends;
@@ -12,7 +22,7 @@ export const STREAMING_PLUGIN_TYPE = 'io.containerd.streaming.v1';
  * long as the call that opened it (containerd also ties it to the call's lease, which ends
  * no earlier for the clients that exist: they delete the lease after the transfer).
  */
-export class StreamManager {
+export class StreamManager implements StreamRegistry {
   private readonly streams = new Map<string, { stream: Stream }>();
 
   /** Registers a stream; AlreadyExists when the namespace has a stream of that id. */
@@ -49,4 +59,4 @@ export class StreamManager {
   }
 }
 
-export const StreamManagerToken = token<StreamManager>(`${STREAMING_PLUGIN_TYPE}/manager`);
+export const StreamRegistryToken = token<StreamRegistry>(`${STREAMING_PLUGIN_TYPE}/manager`);

@@ -3,18 +3,18 @@ import { InvalidArgumentError } from '@berth/errdefs';
 import { GRPC_PLUGIN_TYPE, type GrpcServicePlugin, createService } from '@berth/grpc';
 import { METADATA_PLUGIN_TYPE } from '@berth/metadata';
 import { definePlugin } from '@berth/plugin';
-import { STREAMING_PLUGIN_TYPE, StreamManager, StreamManagerToken } from './manager';
+import { STREAMING_PLUGIN_TYPE, StreamManager, StreamRegistryToken, type StreamRegistry } from './manager';
 import { CallStream } from './stream';
 
 const STREAM_INIT_URL = 'containerd.services.streaming.v1.StreamInit';
 const EMPTY_URL = 'google.protobuf.Empty';
 
 /** `io.containerd.streaming.v1 manager`: the registry of client-opened streams. */
-export const streamingManagerPlugin = definePlugin<undefined, StreamManager>({
+export const streamingManagerPlugin = definePlugin<undefined, StreamRegistry>({
   type: STREAMING_PLUGIN_TYPE,
   id: 'manager',
   requires: [METADATA_PLUGIN_TYPE],
-  provides: [StreamManagerToken],
+  provides: [StreamRegistryToken],
   init: (ctx) => {
     const manager = new StreamManager();
     ctx.onClose(() => manager.closeAll());
@@ -33,7 +33,7 @@ export const streamingGrpcPlugin = definePlugin<undefined, GrpcServicePlugin>({
   id: 'streaming',
   requires: [STREAMING_PLUGIN_TYPE],
   init: (ctx) => {
-    const manager = ctx.get(StreamManagerToken);
+    const manager = ctx.get(StreamRegistryToken);
     const service = createService(
       streaming.StreamingService,
       {

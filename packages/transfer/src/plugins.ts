@@ -14,13 +14,13 @@ import { ImagesServiceToken, type Platform, hostPlatform, parsePlatform } from '
 import { LeaseManagerToken, METADATA_PLUGIN_TYPE } from '@berth/metadata';
 import { definePlugin, token } from '@berth/plugin';
 import { SNAPSHOTTER_PLUGIN_TYPE, SnapshotsServiceToken } from '@berth/snapshots';
-import { STREAMING_PLUGIN_TYPE, StreamManagerToken, type StreamManager } from '@berth/streaming';
+import { STREAMING_PLUGIN_TYPE, StreamRegistryToken, type StreamRegistry } from '@berth/streaming';
 import { progressToStream } from './stream-adapters';
-import { LocalTransferrer, type OtherObject } from './transferrer';
+import { LocalTransferrer, type OtherObject, type Transferrer } from './transferrer';
 import type { TransferObject, TransferSettings } from './types';
 
 export const TRANSFER_PLUGIN_TYPE = 'io.containerd.transfer.v1';
-export const TransferrerToken = token<LocalTransferrer>(`${TRANSFER_PLUGIN_TYPE}/transferrer`);
+export const TransferrerToken = token<Transferrer>(`${TRANSFER_PLUGIN_TYPE}/transferrer`);
 
 /** `[plugins."io.containerd.transfer.v1.local"]`, containerd's keys. */
 export interface LocalTransferConfig {
@@ -47,7 +47,7 @@ function platformString(p: Platform): string {
 }
 
 /** `io.containerd.transfer.v1 local`: the local transferrer over the daemon's own services. */
-export const localTransferPlugin = definePlugin<LocalTransferConfig, LocalTransferrer>({
+export const localTransferPlugin = definePlugin<LocalTransferConfig, Transferrer>({
   type: TRANSFER_PLUGIN_TYPE,
   id: 'local',
   requires: [METADATA_PLUGIN_TYPE, 'io.containerd.service.v1', DIFFER_PLUGIN_TYPE, SNAPSHOTTER_PLUGIN_TYPE],
@@ -141,7 +141,7 @@ function toPlatform(p: types.Platform): Platform {
  * spelling (a `type.googleapis.com/` prefix) reaches the NotImplemented answer. A named stream
  * that was not opened is NotFound.
  */
-function decode(any: protobuf.Any | undefined, ctx: Context, streams: StreamManager): TransferObject | OtherObject {
+function decode(any: protobuf.Any | undefined, ctx: Context, streams: StreamRegistry): TransferObject | OtherObject {
   const url = any?.typeUrl ?? '';
   const value = any?.value ?? Buffer.alloc(0);
   const stream = (id: string) => streams.get(ctx, id);
@@ -207,7 +207,7 @@ export const transferGrpcPlugin = definePlugin<undefined, GrpcServicePlugin>({
   requires: [TRANSFER_PLUGIN_TYPE, STREAMING_PLUGIN_TYPE],
   init: (ctx) => {
     const transferrer = ctx.get(TransferrerToken);
-    const streams = ctx.get(StreamManagerToken);
+    const streams = ctx.get(StreamRegistryToken);
     const service = createService(
       api.TransferService,
       {

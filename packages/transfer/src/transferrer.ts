@@ -16,6 +16,15 @@ export interface OtherObject {
   typeUrl: string;
 }
 
+/** Moves images between transfer objects (containerd's transfer.Transferrer). */
+export interface Transferrer {
+  /**
+   * Runs one transfer. `urls` name the two objects' types for the NotImplemented answer to a
+   * pair the transferrer has no operation for.
+   */
+  transfer(ctx: Context, src: TransferObject | OtherObject, dst: TransferObject | OtherObject, progress: ProgressSink, urls: [string, string]): Promise<void>;
+}
+
 /** What the local transferrer needs from the daemon. */
 export interface LocalTransferrerOptions {
   /** The services a transfer uses, acting in the call's namespace. */
@@ -35,10 +44,9 @@ const LEASE_TTL_MS = 24 * 60 * 60 * 1000;
  * store to export stream) and tag (image store to image store). Any other pair is
  * NotImplemented `method Transfer not implemented for <source> to <destination>`.
  */
-export class LocalTransferrer {
+export class LocalTransferrer implements Transferrer {
   constructor(private readonly options: LocalTransferrerOptions) {}
 
-  /** Runs one transfer. `urls` name the two objects' types for the NotImplemented message. */
   async transfer(ctx: Context, src: TransferObject | OtherObject, dst: TransferObject | OtherObject, progress: ProgressSink, urls: [string, string]): Promise<void> {
     const services = this.options.services;
     if (src.kind === 'image-store' && dst.kind === 'image-store') return this.leased(ctx, (c) => tagImage(c, src, dst, services.images));
