@@ -1,5 +1,5 @@
+import { normalizeTypeUrl, packAny, typeUrlOf, unpackAnyAs, type protobuf } from '@berth/api';
 import { Data, WindowUpdate } from '@berth/api/transfer';
-import type { protobuf } from '@berth/api';
 import { EndOfStreamError, type Stream } from './stream';
 
 type Any = protobuf.Any;
@@ -8,13 +8,8 @@ type Any = protobuf.Any;
 export const MAX_DATA_FRAME = 32 * 1024;
 export const WINDOW_SIZE = 64 * 1024;
 
-const DATA_URL = 'containerd.types.transfer.Data';
-const WINDOW_URL = 'containerd.types.transfer.WindowUpdate';
-
-/** The type URL without Google's prefix, which the byte-stream frames tolerate on input. */
-function bare(url: string): string {
-  return url.startsWith('type.googleapis.com/') ? url.slice('type.googleapis.com/'.length) : url;
-}
+/** Whether a frame holds `type` (byte-stream frames tolerate Google's type URL prefix). */
+const holds = (frame: Any, type: typeof Data | typeof WindowUpdate) => normalizeTypeUrl(frame.typeUrl) === typeUrlOf(type);
 
 /**
  * Reads the bytes a client sends on a stream (an image import): grants credit in windows of
@@ -25,7 +20,7 @@ export async function* receiveBytes(stream: Stream, signal?: AbortSignal): Async
   let window = 0;
   for (;;) {
     if (window < WINDOW_SIZE) {
-      await stream.send({ typeUrl: WINDOW_URL, value: Buffer.from(WindowUpdate.encode({ update: WINDOW_SIZE }).finish()) });
+      await stream.send(packAny(WindowUpdate, { update: WINDOW_SIZE }));
       window += WINDOW_SIZE;
     }
     let frame: Any;
@@ -35,8 +30,8 @@ export async function* receiveBytes(stream: Stream, signal?: AbortSignal): Async
       if (err instanceof EndOfStreamError) return;
       throw err;
     }
-    if (bare(frame.typeUrl) !== DATA_URL) continue;
-    const { data } = Data.decode(frame.value);
+    if (!holds(frame, Data)) continue;
+    const { data } = unpackAnyAs(frame, Data);
     window -= data.length;
     if (data.length > 0) yield Buffer.from(data.buffer, data.byteOffset, data.length);
   }
@@ -56,8 +51,8 @@ export async function sendBytes(stream: Stream, source: AsyncIterable<Uint8Array
     try {
       for (;;) {
         const frame = await stream.recv(signal);
-        if (bare(frame.typeUrl) !== WINDOW_URL) continue;
-        credit += WindowUpdate.decode(frame.value).update;
+        if (!holds(frame, WindowUpdate)) continue;
+        credit += unpackAnyAs(frame, WindowUpdate).update;
         wake?.();
       }
     } catch (err) {
@@ -75,7 +70,7 @@ export async function sendBytes(stream: Stream, source: AsyncIterable<Uint8Array
         wake = undefined;
       }
       const n = Math.min(MAX_DATA_FRAME, credit, chunk.length - off);
-      await stream.send({ typeUrl: DATA_URL, value: Buffer.from(Data.encode({ data: Buffer.from(chunk.subarray(off, off + n)) }).finish()) });
+      await stream.send(packAny(Data, { data: Buffer.from(chunk.subarray(off, off + n)) }));
       credit -= n;
       off += n;
       sent += n;

@@ -107,6 +107,14 @@ describe('io.containerd.grpc.v1 streaming over a real gRPC server', () => {
     other.cancel();
   });
 
+  it('answers InvalidArgument to a StreamInit whose bytes do not decode', async () => {
+    const call = client.stream();
+    call.write({ typeUrl: 'containerd.services.streaming.v1.StreamInit', value: Buffer.from([0x0a, 0xff]) });
+    const err = await call.read().catch((e) => e);
+    expect(isInvalidArgument(err)).toBe(true);
+    expect(err.message).toContain('decode Any of type "containerd.services.streaming.v1.StreamInit"');
+  });
+
   it('a client that goes away closes the stream: reads fail Canceled and the id is free again', async () => {
     const call = await open('gone');
     const s = manager.get(ns, 'gone');

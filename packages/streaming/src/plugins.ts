@@ -1,3 +1,4 @@
+import { Empty, packAny, typeUrlOf, unpackAnyAs } from '@berth/api';
 import { streaming } from '@berth/api/transfer';
 import { InvalidArgumentError } from '@berth/errdefs';
 import { GRPC_PLUGIN_TYPE, type GrpcServicePlugin, createService } from '@berth/grpc';
@@ -6,8 +7,6 @@ import { definePlugin } from '@berth/plugin';
 import { STREAMING_PLUGIN_TYPE, StreamManager, StreamRegistryToken, type StreamRegistry } from './manager';
 import { CallStream } from './stream';
 
-const STREAM_INIT_URL = 'containerd.services.streaming.v1.StreamInit';
-const EMPTY_URL = 'google.protobuf.Empty';
 
 /** `io.containerd.streaming.v1 manager`: the registry of client-opened streams. */
 export const streamingManagerPlugin = definePlugin<undefined, StreamRegistry>({
@@ -41,13 +40,15 @@ export const streamingGrpcPlugin = definePlugin<undefined, GrpcServicePlugin>({
           const incoming = frames[Symbol.asyncIterator]();
           const first = await incoming.next();
           if (first.done) return;
-          const url = first.value.typeUrl.replace(/^type\.googleapis\.com\//, '');
-          if (url !== STREAM_INIT_URL) throw new InvalidArgumentError(`first message must be a StreamInit, not ${JSON.stringify(first.value.typeUrl)}`);
-          const { id } = streaming.StreamInit.decode(first.value.value);
+          // Matched exactly, as containerd does: a prefixed type URL is refused too.
+          if (first.value.typeUrl !== typeUrlOf(streaming.StreamInit)) {
+            throw new InvalidArgumentError(`first message must be a StreamInit, not ${JSON.stringify(first.value.typeUrl)}`);
+          }
+          const { id } = unpackAnyAs(first.value, streaming.StreamInit);
           const stream = new CallStream(incoming, call.signal);
           manager.register(call, id, stream);
           try {
-            yield { typeUrl: EMPTY_URL, value: Buffer.alloc(0) };
+            yield packAny(Empty, {});
             yield* stream.outgoing();
           } finally {
             stream.close();

@@ -2,6 +2,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BuiltImage, buildImage, busyboxSpec, multiLayerSpec, writeOciArchive } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
+import { transfer } from '@berth/api/transfer';
+import { GrpcCode, toGrpcStatus } from '@berth/errdefs';
 import { CtrResult, ReferenceContainerd2, TestDaemon, TestRegistry, runCtr2, tempDir } from '@berth/testing';
 import { NO_GC, imageRows, ok, seed } from './test-support';
 
@@ -127,6 +129,25 @@ describe('ctr 2.4.2 image commands on berthd and on containerd 2.4.2', () => {
     } finally {
       await client.close();
     }
+  });
+
+  it.each([
+    ['bytes that are not the named message', 'containerd.types.transfer.OCIRegistry', GrpcCode.INVALID_ARGUMENT, 'decode Any of type "containerd.types.transfer.OCIRegistry"'],
+    ['an unknown type', 'containerd.types.transfer.Nope', GrpcCode.UNKNOWN, 'type with url containerd.types.transfer.Nope: not found'],
+    ['a known type under a prefixed URL', 'type.googleapis.com/containerd.types.transfer.ImageStore', GrpcCode.UNIMPLEMENTED, 'method Transfer not implemented for type.googleapis.com/containerd.types.transfer.ImageStore to containerd.types.transfer.ImageStore'],
+  ])('a Transfer request whose source is %s gets a clear error', async (_what, typeUrl, code, message) => {
+    const client = berthd.client(transfer.TransferService, 'bad');
+    const value = typeUrl.endsWith('OCIRegistry') ? Buffer.from([0x0a, 0xff, 0xff]) : Buffer.alloc(0);
+    const destination = { typeUrl: 'containerd.types.transfer.ImageStore', value: Buffer.from([0x0a, 0x01, 0x78]) };
+    const err = await client.transfer({ source: { typeUrl, value }, destination, options: { progressStream: '' } }).catch((e) => e);
+    expect({ code: toGrpcStatus(err).code, message: err.message }).toEqual({ code, message: expect.stringContaining(message) });
+  });
+
+  it('a Transfer request naming a stream nobody opened is NotFound', async () => {
+    const client = berthd.client(transfer.TransferService, 'bad');
+    const store = { typeUrl: 'containerd.types.transfer.ImageStore', value: Buffer.from([0x0a, 0x01, 0x78]) };
+    const err = await client.transfer({ source: store, destination: store, options: { progressStream: 'progress-1' } }).catch((e) => e);
+    expect(toGrpcStatus(err).code).toBe(GrpcCode.NOT_FOUND);
   });
 
   it('pull --hosts-dir: a dead mirror first, then the registry', async () => {

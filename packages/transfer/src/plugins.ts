@@ -3,8 +3,8 @@
  * - `io.containerd.transfer.v1 local`: the local transferrer, with containerd's config keys;
  * - `io.containerd.grpc.v1 transfer`: containerd.services.transfer.v1.Transfer.
  */
-import type { protobuf, types } from '@berth/api';
-import { ImageExportStream, ImageImportStream, ImageStore, OCIRegistry, transfer as api } from '@berth/api/transfer';
+import { normalizeTypeUrl, type protobuf, type types, typeUrlOf, unpackAnyAs } from '@berth/api';
+import { ContainerPath, ImageExportStream, ImageImportStream, ImageStore, OCIRegistry, ReadStream, WriteStream, transfer as api } from '@berth/api/transfer';
 import { ContentServiceToken } from '@berth/content';
 import type { Context } from '@berth/context';
 import { DIFFER_PLUGIN_TYPE, DiffServiceToken } from '@berth/diff/plugins';
@@ -115,15 +115,8 @@ export const localTransferPlugin = definePlugin<LocalTransferConfig, Transferrer
   },
 });
 
-const URL = {
-  registry: 'containerd.types.transfer.OCIRegistry',
-  imageStore: 'containerd.types.transfer.ImageStore',
-  importStream: 'containerd.types.transfer.ImageImportStream',
-  exportStream: 'containerd.types.transfer.ImageExportStream',
-} as const;
-
 /** Known transfer types that no operation takes (they reach the NotImplemented answer). */
-const OTHER_TYPES = new Set(['containerd.types.transfer.ReadStream', 'containerd.types.transfer.WriteStream', 'containerd.types.transfer.ContainerPath']);
+const OTHER_TYPES = new Set([ReadStream, WriteStream, ContainerPath].map(typeUrlOf));
 
 function toPlatform(p: types.Platform): Platform {
   return {
@@ -142,12 +135,12 @@ function toPlatform(p: types.Platform): Platform {
  * that was not opened is NotFound.
  */
 function decode(any: protobuf.Any | undefined, ctx: Context, streams: StreamRegistry): TransferObject | OtherObject {
-  const url = any?.typeUrl ?? '';
-  const value = any?.value ?? Buffer.alloc(0);
+  const frame = any ?? { typeUrl: '', value: Buffer.alloc(0) };
   const stream = (id: string) => streams.get(ctx, id);
-  switch (url) {
-    case URL.registry: {
-      const r = OCIRegistry.decode(value);
+  // unpackAnyAs answers InvalidArgument for bytes that do not decode.
+  switch (frame.typeUrl) {
+    case typeUrlOf(OCIRegistry): {
+      const r = unpackAnyAs(frame, OCIRegistry);
       const resolver = r.resolver;
       const scheme = resolver?.defaultScheme;
       if (scheme && scheme !== 'http' && scheme !== 'https') throw new InvalidArgumentError(`unsupported default scheme ${JSON.stringify(scheme)}`);
@@ -160,8 +153,8 @@ function decode(any: protobuf.Any | undefined, ctx: Context, streams: StreamRegi
         ...(resolver?.authStream ? { authStream: stream(resolver.authStream) } : {}),
       };
     }
-    case URL.imageStore: {
-      const s = ImageStore.decode(value);
+    case typeUrlOf(ImageStore): {
+      const s = unpackAnyAs(frame, ImageStore);
       return {
         kind: 'image-store',
         name: s.name,
@@ -173,12 +166,12 @@ function decode(any: protobuf.Any | undefined, ctx: Context, streams: StreamRegi
         unpacks: s.unpacks.map((u) => ({ ...(u.platform ? { platform: toPlatform(u.platform) } : {}), snapshotter: u.snapshotter })),
       };
     }
-    case URL.importStream: {
-      const s = ImageImportStream.decode(value);
+    case typeUrlOf(ImageImportStream): {
+      const s = unpackAnyAs(frame, ImageImportStream);
       return { kind: 'import-stream', stream: stream(s.stream), mediaType: s.mediaType, forceCompress: s.forceCompress };
     }
-    case URL.exportStream: {
-      const s = ImageExportStream.decode(value);
+    case typeUrlOf(ImageExportStream): {
+      const s = unpackAnyAs(frame, ImageExportStream);
       return {
         kind: 'export-stream',
         stream: stream(s.stream),
@@ -189,9 +182,10 @@ function decode(any: protobuf.Any | undefined, ctx: Context, streams: StreamRegi
       };
     }
     default: {
-      const bare = url.replace(/^type\.googleapis\.com\//, '');
-      if (OTHER_TYPES.has(bare) || Object.values(URL).includes(bare as never)) return { kind: 'other', typeUrl: url };
-      throw new UnknownError(`type with url ${url}: not found`, { bare: true });
+      const known = [OCIRegistry, ImageStore, ImageImportStream, ImageExportStream].map(typeUrlOf);
+      const bare = normalizeTypeUrl(frame.typeUrl);
+      if (OTHER_TYPES.has(bare) || known.includes(bare)) return { kind: 'other', typeUrl: frame.typeUrl };
+      throw new UnknownError(`type with url ${frame.typeUrl}: not found`, { bare: true });
     }
   }
 }

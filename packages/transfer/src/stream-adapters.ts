@@ -1,11 +1,8 @@
+import { normalizeTypeUrl, packAny, typeUrlOf, unpackAnyAs } from '@berth/api';
 import { AuthRequest, AuthResponse, AuthType, Progress } from '@berth/api/transfer';
 import type { CredentialsProvider, RegistryCredentials } from '@berth/remotes';
 import type { Stream } from '@berth/streaming';
 import type { ProgressEvent, ProgressSink } from './types';
-
-const PROGRESS_URL = 'containerd.types.transfer.Progress';
-const AUTH_REQUEST_URL = 'containerd.types.transfer.AuthRequest';
-const AUTH_RESPONSE_URL = 'containerd.types.transfer.AuthResponse';
 
 /**
  * A progress sink that sends each event as a Progress frame on the client's progress stream, in
@@ -20,19 +17,14 @@ export function progressToStream(stream: Stream): { sink: ProgressSink; finish()
   let tail: Promise<void> = Promise.resolve();
   const latest = new Map<string, ProgressEvent>();
   const send = (e: ProgressEvent) => {
-    const frame = {
-      typeUrl: PROGRESS_URL,
-      value: Buffer.from(
-        Progress.encode({
-          event: e.event,
-          name: e.name ?? '',
-          parents: e.parents ?? [],
-          progress: e.progress ?? 0,
-          total: e.total ?? 0,
-          desc: e.desc && { mediaType: e.desc.mediaType, digest: e.desc.digest, size: e.desc.size, annotations: e.desc.annotations ?? {} },
-        }).finish(),
-      ),
-    };
+    const frame = packAny(Progress, {
+      event: e.event,
+      name: e.name ?? '',
+      parents: e.parents ?? [],
+      progress: e.progress ?? 0,
+      total: e.total ?? 0,
+      desc: e.desc && { mediaType: e.desc.mediaType, digest: e.desc.digest, size: e.desc.size, annotations: e.desc.annotations ?? {} },
+    });
     tail = tail.then(() => stream.send(frame)).catch(() => undefined);
   };
   const sink: ProgressSink = (e) => {
@@ -57,11 +49,11 @@ export function progressToStream(stream: Stream): { sink: ProgressSink; finish()
 export function credentialsFromStream(stream: Stream, reference: string, signal?: AbortSignal): CredentialsProvider {
   let tail: Promise<unknown> = Promise.resolve();
   const ask = async (host: string): Promise<RegistryCredentials | undefined> => {
-    await stream.send({ typeUrl: AUTH_REQUEST_URL, value: Buffer.from(AuthRequest.encode({ host, reference, wwwauthenticate: [] }).finish()) });
+    await stream.send(packAny(AuthRequest, { host, reference, wwwauthenticate: [] }));
     for (;;) {
       const frame = await stream.recv(signal);
-      if (frame.typeUrl.replace(/^type\.googleapis\.com\//, '') !== AUTH_RESPONSE_URL) continue;
-      const r = AuthResponse.decode(frame.value);
+      if (normalizeTypeUrl(frame.typeUrl) !== typeUrlOf(AuthResponse)) continue;
+      const r = unpackAnyAs(frame, AuthResponse);
       if (r.authType === AuthType.CREDENTIALS) return { username: r.username, secret: r.secret };
       if (r.authType === AuthType.REFRESH && r.secret !== '') return { refreshToken: r.secret };
       return undefined;
