@@ -18,6 +18,10 @@ export class FileReaderAt implements ReaderAt {
     private readonly release?: () => void,
   ) {}
 
+  get fd(): number {
+    return this.fh.fd;
+  }
+
   async readAt(buffer: Uint8Array, offset: number): Promise<number> {
     checkOffset(offset, 'offset');
     let done = 0;

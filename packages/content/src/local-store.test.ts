@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, read } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { GrpcCode } from '@berth/errdefs';
@@ -262,6 +262,88 @@ describe('LocalContentStore', () => {
       await expectError(w.commit(3), GrpcCode.NOT_FOUND, 'reference aborted: not found');
       await w.close();
       await expectError(store.status('aborted'), GrpcCode.NOT_FOUND);
+    });
+  });
+
+  describe('following an ingest as it is written', () => {
+    const readAll = async (fd: number, length: number) => {
+      const b = Buffer.alloc(length);
+      let done = 0;
+      while (done < length) {
+        const n = await new Promise<number>((res, rej) => read(fd, b, done, length - done, done, (e, r) => (e ? rej(e) : res(r))));
+        if (n === 0) break;
+        done += n;
+      }
+      return b.subarray(0, done);
+    };
+
+    it('sees each write, then `verified` at a commit that checks the digest, and keeps reading after the rename', async () => {
+      const data = randomBytes(100_000);
+      const expected = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+      const w = await open('f', data.length, expected);
+      await w.write(data.subarray(0, 1000));
+      const g = (await w.follow!())!;
+      const seen: Array<[number, unknown]> = [];
+      g.onChange(() => seen.push([g.written, g.ended]));
+      expect(g.written).toBe(1000);
+      expect(g.ended).toBeUndefined();
+      await w.write(data.subarray(1000));
+      expect(seen).toEqual([[data.length, undefined]]);
+      await w.commit(data.length, expected);
+      expect(g.ended).toBe('verified');
+      // The ingest's file was renamed to the blob and its directory removed: the descriptor reads on.
+      expect((await readAll(g.fd, data.length)).equals(data)).toBe(true);
+      await g.close();
+      await g.close();
+    });
+
+    it('resumes from byte 0: a follower of a resumed ingest reads what the first writer wrote', async () => {
+      const w = await open('r');
+      await w.write(Buffer.from('hello '));
+      await w.close();
+      const w2 = await open('r');
+      const g = (await w2.follow!())!;
+      expect(g.written).toBe(6);
+      await w2.write(Buffer.from('world'));
+      expect((await readAll(g.fd, g.written)).toString()).toBe('hello world');
+      await g.close();
+    });
+
+    it('ends with an error when the writer is closed, truncated, or refuses the digest at commit', async () => {
+      const closed = await open('c');
+      const g1 = (await closed.follow!())!;
+      await closed.close();
+      expect(g1.ended).toBeInstanceOf(Error);
+      expect((g1.ended as Error).message).toMatch(/closed before its commit/);
+
+      const truncated = await open('t');
+      await truncated.write(Buffer.from('abc'));
+      const g2 = (await truncated.follow!())!;
+      await truncated.truncate(0);
+      expect((g2.ended as Error).message).toMatch(/truncated/);
+
+      const wrong = await open('w');
+      await wrong.write(Buffer.from('abc'));
+      const g3 = (await wrong.follow!())!;
+      await expectError(wrong.commit(3, `sha256:${sha256hex('abd')}`), GrpcCode.FAILED_PRECONDITION);
+      expect(g3.ended).toBeInstanceOf(Error);
+      await Promise.all([g1.close(), g2.close(), g3.close()]);
+      await expectError(closed.follow!(), GrpcCode.FAILED_PRECONDITION);
+    });
+
+    it('a writer opened with notify: false commits without telling the commit listeners', async () => {
+      const heard: string[] = [];
+      store.onCommitted((d) => void heard.push(d));
+      let writing = 0;
+      store.onWriting(() => void writing++);
+      const quiet = await store.writer({ ref: 'q', notify: false });
+      await quiet.write(Buffer.from('quiet'));
+      await quiet.commit(5);
+      const loud = await open('l');
+      await loud.write(Buffer.from('loud'));
+      await loud.commit(4);
+      expect(heard).toEqual([`sha256:${sha256hex('loud')}`]);
+      expect(writing).toBe(1);
     });
   });
 

@@ -231,8 +231,9 @@ export class LocalContentStore implements ContentStore {
       if (expected !== undefined && (await this.blobInfo(expected, parseDigest(expected)))) {
         throw new AlreadyExistsError(`content ${expected}`);
       }
-      const w = await LocalWriter.open(this.host, ref, join(this.ingestRoot, ingestName(ref)), { total, expected });
-      for (const l of this.writingListeners) l();
+      const notify = options.notify ?? true;
+      const w = await LocalWriter.open(this.host, ref, join(this.ingestRoot, ingestName(ref)), { total, expected, notify });
+      if (notify) for (const l of this.writingListeners) l();
       return w;
     } catch (err) {
       this.locks.release(ref);

@@ -12,7 +12,7 @@ import { CANONICAL_ALGORITHM, Digester, parseDigest, type Digest, type ParsedDig
 import { fsyncDir, isErrno, scanFile, writeFully } from './fs-util';
 import { INGEST_FILE, createIngest, readIngest } from './ingest';
 import { validateLabels, type LabelStore } from './label-store';
-import type { Labels, Status, Writer } from './types';
+import type { GrowingBlob, Labels, Status, Writer } from './types';
 
 /** What a writer needs from the store that opened it. */
 export interface WriterHost {
@@ -36,6 +36,7 @@ export class LocalWriter implements Writer {
   private failure: unknown;
   private committed: Digest | undefined;
   private tail: Promise<unknown> = Promise.resolve();
+  private readonly followers = new Set<IngestFollower>();
 
   private constructor(
     private readonly host: WriterHost,
@@ -48,6 +49,7 @@ export class LocalWriter implements Writer {
     private readonly expected: Digest | undefined,
     private readonly startedAt: Date,
     private updatedAt: Date,
+    private readonly notify: boolean,
   ) {
     this.fh = fh;
   }
@@ -61,7 +63,7 @@ export class LocalWriter implements Writer {
     host: WriterHost,
     ref: string,
     dir: string,
-    options: { total: number; expected?: Digest },
+    options: { total: number; expected?: Digest; notify?: boolean },
   ): Promise<LocalWriter> {
     const { total, expected } = options;
     let status = await readIngest(dir);
@@ -85,7 +87,7 @@ export class LocalWriter implements Writer {
       if (resume && expected && expected !== status.expected) {
         await fsp.writeFile(join(dir, INGEST_FILE.expected), expected);
       }
-      return new LocalWriter(host, ref, dir, fh, digester, offset, total || status.total, want, status.startedAt, status.updatedAt);
+      return new LocalWriter(host, ref, dir, fh, digester, offset, total || status.total, want, status.startedAt, status.updatedAt, options.notify ?? true);
     } catch (err) {
       await fh.close();
       throw err;
@@ -105,10 +107,12 @@ export class LocalWriter implements Writer {
       } catch (err) {
         // The hash already covers bytes the disk may not have: refuse further writes.
         this.failure = err;
+        this.endFollowers(new FailedPreconditionError(`writer for ref ${this.ref} failed a write`, { cause: err }));
         throw err;
       }
       this.offset += length;
       this.updatedAt = new Date();
+      for (const f of this.followers) f.update(this.offset);
       return length;
     });
   }
@@ -117,6 +121,7 @@ export class LocalWriter implements Writer {
     return this.serial(async () => {
       if (size !== 0) throw new NotImplementedError(`truncate to ${size}: only 0 is supported`);
       const fh = this.open();
+      this.endFollowers(new FailedPreconditionError(`writer for ref ${this.ref} was truncated`));
       await fh.truncate(0);
       this.digester.reset();
       this.offset = 0;
@@ -156,6 +161,22 @@ export class LocalWriter implements Writer {
     return this.serial(() => this.finish());
   }
 
+  follow(): Promise<GrowingBlob> {
+    return this.serial(async () => {
+      this.usable();
+      const fh = await fsp.open(join(this.dir, INGEST_FILE.data), 'r');
+      const f = new IngestFollower(fh, this.offset, () => this.followers.delete(f));
+      this.followers.add(f);
+      return f;
+    });
+  }
+
+  /** Ends every follower: with `verified`, or with the error that ended the writer. */
+  private endFollowers(end: 'verified' | Error): void {
+    for (const f of this.followers) f.end(end);
+    this.followers.clear();
+  }
+
   private async commitOpen(size: number, expected: Digest | undefined, labels: Labels | undefined): Promise<void> {
     const fh = this.usable();
     if (!Number.isSafeInteger(size) || size < 0) {
@@ -179,6 +200,8 @@ export class LocalWriter implements Writer {
     }
     const labelStore = this.host.labelStore;
     if (labels && labelStore) validateLabels(labels);
+    // The bytes are the blob's: a follower that read them all has read the blob.
+    this.endFollowers('verified');
 
     const target = this.host.blobPath(parseDigest(digest));
     // Make the file final before it becomes visible: data on disk, commit time, read-only.
@@ -193,7 +216,7 @@ export class LocalWriter implements Writer {
     await fsp.mkdir(dirname(target), { recursive: true });
     if (await exists(target)) {
       await fsp.rm(this.dir, { recursive: true, force: true });
-      this.host.committed?.(digest, this.offset);
+      if (this.notify) this.host.committed?.(digest, this.offset);
       throw new AlreadyExistsError(`content ${digest}`);
     }
     try {
@@ -208,13 +231,14 @@ export class LocalWriter implements Writer {
     this.committed = digest;
     await fsp.rm(this.dir, { recursive: true, force: true });
     if (labels && labelStore) await labelStore.update(digest, () => labels);
-    this.host.committed?.(digest, this.offset);
+    if (this.notify) this.host.committed?.(digest, this.offset);
   }
 
   /** Records `updatedat` for a later resume, closes the file and releases the ref, once. */
   private async finish(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.endFollowers(new FailedPreconditionError(`writer for ref ${this.ref} closed before its commit`));
     const fh = this.fh;
     this.fh = undefined;
     try {
@@ -265,5 +289,46 @@ async function exists(path: string): Promise<boolean> {
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return false;
     throw err;
+  }
+}
+
+/** A {@link GrowingBlob} over an ingest's data file, told of each write by its writer. */
+class IngestFollower implements GrowingBlob {
+  ended: GrowingBlob['ended'];
+  private readonly listeners = new Set<() => void>();
+  private closed = false;
+
+  constructor(
+    private readonly fh: FileHandle,
+    public written: number,
+    private readonly detach: () => void,
+  ) {}
+
+  get fd(): number {
+    return this.fh.fd;
+  }
+
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  update(written: number): void {
+    this.written = written;
+    for (const l of this.listeners) l();
+  }
+
+  end(end: 'verified' | Error): void {
+    if (this.ended !== undefined) return;
+    this.ended = end;
+    for (const l of this.listeners) l();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.detach();
+    this.end(new FailedPreconditionError('follower closed'));
+    await this.fh.close();
   }
 }

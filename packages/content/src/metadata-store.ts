@@ -36,6 +36,7 @@ import type {
   Labels,
   ReaderAt,
   Status,
+  GrowingBlob,
   StatusFilter,
   Writer,
   WriterOptions,
@@ -320,9 +321,10 @@ export class MetadataContentStore {
       }
 
       const host: NamespacedHost = { store: this, ns, lease: ctx.lease, release: () => this.locks.release(lockKey) };
-      if (shared) return new MetadataWriter(host, ref, backendRef, total || shared.size, expected, undefined, shared);
-      const backendWriter = await this.openBackend(backendRef, total, expected);
-      return new MetadataWriter(host, ref, backendRef, total, expected, backendWriter, undefined);
+      const notify = options.notify ?? true;
+      if (shared) return new MetadataWriter(host, ref, backendRef, total || shared.size, expected, undefined, shared, notify);
+      const backendWriter = await this.openBackend(backendRef, total, expected, notify);
+      return new MetadataWriter(host, ref, backendRef, total, expected, backendWriter, undefined, notify);
     } catch (err) {
       this.locks.release(lockKey);
       throw err;
@@ -345,13 +347,13 @@ export class MetadataContentStore {
   }
 
   /** Opens the backend writer of an ingest; `expected` only when the backend lacks it. */
-  async openBackend(backendRef: string, total: number, expected: Digest | undefined): Promise<Writer> {
+  async openBackend(backendRef: string, total: number, expected: Digest | undefined, notify = true): Promise<Writer> {
     try {
-      return await this.backend.writer({ ref: backendRef, total, expected });
+      return await this.backend.writer({ ref: backendRef, total, expected, notify });
     } catch (err) {
       // The blob reached the backend through another namespace (or the isolated policy): write
       // it again, and let the commit link it.
-      if (expected && isAlreadyExists(err)) return this.backend.writer({ ref: backendRef, total });
+      if (expected && isAlreadyExists(err)) return this.backend.writer({ ref: backendRef, total, notify });
       throw err;
     }
   }
@@ -483,6 +485,7 @@ export class MetadataWriter implements Writer {
     private readonly expected: Digest | undefined,
     private backend: Writer | undefined,
     private shared: Info | undefined,
+    private readonly notify = true,
   ) {}
 
   /** Reports whether the writer links an existing blob instead of receiving data. */
@@ -529,6 +532,15 @@ export class MetadataWriter implements Writer {
 
   close(): Promise<void> {
     return this.serial(() => this.finish());
+  }
+
+  /** The backend's {@link Writer.follow}; undefined for a writer that links a stored blob. */
+  follow(): Promise<GrowingBlob | undefined> {
+    return this.serial(async () => {
+      if (this.done) throw new FailedPreconditionError(`writer for ref ${this.ref} is closed`);
+      if (!this.backend?.follow) return undefined;
+      return this.backend.follow();
+    });
   }
 
   private async commitOpen(size: number, expected: Digest | undefined, labels: Labels): Promise<void> {
@@ -597,7 +609,7 @@ export class MetadataWriter implements Writer {
     if (this.backend) return this.backend;
     const shared = this.shared!;
     const { store } = this.host;
-    const w = await store.openBackend(this.backendRef, this.total, undefined);
+    const w = await store.openBackend(this.backendRef, this.total, undefined, this.notify);
     try {
       await w.truncate(0);
       if (copy) {

@@ -44,6 +44,11 @@ export interface ReaderAt {
   /** Size of the blob in bytes: readers compare offsets against it (read-past-end is theirs to report). */
   readonly size: number;
   /**
+   * A file descriptor for positional reads of the blob while this reader is open (another
+   * thread may use it), when the blob is a local file; never closed by its user.
+   */
+  readonly fd?: number;
+  /**
    * Reads up to `buffer.byteLength` bytes starting at `offset` into `buffer` and returns how many
    * were read: fewer only at the end of the blob, 0 at or after the end. InvalidArgument for a
    * negative or non-integer offset.
@@ -69,6 +74,32 @@ export interface WriterOptions {
    * already committed; its algorithm is the one the writer hashes with.
    */
   expected?: Digest;
+  /**
+   * Whether the store's commit listeners hear of this blob (the layer prefetcher extracts the
+   * layers it hears of). Default true; a caller that consumes the blob itself says false.
+   */
+  notify?: boolean;
+}
+
+/**
+ * The bytes of an ingest while they are being written, for a reader that consumes them as they
+ * arrive (an unpack that runs alongside the download). The reader makes positional reads on `fd`
+ * up to `written`, and waits for {@link onChange} when it has caught up. It has read the whole
+ * blob once `ended` is `verified` and it has read `written` bytes: the writer checked them against
+ * the digest it committed. Any other end (the writer was closed, truncated or failed) is an error
+ * for the reader: the bytes it read may not be the blob's.
+ */
+export interface GrowingBlob {
+  /** A file descriptor open for reading on the ingest's data until {@link close}. */
+  readonly fd: number;
+  /** How many bytes from offset 0 are on the file now. */
+  readonly written: number;
+  /** Undefined while the writer writes; then `verified`, or the error that ended it. */
+  readonly ended: undefined | 'verified' | Error;
+  /** Calls `listener` (synchronously) after `written` or `ended` changed; returns the unsubscriber. */
+  onChange(listener: () => void): () => void;
+  /** Closes the descriptor. Safe to call more than once. */
+  close(): Promise<void>;
 }
 
 /**
@@ -105,6 +136,13 @@ export interface Writer {
   status(): Promise<Status>;
   /** Releases the ref, keeping the ingest for a later resume. Safe after commit and when repeated. */
   close(): Promise<void>;
+  /**
+   * Opens the ingest's bytes for reading while they are written (see {@link GrowingBlob}), from
+   * offset 0, including bytes a resumed ingest already held. Undefined when the writer receives no
+   * bytes (it links a blob the store has). FailedPrecondition once the writer is closed or committed.
+   * Stores that cannot offer it leave it out.
+   */
+  follow?(): Promise<GrowingBlob | undefined>;
 }
 
 /** Selects blobs in {@link Manager.walk}; the service builds it from containerd filter strings. */

@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { createGzip } from 'node:zlib';
 import type { Context } from '@berth/context';
-import type { ContentStore } from '@berth/content';
+import type { ContentStore, GrowingBlob } from '@berth/content';
 import { FailedPreconditionError, InvalidArgumentError, NotImplementedError, isAlreadyExists, wrap } from '@berth/errdefs';
 import { type Mount, withTempMount } from '@berth/mount';
 import { applyLayer, type ApplyResult } from './apply';
 import { compressionOfMediaType } from './compression';
 import type { LayerPrefetcher } from './prefetch';
 import { DiffResult, DiffSink, writeDiff, writeOverlayDiff } from './diff';
+import { GrowthTracker, readGrowing } from './growing';
 
 /** An OCI descriptor as the differ takes and returns it. */
 export interface LayerDescriptor {
@@ -41,6 +42,13 @@ export interface DifferApplyOptions {
   signal?: AbortSignal;
   /** Told how many bytes of the layer blob (compressed, as stored) have been read so far. */
   onProgress?: (read: number) => void;
+  /**
+   * Read the blob from here, while it is being written, instead of from the content store (an
+   * unpack that runs alongside the download). The apply ends only once the writer verified the
+   * bytes; when the writer ends otherwise, the apply fails and the caller removes its target.
+   * In-process only: the Diff service never sets it.
+   */
+  source?: GrowingBlob;
 }
 
 /** Passes a stream through, telling `onProgress` the running byte count. */
@@ -99,6 +107,11 @@ function readOnly(mounts: readonly Mount[]): Mount[] {
   });
 }
 
+/** A stored blob as a {@link GrowingBlob} that is done growing (its reader owns the descriptor). */
+function storedBlob(fd: number, size: number): GrowingBlob {
+  return { fd, written: size, ended: 'verified', onChange: () => () => undefined, close: async () => undefined };
+}
+
 /** A unique ingest ref, as containerd's uniqueRef: `<nanos>-<random>`. */
 export function uniqueRef(): string {
   const nanos = process.hrtime.bigint() % 1_000_000_000n;
@@ -119,6 +132,7 @@ export class WalkingDiffer implements Differ {
 
   async apply(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], options: DifferApplyOptions = {}): Promise<LayerDescriptor> {
     if (!desc.digest) throw new InvalidArgumentError('apply: layer descriptor has no digest');
+    if (options.source) return this.applyGrowing(ctx, desc, mounts, options.source, options);
     const store = this.content(ctx);
     const ra = await store.readerAt({ digest: desc.digest, size: desc.size });
     let res;
@@ -149,13 +163,52 @@ export class WalkingDiffer implements Differ {
       if (pre) {
         res = pre;
         options.onProgress?.(ra.size); // extracted ahead of time: the whole blob was read
-      }
-      else if (direct) res = await run(direct.dir, direct.overlay, direct.parents);
+      } else if (direct && this.prefetcher && ra.fd !== undefined) {
+        // Off this thread, which may be serving a download meanwhile.
+        res = await this.prefetcher.applyStreamed(storedBlob(ra.fd, ra.size), {
+          ...direct,
+          mediaType: desc.mediaType,
+          expectedDiffId: options.expectedDiffId,
+          signal: options.signal ?? ctx.signal,
+          onProgress,
+        });
+      } else if (direct) res = await run(direct.dir, direct.overlay, direct.parents);
       else res = await withTempMount(mounts, (dir) => run(dir, false, []));
     } catch (err) {
       throw wrap(err, `failed to apply layer ${desc.digest}`);
     } finally {
       await ra.close();
+    }
+    return { mediaType: MEDIA_TYPE_LAYER, digest: res.digest, size: res.size, annotations: {} };
+  }
+
+  /**
+   * Applies a blob that is still being written: on the prefetcher's worker thread when the target
+   * is a directory (the download then keeps this thread), else here.
+   */
+  private async applyGrowing(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], source: GrowingBlob, options: DifferApplyOptions): Promise<LayerDescriptor> {
+    const signal = options.signal ?? ctx.signal;
+    const { onProgress, expectedDiffId } = options;
+    let res: ApplyResult;
+    try {
+      if (desc.mediaType) compressionOfMediaType(desc.mediaType);
+      const direct = directApplyTarget(mounts);
+      if (direct && this.prefetcher) {
+        res = await this.prefetcher.applyStreamed(source, { ...direct, mediaType: desc.mediaType, expectedDiffId, signal, onProgress });
+      } else {
+        const growth = new GrowthTracker(source.written, source.ended);
+        const unsubscribe = source.onChange(() => growth.update(source.written, source.ended));
+        try {
+          const stream = readGrowing(source.fd, growth, signal);
+          const run = (dir: string, overlay: boolean, parents: string[]) =>
+            applyLayer(dir, onProgress ? counted(stream, onProgress) : stream, { mediaType: desc.mediaType, overlay, parents, expectedDiffId, signal });
+          res = direct ? await run(direct.dir, direct.overlay, direct.parents) : await withTempMount(mounts, (dir) => run(dir, false, []));
+        } finally {
+          unsubscribe();
+        }
+      }
+    } catch (err) {
+      throw wrap(err, `failed to apply layer ${desc.digest}`);
     }
     return { mediaType: MEDIA_TYPE_LAYER, digest: res.digest, size: res.size, annotations: {} };
   }

@@ -1,9 +1,10 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { FailedPreconditionError } from '@berth/errdefs';
+import type { GrowingBlob } from '@berth/content';
+import { FailedPreconditionError, errorOfKind, kindOf } from '@berth/errdefs';
 import type { ApplyResult } from './apply';
-import type { PrefetchJob, PrefetchOutcome } from './prefetch-worker';
+import type { GrowthMessage, PrefetchJob, PrefetchOutcome, StreamJob, StreamProgress, WorkerRequest } from './prefetch-worker';
 
 /** Where a committed blob's file is (the local content store's blob path). */
 export type BlobPathOf = (digest: string) => string;
@@ -32,6 +33,20 @@ interface Entry {
   finish: () => void;
   result?: ApplyResult;
   timer?: NodeJS.Timeout;
+}
+
+/** Where {@link LayerPrefetcher.applyStreamed} applies a blob, and how. */
+export interface StreamTarget {
+  /** The directory the layer is applied into (an overlay upper, or a bind source). */
+  dir: string;
+  /** Whether `dir` is an overlay upper over `parents` (whiteouts become overlay ones). */
+  overlay: boolean;
+  parents: readonly string[];
+  mediaType?: string;
+  expectedDiffId?: string;
+  signal?: AbortSignal;
+  /** Told how many bytes of the blob were read so far. */
+  onProgress?: (read: number) => void;
 }
 
 /** Where {@link LayerPrefetcher.take} moves a tree to, and what the apply needs of it. */
@@ -64,7 +79,7 @@ export class LayerPrefetcher {
   private closed = false;
   private worker: Worker | undefined;
   /** Jobs posted and not answered, with the worker each went to. */
-  private readonly jobs = new Map<number, { worker: Worker; done: (o: PrefetchOutcome) => void }>();
+  private readonly jobs = new Map<number, { worker: Worker; done: (o: PrefetchOutcome) => void; progress?: (read: number) => void }>();
   private nextJob = 1;
   private nextDir = 1;
   private readonly ttlMs: number;
@@ -196,7 +211,7 @@ export class LayerPrefetcher {
   private async extract(e: Entry): Promise<void> {
     e.state = 'running';
     try {
-      const outcome = await this.runJob({ id: this.nextJob++, blob: this.blobPath(e.digest), dir: e.dir });
+      const outcome = await this.runJob({ kind: 'extract', id: this.nextJob++, blob: this.blobPath(e.digest), dir: e.dir });
       // Not a layer, or a layer the real apply will refuse with its own error.
       if ('error' in outcome) {
         this.log('blob not prefetched', { digest: e.digest, reason: outcome.error });
@@ -214,6 +229,55 @@ export class LayerPrefetcher {
       removeLater(e.dir);
     } finally {
       e.finish();
+    }
+  }
+
+  /**
+   * Applies a blob while it is being written (see `GrowingBlob` in @berth/content) on the worker
+   * thread, straight into `target.dir`: the download and the extraction run side by side, on two
+   * threads. Not queued behind prefetches. Rejects with the apply's error (its kind kept), or with
+   * the writer's when it ended without verifying the bytes; `target.signal` abandons the apply.
+   */
+  async applyStreamed(source: GrowingBlob, target: StreamTarget): Promise<ApplyResult> {
+    if (this.closed) throw new FailedPreconditionError('layer prefetcher is closed');
+    target.signal?.throwIfAborted();
+    const id = this.nextJob++;
+    const job: StreamJob = {
+      kind: 'stream',
+      id,
+      fd: source.fd,
+      written: source.written,
+      dir: target.dir,
+      overlay: target.overlay,
+      parents: [...target.parents],
+      mediaType: target.mediaType,
+      expectedDiffId: target.expectedDiffId,
+    };
+    const w = this.ensureWorker();
+    const post = (m: WorkerRequest) => w.postMessage(m);
+    const growth = () => {
+      const ended = source.ended;
+      const msg: GrowthMessage = { kind: 'growth', id, written: source.written };
+      if (ended === 'verified') msg.ended = ended;
+      else if (ended) msg.ended = { errorKind: kindOf(ended), message: ended.message };
+      post(msg);
+    };
+    const onAbort = () => post({ kind: 'abort', id });
+    clearTimeout(this.idleTimer);
+    const outcome = new Promise<PrefetchOutcome>((done) => this.jobs.set(id, { worker: w, done, progress: target.onProgress }));
+    const unsubscribe = source.onChange(growth);
+    target.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      post(job);
+      // The writer may have moved on between reading `written` for the job and subscribing.
+      growth();
+      const o = await outcome;
+      if ('error' in o) throw errorOfKind(o.errorKind ?? 'unknown', o.error, { bare: true });
+      return o.result;
+    } finally {
+      unsubscribe();
+      target.signal?.removeEventListener('abort', onAbort);
+      if (this.jobs.size === 0 && this.queue.length === 0) this.idleSoon();
     }
   }
 
@@ -240,8 +304,9 @@ export class LayerPrefetcher {
         }
         if (this.worker === w) this.worker = undefined;
       };
-      w.on('message', (o: PrefetchOutcome) => {
+      w.on('message', (o: PrefetchOutcome | StreamProgress) => {
         const job = this.jobs.get(o.id);
+        if ('read' in o) return job?.progress?.(o.read);
         this.jobs.delete(o.id);
         job?.done(o);
       });

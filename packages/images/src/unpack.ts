@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Context } from '@berth/context';
-import type { ContentStore } from '@berth/content';
+import type { ContentStore, GrowingBlob } from '@berth/content';
 import type { Differ } from '@berth/diff';
 import { FailedPreconditionError, isAlreadyExists, isNotFound } from '@berth/errdefs';
 import type { Snapshotter } from '@berth/snapshots';
@@ -39,7 +39,7 @@ export interface UnpackResult {
 
 /** One layer of an image as {@link unpackLayer} applies it: the blob and its place in the chain. */
 export interface UnpackLayer {
-  /** The layer blob (compressed or not), already in the content store. */
+  /** The layer blob (compressed or not): in the content store, unless `source` is given. */
   desc: OciDescriptor;
   /** The uncompressed digest the image config lists for this layer. */
   diffId: string;
@@ -49,6 +49,13 @@ export interface UnpackLayer {
   parent: string;
   /** Told how many bytes of the layer blob the apply has read so far. */
   onProgress?: (read: number) => void;
+  /**
+   * The blob while it is being written, to apply alongside its download (see the differ's
+   * `source` option); the blob need not be in the content store yet.
+   */
+  source?: GrowingBlob;
+  /** With `source`: waits until the blob is in the content store, where its label goes. */
+  stored?: () => Promise<void>;
 }
 
 /** What {@link unpackLayer} did: applied the layer, or found its chain committed already. */
@@ -99,6 +106,7 @@ export async function unpackLayer(
 ): Promise<UnpackLayerOutcome> {
   if (await snapshotExists(ctx, options.snapshotter, layer.chainId)) return 'exists';
   if (!(await applyLayer(ctx, options, layer))) return 'exists';
+  await layer.stored?.();
   await setLabels(options.content, layer.desc.digest, { [LABEL_UNCOMPRESSED]: layer.diffId });
   return 'applied';
 }
@@ -140,7 +148,7 @@ async function applyLayer(ctx: Context, o: Pick<UnpackOptions, 'snapshotter' | '
     }
   }
   try {
-    const applyOptions = layer.onProgress ? { onProgress: layer.onProgress } : undefined;
+    const applyOptions = { ...(layer.onProgress ? { onProgress: layer.onProgress } : {}), ...(layer.source ? { source: layer.source } : {}) };
     const out = await o.differ.apply(ctx, { mediaType: desc.mediaType, digest: desc.digest, size: desc.size, annotations: desc.annotations ?? {} }, mounts, applyOptions);
     if (out.digest !== diffId) throw new FailedPreconditionError(`wrong diff id calculated on extraction "${diffId}"`, { bare: true });
     try {

@@ -1,5 +1,5 @@
 import type { Context } from '@berth/context';
-import type { MetadataContentStore, MetadataWriter } from '@berth/content';
+import type { GrowingBlob, MetadataContentStore, MetadataWriter } from '@berth/content';
 import { isAlreadyExists, isCanceled, isDeadlineExceeded, isFailedPrecondition, isNotFound, isUnavailable, wrap } from '@berth/errdefs';
 import type { OciDescriptor } from '@berth/images';
 import { ConcurrencyLimit, type ImageReference, type RegistryClient, sleep } from '@berth/remotes';
@@ -48,13 +48,37 @@ const MAX_LOCK_DELAY_MS = 1_000;
  */
 export class BlobFetcher {
   private readonly slots: ConcurrencyLimit;
+  /** The writer of each blob being fetched, once open (undefined: nothing to fetch). */
+  private readonly writers = new Map<string, Promise<MetadataWriter | undefined>>();
 
   constructor(private readonly options: BlobFetcherOptions) {
     this.slots = new ConcurrencyLimit(options.concurrency);
   }
 
+  /**
+   * The bytes of a blob this fetcher is fetching, as they arrive (see `GrowingBlob`): for an
+   * unpack that runs alongside the download. Undefined when the blob needs no fetch, or its fetch
+   * is over or never started; the caller then reads the stored blob.
+   */
+  async follow(digest: string): Promise<GrowingBlob | undefined> {
+    const writer = await this.writers.get(digest)?.catch(() => undefined);
+    // A writer that committed or closed meanwhile cannot be followed: the blob is stored (or failed).
+    return writer?.follow().catch(() => undefined);
+  }
+
   /** Fetches one blob (see the class); progress events go to the tracker. */
   async fetch(ctx: Context, desc: OciDescriptor, options: FetchBlobOptions): Promise<FetchOutcome> {
+    let opened!: (w: MetadataWriter | undefined) => void;
+    this.writers.set(desc.digest, new Promise((resolve) => (opened = resolve)));
+    try {
+      return await this.fetchOnce(ctx, desc, options, opened);
+    } finally {
+      opened(undefined);
+      this.writers.delete(desc.digest);
+    }
+  }
+
+  private async fetchOnce(ctx: Context, desc: OciDescriptor, options: FetchBlobOptions, opened: (w: MetadataWriter | undefined) => void): Promise<FetchOutcome> {
     const { progress } = this.options;
     const { name } = options;
     let queued = false;
@@ -75,6 +99,7 @@ export class BlobFetcher {
           await writer.truncate(0);
           offset = 0;
         }
+        opened(writer);
         progress.waiting(name, desc, options.parents, offset);
         const slot = this.slots.acquire(ctx.signal);
         markQueued();
@@ -158,7 +183,8 @@ export class BlobFetcher {
   private async open(ctx: Context, desc: OciDescriptor, name: string): Promise<MetadataWriter | undefined> {
     for (let delay = 25; ; delay = Math.min(delay * 2, MAX_LOCK_DELAY_MS)) {
       try {
-        return await this.options.content.writer(ctx, { ref: name, total: desc.size, expected: desc.digest });
+        // The pull unpacks what it fetched itself: the prefetcher need not hear of it.
+        return await this.options.content.writer(ctx, { ref: name, total: desc.size, expected: desc.digest, notify: false });
       } catch (err) {
         if (isAlreadyExists(err)) return undefined;
         if (!isUnavailable(err)) throw err;

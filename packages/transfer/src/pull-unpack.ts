@@ -1,5 +1,5 @@
 import type { Context } from '@berth/context';
-import type { ContentStore } from '@berth/content';
+import type { ContentStore, GrowingBlob } from '@berth/content';
 import { FailedPreconditionError } from '@berth/errdefs';
 import {
   chainIds,
@@ -11,6 +11,7 @@ import {
   snapshotExists,
   unpackLayer,
   type OciDescriptor,
+  type UnpackLayer,
   type OciImageConfig,
   type Platform,
   type PlatformMatcher,
@@ -86,6 +87,8 @@ export interface UnpackHost {
   progress: ProgressSink;
   /** Resolves once the blob is in the content store. */
   stored(digest: string): Promise<void>;
+  /** The blob's bytes as they download, when it is being fetched (else undefined: wait for `stored`). */
+  follow(digest: string): Promise<GrowingBlob | undefined>;
   /** Resolves with every manifest of the image, once the walk has found them all. */
   manifests(): Promise<PulledManifest[]>;
 }
@@ -100,6 +103,17 @@ export interface UnpackHost {
  */
 export async function unpackWhileFetching(host: UnpackHost, plans: readonly UnpackPlan[], logger: Logger): Promise<void> {
   if (plans.length === 0) return;
+  // Two unpacks of one blob cannot both follow its download; the first to ask gets it.
+  const followed = new Set<string>();
+  const outer = host;
+  host = {
+    ...outer,
+    follow: (digest) => {
+      if (followed.has(digest)) return Promise.resolve(undefined);
+      followed.add(digest);
+      return outer.follow(digest);
+    },
+  };
   const done = new Set<string>();
   await Promise.all(
     plans.map(async (plan) => {
@@ -111,7 +125,7 @@ export async function unpackWhileFetching(host: UnpackHost, plans: readonly Unpa
       const key = `${plan.snapshotterName}\u0000${manifest.desc.digest}`;
       if (done.has(key)) return;
       done.add(key);
-      await unpackManifest(host, plan, manifest);
+      await unpackManifest(host, plan, manifest, logger);
     }),
   );
 }
@@ -136,7 +150,7 @@ async function chooseManifest(host: UnpackHost, plan: UnpackPlan): Promise<Pulle
   return best?.m;
 }
 
-async function unpackManifest(host: UnpackHost, plan: UnpackPlan, m: PulledManifest): Promise<void> {
+async function unpackManifest(host: UnpackHost, plan: UnpackPlan, m: PulledManifest, logger: Logger): Promise<void> {
   const { ctx, content, progress } = host;
   await host.stored(m.config.digest);
   const config = await readJson<OciImageConfig>(content, m.config);
@@ -157,15 +171,46 @@ async function unpackManifest(host: UnpackHost, plan: UnpackPlan, m: PulledManif
     };
     const layer = { desc, diffId: diffIds[i], chainId: chains[i], parent: i === 0 ? '' : chains[i - 1], onProgress: (n: number) => void (read = n) };
     if (await snapshotExists(ctx, plan.snapshotter, layer.chainId)) continue;
-    await host.stored(desc.digest);
+    // A blob still downloading is applied as its bytes arrive; the snapshot is committed only
+    // once the download verified them.
+    const source = await host.follow(desc.digest);
+    if (!source) await host.stored(desc.digest);
     report();
     const ticker = setInterval(report, PROGRESS_INTERVAL_MS);
     try {
-      await unpackLayer(ctx, layer, target);
+      if (source) await unpackFollowing(host, layer, target, source, logger);
+      else await unpackLayer(ctx, layer, target);
     } finally {
       clearInterval(ticker);
     }
     progress({ event: 'extracted', name, progress: desc.size, total: desc.size, desc });
   }
   if (chains.length > 0) await labelUnpacked(content, m.config, plan.snapshotterName, chains[chains.length - 1]);
+}
+
+/**
+ * Applies a layer from its download. When that fails for a reason other than the pull's end (the
+ * download restarted, or its bytes were wrong), the layer is applied again from the stored blob
+ * once the fetch settles: that apply, or the fetch, reports the error.
+ */
+async function unpackFollowing(
+  host: UnpackHost,
+  layer: UnpackLayer,
+  target: Parameters<typeof unpackLayer>[2],
+  source: GrowingBlob,
+  logger: Logger,
+): Promise<void> {
+  const { ctx } = host;
+  const digest = layer.desc.digest;
+  try {
+    await unpackLayer(ctx, { ...layer, source, stored: () => host.stored(digest) }, target);
+    return;
+  } catch (err) {
+    if (ctx.signal.aborted) throw err;
+    logger.debug('applying the layer as it downloaded failed, applying the stored blob', { digest, error: String(err) });
+  } finally {
+    await source.close();
+  }
+  await host.stored(digest);
+  await unpackLayer(ctx, layer, target);
 }

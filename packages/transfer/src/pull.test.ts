@@ -5,8 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { context, type Context } from '@berth/context';
-import { LocalContentStore, MetadataContentStore } from '@berth/content';
-import { WalkingDiffer } from '@berth/diff';
+import { LocalContentStore, MetadataContentStore, parseDigest } from '@berth/content';
+import { LayerPrefetcher, WalkingDiffer } from '@berth/diff';
 import { CanceledError, GrpcCode, toGrpcStatus } from '@berth/errdefs';
 import { MT, buildImage, busyboxSpec, dir, file, multiLayerSpec, pseudoRandom, type BuiltImage } from '@berth/fixtures';
 import { ImagesService, chainIds, snapshotExists, type OciDescriptor } from '@berth/images';
@@ -29,7 +29,10 @@ const SETTINGS: TransferSettings = {
   checkPlatformSupported: false,
 };
 
-/** The daemon's stores in a temp dir: metadata db, namespaced content, overlayfs, walking differ, images. */
+/**
+ * The daemon's stores in a temp dir: metadata db, namespaced content, overlayfs, the walking
+ * differ with its extraction worker (as berthd configures it), images.
+ */
 class World {
   readonly content: MetadataContentStore;
   readonly snapshotter: MetadataSnapshotter;
@@ -43,19 +46,21 @@ class World {
     private readonly db: MetadataDb,
     private readonly overlay: OverlaySnapshotter,
     backend: LocalContentStore,
+    private readonly prefetcher: LayerPrefetcher,
   ) {
     this.content = new MetadataContentStore(db, backend);
     this.snapshotter = new MetadataSnapshotter(db, 'overlayfs', overlay);
     this.images = new ImagesService(new LmdbImageStore(db), { publish: async () => undefined }, nullLogger);
     this.leases = new LmdbLeaseManager(db);
-    this.differ = new WalkingDiffer((c) => this.content.bind(c));
+    this.differ = new WalkingDiffer((c) => this.content.bind(c), prefetcher);
   }
 
   static async open(): Promise<World> {
     const d = tempDir('berth-pull-');
     const db = MetadataDb.open(join(d.path, 'meta'));
     const backend = await LocalContentStore.open(join(d.path, 'content'));
-    return new World(d, db, OverlaySnapshotter.open(join(d.path, 'overlayfs')), backend);
+    const prefetcher = await LayerPrefetcher.open(join(d.path, 'prefetch'), (digest) => backend.blobPath(parseDigest(digest)));
+    return new World(d, db, OverlaySnapshotter.open(join(d.path, 'overlayfs')), backend, prefetcher);
   }
 
   /** A context in the test namespace under a fresh lease (the caller's lease, as the transferrer makes it). */
@@ -93,6 +98,7 @@ class World {
   }
 
   async close(): Promise<void> {
+    await this.prefetcher.close();
     await this.snapshotter.close();
     await this.overlay.close();
     await this.db.close();
@@ -111,8 +117,10 @@ interface Seen {
 interface Forwarding {
   /** Sends only the first n bytes of the body, then drops the connection. */
   dropAfter?: number;
-  /** Sends the first n bytes of the body, then stops sending (until the client goes away). */
+  /** Sends the first n bytes of the body, then stops sending (until the client goes away, or `resume`). */
   stallAfter?: number;
+  /** With `stallAfter`: sends the rest of the body once this resolves. */
+  resume?: () => Promise<void>;
   /** Flips the body byte at this offset (a registry serving wrong data). */
   corruptAt?: number;
   /** Waits for this before answering. */
@@ -162,7 +170,7 @@ class FaultProxy {
       res.writeHead(up.statusCode ?? 502, up.headers);
       res.once('close', () => up.destroy());
       let sent = 0;
-      up.on('data', (chunk: Buffer) => {
+      const onData = (chunk: Buffer) => {
         let out = chunk;
         if (how.corruptAt !== undefined && how.corruptAt >= sent && how.corruptAt < sent + chunk.length) {
           out = Buffer.from(chunk);
@@ -177,11 +185,21 @@ class FaultProxy {
           res.write(head, () => {
             if (how.dropAfter !== undefined) res.socket?.destroy();
           });
+          if (how.dropAfter === undefined && how.resume) {
+            const rest = out.subarray(head.length);
+            void how.resume().then(() => {
+              sent += rest.length;
+              res.write(rest);
+              up.on('data', (c: Buffer) => void res.write(c));
+              up.resume();
+            });
+          }
           return;
         }
         sent += out.length;
         res.write(out);
-      });
+      };
+      up.on('data', onData);
       up.on('end', () => res.end());
       up.on('error', () => res.destroy());
     });
@@ -551,6 +569,51 @@ describe('pull from a registry into the image store, unpacking while fetching', 
     expect(world.has(layer.digest)).toBe(false);
     // The wrong bytes are not kept for a resume either.
     await expect(world.content.status(ctx, name('layer', layer))).rejects.toThrow(/not found/);
+    expect(await world.images.list(ctx)).toEqual([]);
+  });
+
+  it('applies a layer as it downloads: the extraction reads the first bytes before the rest arrive', async () => {
+    const p = await proxy();
+    const layer = big.layers[1];
+    const half = Math.floor(layer.size / 2);
+    let readWhileHeld = 0;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const timeout = setTimeout(release, 10_000);
+    p.rule = (req) => (isBlob(req.url, layer.digest) && req.method === 'GET' ? { stallAfter: half, resume: () => released } : undefined);
+    const onEvent = (e: ProgressEvent) => {
+      // The held half is all the extraction can have read: report it and let the rest through.
+      if (e.event === 'extracting' && e.name === name('layer', layer) && (e.progress ?? 0) > 0) {
+        readWhileHeld = e.progress ?? 0;
+        release();
+      }
+    };
+    const { error, events } = await run(await world.ctx(), refs.big, target({ name: 'big:1', unpacks: [{ snapshotter: '' }] }), { hosts: p.hosts() }, onEvent);
+    clearTimeout(timeout);
+    expect(error).toBeUndefined();
+    expect(readWhileHeld).toBeGreaterThan(0);
+    expect(readWhileHeld).toBeLessThanOrEqual(half);
+    // The snapshot is committed only after the download verified the blob.
+    const complete = events.findIndex((e) => e.name === name('layer', layer) && e.event === 'complete');
+    const extracted = events.findIndex((e) => e.name === name('layer', layer) && e.event === 'extracted');
+    expect(complete).toBeGreaterThanOrEqual(0);
+    expect(extracted).toBeGreaterThan(complete);
+    await expectUnpacked(big, 'big:1');
+  });
+
+  it('a layer applied as it downloads, with wrong bytes: no snapshot, no blob, the digest error', async () => {
+    const p = await proxy();
+    const layer = big.layers[1];
+    // Late in the blob, so that the extraction has gone through the bytes before the commit refuses them.
+    p.rule = (req) => (isBlob(req.url, layer.digest) ? { corruptAt: layer.size - 10 } : undefined);
+    const ctx = await world.ctx();
+    const { error } = await run(ctx, refs.big, target({ name: 'big:1', unpacks: [{ snapshotter: '' }] }), { hosts: p.hosts() });
+    expect(toGrpcStatus(error).code).toBe(GrpcCode.FAILED_PRECONDITION);
+    expect(error?.message).toContain(layer.digest);
+    expect(world.has(layer.digest)).toBe(false);
+    const chains = chainIds(big.diffIds);
+    // The layer below may be committed; nothing of the refused layer, and no extraction left behind.
+    expect((await world.snapshots()).filter((s) => s.name !== chains[0])).toEqual([]);
     expect(await world.images.list(ctx)).toEqual([]);
   });
 

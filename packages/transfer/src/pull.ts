@@ -162,6 +162,7 @@ class PullRun {
             differ: this.o.services.differ,
             progress: this.o.progress,
             stored: (digest) => this.waitStored(digest),
+            follow: (digest) => this.fetcher.follow(digest),
             manifests: () => this.until(this.manifestsKnown.promise),
           },
           this.o.plans,
