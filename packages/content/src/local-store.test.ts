@@ -343,7 +343,7 @@ describe('LocalContentStore', () => {
       await loud.write(Buffer.from('loud'));
       await loud.commit(4);
       expect(heard).toEqual([`sha256:${sha256hex('loud')}`]);
-      expect(writing).toBe(1);
+      expect(writing).toBe(2);
     });
   });
 

@@ -233,7 +233,7 @@ export class LocalContentStore implements ContentStore {
       }
       const notify = options.notify ?? true;
       const w = await LocalWriter.open(this.host, ref, join(this.ingestRoot, ingestName(ref)), { total, expected, notify });
-      if (notify) for (const l of this.writingListeners) l();
+      for (const l of this.writingListeners) l();
       return w;
     } catch (err) {
       this.locks.release(ref);

@@ -76,7 +76,8 @@ export interface WriterOptions {
   expected?: Digest;
   /**
    * Whether the store's commit listeners hear of this blob (the layer prefetcher extracts the
-   * layers it hears of). Default true; a caller that consumes the blob itself says false.
+   * layers it hears of). Default true; a caller that consumes the blob itself says false. The
+   * writing listeners hear of every writer.
    */
   notify?: boolean;
 }

@@ -68,9 +68,13 @@ export async function readBlob(content: Provider, desc: OciDescriptor, limit = M
 
 /** Reads and parses a JSON blob. */
 export async function readJson<T>(content: Provider, desc: OciDescriptor): Promise<T> {
-  const b = await readBlob(content, desc);
+  return parseJsonBlob<T>(desc, await readBlob(content, desc));
+}
+
+/** Parses a JSON blob's bytes; InvalidArgument `<digest>: invalid JSON` when they are not JSON. */
+export function parseJsonBlob<T>(desc: OciDescriptor, bytes: Buffer): T {
   try {
-    return JSON.parse(b.toString('utf8')) as T;
+    return JSON.parse(bytes.toString('utf8')) as T;
   } catch (err) {
     throw wrap(new InvalidArgumentError(`${desc.digest}: invalid JSON`, { cause: err }), `failed to read ${desc.mediaType}`);
   }
@@ -81,9 +85,15 @@ export async function readJson<T>(content: Provider, desc: OciDescriptor): Promi
  * nothing for configs, layers and unknown types.
  */
 export async function children(content: Provider, desc: OciDescriptor): Promise<OciDescriptor[]> {
-  if (isIndexType(desc.mediaType)) return (await readJson<OciIndex>(content, desc)).manifests ?? [];
+  if (!isIndexType(desc.mediaType) && !isManifestType(desc.mediaType)) return [];
+  return childrenOf(desc, await readBlob(content, desc));
+}
+
+/** {@link children} from the blob's bytes. */
+export function childrenOf(desc: OciDescriptor, bytes: Buffer): OciDescriptor[] {
+  if (isIndexType(desc.mediaType)) return parseJsonBlob<OciIndex>(desc, bytes).manifests ?? [];
   if (isManifestType(desc.mediaType)) {
-    const m = await readJson<OciManifest>(content, desc);
+    const m = parseJsonBlob<OciManifest>(desc, bytes);
     return [m.config, ...(m.layers ?? [])];
   }
   return [];

@@ -1,6 +1,15 @@
 import type { Context } from '@berth/context';
 import type { GrowingBlob, MetadataContentStore, MetadataWriter } from '@berth/content';
-import { isAlreadyExists, isCanceled, isDeadlineExceeded, isFailedPrecondition, isNotFound, isUnavailable, wrap } from '@berth/errdefs';
+import {
+  InvalidArgumentError,
+  isAlreadyExists,
+  isCanceled,
+  isDeadlineExceeded,
+  isFailedPrecondition,
+  isNotFound,
+  isUnavailable,
+  wrap,
+} from '@berth/errdefs';
 import type { OciDescriptor } from '@berth/images';
 import { ConcurrencyLimit, type ImageReference, type RegistryClient, sleep } from '@berth/remotes';
 import type { BlobProgress } from './pull-progress';
@@ -32,7 +41,12 @@ export interface FetchBlobOptions {
   labels: Record<string, string>;
   /** Called once the blob waits for a transfer slot (or needs none): lets a caller order the queue. */
   onQueued?: () => void;
+  /** The blob's bytes, already downloaded and verified by {@link BlobFetcher.download}: only stored. */
+  bytes?: Buffer;
 }
+
+/** The largest blob {@link BlobFetcher.download} takes into memory. */
+export const SMALL_BLOB_SIZE = 1 << 20;
 
 /** The longest wait between attempts to open a ref another writer holds, in milliseconds. */
 const MAX_LOCK_DELAY_MS = 1_000;
@@ -64,6 +78,45 @@ export class BlobFetcher {
     const writer = await this.writers.get(digest)?.catch(() => undefined);
     // A writer that committed or closed meanwhile cannot be followed: the blob is stored (or failed).
     return writer?.follow().catch(() => undefined);
+  }
+
+  /**
+   * Downloads a small blob (at most {@link SMALL_BLOB_SIZE}) into memory, verified against its
+   * digest, in a transfer slot, with its progress events up to `downloading`; {@link fetch} with
+   * `bytes` then stores it (and reports it complete). A pull reads an index, manifest or config
+   * from these bytes at once, while the store's commit runs beside the fetches that follow.
+   */
+  async download(ctx: Context, desc: OciDescriptor, options: Pick<FetchBlobOptions, 'name' | 'parents' | 'onQueued'>): Promise<Buffer> {
+    const { progress, client, ref } = this.options;
+    const { name } = options;
+    if (desc.size > SMALL_BLOB_SIZE) throw new InvalidArgumentError(`${desc.digest}: ${desc.size} bytes is too large to hold in memory`);
+    progress.waiting(name, desc, options.parents);
+    let release: (() => void) | undefined;
+    let queued = false;
+    const markQueued = () => {
+      if (!queued) options.onQueued?.();
+      queued = true;
+    };
+    try {
+      const slot = this.slots.acquire(ctx.signal);
+      markQueued();
+      release = await slot;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of await client.fetch(ref, desc, { signal: ctx.signal })) {
+        chunks.push(chunk as Buffer);
+        size += (chunk as Buffer).length;
+        progress.wrote(name, size);
+      }
+      return Buffer.concat(chunks, size);
+    } catch (err) {
+      progress.drop(name);
+      if (isCanceled(err) || isDeadlineExceeded(err)) throw err;
+      throw wrap(err, `failed to fetch ${name}`);
+    } finally {
+      release?.();
+      markQueued();
+    }
   }
 
   /** Fetches one blob (see the class); progress events go to the tracker. */
@@ -100,13 +153,16 @@ export class BlobFetcher {
           offset = 0;
         }
         opened(writer);
-        progress.waiting(name, desc, options.parents, offset);
-        const slot = this.slots.acquire(ctx.signal);
-        markQueued();
-        release = await slot;
+        if (!options.bytes) {
+          progress.waiting(name, desc, options.parents, offset);
+          const slot = this.slots.acquire(ctx.signal);
+          markQueued();
+          release = await slot;
+        }
         for (let restarted = false; ; restarted = true) {
           try {
-            await this.copy(ctx, writer, desc, name, offset);
+            if (options.bytes) await this.writeBytes(writer, options.bytes, offset);
+            else await this.copy(ctx, writer, desc, name, offset);
             await writer.commit(desc.size, desc.digest, options.labels);
             progress.complete(name, desc);
             return 'fetched';
@@ -140,6 +196,12 @@ export class BlobFetcher {
     } finally {
       markQueued();
     }
+  }
+
+  /** Writes downloaded bytes from `offset` on (nothing when the writer links a stored blob). */
+  private async writeBytes(writer: MetadataWriter, bytes: Buffer, offset: number): Promise<void> {
+    if (offset >= bytes.length) return;
+    await writer.write(bytes.subarray(offset));
   }
 
   /** Streams the blob from `offset` on into the writer, reporting the ingest's size as it grows. */

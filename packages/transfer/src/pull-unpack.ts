@@ -7,7 +7,6 @@ import {
   labelUnpacked,
   normalizePlatform,
   platformMatcher,
-  readJson,
   snapshotExists,
   unpackLayer,
   type OciDescriptor,
@@ -87,6 +86,8 @@ export interface UnpackHost {
   progress: ProgressSink;
   /** Resolves once the blob is in the content store. */
   stored(digest: string): Promise<void>;
+  /** Parses a JSON blob of the pull (a config) as soon as its bytes are there. */
+  readJson<T>(desc: OciDescriptor): Promise<T>;
   /** The blob's bytes as they download, when it is being fetched (else undefined: wait for `stored`). */
   follow(digest: string): Promise<GrowingBlob | undefined>;
   /** Resolves with every manifest of the image, once the walk has found them all. */
@@ -133,8 +134,7 @@ export async function unpackWhileFetching(host: UnpackHost, plans: readonly Unpa
 /** The platform of a manifest: its index descriptor's, else its config's. */
 async function platformOf(host: UnpackHost, m: PulledManifest): Promise<Platform> {
   if (m.desc.platform) return m.desc.platform;
-  await host.stored(m.config.digest);
-  const c = await readJson<OciImageConfig>(host.content, m.config);
+  const c = await host.readJson<OciImageConfig>(m.config);
   return { os: c.os, architecture: c.architecture, ...(c.variant ? { variant: c.variant } : {}) };
 }
 
@@ -152,8 +152,7 @@ async function chooseManifest(host: UnpackHost, plan: UnpackPlan): Promise<Pulle
 
 async function unpackManifest(host: UnpackHost, plan: UnpackPlan, m: PulledManifest, logger: Logger): Promise<void> {
   const { ctx, content, progress } = host;
-  await host.stored(m.config.digest);
-  const config = await readJson<OciImageConfig>(content, m.config);
+  const config = await host.readJson<OciImageConfig>(m.config);
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== m.layers.length) throw new FailedPreconditionError('mismatched image rootfs and manifest layers', { bare: true });
   const chains = chainIds(diffIds);
@@ -185,7 +184,10 @@ async function unpackManifest(host: UnpackHost, plan: UnpackPlan, m: PulledManif
     }
     progress({ event: 'extracted', name, progress: desc.size, total: desc.size, desc });
   }
-  if (chains.length > 0) await labelUnpacked(content, m.config, plan.snapshotterName, chains[chains.length - 1]);
+  if (chains.length === 0) return;
+  // The config was read from memory; its label waits for it to be stored.
+  await host.stored(m.config.digest);
+  await labelUnpacked(content, m.config, plan.snapshotterName, chains[chains.length - 1]);
 }
 
 /**

@@ -6,6 +6,9 @@ import {
   allPlatforms,
   childGcLabels,
   children,
+  childrenOf,
+  parseJsonBlob,
+  readJson,
   isIndexType,
   isManifestType,
   setLabels,
@@ -15,7 +18,7 @@ import {
 } from '@berth/images';
 import { nullLogger, type Logger } from '@berth/log';
 import { RegistryClient, abortError, isSchema1MediaType, raceAbort, type ImageReference } from '@berth/remotes';
-import { BlobFetcher } from './pull-fetch';
+import { BlobFetcher, SMALL_BLOB_SIZE } from './pull-fetch';
 import { BlobProgress, blobName } from './pull-progress';
 import { planUnpacks, unpackWhileFetching, type PulledManifest, type UnpackPlan } from './pull-unpack';
 import { storeImage } from './store';
@@ -127,6 +130,8 @@ class PullRun {
   private failure: { error: unknown } | undefined;
   private readonly visited = new Set<string>();
   private readonly stored = new Map<string, Deferred>();
+  /** Per blob: its bytes once downloaded into memory (small blobs), or undefined once stored. */
+  private readonly loaded = new Map<string, Deferred<Buffer | undefined>>();
   private readonly manifests: PulledManifest[] = [];
   /** Indexes and manifests whose children are not listed yet; at 0 every manifest is known. */
   private pendingStructure = 0;
@@ -162,6 +167,7 @@ class PullRun {
             differ: this.o.services.differ,
             progress: this.o.progress,
             stored: (digest) => this.waitStored(digest),
+            readJson: (desc) => this.readJson(desc),
             follow: (digest) => this.fetcher.follow(digest),
             manifests: () => this.until(this.manifestsKnown.promise),
           },
@@ -205,6 +211,18 @@ class PullRun {
     return this.until(this.storedOf(digest).promise);
   }
 
+  private loadedOf(digest: string): Deferred<Buffer | undefined> {
+    let d = this.loaded.get(digest);
+    if (!d) this.loaded.set(digest, (d = new Deferred<Buffer | undefined>()));
+    return d;
+  }
+
+  /** Parses a JSON blob of the pull: from memory once downloaded, else from the store once stored. */
+  private async readJson<T>(desc: OciDescriptor): Promise<T> {
+    const bytes = await this.until(this.loadedOf(desc.digest).promise);
+    return bytes ? parseJsonBlob<T>(desc, bytes) : readJson<T>(this.content, desc);
+  }
+
   /**
    * Schedules a blob and, once it is stored, its children. Returns when the blob waits for a
    * transfer slot (or is done), so that a caller can queue the blobs it wants first.
@@ -220,6 +238,7 @@ class PullRun {
         await this.fetchNode(desc, parents, metadataOnly, () => queued.resolve());
       } catch (err) {
         this.storedOf(desc.digest).reject(err);
+        this.loadedOf(desc.digest).reject(err);
         throw err;
       } finally {
         queued.resolve();
@@ -233,18 +252,45 @@ class PullRun {
     if (isSchema1MediaType(desc.mediaType)) throw new InvalidArgumentError(`${desc.digest}: schema 1 image manifests are no longer supported`);
     const name = blobName(desc);
     const repository = this.o.ref.repository;
-    const outcome = await this.fetcher.fetch(this.ctx, desc, { name, parents, labels: { [this.sourceLabel]: repository }, onQueued });
-    if (outcome === 'exists') await this.addSource(desc.digest, repository);
-    this.storedOf(desc.digest).resolve();
+    const labels = { [this.sourceLabel]: repository };
+    const structural = isIndexType(desc.mediaType) || isManifestType(desc.mediaType);
+    let kids: OciDescriptor[] = [];
+    if (desc.size <= SMALL_BLOB_SIZE && !this.o.services.content.hold(this.ctx, desc.digest)) {
+      // A small blob is read from memory at once (an index's or manifest's children, a config's
+      // diff IDs); storing it runs beside the fetches that follow.
+      const bytes = await this.fetcher.download(this.ctx, desc, { name, parents, onQueued });
+      this.loadedOf(desc.digest).resolve(bytes);
+      if (structural) kids = childrenOf(desc, bytes);
+      const gcLabels = childGcLabels(kids);
+      this.spawn(async () => {
+        try {
+          const outcome = await this.fetcher.fetch(this.ctx, desc, { name, parents, labels: { ...labels, ...gcLabels }, bytes });
+          if (outcome === 'exists') {
+            await this.addSource(desc.digest, repository);
+            await setLabels(this.content, desc.digest, gcLabels);
+          }
+          this.storedOf(desc.digest).resolve();
+        } catch (err) {
+          this.storedOf(desc.digest).reject(err);
+          throw err;
+        }
+      });
+    } else {
+      const outcome = await this.fetcher.fetch(this.ctx, desc, { name, parents, labels, onQueued });
+      if (outcome === 'exists') await this.addSource(desc.digest, repository);
+      this.storedOf(desc.digest).resolve();
+      this.loadedOf(desc.digest).resolve(undefined);
+      if (structural) {
+        kids = await children(this.content, desc);
+        await setLabels(this.content, desc.digest, childGcLabels(kids));
+      }
+    }
 
     if (isIndexType(desc.mediaType)) {
-      const kids = await children(this.content, desc);
-      await setLabels(this.content, desc.digest, childGcLabels(kids));
       for (const k of this.selectManifests(kids)) await this.visit(k.desc, [name], k.metadataOnly);
     } else if (isManifestType(desc.mediaType)) {
-      const [config, ...layers] = await children(this.content, desc);
+      const [config, ...layers] = kids;
       if (!config) throw new InvalidArgumentError(`${desc.digest}: manifest has no config`);
-      await setLabels(this.content, desc.digest, childGcLabels([config, ...layers]));
       this.manifests.push({ desc, config, layers, withLayers: !metadataOnly });
       // Queued in order: the config first (its diff IDs come before any layer can be applied),
       // then the layers bottom up, so that the ones an unpack needs first arrive first.
