@@ -134,18 +134,19 @@ export class BlobFetcher {
   private async fetchOnce(ctx: Context, desc: OciDescriptor, options: FetchBlobOptions, opened: (w: MetadataWriter | undefined) => void): Promise<FetchOutcome> {
     const { progress } = this.options;
     const { name } = options;
-    let queued = false;
-    const markQueued = () => {
-      if (!queued) options.onQueued?.();
-      queued = true;
-    };
+    // The blob takes its place in the queue before its ingest opens: the caller queues the next
+    // blob as soon as this one is queued, and opening takes a while.
+    const slot = options.bytes ? undefined : this.slots.acquire(ctx.signal);
+    // Cancelled while the ingest opens: the error that reaches the caller is the open's, or the slot's below.
+    slot?.catch(() => undefined);
+    let release: (() => void) | undefined;
+    options.onQueued?.();
     try {
       let writer = await this.open(ctx, desc, name);
       if (!writer) {
         progress.exists(name, desc);
         return 'exists';
       }
-      let release: (() => void) | undefined;
       try {
         let offset = (await writer.status()).offset;
         if (offset > desc.size) {
@@ -153,10 +154,8 @@ export class BlobFetcher {
           offset = 0;
         }
         opened(writer);
-        if (!options.bytes) {
+        if (slot) {
           progress.waiting(name, desc, options.parents, offset);
-          const slot = this.slots.acquire(ctx.signal);
-          markQueued();
           release = await slot;
         }
         for (let restarted = false; ; restarted = true) {
@@ -185,7 +184,6 @@ export class BlobFetcher {
           }
         }
       } finally {
-        release?.();
         // Keeps the ingest (and its bytes) for the next pull when this one failed or was cancelled.
         await writer?.close().catch(() => undefined);
       }
@@ -194,7 +192,9 @@ export class BlobFetcher {
       if (isCanceled(err) || isDeadlineExceeded(err)) throw err;
       throw wrap(err, `failed to fetch ${name}`);
     } finally {
-      markQueued();
+      // A slot granted and not used (the blob was there) goes to the next blob at once.
+      if (release) release();
+      else void slot?.then((r) => r(), () => undefined);
     }
   }
 

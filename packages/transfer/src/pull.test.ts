@@ -620,6 +620,31 @@ describe('pull from a registry into the image store, unpacking while fetching', 
     expect(await world.images.list(ctx)).toEqual([]);
   });
 
+  it('a pull cancelled while blobs wait for a transfer slot ends Canceled and stores nothing', async () => {
+    const stray: unknown[] = [];
+    const onStray = (reason: unknown) => void stray.push(reason);
+    process.on('unhandledRejection', onStray);
+    try {
+      const abort = new AbortController();
+      const ctx = await world.ctx(abort.signal);
+      const events: ProgressEvent[] = [];
+      // One slot: the layers queue behind the config, and the pull is cancelled as the first one queues.
+      const error = await pull(ctx, source(refs.multi), target({ name: 'multi:1', unpacks: [{ snapshotter: '' }] }), world.services({ maxConcurrentDownloads: 1 }), direct, (e) => {
+        events.push(e);
+        if (e.event === 'waiting' && e.name?.startsWith('layer-')) abort.abort(new CanceledError('cancelled by the test'));
+      }).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      expect(toGrpcStatus(error).code).toBe(GrpcCode.CANCELLED);
+      expect(stray).toEqual([]);
+      expect(await world.images.list(ctx)).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onStray);
+    }
+  });
+
   it('applies the first layers while the last one is still downloading', async () => {
     const p = await proxy();
     const chains = chainIds(multi.diffIds);

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Context } from '@berth/context';
 import type { ContentStore } from '@berth/content';
 import { InvalidArgumentError, NotFoundError, wrap } from '@berth/errdefs';
@@ -142,6 +143,8 @@ class PullRun {
     private readonly o: PullRunOptions,
   ) {
     this.ctx = { ...outer, signal: AbortSignal.any([outer.signal, this.abort.signal]) };
+    // Every blob waiting for a transfer slot listens to it: as many listeners as the image has blobs.
+    setMaxListeners(0, this.ctx.signal);
     this.content = o.services.content.bind(this.ctx);
     this.blobProgress = new BlobProgress(o.progress);
     this.fetcher = new BlobFetcher({
