@@ -53,6 +53,26 @@ export async function writeFully(fh: FileHandle, data: Uint8Array, position: num
   }
 }
 
+/** Writes all of `chunks`, in order, at `position` with one system call when it takes them all. */
+export async function writevFully(fh: FileHandle, chunks: readonly Uint8Array[], position: number): Promise<void> {
+  const total = chunks.reduce((n, c) => n + c.byteLength, 0);
+  const { bytesWritten } = await fh.writev(chunks as Uint8Array[], position);
+  if (bytesWritten >= total) return;
+  // A short write: the rest one chunk at a time.
+  let skip = bytesWritten;
+  let at = position + bytesWritten;
+  for (const c of chunks) {
+    if (skip >= c.byteLength) {
+      skip -= c.byteLength;
+      continue;
+    }
+    const rest = c.subarray(skip);
+    skip = 0;
+    await writeFully(fh, rest, at);
+    at += rest.byteLength;
+  }
+}
+
 /** Size of the buffers used to hash or copy files: large enough to amortise system calls. */
 export const IO_CHUNK = 1 << 20;
 

@@ -255,6 +255,22 @@ describe('LocalContentStore', () => {
       expect((await w.status()).offset).toBe(3);
     });
 
+    it('writev appends its chunks in order, hashed, also past the system limit of chunks per call', async () => {
+      const chunks = Array.from({ length: 3000 }, (_, i) => Buffer.from(`chunk ${i};`));
+      const all = Buffer.concat(chunks);
+      const w = await open('v');
+      await w.write(Buffer.from('head;'));
+      expect(await w.writev!(chunks)).toBe(all.length);
+      const whole = Buffer.concat([Buffer.from('head;'), all]);
+      expect((await w.status()).offset).toBe(whole.length);
+      await w.commit(whole.length, `sha256:${createHash('sha256').update(whole).digest('hex')}`);
+      const ra = await store.readerAt({ digest: await w.digest() });
+      const back = Buffer.alloc(ra.size);
+      await ra.readAt(back, 0);
+      await ra.close();
+      expect(back.equals(whole)).toBe(true);
+    });
+
     it('fails the commit of an ingest aborted under it', async () => {
       const w = await open('aborted');
       await w.write(Buffer.from('abc'));

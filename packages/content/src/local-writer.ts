@@ -9,7 +9,7 @@ import {
   NotImplementedError,
 } from '@berth/errdefs';
 import { CANONICAL_ALGORITHM, Digester, parseDigest, type Digest, type ParsedDigest } from './digest';
-import { fsyncDir, isErrno, scanFile, writeFully } from './fs-util';
+import { fsyncDir, isErrno, scanFile, writeFully, writevFully } from './fs-util';
 import { INGEST_FILE, createIngest, readIngest } from './ingest';
 import { validateLabels, type LabelStore } from './label-store';
 import type { GrowingBlob, Labels, Status, Writer } from './types';
@@ -95,13 +95,17 @@ export class LocalWriter implements Writer {
   }
 
   write(chunk: Uint8Array): Promise<number> {
+    return this.writev([chunk]);
+  }
+
+  writev(chunks: readonly Uint8Array[]): Promise<number> {
     return this.serial(async () => {
       const fh = this.usable();
-      const length = chunk.byteLength;
+      const length = chunks.reduce((n, c) => n + c.byteLength, 0);
       if (length === 0) return 0;
       // Start the write (it runs on the libuv pool), then hash on this thread meanwhile.
-      const written = writeFully(fh, chunk, this.offset);
-      this.digester.update(chunk);
+      const written = chunks.length === 1 ? writeFully(fh, chunks[0], this.offset) : writevFully(fh, chunks, this.offset);
+      for (const c of chunks) this.digester.update(c);
       try {
         await written;
       } catch (err) {

@@ -498,6 +498,18 @@ export class MetadataWriter implements Writer {
     return this.serial(async () => (await this.materialize(true)).write(chunk));
   }
 
+  writev(chunks: readonly Uint8Array[]): Promise<number> {
+    const b = this.backend;
+    if (b?.writev && !this.done) return b.writev(chunks);
+    return this.serial(async () => {
+      const w = await this.materialize(true);
+      if (w.writev) return w.writev(chunks);
+      let n = 0;
+      for (const c of chunks) n += await w.write(c);
+      return n;
+    });
+  }
+
   truncate(size: number): Promise<void> {
     if (size !== 0) return Promise.reject(new NotImplementedError(`truncate to ${size}: only 0 is supported`));
     if (this.backend && !this.done) return this.backend.truncate(0);

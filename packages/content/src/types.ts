@@ -119,6 +119,12 @@ export interface Writer {
    */
   write(chunk: Uint8Array): Promise<number>;
   /**
+   * {@link write} of several chunks, appended in order with one system call where the store can:
+   * a caller gathering network reads need not copy them into one buffer. Stores without it take
+   * the chunks one {@link write} at a time.
+   */
+  writev?(chunks: readonly Uint8Array[]): Promise<number>;
+  /**
    * Checks and stores the content as a blob, then removes the ingest and releases the ref.
    * `size` > 0 must equal the bytes written (FailedPrecondition `"<ref>" failed size validation:
    * <written> != <size>`); `expected`, when given, must equal the digest (FailedPrecondition

@@ -211,18 +211,18 @@ export class BlobFetcher {
     // The writer hashes what it stores and checks the digest at commit: the fetcher checks sizes.
     const stream = await client.fetch(ref, desc, { offset, signal: ctx.signal, sizeOnly: true });
     let position = offset;
-    // Network chunks (16-64 KiB) are gathered into writes of up to WRITE_SIZE, and the next write
-    // is gathered while the previous one is on disk: one write in flight, not one await per chunk.
+    // Network chunks (16-64 KiB) are gathered into writes of up to WRITE_SIZE (one writev each, no
+    // copy), and the next write is gathered while the previous one is on disk: one write in flight.
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     let inFlight: Promise<unknown> = Promise.resolve();
     const flush = async () => {
-      const data = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+      const chunks = pending;
       const end = position + pendingBytes;
       pending = [];
       pendingBytes = 0;
       await inFlight;
-      inFlight = writer.write(data).then(() => progress.wrote(name, end));
+      inFlight = writer.writev(chunks).then(() => progress.wrote(name, end));
       position = end;
     };
     try {
