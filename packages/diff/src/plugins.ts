@@ -31,7 +31,10 @@ export const DifferToken = token<Differ>(`${DIFFER_PLUGIN_TYPE}/differ`);
  */
 /** `[plugins."io.containerd.differ.v1.walking"]`: Berth's own setting (containerd has none). */
 export interface WalkingDifferConfig {
-  /** Extract layer blobs in the background as they are committed, for the unpack that follows. */
+  /**
+   * Extract layer blobs in the background as they are committed, for the unpack that follows.
+   * Applies run on the differ's worker thread either way.
+   */
   prefetch_layers: boolean;
 }
 
@@ -54,19 +57,18 @@ export const walkingDifferPlugin = definePlugin<WalkingDifferConfig, Differ>({
     const policy: ContentSharingPolicy = metadata?.exports.policy === 'isolated' ? 'isolated' : 'shared';
     const backend = ctx.get(ContentStoreToken);
     const store = new MetadataContentStore(ctx.get(MetadataDbToken), backend, { policy });
-    let prefetcher: LayerPrefetcher | undefined;
-    if (ctx.config.prefetch_layers) {
-      // Under the plugin's root, which sits beside the snapshotters' on the same file system.
-      const p = await LayerPrefetcher.open(join(ctx.root, 'prefetch'), (digest) => backend.blobPath(parseDigest(digest)), {
-        log: (msg, fields) => ctx.logger.debug(msg, fields),
-      });
-      const unsubscribe = [backend.onWriting(() => p.warm()), backend.onCommitted((digest) => p.offer(digest))];
-      ctx.onClose(async () => {
-        unsubscribe.forEach((u) => u());
-        await p.close();
-      });
-      prefetcher = p;
-    }
+    // The worker thread that applies layers off the event loop; with prefetch_layers it also
+    // extracts committed layer blobs ahead of their unpack. Under the plugin's root, which sits
+    // beside the snapshotters' on the same file system.
+    const prefetcher = await LayerPrefetcher.open(join(ctx.root, 'prefetch'), (digest) => backend.blobPath(parseDigest(digest)), {
+      log: (msg, fields) => ctx.logger.debug(msg, fields),
+    });
+    const unsubscribe = [backend.onWriting(() => prefetcher.warm())];
+    if (ctx.config.prefetch_layers) unsubscribe.push(backend.onCommitted((digest) => prefetcher.offer(digest)));
+    ctx.onClose(async () => {
+      unsubscribe.forEach((u) => u());
+      await prefetcher.close();
+    });
     return new WalkingDiffer((c) => store.bind(c), prefetcher);
   },
 });
