@@ -4,7 +4,8 @@ import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import { FailedPreconditionError } from '@berth/errdefs';
-import { GRPC_PLUGIN_TYPE, GrpcServicePlugin } from '@berth/grpc';
+import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, withReplyBarrier } from '@berth/grpc';
+import { METADATA_PLUGIN_TYPE, type MetadataDb } from '@berth/metadata';
 import type { Logger } from '@berth/log';
 import { LoadedPlugins, Registration, loadPlugins } from '@berth/plugin';
 import { TtrpcServer, TtrpcServicePlugin } from '@berth/ttrpc';
@@ -93,8 +94,14 @@ export class Daemon {
         'grpc.max_send_message_length': config.grpc.max_send_message_size,
       });
       widenFlowControl(server, logger);
+      // A reply acknowledges writes only once they are on disk: the metadata database groups its syncs.
+      const db = [...plugins.ofType<MetadataDb>(METADATA_PLUGIN_TYPE).values()][0];
+      const barrier = () => db?.durable() ?? Promise.resolve();
       for (const [id, instance] of plugins.ofType<GrpcServicePlugin>(GRPC_PLUGIN_TYPE)) {
-        for (const svc of instance.services) server.addService(svc.definition, svc.implementation);
+        for (const svc of instance.services) {
+          const held = withReplyBarrier(svc, barrier, logger);
+          server.addService(held.definition, held.implementation);
+        }
         logger.debug('registered gRPC service', { id });
       }
       ttrpc = new TtrpcServer({ logger });

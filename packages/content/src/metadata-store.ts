@@ -385,6 +385,11 @@ export class MetadataContentStore {
     });
   }
 
+  /** Resolves once the metadata written so far is on disk (see MetadataDb.durable). */
+  durable(): Promise<void> {
+    return this.db.durable();
+  }
+
   /** Reports whether the namespace has a blob. */
   has(ctx: Context, digest: Digest): boolean {
     const ns = namespaceRequired(ctx);
@@ -536,9 +541,15 @@ export class MetadataWriter implements Writer {
       if (this.done) throw new FailedPreconditionError('cannot commit on closed writer');
       try {
         await this.commitOpen(size, expected || undefined, labels ?? {});
+      } catch (err) {
+        // "Already exists" acknowledges a record too, maybe one another writer just made.
+        if (isAlreadyExists(err)) await this.host.store.durable();
+        throw err;
       } finally {
         await this.finish();
       }
+      // A commit is acknowledged (a Write stream's reply) only once its record is on disk.
+      await this.host.store.durable();
     });
   }
 

@@ -48,6 +48,28 @@ export interface GrpcService {
   readonly implementation: grpc.UntypedServiceImplementation;
 }
 
+/**
+ * Holds every reply of a unary or client-streaming method until `barrier` resolves: berthd
+ * awaits the metadata database's group sync there, so that no write is acknowledged before it is
+ * on disk. Server and bidirectional streams are left as they are (their handlers await what they
+ * acknowledge). A barrier that fails turns the reply into its error.
+ */
+export function withReplyBarrier(svc: GrpcService, barrier: () => Promise<void>, logger: Logger): GrpcService {
+  const implementation: grpc.UntypedServiceImplementation = { ...svc.implementation };
+  for (const [name, method] of Object.entries(svc.definition)) {
+    if (method.responseStream) continue;
+    const inner = svc.implementation[name] as (c: AnyServerCall, cb: grpc.sendUnaryData<unknown>) => void;
+    implementation[name] = (c: AnyServerCall, cb: grpc.sendUnaryData<unknown>) =>
+      inner(c, (err, value, trailer, flags) => {
+        barrier().then(
+          () => cb(err, value, trailer, flags),
+          (e: unknown) => cb(toServiceError(e, method.path, logger)),
+        );
+      });
+  }
+  return { definition: svc.definition, implementation };
+}
+
 /** What every `io.containerd.grpc.v1` plugin instance provides. */
 export interface GrpcServicePlugin {
   readonly services: readonly GrpcService[];

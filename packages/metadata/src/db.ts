@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, RootDatabase } from 'lmdb';
-import { FailedPreconditionError } from '@berth/errdefs';
+import { DataLossError, FailedPreconditionError } from '@berth/errdefs';
 import { Key, SCHEMA_VERSION, namespaceKey, schemaKey, NamespaceRecord } from './schema';
 
 /** Reads inside one consistent snapshot of the database. */
@@ -43,6 +43,24 @@ export interface Migration {
 export interface OpenOptions {
   /** Migrations to apply to an older database, in order. */
   migrations?: readonly Migration[];
+  /**
+   * When a write becomes durable. `commit` (the default): each {@link MetadataDb.update} syncs
+   * the database before it returns, blocking the thread for the sync. `group`: an update commits
+   * without syncing (visible at once, and kept when the process is killed), and
+   * {@link MetadataDb.durable} syncs every update made before it, one sync for all of its callers;
+   * whoever acknowledges a write (berthd's gRPC replies) awaits it first.
+   */
+  durability?: 'commit' | 'group';
+}
+
+/** lmdb-js's flags for a synchronous write transaction (abortable, synchronous commit)... */
+const TXN_SYNC_FLAGS = 3;
+/** ... and LMDB's MDB_NOSYNC, which commits it without flushing. */
+const MDB_NOSYNC = 0x10000;
+
+/** The native environment's asynchronous sync (mdb_env_sync on a worker thread). */
+interface NativeEnv {
+  sync(callback: (err?: unknown) => void): void;
 }
 
 /** lmdb decodes a one-element array key as the bare element; keys are always arrays here. */
@@ -55,21 +73,31 @@ const startsWith = (key: Key, prefix: Key) => {
 };
 
 /**
- * The metadata database: one lmdb environment, synchronous durable commits, `view`/`update`
- * helpers. Listeners run after a write commits (never inside the transaction), which is where
- * events get published and the garbage collector learns about mutations.
+ * The metadata database: one lmdb environment, synchronous commits (durable at once, or grouped:
+ * see {@link OpenOptions.durability}), `view`/`update` helpers. Listeners run after a write
+ * commits (never inside the transaction), which is where events get published and the garbage
+ * collector learns about mutations.
  */
 export class MetadataDb {
   private readonly listeners = new Set<(m: Mutation) => void>();
+  /** Group durability: updates committed so far, and how many of them the last sync covered. */
+  private committed = 0;
+  private synced = 0;
+  private syncing = false;
+  private readonly waiters: Array<{ upTo: number; resolve: () => void; reject: (err: unknown) => void }> = [];
 
-  private constructor(readonly path: string, private readonly env: RootDatabase<unknown, Key>) {}
+  private constructor(
+    readonly path: string,
+    private readonly env: RootDatabase<unknown, Key>,
+    readonly durability: 'commit' | 'group',
+  ) {}
 
   /** Opens (creating if needed) the database in a directory and brings its schema up to date. */
   static open(dir: string, options: OpenOptions = {}): MetadataDb {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const path = join(dir, 'meta.lmdb');
     const env = open<unknown, Key>({ path, compression: false, maxDbs: 4 });
-    const db = new MetadataDb(path, env);
+    const db = new MetadataDb(path, env, options.durability ?? 'commit');
     db.migrate(options.migrations ?? []);
     return db;
   }
@@ -110,8 +138,40 @@ export class MetadataDb {
   }
 
   /**
-   * Runs `fn` in one synchronous write transaction: all of its writes commit durably together,
-   * or none do if it throws. Commit listeners run after the commit.
+   * Resolves once every update made before the call is on disk: at once with commit durability
+   * or when nothing is waiting to be synced; otherwise after one sync (on a worker thread, never
+   * blocking this one) that covers it, shared with every caller waiting meanwhile. Rejects with
+   * the sync's error.
+   */
+  durable(): Promise<void> {
+    if (this.synced >= this.committed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ upTo: this.committed, resolve, reject });
+      this.syncSoon();
+    });
+  }
+
+  /** Starts a sync unless one runs; when it ends, wakes the waiters it covered and starts the next. */
+  private syncSoon(): void {
+    if (this.syncing || this.waiters.length === 0) return;
+    this.syncing = true;
+    const upTo = this.committed;
+    (this.env as unknown as { env: NativeEnv }).env.sync((err) => {
+      this.syncing = false;
+      if (!err) this.synced = Math.max(this.synced, upTo);
+      for (const w of this.waiters.splice(0)) {
+        if (err) w.reject(new DataLossError(`metadata database ${this.path}: sync failed`, { cause: err }));
+        else if (w.upTo <= upTo) w.resolve();
+        else this.waiters.push(w); // committed after this sync began: the next one covers it
+      }
+      this.syncSoon();
+    });
+  }
+
+  /**
+   * Runs `fn` in one synchronous write transaction: all of its writes commit together, or none
+   * do if it throws; durable at once, or at the next {@link durable} with group durability.
+   * Commit listeners run after the commit.
    */
   update<T>(fn: (tx: WriteTx) => T): T {
     let deletions = false;
@@ -129,7 +189,9 @@ export class MetadataDb {
         deletions = true;
       },
     };
-    const result = env.transactionSync(() => fn(tx));
+    const group = this.durability === 'group';
+    const result = env.transactionSync(() => fn(tx), group ? TXN_SYNC_FLAGS | MDB_NOSYNC : undefined);
+    if (group) this.committed++;
     const mutation: Mutation = { deletions };
     for (const l of this.listeners) {
       try {
@@ -149,6 +211,7 @@ export class MetadataDb {
 
   /** Closes the environment; pending transactions have committed by then (all are synchronous). */
   async close(): Promise<void> {
+    await this.durable().catch(() => undefined);
     await this.env.close();
   }
 

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +63,62 @@ describe('metadata database', () => {
       });
       expect(db.view((tx) => [...tx.range(['p'])].map((e) => e.value))).toEqual(['p/a', 'p/b/c']);
       expect(db.view((tx) => [tx.hasUnder(['p', 'b']), tx.hasUnder(['p', 'a']), tx.hasUnder(['x'])])).toEqual([true, false, false]);
+    });
+  });
+
+  describe('group durability', () => {
+    let group: MetadataDb;
+    let gdir: string;
+    beforeEach(() => {
+      gdir = mkdtempSync(join(tmpdir(), 'berth-meta-group-'));
+      group = MetadataDb.open(gdir, { durability: 'group' });
+    });
+    afterEach(async () => {
+      await group.close();
+      rmSync(gdir, { recursive: true, force: true });
+    });
+
+    it('makes an update visible at once and durable at the next durable(), one sync for every waiter', async () => {
+      expect(group.durability).toBe('group');
+      group.update((tx) => tx.put(['a'], 1));
+      expect(group.view((tx) => tx.get(['a']))).toBe(1);
+      const first = group.durable();
+      group.update((tx) => tx.put(['b'], 2));
+      const second = group.durable();
+      await Promise.all([first, second, group.durable()]);
+      // Nothing written since: resolves without a sync.
+      let settled = false;
+      void group.durable().then(() => (settled = true));
+      await Promise.resolve();
+      expect(settled).toBe(true);
+    });
+
+    it('rolls back as the commit mode does', () => {
+      expect(() =>
+        group.update((tx) => {
+          tx.put(['x'], 1);
+          throw new Error('abort');
+        }),
+      ).toThrow('abort');
+      expect(group.view((tx) => tx.get(['x']))).toBeUndefined();
+    });
+
+    it('keeps what a process committed, unsynced, when that process is killed (SIGKILL)', () => {
+      // A child commits a thousand updates without awaiting durable() and kills itself.
+      const script = `
+        const { MetadataDb } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
+        const db = MetadataDb.open(${JSON.stringify(join(gdir, 'child'))}, { durability: 'group' });
+        for (let i = 0; i < 1000; i++) db.update((tx) => tx.put(['k', i], { i }));
+        process.kill(process.pid, 'SIGKILL');
+      `;
+      const res = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+      expect({ signal: res.signal, stderr: res.stderr }).toEqual({ signal: 'SIGKILL', stderr: '' });
+      const reopened = MetadataDb.open(join(gdir, 'child'));
+      try {
+        expect(reopened.view((tx) => [...tx.range(['k'])].length)).toBe(1000);
+      } finally {
+        void reopened.close();
+      }
     });
   });
 

@@ -40,7 +40,8 @@ export const metadataPlugin = definePlugin<MetadataConfig, MetadataDb>({
   },
   provides: [MetadataDbToken],
   init: (ctx) => {
-    const db = MetadataDb.open(ctx.root);
+    // Updates commit without a sync on this thread; berthd's gRPC replies await the group sync.
+    const db = MetadataDb.open(ctx.root, { durability: 'group' });
     ctx.exports.path = db.path;
     ctx.exports.policy = ctx.config.content_sharing_policy;
     ctx.exports.engine = 'lmdb';
