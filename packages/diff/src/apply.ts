@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import { FailedPreconditionError, InvalidArgumentError, wrap } from '@berth/errdefs';
 import { compressionOfMediaType, decompress } from './compression';
 import { execFile } from './exec';
+import { encodeName, fsPath, hasEscapedBytes, readdirNames } from './byte-names';
 import { confinedComponents, resolveInRoot } from './root-path';
 import { TarEntry, TarHeader, TarTime, TarType, readTar } from './tar';
 import { XattrBatch, isOverlayPrivateXattr, readXattrs } from './xattr';
@@ -106,7 +107,7 @@ async function* hashing(src: AsyncGenerator<Buffer>, hash: Hash, counter: { size
 function lstatOrNull(p: string): fs.Stats | null {
   try {
     // No exception for the common "not there yet": building one costs more than the syscall.
-    return fs.lstatSync(p, { throwIfNoEntry: false }) ?? null;
+    return fs.lstatSync(fsPath(p), { throwIfNoEntry: false }) ?? null;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
@@ -147,6 +148,7 @@ class LayerApplier {
   private readonly freshDirs = new Set<string>();
   private readonly overlay: boolean;
   private readonly parents: string[];
+  private tempNodes = 0;
   implicitDirs = 0;
   whiteouts = 0;
 
@@ -169,7 +171,7 @@ class LayerApplier {
   async finish(): Promise<void> {
     await this.xattrs.flush();
     // Directory times last: creating their children changed them.
-    for (const d of this.dirTimes) fs.lutimesSync(d.path, d.atime, d.mtime);
+    for (const d of this.dirTimes) fs.lutimesSync(fsPath(d.path), d.atime, d.mtime);
   }
 
   /** Where a parent directory named in the layer is on the host: symlinks followed inside the root, refused if they lead out. */
@@ -205,12 +207,12 @@ class LayerApplier {
     switch (h.type) {
       case TarType.Directory:
         if (!existing) {
-          fs.mkdirSync(path, 0o700);
+          fs.mkdirSync(fsPath(path), 0o700);
           this.freshDirs.add(path);
         }
         this.knownDirs.add(path);
         this.chown(path, h);
-        fs.chmodSync(path, h.mode);
+        fs.chmodSync(fsPath(path), h.mode);
         this.dirTimes.push({ path, atime: seconds(later(h.atime, h.mtime)), mtime: seconds(h.mtime) });
         break;
       case TarType.File:
@@ -218,10 +220,10 @@ class LayerApplier {
         await this.writeFile(path, h, entry);
         break;
       case TarType.Symlink:
-        fs.symlinkSync(h.linkname, path);
+        fs.symlinkSync(fsPath(h.linkname), fsPath(path));
         this.parentCache.clear();
         this.chown(path, h);
-        fs.lutimesSync(path, seconds(later(h.atime, h.mtime)), seconds(h.mtime));
+        fs.lutimesSync(fsPath(path), seconds(later(h.atime, h.mtime)), seconds(h.mtime));
         break;
       case TarType.HardLink:
         await this.hardLink(path, h);
@@ -231,8 +233,8 @@ class LayerApplier {
       case TarType.Fifo:
         await this.mknod(path, h);
         this.chown(path, h);
-        fs.chmodSync(path, h.mode);
-        fs.lutimesSync(path, seconds(later(h.atime, h.mtime)), seconds(h.mtime));
+        fs.chmodSync(fsPath(path), h.mode);
+        fs.lutimesSync(fsPath(path), seconds(later(h.atime, h.mtime)), seconds(h.mtime));
         break;
       default:
         throw new InvalidArgumentError(`unhandled tar header type "${h.type}"`);
@@ -242,7 +244,7 @@ class LayerApplier {
   }
 
   private chown(path: string, h: TarHeader): void {
-    if (!this.options.noSameOwner) fs.lchownSync(path, h.uid, h.gid);
+    if (!this.options.noSameOwner) fs.lchownSync(fsPath(path), h.uid, h.gid);
   }
 
   private addXattrs(path: string, h: TarHeader): void {
@@ -253,7 +255,7 @@ class LayerApplier {
   }
 
   private async writeFile(path: string, h: TarHeader, entry: TarEntry): Promise<void> {
-    const fd = fs.openSync(path, O_CREATE_NEW, 0o600);
+    const fd = fs.openSync(fsPath(path), O_CREATE_NEW, 0o600);
     try {
       for await (const chunk of entry.body) {
         let off = 0;
@@ -274,7 +276,7 @@ class LayerApplier {
     const targetParent = this.resolveParent(parts.join('/'));
     const target = `${targetParent}/${base}`;
     if (!lstatOrNull(target) && this.overlay) await this.copyUp(target);
-    fs.linkSync(target, path);
+    fs.linkSync(fsPath(target), fsPath(path));
     // A link to a symlink is a symlink: resolutions through `path` change.
     this.parentCache.clear();
     // The inode's owner, mode and times are the target's: re-applying the link header's values
@@ -293,12 +295,12 @@ class LayerApplier {
       if (st.isDirectory()) break;
       const parent = target.slice(0, target.length - base.length - 1);
       if (parent !== this.root) await this.mkparent(parent);
-      if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(lowerPath), target);
-      else if (st.isFile()) fs.copyFileSync(lowerPath, target);
+      if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(fsPath(lowerPath), { encoding: 'buffer' }), fsPath(target));
+      else if (st.isFile()) fs.copyFileSync(fsPath(lowerPath), fsPath(target));
       else break;
-      fs.lchownSync(target, st.uid, st.gid);
-      if (!st.isSymbolicLink()) fs.chmodSync(target, st.mode & 0o7777);
-      fs.lutimesSync(target, st.atime, st.mtime);
+      fs.lchownSync(fsPath(target), st.uid, st.gid);
+      if (!st.isSymbolicLink()) fs.chmodSync(fsPath(target), st.mode & 0o7777);
+      fs.lutimesSync(fsPath(target), st.atime, st.mtime);
       const attrs = (await readXattrs(lowerPath)).get(lowerPath);
       if (attrs) for (const [k, v] of attrs) if (!isOverlayPrivateXattr(k)) this.xattrs.add(target, k, v);
       this.unpacked.add(target);
@@ -307,17 +309,32 @@ class LayerApplier {
   }
 
   private async mknod(path: string, h: TarHeader): Promise<void> {
-    const args = ['-m', (h.mode & 0o7777).toString(8), path];
-    if (h.type === TarType.Fifo) args.push('p');
-    else args.push(h.type === TarType.Char ? 'c' : 'b', String(h.devmajor), String(h.devminor));
-    const r = await execFile(MKNOD, args);
-    if (r.code !== 0) throw new InvalidArgumentError(`mknod "${path}": ${r.stderr.trim()}`);
+    const kind = h.type === TarType.Fifo ? ['p'] : [h.type === TarType.Char ? 'c' : 'b', String(h.devmajor), String(h.devminor)];
+    await this.runMknod(path, (h.mode & 0o7777).toString(8), kind, 'mknod');
+  }
+
+  /**
+   * Runs mknod for `path`. A path that is not UTF-8 cannot be an argument: the node is made
+   * under a plain temporary name in the root and renamed into place (same file system).
+   */
+  private async runMknod(path: string, mode: string, kind: string[], what: string): Promise<void> {
+    const direct = !hasEscapedBytes(path);
+    const at = direct ? path : `${this.root}/.berth-mknod-${process.pid}-${++this.tempNodes}`;
+    const r = await execFile(MKNOD, ['-m', mode, at, ...kind]);
+    if (r.code !== 0) throw new InvalidArgumentError(`${what} "${path}": ${r.stderr.trim()}`);
+    if (direct) return;
+    try {
+      fs.renameSync(at, encodeName(path));
+    } catch (err) {
+      fs.rmSync(at, { force: true });
+      throw err;
+    }
   }
 
   private async remove(path: string): Promise<void> {
     // Pending attributes may name paths under the one about to go.
     if (this.xattrs.size > 0) await this.xattrs.flush();
-    fs.rmSync(path, { recursive: true, force: true });
+    fs.rmSync(fsPath(path), { recursive: true, force: true });
     this.forget();
   }
 
@@ -347,9 +364,8 @@ class LayerApplier {
     const original = `${dir}/${name}`;
     if (this.overlay) {
       if (lstatOrNull(original)) await this.remove(original);
-      const r = await execFile(MKNOD, ['-m', '0', original, 'c', '0', '0']);
-      if (r.code !== 0) throw new InvalidArgumentError(`creating overlay whiteout "${original}": ${r.stderr.trim()}`);
-      if (!this.options.noSameOwner) fs.lchownSync(original, h.uid, h.gid);
+      await this.runMknod(original, '0', ['c', '0', '0'], 'creating overlay whiteout');
+      if (!this.options.noSameOwner) fs.lchownSync(fsPath(original), h.uid, h.gid);
       this.unpacked.add(original);
     } else if (lstatOrNull(original)) {
       await this.remove(original);
@@ -358,10 +374,10 @@ class LayerApplier {
 
   /** Opaque directory, plain mode: everything below `dir` that this layer did not write goes. */
   private removeNotUnpacked(dir: string): void {
-    for (const name of fs.readdirSync(dir)) {
+    for (const name of readdirNames(dir)) {
       const p = `${dir}/${name}`;
-      if (!this.unpacked.has(p)) fs.rmSync(p, { recursive: true, force: true });
-      else if (fs.lstatSync(p).isDirectory()) this.removeNotUnpacked(p);
+      if (!this.unpacked.has(p)) fs.rmSync(fsPath(p), { recursive: true, force: true });
+      else if (fs.lstatSync(fsPath(p)).isDirectory()) this.removeNotUnpacked(p);
     }
   }
 
@@ -379,7 +395,7 @@ class LayerApplier {
     }
     const up = dir.slice(0, dir.lastIndexOf('/'));
     if (up.length > this.root.length) await this.mkparent(up);
-    fs.mkdirSync(dir, 0o755);
+    fs.mkdirSync(fsPath(dir), 0o755);
     this.implicitDirs++;
     this.knownDirs.add(dir);
     this.freshDirs.add(dir);
@@ -389,8 +405,8 @@ class LayerApplier {
       const lst = lstatOrNull(lowerPath);
       if (!lst) continue;
       if (!lst.isDirectory()) break; // replaced in a lower layer: keep the defaults
-      fs.lchownSync(dir, lst.uid, lst.gid);
-      fs.chmodSync(dir, lst.mode & 0o7777);
+      fs.lchownSync(fsPath(dir), lst.uid, lst.gid);
+      fs.chmodSync(fsPath(dir), lst.mode & 0o7777);
       // Times are not restored: adding children changes them, as applying to a plain directory does.
       const attrs = (await readXattrs(lowerPath)).get(lowerPath);
       if (attrs) for (const [k, v] of attrs) if (!isOverlayPrivateXattr(k)) this.xattrs.add(dir, k, v);

@@ -152,7 +152,10 @@ export class LayerPrefetcher {
       const [there, here] = [fs.statSync(target.dir), fs.statSync(e.dir)];
       if (!there.isDirectory() || there.dev !== here.dev || fs.readdirSync(target.dir).length > 0) return undefined;
       // Renames within one file system: each entry moves whole, with its attributes.
-      for (const name of fs.readdirSync(e.dir)) fs.renameSync(join(e.dir, name), join(target.dir, name));
+      // Names as bytes: a layer's names need not be UTF-8.
+      for (const name of fs.readdirSync(e.dir, { encoding: 'buffer' })) {
+        fs.renameSync(Buffer.concat([Buffer.from(`${e.dir}/`), name]), Buffer.concat([Buffer.from(`${target.dir}/`), name]));
+      }
       this.log('layer applied from its prefetched tree', { digest });
       return result;
     } finally {

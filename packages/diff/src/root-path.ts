@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import { InvalidArgumentError } from '@berth/errdefs';
+import { fsPath, readlinkName } from './byte-names';
 
 /** Symlinks followed while resolving one path before giving up (as containerd: 255). */
 export const MAX_SYMLINKS = 255;
@@ -64,7 +65,7 @@ export function resolveInRoot(root: string, path: string, options: ResolveOption
     const full = `${base}/${done.join('/')}`;
     let st: fs.Stats | undefined;
     try {
-      st = fs.lstatSync(full, { throwIfNoEntry: false });
+      st = fs.lstatSync(fsPath(full), { throwIfNoEntry: false });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
     }
@@ -74,7 +75,7 @@ export function resolveInRoot(root: string, path: string, options: ResolveOption
     }
     if (!st.isSymbolicLink()) continue;
     if (++links > MAX_SYMLINKS) throw new InvalidArgumentError(`too many symlinks resolving "${path}" inside "${root}"`);
-    const target = fs.readlinkSync(full);
+    const target = readlinkName(full);
     via = { link: done.join('/'), target };
     done.pop();
     if (target.startsWith('/')) {

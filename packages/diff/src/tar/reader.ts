@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { InvalidArgumentError, NotImplementedError } from '@berth/errdefs';
+import { decodeName } from '../byte-names';
 import { BLOCK, TarHeader, TarType, isHeaderOnly, padding, parsePaxTime } from './header';
 
 /** One archive member: its header and its data, streamed from the archive. */
@@ -211,7 +212,7 @@ function isZeroBlock(b: Buffer): boolean {
 function cString(b: Buffer, start = 0, end = b.length): string {
   let e = b.indexOf(0, start);
   if (e < 0 || e > end) e = end;
-  return b.toString('utf8', start, e);
+  return decodeName(b, start, e);
 }
 
 /** Parses an octal or base-256 (GNU) numeric field. */
@@ -297,7 +298,7 @@ export function parsePaxRecords(buf: Buffer): Map<string, Buffer> {
     }
     const eq = buf.indexOf(0x3d, sp + 1);
     if (eq < 0 || eq >= off + len) throw new InvalidArgumentError('tar: malformed PAX record');
-    out.set(buf.toString('utf8', sp + 1, eq), buf.subarray(eq + 1, off + len - 1));
+    out.set(decodeName(buf, sp + 1, eq), buf.subarray(eq + 1, off + len - 1));
     off += len;
   }
   return out;
@@ -324,10 +325,10 @@ function applyPax(h: TarHeader, records: Map<string, Buffer>): void {
     const empty = v.length === 0;
     switch (key) {
       case 'path':
-        if (!empty) h.name = v.toString('utf8');
+        if (!empty) h.name = decodeName(v);
         break;
       case 'linkpath':
-        if (!empty) h.linkname = v.toString('utf8');
+        if (!empty) h.linkname = decodeName(v);
         break;
       case 'size':
         if (!empty) h.size = paxInt(key, v);
@@ -339,10 +340,10 @@ function applyPax(h: TarHeader, records: Map<string, Buffer>): void {
         if (!empty) h.gid = paxInt(key, v);
         break;
       case 'uname':
-        h.uname = v.toString('utf8');
+        h.uname = decodeName(v);
         break;
       case 'gname':
-        h.gname = v.toString('utf8');
+        h.gname = decodeName(v);
         break;
       case 'mtime':
         if (!empty) h.mtime = paxTime(key, v);
@@ -370,7 +371,7 @@ function applyPax(h: TarHeader, records: Map<string, Buffer>): void {
         } else if (empty) {
           h.pax.delete(key);
         } else {
-          h.pax.set(key, v.toString('utf8'));
+          h.pax.set(key, decodeName(v));
         }
     }
   }
