@@ -4,7 +4,7 @@ import { FailedPreconditionError, InvalidArgumentError, wrap } from '@berth/errd
 import { compressionOfMediaType, decompress } from './compression';
 import { execFile } from './exec';
 import { encodeName, fsPath, hasEscapedBytes, readdirNames } from './byte-names';
-import { confinedComponents, resolveInRoot } from './root-path';
+import { RootResolver, confinedComponents } from './root-path';
 import { TarEntry, TarHeader, TarTime, TarType, readTar } from './tar';
 import { XattrBatch, isOverlayPrivateXattr, readXattrs } from './xattr';
 
@@ -115,6 +115,33 @@ function lstatOrNull(p: string): fs.Stats | null {
   }
 }
 
+/**
+ * Removes a file or a whole tree, if there. Iterative: node's recursive rmSync overflows the
+ * stack on a tree some 2,000 directories deep, which a layer can hold.
+ */
+function removeTree(path: string): void {
+  const todo: Array<string | Buffer> = [fsPath(path)];
+  while (todo.length > 0) {
+    const p = todo[todo.length - 1];
+    const st = fs.lstatSync(p, { throwIfNoEntry: false });
+    if (!st) {
+      todo.pop();
+    } else if (!st.isDirectory()) {
+      fs.unlinkSync(p);
+      todo.pop();
+    } else {
+      const names = fs.readdirSync(p, { encoding: 'buffer' });
+      if (names.length === 0) {
+        fs.rmdirSync(p);
+        todo.pop();
+      } else {
+        const prefix = Buffer.concat([Buffer.from(p), Buffer.from('/')]);
+        for (const name of names) todo.push(Buffer.concat([prefix, name]));
+      }
+    }
+  }
+}
+
 /** Seconds as node's time APIs take them; times before the epoch become the epoch (containerd's boundTime). */
 function seconds(t: TarTime): number {
   if (t.sec < 0) return 0;
@@ -137,9 +164,11 @@ class LayerApplier {
   private readonly unpacked = new Set<string>();
   private readonly dirTimes: DirTimes[] = [];
   private readonly xattrs = new XattrBatch();
-  /** Cleaned relative parent path -> resolved host path. Cleared whenever the tree's symlinks may change. */
-  private readonly parentCache = new Map<string, string>();
-  /** Directories known to exist; cleared with parentCache. */
+  /** Parent paths named in the layer -> host paths. Invalidated whenever the tree's symlinks may change. */
+  private readonly resolver: RootResolver;
+  /** The same for each lower directory (they do not change while the layer is applied). */
+  private readonly lowerResolvers: RootResolver[];
+  /** Directories known to exist; cleared when the resolver is invalidated by a removal. */
   private readonly knownDirs = new Set<string>();
   /**
    * Directories this apply created (or found empty): a name in them exists only if this layer
@@ -147,14 +176,14 @@ class LayerApplier {
    */
   private readonly freshDirs = new Set<string>();
   private readonly overlay: boolean;
-  private readonly parents: string[];
   private tempNodes = 0;
   implicitDirs = 0;
   whiteouts = 0;
 
   constructor(private readonly root: string, private readonly options: ApplyOptions) {
     this.overlay = options.overlay ?? false;
-    this.parents = options.parents ?? [];
+    this.resolver = new RootResolver(root, { confine: true });
+    this.lowerResolvers = (options.parents ?? []).map((lower) => new RootResolver(lower));
     if (fs.readdirSync(root).length === 0) this.freshDirs.add(root);
     this.knownDirs.add(root);
   }
@@ -176,12 +205,7 @@ class LayerApplier {
 
   /** Where a parent directory named in the layer is on the host: symlinks followed inside the root, refused if they lead out. */
   private resolveParent(rel: string): string {
-    let p = this.parentCache.get(rel);
-    if (p === undefined) {
-      p = resolveInRoot(this.root, rel, { confine: true });
-      this.parentCache.set(rel, p);
-    }
-    return p;
+    return this.resolver.resolve(rel);
   }
 
   private async applyEntry(h: TarHeader, entry: TarEntry): Promise<void> {
@@ -221,7 +245,7 @@ class LayerApplier {
         break;
       case TarType.Symlink:
         fs.symlinkSync(fsPath(h.linkname), fsPath(path));
-        this.parentCache.clear();
+        this.resolver.invalidate();
         this.chown(path, h);
         fs.lutimesSync(fsPath(path), seconds(later(h.atime, h.mtime)), seconds(h.mtime));
         break;
@@ -278,7 +302,7 @@ class LayerApplier {
     if (!lstatOrNull(target) && this.overlay) await this.copyUp(target);
     fs.linkSync(fsPath(target), fsPath(path));
     // A link to a symlink is a symlink: resolutions through `path` change.
-    this.parentCache.clear();
+    this.resolver.invalidate();
     // The inode's owner, mode and times are the target's: re-applying the link header's values
     // (containerd chowns and re-times the link) would clear setuid bits on a hard-linked binary.
   }
@@ -288,8 +312,8 @@ class LayerApplier {
     const rel = target.slice(this.root.length + 1);
     const relParts = rel.split('/');
     const base = relParts.pop()!;
-    for (const lower of this.parents) {
-      const lowerPath = `${resolveInRoot(lower, relParts.join('/'))}/${base}`;
+    for (const lower of this.lowerResolvers) {
+      const lowerPath = `${lower.resolve(relParts.join('/'))}/${base}`;
       const st = lstatOrNull(lowerPath);
       if (!st) continue;
       if (st.isDirectory()) break;
@@ -334,13 +358,13 @@ class LayerApplier {
   private async remove(path: string): Promise<void> {
     // Pending attributes may name paths under the one about to go.
     if (this.xattrs.size > 0) await this.xattrs.flush();
-    fs.rmSync(fsPath(path), { recursive: true, force: true });
+    removeTree(path);
     this.forget();
   }
 
   /** Drops what was cached about the tree after a removal. */
   private forget(): void {
-    this.parentCache.clear();
+    this.resolver.invalidate();
     this.knownDirs.clear();
     this.knownDirs.add(this.root);
     this.freshDirs.clear();
@@ -376,7 +400,7 @@ class LayerApplier {
   private removeNotUnpacked(dir: string): void {
     for (const name of readdirNames(dir)) {
       const p = `${dir}/${name}`;
-      if (!this.unpacked.has(p)) fs.rmSync(fsPath(p), { recursive: true, force: true });
+      if (!this.unpacked.has(p)) removeTree(p);
       else if (fs.lstatSync(fsPath(p)).isDirectory()) this.removeNotUnpacked(p);
     }
   }
@@ -400,8 +424,8 @@ class LayerApplier {
     this.knownDirs.add(dir);
     this.freshDirs.add(dir);
     const rel = dir.slice(this.root.length + 1);
-    for (const lower of this.parents) {
-      const lowerPath = resolveInRoot(lower, rel);
+    for (const lower of this.lowerResolvers) {
+      const lowerPath = lower.resolve(rel);
       const lst = lstatOrNull(lowerPath);
       if (!lst) continue;
       if (!lst.isDirectory()) break; // replaced in a lower layer: keep the defaults
