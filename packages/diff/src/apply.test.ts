@@ -49,7 +49,7 @@ describe('applyLayer', () => {
     fs.mkdirSync(root);
     const res = await applyLayer(root, fs.createReadStream(join(dir, 'layer')));
     const uncompressed = fs.readFileSync(join(dir, 'layer.tar'));
-    expect(res).toEqual({ digest: sha(uncompressed), size: uncompressed.length, dependsOnParents: { implicitDirs: 0, whiteouts: 0 } });
+    expect(res).toEqual({ digest: sha(uncompressed), size: uncompressed.length, dependsOnParents: { implicitDirs: 0, whiteouts: 0, opaqueRoot: false } });
     // GNU tar keeps the root's own metadata; containerd (and Berth) ignore the "./" entry.
     expect(await describeTree(root)).toEqual(await describeTree(expected));
     expect(fs.statSync(join(root, 'suid')).mode & 0o7777).toBe(0o6755);

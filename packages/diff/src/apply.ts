@@ -21,6 +21,12 @@ export interface ApplyOptions {
    * Apply into an overlayfs upper directory: whiteouts become overlay whiteouts (0:0 character
    * devices) and opaque directories get `trusted.overlay.opaque=y`, so the layer can be applied
    * without mounting the chain below it. Default false (plain directory: whiteouts delete).
+   *
+   * overlayfs ignores `trusted.overlay.opaque` on a layer's root directory, so an opaque
+   * whiteout at the layer's root (`.wh..wh..opq`) is written as what it means: a whiteout for
+   * every name at the root of `parents` that the layer does not write itself, and the opaque
+   * attribute on every directory there that a parent has too. The root gets the attribute as
+   * well, so the layer's diff gives the opaque entry back.
    */
   overlay?: boolean;
   /**
@@ -41,9 +47,10 @@ export interface ApplyResult {
   size: number;
   /**
    * What in the result depended on the layers below: directories created implicitly (their
-   * attributes come from `parents`) and whiteouts or opaque directories written.
+   * attributes come from `parents`), whiteouts or opaque directories written, and whether the
+   * layer's root is opaque (in overlay mode, what hides the parents' names is derived from them).
    */
-  dependsOnParents: { implicitDirs: number; whiteouts: number };
+  dependsOnParents: { implicitDirs: number; whiteouts: number; opaqueRoot: boolean };
 }
 
 const WHITEOUT_PREFIX = '.wh.';
@@ -89,7 +96,7 @@ export async function applyLayer(root: string, stream: AsyncIterable<Uint8Array>
   if (options.expectedDiffId !== undefined && options.expectedDiffId !== digest) {
     throw new FailedPreconditionError(`wrong diff id calculated on extraction "${digest}", expected "${options.expectedDiffId}"`);
   }
-  return { digest, size: counter.size, dependsOnParents: { implicitDirs: applier.implicitDirs, whiteouts: applier.whiteouts } };
+  return { digest, size: counter.size, dependsOnParents: { implicitDirs: applier.implicitDirs, whiteouts: applier.whiteouts, opaqueRoot: applier.opaqueRoot } };
 }
 
 async function* hashing(src: AsyncGenerator<Buffer>, hash: Hash, counter: { size: number }): AsyncGenerator<Buffer, void, undefined> {
@@ -178,6 +185,7 @@ class LayerApplier {
   private readonly overlay: boolean;
   private tempNodes = 0;
   implicitDirs = 0;
+  opaqueRoot = false;
   whiteouts = 0;
 
   constructor(private readonly root: string, private readonly options: ApplyOptions) {
@@ -198,6 +206,7 @@ class LayerApplier {
   }
 
   async finish(): Promise<void> {
+    if (this.overlay && this.opaqueRoot) await this.hideParentsAtRoot();
     await this.xattrs.flush();
     // Directory times last: creating their children changed them.
     for (const d of this.dirTimes) fs.lutimesSync(fsPath(d.path), d.atime, d.mtime);
@@ -355,6 +364,22 @@ class LayerApplier {
     }
   }
 
+  /**
+   * The opaque root in overlay mode: every name at the root of a parent is hidden, by a
+   * whiteout where the layer has nothing of that name and by the opaque attribute on a
+   * directory the layer has there (a directory would otherwise merge with the parent's).
+   */
+  private async hideParentsAtRoot(): Promise<void> {
+    const names = new Set<string>();
+    for (const lower of this.options.parents ?? []) for (const name of readdirNames(lower)) names.add(name);
+    for (const name of names) {
+      const path = `${this.root}/${name}`;
+      const st = lstatOrNull(path);
+      if (!st) await this.runMknod(path, '0', ['c', '0', '0'], 'creating overlay whiteout');
+      else if (st.isDirectory()) this.xattrs.add(path, 'trusted.overlay.opaque', Buffer.from('y'));
+    }
+  }
+
   private async remove(path: string): Promise<void> {
     // Pending attributes may name paths under the one about to go.
     if (this.xattrs.size > 0) await this.xattrs.flush();
@@ -374,6 +399,7 @@ class LayerApplier {
     this.whiteouts++;
     if (base === WHITEOUT_OPAQUE) {
       if (!lstatOrNull(dir)) throw new InvalidArgumentError(`opaque whiteout for missing directory "${dir}"`);
+      if (dir === this.root) this.opaqueRoot = true;
       if (this.overlay) {
         this.xattrs.add(dir, 'trusted.overlay.opaque', Buffer.from('y'));
       } else {

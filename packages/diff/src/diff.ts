@@ -179,7 +179,7 @@ class ChangeWriter {
   }
 
   async opaque(relDir: string): Promise<void> {
-    await this.tw.add({ name: `${relDir}/${WHITEOUT_OPAQUE}`, type: TarType.File, mode: 0, mtime: { sec: this.whiteoutTime, nsec: 0 } });
+    await this.tw.add({ name: relDir === '' ? WHITEOUT_OPAQUE : `${relDir}/${WHITEOUT_OPAQUE}`, type: TarType.File, mode: 0, mtime: { sec: this.whiteoutTime, nsec: 0 } });
   }
 
   /** Emits the directories above `rel` that are not in the diff yet, so apply restores their metadata. */
@@ -288,7 +288,8 @@ export async function writeDiff(lowerRoot: string, upperRoot: string, out: DiffS
 /**
  * Writes the layer an overlayfs upper directory holds, reading it directly (no mount, no walk
  * of the lower layers): 0:0 character devices become `.wh.<name>` whiteouts and directories
- * with `trusted.overlay.opaque=y` get a `.wh..wh..opq` entry. Upper directories made with
+ * with `trusted.overlay.opaque=y` get a `.wh..wh..opq` entry (the root too: then the whiteouts at
+ * the root are left out, the opaque entry says it all). Upper directories made with
  * `redirect_dir` or `metacopy` are refused (their content is not all in the upper).
  */
 export async function writeOverlayDiff(upperDir: string, out: DiffSink, options: DiffOptions = {}): Promise<DiffResult> {
@@ -310,16 +311,20 @@ export async function writeOverlayDiff(upperDir: string, out: DiffSink, options:
         const path = `${upper}/${r}`;
         const st = lstat(path);
         if (st.isCharacterDevice() && st.rdev === 0n) {
-          await cw.delete(r);
+          // Under an opaque root, the root's whiteouts are how apply wrote it (see applyLayer).
+          if (!(rel === '' && rootOpaque)) await cw.delete(r);
           continue;
         }
         await cw.change('add', r, st);
         if (st.isDirectory()) {
-          if (xattrs.get(path)?.get('trusted.overlay.opaque')?.toString() === 'y') await cw.opaque(r);
+          if (isOpaque(path)) await cw.opaque(r);
           await walk(r);
         }
       }
     };
+    const isOpaque = (path: string) => xattrs.get(path)?.get('trusted.overlay.opaque')?.toString() === 'y';
+    const rootOpaque = isOpaque(upper);
+    if (rootOpaque) await cw.opaque('');
     await walk('');
   });
 }

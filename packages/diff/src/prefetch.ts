@@ -145,7 +145,7 @@ export class LayerPrefetcher {
     const result = e.result!;
     const dep = result.dependsOnParents;
     try {
-      if (target.hasParents ? dep.implicitDirs > 0 : dep.whiteouts > 0) return undefined;
+      if (target.hasParents ? dep.implicitDirs > 0 || dep.opaqueRoot : dep.whiteouts > 0) return undefined;
       if (target.expectedDiffId !== undefined && target.expectedDiffId !== result.digest) {
         throw new FailedPreconditionError(`wrong diff id calculated on extraction "${result.digest}", expected "${target.expectedDiffId}"`);
       }

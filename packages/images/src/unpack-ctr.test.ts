@@ -6,7 +6,7 @@ import { gunzipSync } from 'node:zlib';
 import { TreeEntry, describeTree, encodeName, readTar } from '@berth/diff';
 import { CTR_PATH, CtrResult, ReferenceContainerd, TestDaemon, tempDir } from '@berth/testing';
 // tools/ packages are not in jest's @berth/* source mapping (it covers packages/ only).
-import { BYTE_NAMES_IMAGE, HOSTILE_KINDS, buildBusyboxImage, buildByteNamesImage, bytes, buildHostileImage, buildMultiLayerImage, BUSYBOX_IMAGE, MULTILAYER_IMAGE } from '../../../tools/fixtures/src';
+import { BYTE_NAMES_IMAGE, HOSTILE_KINDS, OPAQUE_ROOT_IMAGE, buildBusyboxImage, buildByteNamesImage, buildOpaqueRootImage, bytes, buildHostileImage, buildMultiLayerImage, BUSYBOX_IMAGE, MULTILAYER_IMAGE } from '../../../tools/fixtures/src';
 
 /**
  * Image import, unpack, mount, export and container create through the stock ctr, against
@@ -206,6 +206,33 @@ describe('image import and unpack through ctr: berthd against containerd 1.6', (
     const ex = await Promise.all(daemons().map((d, i) => d.ctr(['images', 'export', outs[i], BYTE_NAMES_IMAGE], { namespace: ns })));
     expect(ex.map((r) => r.code)).toEqual([0, 0]);
     expect(sha(outs[0])).toEqual(sha(outs[1]));
+  });
+
+  it('an opaque whiteout at a layer root hides every lower layer, on overlayfs and native', async () => {
+    // containerd 1.6 shows the lower layers through such a root, on overlayfs (overlayfs ignores
+    // the opaque attribute on a layer root) and on native alike; Berth hides them on both.
+    const ns = 'opaque-root';
+    const tar = await buildOpaqueRootImage(fixtures);
+    const runs = [
+      { d: berthd, snapshotter: 'overlayfs' }, { d: berthd, snapshotter: 'native' }, { d: containerd, snapshotter: 'native' },
+    ];
+    const trees: TreeEntry[][] = [];
+    for (const [i, { d, snapshotter }] of runs.entries()) {
+      const r = await d.ctr(['images', 'import', '--snapshotter', snapshotter, tar], { namespace: ns });
+      expect(r).toMatchObject({ code: 0 });
+      const mnt = join(work.path, `opaque-root-${i}`);
+      mkdirSync(mnt);
+      expect(await d.ctr(['images', 'mount', '--snapshotter', snapshotter, OPAQUE_ROOT_IMAGE, mnt], { namespace: ns })).toMatchObject({ code: 0 });
+      try {
+        trees.push(normalise(await describeTree(mnt)));
+      } finally {
+        expect(await d.ctr(['images', 'unmount', '--rm', mnt], { namespace: ns })).toMatchObject({ code: 0 });
+      }
+    }
+    expect(trees[0].map((e) => e.path)).toEqual(['bin', 'bin/busybox', 'etc', 'etc/hostname', 'new']);
+    const noTimes = (t: TreeEntry[]) => t.map(({ mtime: _m, ...e }) => e);
+    expect(noTimes(trees[1])).toEqual(noTimes(trees[0]));
+    expect(trees[2].map((e) => e.path)).toEqual(expect.arrayContaining(['bin/sh', 'etc/passwd', 'top', 'link', 'fifo']));
   });
 
   it('refuses hostile layers with a clear error: nothing outside, no half-committed snapshot, still serving', async () => {
