@@ -56,6 +56,11 @@ export interface ApplyResult {
 const WHITEOUT_PREFIX = '.wh.';
 const WHITEOUT_OPAQUE = '.wh..wh..opq';
 const MKNOD = '/usr/bin/mknod';
+/**
+ * File system errors that an entry's content causes (a hard link to nothing, a name too long, a
+ * parent that is a file...): the layer is bad input. Others (no space, I/O) are the host's.
+ */
+const LAYER_ERRNOS = new Set(['ENOENT', 'EEXIST', 'ENOTDIR', 'EISDIR', 'ELOOP', 'ENAMETOOLONG', 'EINVAL', 'EMLINK', 'EPERM', 'ENOTEMPTY']);
 const O_CREATE_NEW = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 
 /**
@@ -201,6 +206,10 @@ class LayerApplier {
     try {
       await this.applyEntry(h, entry);
     } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== undefined && LAYER_ERRNOS.has(code)) {
+        throw new InvalidArgumentError(`apply layer entry "${h.name}": ${(err as Error).message}`, { cause: err });
+      }
       throw wrap(err, `apply layer entry "${h.name}"`);
     }
   }

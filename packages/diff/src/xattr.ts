@@ -152,7 +152,8 @@ export class XattrBatch {
     let dump = '';
     for (const [path, attrs] of this.entries) {
       dump += `# file: ${quote(path)}\n`;
-      for (const [k, v] of attrs) dump += `${quote(k)}=0s${v.toString('base64')}\n`;
+      // An empty value as `""`: setfattr refuses an empty `0s` (exit 1, no message).
+      for (const [k, v] of attrs) dump += `${quote(k)}=${v.length === 0 ? '""' : `0s${v.toString('base64')}`}\n`;
       dump += '\n';
     }
     this.entries.clear();

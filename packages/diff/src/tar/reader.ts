@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { InvalidArgumentError, NotImplementedError } from '@berth/errdefs';
-import { decodeName } from '../byte-names';
+import { decodeName, encodeName } from '../byte-names';
 import { BLOCK, TarHeader, TarType, isHeaderOnly, padding, parsePaxTime } from './header';
 
 /** One archive member: its header and its data, streamed from the archive. */
@@ -365,7 +365,7 @@ function applyPax(h: TarHeader, records: Map<string, Buffer>): void {
           const name = key.slice(XATTR_SCHILY.length);
           h.xattrs.set(name, Buffer.from(v)); // an empty value is a valid (empty) attribute
         } else if (key.startsWith(XATTR_LIBARCHIVE)) {
-          h.xattrs.set(decodeURIComponent(key.slice(XATTR_LIBARCHIVE.length)), Buffer.from(v.toString('latin1'), 'base64'));
+          h.xattrs.set(libarchiveXattrName(key.slice(XATTR_LIBARCHIVE.length)), Buffer.from(v.toString('latin1'), 'base64'));
         } else if (key.startsWith('GNU.sparse.')) {
           throw new NotImplementedError(`tar: GNU sparse files are not supported ("${h.name}")`);
         } else if (empty) {
@@ -375,4 +375,22 @@ function applyPax(h: TarHeader, records: Map<string, Buffer>): void {
         }
     }
   }
+}
+
+/** Decodes the URL-encoded attribute name of a `LIBARCHIVE.xattr.<name>` record, as bytes. */
+function libarchiveXattrName(encoded: string): string {
+  const bytes = encodeName(encoded);
+  const out: number[] = [];
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] !== 0x25) {
+      out.push(bytes[i]);
+      continue;
+    }
+    const hex = bytes.toString('latin1', i + 1, i + 3);
+    if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw new InvalidArgumentError(`tar: malformed PAX record "LIBARCHIVE.xattr.${encoded}"`);
+    out.push(parseInt(hex, 16));
+    i += 2;
+  }
+  if (out.length === 0) throw new InvalidArgumentError('tar: PAX record "LIBARCHIVE.xattr." names no attribute');
+  return decodeName(Buffer.from(out));
 }
