@@ -136,10 +136,10 @@ export class LayerPrefetcher {
       this.forget(e);
       return undefined;
     }
-    if (e.state === 'running') {
-      target.signal?.throwIfAborted();
-      await e.done;
-    }
+    // A caller that goes away (client gone, deadline passed) stops waiting; the tree stays
+    // for another taker until the idle timer removes it.
+    if (e.state === 'running') await doneOrAborted(e.done, target.signal);
+    target.signal?.throwIfAborted();
     if (e.state !== 'ready' || this.entries.get(digest) !== e) return undefined;
     this.forget(e);
     const result = e.result!;
@@ -259,4 +259,18 @@ export class LayerPrefetcher {
 /** Removes a tree in the background (thread pool); a failure leaves it for the next startup. */
 function removeLater(dir: string): void {
   fs.rm(dir, { recursive: true, force: true }, () => undefined);
+}
+
+/** Resolves when `done` does, or rejects with the signal's reason as soon as it aborts. */
+function doneOrAborted(done: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return done;
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    void done.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
 }
