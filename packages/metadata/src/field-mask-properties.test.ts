@@ -16,7 +16,7 @@ const labels = fc.dictionary(key, fc.oneof(fc.constant(''), fc.string({ maxLengt
 const fieldpath = (fields: string[]) => fc.oneof(
   fc.constantFrom(...fields),
   key.map((k) => `labels.${k}`),
-  key.map((k) => `${fc.sample(fc.constantFrom(...fields), 1)[0]}.${k}`),
+  fc.tuple(fc.constantFrom(...fields), key).map(([field, k]) => `${field}.${k}`),
   fc.string({ unit: 'binary', maxLength: 20 }),
 );
 
