@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { InvalidArgumentError } from '@berth/errdefs';
+import { wrap } from '@berth/errdefs';
+import { MAX_LABEL_SIZE as METADATA_MAX_LABEL_SIZE, validateLabels as validateMetadataLabels } from '@berth/metadata';
 import { parseDigest, type Digest } from './digest';
 import { isErrno } from './fs-util';
 import type { Labels } from './types';
 
 /** Largest label key plus value, in bytes, as containerd enforces. */
-export const MAX_LABEL_SIZE = 4096;
+export const MAX_LABEL_SIZE = METADATA_MAX_LABEL_SIZE;
 
 /** A blob's labels and when they last changed. */
 export interface LabelRecord {
@@ -33,16 +34,15 @@ export interface LabelStore {
 }
 
 /**
- * Checks label sizes: InvalidArgument `info.Labels: label key and value greater than maximum size
- * (4096 bytes), key: <first 10 bytes of key>` as containerd words it.
+ * Checks labels as the metadata stores do (sizes; the key `__proto__` is refused): InvalidArgument
+ * `info.Labels: label key and value greater than maximum size (4096 bytes), key: <first 10 bytes
+ * of key>` as containerd words it.
  */
 export function validateLabels(labels: Labels): void {
-  for (const [key, value] of Object.entries(labels)) {
-    if (Buffer.byteLength(key) + Buffer.byteLength(value) > MAX_LABEL_SIZE) {
-      throw new InvalidArgumentError(
-        `info.Labels: label key and value greater than maximum size (${MAX_LABEL_SIZE} bytes), key: ${key.slice(0, 10)}`,
-      );
-    }
+  try {
+    validateMetadataLabels(labels);
+  } catch (err) {
+    throw wrap(err, 'info.Labels');
   }
 }
 

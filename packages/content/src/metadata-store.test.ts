@@ -3,7 +3,8 @@ import { existsSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { context, type Context } from '@berth/context';
-import { GrpcCode } from '@berth/errdefs';
+import fc from 'fast-check';
+import { GrpcCode, kindOf } from '@berth/errdefs';
 import { ContentDelete, unpackAny } from '@berth/api/events';
 import { Exchange } from '@berth/events';
 import { nullLogger } from '@berth/log';
@@ -200,6 +201,32 @@ describe('MetadataContentStore', () => {
       'info.Labels: label key and value greater than maximum size (4096 bytes), key: k: invalid argument',
     );
     await expectError(fx.store.update(ns('a'), { digest }, ['size']), GrpcCode.INVALID_ARGUMENT, `cannot update "size" field on content info "${digest}": invalid argument`);
+  });
+
+  it('label updates take any field paths and labels (keys such as constructor included): updated as asked, or InvalidArgument', async () => {
+    const digest = await put(fx.store, ns('p'), 'p', Buffer.from('property'), { x: '1' });
+    const key = fc.oneof(fc.constantFrom('constructor', 'toString', '__proto__', 'x', 'a'), fc.string({ unit: 'binary', maxLength: 10 }));
+    const labels = fc.dictionary(key, fc.oneof(fc.constant(''), fc.string({ maxLength: 6 })), { maxKeys: 3 }).map((d) => Object.fromEntries(Object.entries(d)));
+    const paths = fc.array(fc.oneof(fc.constant('labels'), key.map((k) => `labels.${k}`), fc.string({ maxLength: 12 })), { maxLength: 3 });
+    await fc.assert(fc.asyncProperty(labels, paths, async (given, fieldpaths) => {
+      const before = (await fx.store.info(ns('p'), digest)).labels;
+      let after;
+      try {
+        after = (await fx.store.update(ns('p'), { digest, labels: given }, fieldpaths)).labels;
+      } catch (err) {
+        expect(`${kindOf(err)}: ${String(err)}`).toMatch(/^invalid-argument: /);
+        return;
+      }
+      expect((await fx.store.info(ns('p'), digest)).labels).toEqual(after);
+      if (fieldpaths.length === 0 || fieldpaths.includes('labels')) return;
+      const want = new Map(Object.entries(before));
+      for (const k of fieldpaths.map((p) => p.slice('labels.'.length))) {
+        const v = Object.prototype.hasOwnProperty.call(given, k) ? given[k] : '';
+        if (v === '') want.delete(k);
+        else want.set(k, v);
+      }
+      expect(new Map(Object.entries(after))).toEqual(want);
+    }), { numRuns: 300 });
   });
 
   it('publishes /content/delete from the service after the delete, and nothing for a failed one', async () => {

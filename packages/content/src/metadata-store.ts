@@ -21,6 +21,8 @@ import {
   removeLeasedEverywhere,
   holdExisting,
   leaseHolds,
+  ownValue,
+  setOwn,
 } from '@berth/metadata';
 import { parseDigest, type Digest } from './digest';
 import { gcLockOf } from './gc-lock';
@@ -159,9 +161,9 @@ export class MetadataContentStore {
       } else {
         labels = { ...current.labels };
         for (const k of keys) {
-          const value = given[k];
+          const value = ownValue(given, k);
           if (value === undefined || value === '') delete labels[k];
-          else labels[k] = value;
+          else setOwn(labels, k, value);
         }
       }
       const next: BlobRecord = { ...current, labels, updatedAt: Math.max(Date.now(), current.updatedAt) };

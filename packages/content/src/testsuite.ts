@@ -19,7 +19,8 @@ export interface ContentStoreFixture {
   cleanup(): Promise<void>;
   /**
    * Simulates a restart: drops the current store object without closing its writers (as a crash
-   * would) and returns a new one over the same storage. Restart tests are skipped without it.
+   * would) and returns a new one over the same storage. Required unless the suite is told
+   * `{ reopen: false }`.
    */
   reopen?(): Promise<ContentStore>;
 }
@@ -41,6 +42,11 @@ export interface ContentStoreSuiteOptions {
    * backend ref `<ns>/<seq>/<ref>`, as containerd does.
    */
   lockedRef?: RegExp;
+  /**
+   * Whether the fixtures can reopen the store (default true). With false the restart tests are
+   * reported as skipped; with true a fixture without `reopen` fails them.
+   */
+  reopen?: boolean;
 }
 
 /** Registers the conformance tests for a content store implementation. */
@@ -52,6 +58,9 @@ export function runContentStoreSuite(
   const keepsLabels = options.labels ?? true;
   const blobNotFound = (d: Digest) => `${(options.blobNotFound ?? ((x: Digest) => `content ${x}`))(d)}: not found`;
   const lockedRef = options.lockedRef?.source ?? 'held';
+  // Chosen at definition time, so a store that cannot reopen reports a skip, never a pass.
+  const withReopen = options.reopen === false ? it.skip : it;
+  const reopenNote = options.reopen === false ? ' (skipped: the fixture cannot reopen the store)' : '';
 
   describe(`${name}: content store conformance`, () => {
     let fixture: ContentStoreFixture;
@@ -239,8 +248,8 @@ export function runContentStoreSuite(
         expect((await store.info(digest)).size).toBe(size);
       });
 
-      it('resumes after the store is reopened, with or without the writer closed', async () => {
-        if (!fixture.reopen) return;
+      withReopen(`resumes after the store is reopened, with or without the writer closed${reopenNote}`, async () => {
+        if (!fixture.reopen) throw new Error('the fixture has no reopen(): give it one, or run the suite with { reopen: false }');
         const a = randomBytes(20_000);
         const b = randomBytes(20_000);
         const wa = await open({ ref: 'restart-closed', total: a.byteLength });

@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import { FailedPreconditionError, InvalidArgumentError, wrap } from '@berth/errdefs';
 import { compressionOfMediaType, decompress } from './compression';
 import { execFile } from './exec';
-import { confinedComponents, resolveInRoot } from './root-path';
+import { encodeName, fsPath, hasEscapedBytes, readdirNames } from './byte-names';
+import { RootResolver, confinedComponents } from './root-path';
 import { TarEntry, TarHeader, TarTime, TarType, readTar } from './tar';
 import { XattrBatch, isOverlayPrivateXattr, readXattrs } from './xattr';
 
@@ -20,6 +21,12 @@ export interface ApplyOptions {
    * Apply into an overlayfs upper directory: whiteouts become overlay whiteouts (0:0 character
    * devices) and opaque directories get `trusted.overlay.opaque=y`, so the layer can be applied
    * without mounting the chain below it. Default false (plain directory: whiteouts delete).
+   *
+   * overlayfs ignores `trusted.overlay.opaque` on a layer's root directory, so an opaque
+   * whiteout at the layer's root (`.wh..wh..opq`) is written as what it means: a whiteout for
+   * every name at the root of `parents` that the layer does not write itself, and the opaque
+   * attribute on every directory there that a parent has too. The root gets the attribute as
+   * well, so the layer's diff gives the opaque entry back.
    */
   overlay?: boolean;
   /**
@@ -40,14 +47,20 @@ export interface ApplyResult {
   size: number;
   /**
    * What in the result depended on the layers below: directories created implicitly (their
-   * attributes come from `parents`) and whiteouts or opaque directories written.
+   * attributes come from `parents`), whiteouts or opaque directories written, and whether the
+   * layer's root is opaque (in overlay mode, what hides the parents' names is derived from them).
    */
-  dependsOnParents: { implicitDirs: number; whiteouts: number };
+  dependsOnParents: { implicitDirs: number; whiteouts: number; opaqueRoot: boolean };
 }
 
 const WHITEOUT_PREFIX = '.wh.';
 const WHITEOUT_OPAQUE = '.wh..wh..opq';
 const MKNOD = '/usr/bin/mknod';
+/**
+ * File system errors that an entry's content causes (a hard link to nothing, a name too long, a
+ * parent that is a file...): the layer is bad input. Others (no space, I/O) are the host's.
+ */
+const LAYER_ERRNOS = new Set(['ENOENT', 'EEXIST', 'ENOTDIR', 'EISDIR', 'ELOOP', 'ENAMETOOLONG', 'EINVAL', 'EMLINK', 'EPERM', 'ENOTEMPTY']);
 const O_CREATE_NEW = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 
 /**
@@ -88,7 +101,7 @@ export async function applyLayer(root: string, stream: AsyncIterable<Uint8Array>
   if (options.expectedDiffId !== undefined && options.expectedDiffId !== digest) {
     throw new FailedPreconditionError(`wrong diff id calculated on extraction "${digest}", expected "${options.expectedDiffId}"`);
   }
-  return { digest, size: counter.size, dependsOnParents: { implicitDirs: applier.implicitDirs, whiteouts: applier.whiteouts } };
+  return { digest, size: counter.size, dependsOnParents: { implicitDirs: applier.implicitDirs, whiteouts: applier.whiteouts, opaqueRoot: applier.opaqueRoot } };
 }
 
 async function* hashing(src: AsyncGenerator<Buffer>, hash: Hash, counter: { size: number }): AsyncGenerator<Buffer, void, undefined> {
@@ -106,11 +119,38 @@ async function* hashing(src: AsyncGenerator<Buffer>, hash: Hash, counter: { size
 function lstatOrNull(p: string): fs.Stats | null {
   try {
     // No exception for the common "not there yet": building one costs more than the syscall.
-    return fs.lstatSync(p, { throwIfNoEntry: false }) ?? null;
+    return fs.lstatSync(fsPath(p), { throwIfNoEntry: false }) ?? null;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
     throw err;
+  }
+}
+
+/**
+ * Removes a file or a whole tree, if there. Iterative: node's recursive rmSync overflows the
+ * stack on a tree some 2,000 directories deep, which a layer can hold.
+ */
+function removeTree(path: string): void {
+  const todo: Array<string | Buffer> = [fsPath(path)];
+  while (todo.length > 0) {
+    const p = todo[todo.length - 1];
+    const st = fs.lstatSync(p, { throwIfNoEntry: false });
+    if (!st) {
+      todo.pop();
+    } else if (!st.isDirectory()) {
+      fs.unlinkSync(p);
+      todo.pop();
+    } else {
+      const names = fs.readdirSync(p, { encoding: 'buffer' });
+      if (names.length === 0) {
+        fs.rmdirSync(p);
+        todo.pop();
+      } else {
+        const prefix = Buffer.concat([Buffer.from(p), Buffer.from('/')]);
+        for (const name of names) todo.push(Buffer.concat([prefix, name]));
+      }
+    }
   }
 }
 
@@ -136,9 +176,11 @@ class LayerApplier {
   private readonly unpacked = new Set<string>();
   private readonly dirTimes: DirTimes[] = [];
   private readonly xattrs = new XattrBatch();
-  /** Cleaned relative parent path -> resolved host path. Cleared whenever the tree's symlinks may change. */
-  private readonly parentCache = new Map<string, string>();
-  /** Directories known to exist; cleared with parentCache. */
+  /** Parent paths named in the layer -> host paths. Invalidated whenever the tree's symlinks may change. */
+  private readonly resolver: RootResolver;
+  /** The same for each lower directory (they do not change while the layer is applied). */
+  private readonly lowerResolvers: RootResolver[];
+  /** Directories known to exist; cleared when the resolver is invalidated by a removal. */
   private readonly knownDirs = new Set<string>();
   /**
    * Directories this apply created (or found empty): a name in them exists only if this layer
@@ -146,13 +188,15 @@ class LayerApplier {
    */
   private readonly freshDirs = new Set<string>();
   private readonly overlay: boolean;
-  private readonly parents: string[];
+  private tempNodes = 0;
   implicitDirs = 0;
+  opaqueRoot = false;
   whiteouts = 0;
 
   constructor(private readonly root: string, private readonly options: ApplyOptions) {
     this.overlay = options.overlay ?? false;
-    this.parents = options.parents ?? [];
+    this.resolver = new RootResolver(root, { confine: true });
+    this.lowerResolvers = (options.parents ?? []).map((lower) => new RootResolver(lower));
     if (fs.readdirSync(root).length === 0) this.freshDirs.add(root);
     this.knownDirs.add(root);
   }
@@ -162,24 +206,24 @@ class LayerApplier {
     try {
       await this.applyEntry(h, entry);
     } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== undefined && LAYER_ERRNOS.has(code)) {
+        throw new InvalidArgumentError(`apply layer entry "${h.name}": ${(err as Error).message}`, { cause: err });
+      }
       throw wrap(err, `apply layer entry "${h.name}"`);
     }
   }
 
   async finish(): Promise<void> {
+    if (this.overlay && this.opaqueRoot) await this.hideParentsAtRoot();
     await this.xattrs.flush();
     // Directory times last: creating their children changed them.
-    for (const d of this.dirTimes) fs.lutimesSync(d.path, d.atime, d.mtime);
+    for (const d of this.dirTimes) fs.lutimesSync(fsPath(d.path), d.atime, d.mtime);
   }
 
   /** Where a parent directory named in the layer is on the host: symlinks followed inside the root, refused if they lead out. */
   private resolveParent(rel: string): string {
-    let p = this.parentCache.get(rel);
-    if (p === undefined) {
-      p = resolveInRoot(this.root, rel, { confine: true });
-      this.parentCache.set(rel, p);
-    }
-    return p;
+    return this.resolver.resolve(rel);
   }
 
   private async applyEntry(h: TarHeader, entry: TarEntry): Promise<void> {
@@ -205,12 +249,12 @@ class LayerApplier {
     switch (h.type) {
       case TarType.Directory:
         if (!existing) {
-          fs.mkdirSync(path, 0o700);
+          fs.mkdirSync(fsPath(path), 0o700);
           this.freshDirs.add(path);
         }
         this.knownDirs.add(path);
         this.chown(path, h);
-        fs.chmodSync(path, h.mode);
+        fs.chmodSync(fsPath(path), h.mode);
         this.dirTimes.push({ path, atime: seconds(later(h.atime, h.mtime)), mtime: seconds(h.mtime) });
         break;
       case TarType.File:
@@ -218,10 +262,10 @@ class LayerApplier {
         await this.writeFile(path, h, entry);
         break;
       case TarType.Symlink:
-        fs.symlinkSync(h.linkname, path);
-        this.parentCache.clear();
+        fs.symlinkSync(fsPath(h.linkname), fsPath(path));
+        this.resolver.invalidate();
         this.chown(path, h);
-        fs.lutimesSync(path, seconds(later(h.atime, h.mtime)), seconds(h.mtime));
+        fs.lutimesSync(fsPath(path), seconds(later(h.atime, h.mtime)), seconds(h.mtime));
         break;
       case TarType.HardLink:
         await this.hardLink(path, h);
@@ -231,8 +275,8 @@ class LayerApplier {
       case TarType.Fifo:
         await this.mknod(path, h);
         this.chown(path, h);
-        fs.chmodSync(path, h.mode);
-        fs.lutimesSync(path, seconds(later(h.atime, h.mtime)), seconds(h.mtime));
+        fs.chmodSync(fsPath(path), h.mode);
+        fs.lutimesSync(fsPath(path), seconds(later(h.atime, h.mtime)), seconds(h.mtime));
         break;
       default:
         throw new InvalidArgumentError(`unhandled tar header type "${h.type}"`);
@@ -242,7 +286,7 @@ class LayerApplier {
   }
 
   private chown(path: string, h: TarHeader): void {
-    if (!this.options.noSameOwner) fs.lchownSync(path, h.uid, h.gid);
+    if (!this.options.noSameOwner) fs.lchownSync(fsPath(path), h.uid, h.gid);
   }
 
   private addXattrs(path: string, h: TarHeader): void {
@@ -253,7 +297,7 @@ class LayerApplier {
   }
 
   private async writeFile(path: string, h: TarHeader, entry: TarEntry): Promise<void> {
-    const fd = fs.openSync(path, O_CREATE_NEW, 0o600);
+    const fd = fs.openSync(fsPath(path), O_CREATE_NEW, 0o600);
     try {
       for await (const chunk of entry.body) {
         let off = 0;
@@ -274,9 +318,9 @@ class LayerApplier {
     const targetParent = this.resolveParent(parts.join('/'));
     const target = `${targetParent}/${base}`;
     if (!lstatOrNull(target) && this.overlay) await this.copyUp(target);
-    fs.linkSync(target, path);
+    fs.linkSync(fsPath(target), fsPath(path));
     // A link to a symlink is a symlink: resolutions through `path` change.
-    this.parentCache.clear();
+    this.resolver.invalidate();
     // The inode's owner, mode and times are the target's: re-applying the link header's values
     // (containerd chowns and re-times the link) would clear setuid bits on a hard-linked binary.
   }
@@ -286,19 +330,19 @@ class LayerApplier {
     const rel = target.slice(this.root.length + 1);
     const relParts = rel.split('/');
     const base = relParts.pop()!;
-    for (const lower of this.parents) {
-      const lowerPath = `${resolveInRoot(lower, relParts.join('/'))}/${base}`;
+    for (const lower of this.lowerResolvers) {
+      const lowerPath = `${lower.resolve(relParts.join('/'))}/${base}`;
       const st = lstatOrNull(lowerPath);
       if (!st) continue;
       if (st.isDirectory()) break;
       const parent = target.slice(0, target.length - base.length - 1);
       if (parent !== this.root) await this.mkparent(parent);
-      if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(lowerPath), target);
-      else if (st.isFile()) fs.copyFileSync(lowerPath, target);
+      if (st.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(fsPath(lowerPath), { encoding: 'buffer' }), fsPath(target));
+      else if (st.isFile()) fs.copyFileSync(fsPath(lowerPath), fsPath(target));
       else break;
-      fs.lchownSync(target, st.uid, st.gid);
-      if (!st.isSymbolicLink()) fs.chmodSync(target, st.mode & 0o7777);
-      fs.lutimesSync(target, st.atime, st.mtime);
+      fs.lchownSync(fsPath(target), st.uid, st.gid);
+      if (!st.isSymbolicLink()) fs.chmodSync(fsPath(target), st.mode & 0o7777);
+      fs.lutimesSync(fsPath(target), st.atime, st.mtime);
       const attrs = (await readXattrs(lowerPath)).get(lowerPath);
       if (attrs) for (const [k, v] of attrs) if (!isOverlayPrivateXattr(k)) this.xattrs.add(target, k, v);
       this.unpacked.add(target);
@@ -307,23 +351,54 @@ class LayerApplier {
   }
 
   private async mknod(path: string, h: TarHeader): Promise<void> {
-    const args = ['-m', (h.mode & 0o7777).toString(8), path];
-    if (h.type === TarType.Fifo) args.push('p');
-    else args.push(h.type === TarType.Char ? 'c' : 'b', String(h.devmajor), String(h.devminor));
-    const r = await execFile(MKNOD, args);
-    if (r.code !== 0) throw new InvalidArgumentError(`mknod "${path}": ${r.stderr.trim()}`);
+    const kind = h.type === TarType.Fifo ? ['p'] : [h.type === TarType.Char ? 'c' : 'b', String(h.devmajor), String(h.devminor)];
+    await this.runMknod(path, (h.mode & 0o7777).toString(8), kind, 'mknod');
+  }
+
+  /**
+   * Runs mknod for `path`. A path that is not UTF-8 cannot be an argument: the node is made
+   * under a plain temporary name in the root and renamed into place (same file system).
+   */
+  private async runMknod(path: string, mode: string, kind: string[], what: string): Promise<void> {
+    const direct = !hasEscapedBytes(path);
+    const at = direct ? path : `${this.root}/.berth-mknod-${process.pid}-${++this.tempNodes}`;
+    const r = await execFile(MKNOD, ['-m', mode, at, ...kind]);
+    if (r.code !== 0) throw new InvalidArgumentError(`${what} "${path}": ${r.stderr.trim()}`);
+    if (direct) return;
+    try {
+      fs.renameSync(at, encodeName(path));
+    } catch (err) {
+      fs.rmSync(at, { force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * The opaque root in overlay mode: every name at the root of a parent is hidden, by a
+   * whiteout where the layer has nothing of that name and by the opaque attribute on a
+   * directory the layer has there (a directory would otherwise merge with the parent's).
+   */
+  private async hideParentsAtRoot(): Promise<void> {
+    const names = new Set<string>();
+    for (const lower of this.options.parents ?? []) for (const name of readdirNames(lower)) names.add(name);
+    for (const name of names) {
+      const path = `${this.root}/${name}`;
+      const st = lstatOrNull(path);
+      if (!st) await this.runMknod(path, '0', ['c', '0', '0'], 'creating overlay whiteout');
+      else if (st.isDirectory()) this.xattrs.add(path, 'trusted.overlay.opaque', Buffer.from('y'));
+    }
   }
 
   private async remove(path: string): Promise<void> {
     // Pending attributes may name paths under the one about to go.
     if (this.xattrs.size > 0) await this.xattrs.flush();
-    fs.rmSync(path, { recursive: true, force: true });
+    removeTree(path);
     this.forget();
   }
 
   /** Drops what was cached about the tree after a removal. */
   private forget(): void {
-    this.parentCache.clear();
+    this.resolver.invalidate();
     this.knownDirs.clear();
     this.knownDirs.add(this.root);
     this.freshDirs.clear();
@@ -333,6 +408,7 @@ class LayerApplier {
     this.whiteouts++;
     if (base === WHITEOUT_OPAQUE) {
       if (!lstatOrNull(dir)) throw new InvalidArgumentError(`opaque whiteout for missing directory "${dir}"`);
+      if (dir === this.root) this.opaqueRoot = true;
       if (this.overlay) {
         this.xattrs.add(dir, 'trusted.overlay.opaque', Buffer.from('y'));
       } else {
@@ -347,9 +423,8 @@ class LayerApplier {
     const original = `${dir}/${name}`;
     if (this.overlay) {
       if (lstatOrNull(original)) await this.remove(original);
-      const r = await execFile(MKNOD, ['-m', '0', original, 'c', '0', '0']);
-      if (r.code !== 0) throw new InvalidArgumentError(`creating overlay whiteout "${original}": ${r.stderr.trim()}`);
-      if (!this.options.noSameOwner) fs.lchownSync(original, h.uid, h.gid);
+      await this.runMknod(original, '0', ['c', '0', '0'], 'creating overlay whiteout');
+      if (!this.options.noSameOwner) fs.lchownSync(fsPath(original), h.uid, h.gid);
       this.unpacked.add(original);
     } else if (lstatOrNull(original)) {
       await this.remove(original);
@@ -358,10 +433,10 @@ class LayerApplier {
 
   /** Opaque directory, plain mode: everything below `dir` that this layer did not write goes. */
   private removeNotUnpacked(dir: string): void {
-    for (const name of fs.readdirSync(dir)) {
+    for (const name of readdirNames(dir)) {
       const p = `${dir}/${name}`;
-      if (!this.unpacked.has(p)) fs.rmSync(p, { recursive: true, force: true });
-      else if (fs.lstatSync(p).isDirectory()) this.removeNotUnpacked(p);
+      if (!this.unpacked.has(p)) removeTree(p);
+      else if (fs.lstatSync(fsPath(p)).isDirectory()) this.removeNotUnpacked(p);
     }
   }
 
@@ -379,18 +454,18 @@ class LayerApplier {
     }
     const up = dir.slice(0, dir.lastIndexOf('/'));
     if (up.length > this.root.length) await this.mkparent(up);
-    fs.mkdirSync(dir, 0o755);
+    fs.mkdirSync(fsPath(dir), 0o755);
     this.implicitDirs++;
     this.knownDirs.add(dir);
     this.freshDirs.add(dir);
     const rel = dir.slice(this.root.length + 1);
-    for (const lower of this.parents) {
-      const lowerPath = resolveInRoot(lower, rel);
+    for (const lower of this.lowerResolvers) {
+      const lowerPath = lower.resolve(rel);
       const lst = lstatOrNull(lowerPath);
       if (!lst) continue;
       if (!lst.isDirectory()) break; // replaced in a lower layer: keep the defaults
-      fs.lchownSync(dir, lst.uid, lst.gid);
-      fs.chmodSync(dir, lst.mode & 0o7777);
+      fs.lchownSync(fsPath(dir), lst.uid, lst.gid);
+      fs.chmodSync(fsPath(dir), lst.mode & 0o7777);
       // Times are not restored: adding children changes them, as applying to a plain directory does.
       const attrs = (await readXattrs(lowerPath)).get(lowerPath);
       if (attrs) for (const [k, v] of attrs) if (!isOverlayPrivateXattr(k)) this.xattrs.add(dir, k, v);

@@ -96,6 +96,53 @@ describe('overlay upperdir apply', () => {
   });
 });
 
+describe('an opaque whiteout at the layer root', () => {
+  const base = () => buildTar([
+    [{ name: 'etc/', type: TarType.Directory, mode: 0o700 }], [{ name: 'etc/passwd' }, 'root\n'], [{ name: 'etc/group' }, 'g\n'],
+    [{ name: 'bin/', type: TarType.Directory }], [{ name: 'bin/sh', mode: 0o755 }, 'sh'], [{ name: 'top' }, 'top'],
+    [{ name: 'link', type: TarType.Symlink, linkname: 'top' }],
+  ]);
+  // Written before and after the opaque entry: both must hide what is below.
+  const opaqueRoot = () => buildTar([
+    [{ name: 'etc/', type: TarType.Directory, mode: 0o755 }], [{ name: 'etc/hostname' }, 'new\n'],
+    [{ name: '.wh..wh..opq' }],
+    [{ name: 'new' }, 'new'], [{ name: 'bin/busybox', mode: 0o755 }, 'bb'],
+  ]);
+  const expected = ['bin', 'bin/busybox', 'etc', 'etc/hostname', 'new'];
+
+  it('hides everything of the lower layers: natively, and through overlay upper dirs under a real mount', async () => {
+    const [plain, u1, u2, mnt] = ['plain', 'u1', 'u2', 'mnt'].map((n) => join(dir, n));
+    for (const d of [plain, u1, u2, mnt]) fs.mkdirSync(d);
+    const [l1, l2] = [await base(), await opaqueRoot()];
+    await applyLayer(plain, chunks(l1, 1000));
+    const native = await applyLayer(plain, chunks(l2, 1000));
+    expect(native.dependsOnParents.opaqueRoot).toBe(true);
+    expect((await describeTree(plain)).map((e) => e.path)).toEqual(expected);
+
+    await applyLayer(u1, chunks(l1, 1000), { overlay: true });
+    await applyLayer(u2, chunks(l2, 1000), { overlay: true, parents: [u1] });
+    sh(`/bin/mount -t overlay overlay -o lowerdir=${u2}:${u1} ${mnt}`);
+    mounts.push(mnt);
+    const merged = await describeTree(mnt, { mtimes: false });
+    expect(merged.map((e) => e.path)).toEqual(expected);
+    const strip = (t: typeof merged) => t.map(({ mtime: _m, ...e }) => e);
+    expect(strip(merged)).toEqual(strip(await describeTree(plain, { mtimes: false })));
+
+    // The upper's layer gives the opaque root back, without the whiteouts that express it.
+    const names = (await readAll(await diffBytes((s) => writeOverlayDiff(u2, s)))).map((e) => e.header.name);
+    expect(names).toEqual(['.wh..wh..opq', 'bin/', 'bin/.wh..wh..opq', 'bin/busybox', 'etc/', 'etc/.wh..wh..opq', 'etc/hostname', 'new']);
+    // And applied again over the same lower, it hides the same things.
+    const again = join(dir, 'again');
+    fs.mkdirSync(again);
+    await applyLayer(again, chunks(await diffBytes((s) => writeOverlayDiff(u2, s)), 1000), { overlay: true, parents: [u1] });
+    const mnt2 = join(dir, 'mnt2');
+    fs.mkdirSync(mnt2);
+    sh(`/bin/mount -t overlay overlay -o lowerdir=${again}:${u1} ${mnt2}`);
+    mounts.push(mnt2);
+    expect((await describeTree(mnt2)).map((e) => e.path)).toEqual(expected);
+  });
+});
+
 describe('writeDiff', () => {
   it('round-trips: diff(lower, upper) applied onto a copy of lower gives upper', async () => {
     const lower = join(dir, 'lower');

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { Writable } from 'node:stream';
 import { NotImplementedError } from '@berth/errdefs';
+import { compareNames, fsPath, readdirNames, readlinkName } from './byte-names';
 import { TarHeader, TarType, TarWriter, drained, makeHeader } from './tar';
 import { Xattrs, isOverlayPrivateXattr, readXattrs } from './xattr';
 
@@ -31,16 +32,12 @@ const WHITEOUT_PREFIX = '.wh.';
 const WHITEOUT_OPAQUE = '.wh..wh..opq';
 const NS_PER_SEC = 1_000_000_000n;
 
-function byBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
-
 function sortedNames(dir: string): string[] {
-  return fs.readdirSync(dir).sort(byBytes);
+  return readdirNames(dir).sort(compareNames);
 }
 
 function lstat(p: string): Stat {
-  return fs.lstatSync(p, { bigint: true });
+  return fs.lstatSync(fsPath(p), { bigint: true });
 }
 
 function lstatOrNull(p: string): Stat | null {
@@ -87,8 +84,8 @@ function sameXattrs(a: Xattrs, b: Xattrs): boolean {
 }
 
 function sameContent(a: string, b: string): boolean {
-  const fa = fs.openSync(a, 'r');
-  const fb = fs.openSync(b, 'r');
+  const fa = fs.openSync(fsPath(a), 'r');
+  const fb = fs.openSync(fsPath(b), 'r');
   try {
     const ba = Buffer.allocUnsafe(64 * 1024);
     const bb = Buffer.allocUnsafe(64 * 1024);
@@ -131,7 +128,7 @@ class ChangeWriter {
       size: type === TarType.File ? Number(st.size) : 0,
       // Whole seconds, as containerd writes them (sub-second times would need a PAX header per file).
       mtime: { sec: Number(st.mtimeNs / NS_PER_SEC), nsec: 0 },
-      linkname: type === TarType.Symlink ? fs.readlinkSync(path) : '',
+      linkname: type === TarType.Symlink ? readlinkName(path) : '',
       devmajor: type === TarType.Char || type === TarType.Block ? devMajor(st.rdev) : 0,
       devminor: type === TarType.Char || type === TarType.Block ? devMinor(st.rdev) : 0,
       xattrs: layerXattrs(this.xattrs.get(path)),
@@ -165,7 +162,7 @@ class ChangeWriter {
       return;
     }
     await this.includeParents(rel);
-    const body = hdr.type === TarType.File && hdr.size > 0 ? fs.createReadStream(`${this.root}/${rel}`, { highWaterMark: 256 * 1024 }) : undefined;
+    const body = hdr.type === TarType.File && hdr.size > 0 ? fs.createReadStream(fsPath(`${this.root}/${rel}`), { highWaterMark: 256 * 1024 }) : undefined;
     await this.tw.add(hdr, body);
     if (hdr.type === TarType.Directory) this.emittedDirs.add(rel);
     for (const extra of additional) {
@@ -182,7 +179,7 @@ class ChangeWriter {
   }
 
   async opaque(relDir: string): Promise<void> {
-    await this.tw.add({ name: `${relDir}/${WHITEOUT_OPAQUE}`, type: TarType.File, mode: 0, mtime: { sec: this.whiteoutTime, nsec: 0 } });
+    await this.tw.add({ name: relDir === '' ? WHITEOUT_OPAQUE : `${relDir}/${WHITEOUT_OPAQUE}`, type: TarType.File, mode: 0, mtime: { sec: this.whiteoutTime, nsec: 0 } });
   }
 
   /** Emits the directories above `rel` that are not in the diff yet, so apply restores their metadata. */
@@ -239,7 +236,7 @@ export async function writeDiff(lowerRoot: string, upperRoot: string, out: DiffS
     if (lsec !== usec) return false;
     if (l.isDirectory()) return true;
     if (l.size !== u.size) return false;
-    if (l.isSymbolicLink()) return fs.readlinkSync(lp) === fs.readlinkSync(up);
+    if (l.isSymbolicLink()) return readlinkName(lp) === readlinkName(up);
     const lns = l.mtimeNs % NS_PER_SEC;
     const uns = u.mtimeNs % NS_PER_SEC;
     if (lns === 0n && uns === 0n) return !l.isFile() || l.size === 0n || sameContent(lp, up);
@@ -263,7 +260,7 @@ export async function writeDiff(lowerRoot: string, upperRoot: string, out: DiffS
       const ud = rel === '' ? upper : `${upper}/${rel}`;
       const ld = rel === '' ? lower : `${lower}/${rel}`;
       const names = new Set([...sortedNames(ud), ...sortedNames(ld)]);
-      for (const name of [...names].sort(byBytes)) {
+      for (const name of [...names].sort(compareNames)) {
         options.signal?.throwIfAborted();
         const r = rel === '' ? name : `${rel}/${name}`;
         const l = lstatOrNull(`${lower}/${r}`);
@@ -291,7 +288,8 @@ export async function writeDiff(lowerRoot: string, upperRoot: string, out: DiffS
 /**
  * Writes the layer an overlayfs upper directory holds, reading it directly (no mount, no walk
  * of the lower layers): 0:0 character devices become `.wh.<name>` whiteouts and directories
- * with `trusted.overlay.opaque=y` get a `.wh..wh..opq` entry. Upper directories made with
+ * with `trusted.overlay.opaque=y` get a `.wh..wh..opq` entry (the root too: then the whiteouts at
+ * the root are left out, the opaque entry says it all). Upper directories made with
  * `redirect_dir` or `metacopy` are refused (their content is not all in the upper).
  */
 export async function writeOverlayDiff(upperDir: string, out: DiffSink, options: DiffOptions = {}): Promise<DiffResult> {
@@ -313,16 +311,20 @@ export async function writeOverlayDiff(upperDir: string, out: DiffSink, options:
         const path = `${upper}/${r}`;
         const st = lstat(path);
         if (st.isCharacterDevice() && st.rdev === 0n) {
-          await cw.delete(r);
+          // Under an opaque root, the root's whiteouts are how apply wrote it (see applyLayer).
+          if (!(rel === '' && rootOpaque)) await cw.delete(r);
           continue;
         }
         await cw.change('add', r, st);
         if (st.isDirectory()) {
-          if (xattrs.get(path)?.get('trusted.overlay.opaque')?.toString() === 'y') await cw.opaque(r);
+          if (isOpaque(path)) await cw.opaque(r);
           await walk(r);
         }
       }
     };
+    const isOpaque = (path: string) => xattrs.get(path)?.get('trusted.overlay.opaque')?.toString() === 'y';
+    const rootOpaque = isOpaque(upper);
+    if (rootOpaque) await cw.opaque('');
     await walk('');
   });
 }

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 
 /** What a finished helper process left behind. */
 export interface ExecResult {
@@ -10,11 +10,13 @@ export interface ExecResult {
 
 /**
  * Runs a helper binary (mknod, setfattr, getfattr) to completion, feeding `input` on stdin.
- * Node has no mknod or xattr API, so these small tools are the system-call boundary.
+ * Node has no mknod or xattr API, so these small tools are the system-call boundary. `fds` are
+ * handed to the child as its fds 3, 4, ... (a path that is not UTF-8 cannot be an argument, but
+ * `/proc/self/fd/3` can name it).
  */
-export function execFile(cmd: string, args: string[], input?: Buffer | string): Promise<ExecResult> {
+export function execFile(cmd: string, args: string[], input?: Buffer | string, fds: number[] = []): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe', ...fds] }) as ChildProcessWithoutNullStreams;
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));

@@ -1,4 +1,5 @@
 export * from './tar';
+export * from './byte-names';
 export * from './root-path';
 export * from './compression';
 export * from './xattr';

@@ -8,11 +8,11 @@
  */
 import { join } from 'node:path';
 import { diff as api, types } from '@berth/api';
-import { type Context } from '@berth/context';
+import { type Context, context } from '@berth/context';
 import { ContentStoreToken, MetadataContentStore, parseDigest, type ContentSharingPolicy } from '@berth/content';
-import { InvalidArgumentError, NotImplementedError, isNotImplemented } from '@berth/errdefs';
+import { InvalidArgumentError, NotImplementedError, isCanceled, isDeadlineExceeded, isNotFound, isNotImplemented } from '@berth/errdefs';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, createService } from '@berth/grpc';
-import { METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/metadata';
+import { LeaseManagerToken, METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/metadata';
 import type { Mount } from '@berth/mount';
 import { definePlugin, hostPlatform, token } from '@berth/plugin';
 import { CompareOptions, Differ, DifferApplyOptions, LayerDescriptor, WalkingDiffer } from './differ';
@@ -73,12 +73,32 @@ export const walkingDifferPlugin = definePlugin<WalkingDifferConfig, Differ>({
   },
 });
 
+/** Options of {@link DiffService}. */
+export interface DiffServiceOptions {
+  /**
+   * Called when an apply failed because its caller went away (the client cancelled or closed
+   * the connection, or the call's deadline passed), with the call's namespace and lease. The
+   * unpack's Active snapshot is held by that lease only, and nobody is left to commit it or
+   * release the lease (ctr's leases last 24 hours), so the plugin deletes the lease and the
+   * collector removes the snapshot.
+   */
+  onAbandoned?: (namespace: string, lease: string) => Promise<void>;
+}
+
 /** The in-process diff service: tries the configured differs in order, as containerd's. */
 export class DiffService implements Differ {
-  constructor(private readonly differs: readonly Differ[]) {}
+  constructor(private readonly differs: readonly Differ[], private readonly options: DiffServiceOptions = {}) {}
 
   async apply(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], options?: DifferApplyOptions): Promise<LayerDescriptor> {
-    return this.first((d) => d.apply(ctx, desc, mounts, options));
+    try {
+      return await this.first((d) => d.apply(ctx, desc, mounts, options));
+    } catch (err) {
+      const reason: unknown = ctx.signal.aborted ? ctx.signal.reason : undefined;
+      if (ctx.namespace && ctx.lease && this.options.onAbandoned && (isCanceled(reason) || isDeadlineExceeded(reason))) {
+        await this.options.onAbandoned(ctx.namespace, ctx.lease);
+      }
+      throw err;
+    }
   }
 
   async compare(ctx: Context, lower: readonly Mount[], upper: readonly Mount[], options?: CompareOptions): Promise<LayerDescriptor> {
@@ -111,7 +131,7 @@ export interface DiffServiceConfig {
 export const diffServicePlugin = definePlugin<DiffServiceConfig, DiffService>({
   type: 'io.containerd.service.v1',
   id: 'diff-service',
-  requires: [DIFFER_PLUGIN_TYPE],
+  requires: [DIFFER_PLUGIN_TYPE, METADATA_PLUGIN_TYPE],
   config: {
     defaults: () => ({ default: ['walking'] }),
     parse: (section, defaults) => {
@@ -128,7 +148,17 @@ export const diffServicePlugin = definePlugin<DiffServiceConfig, DiffService>({
       if (!d) throw new Error(`could not load required differ due plugin init error: ${id}`);
       return d;
     });
-    return new DiffService(differs);
+    const leases = ctx.get(LeaseManagerToken);
+    return new DiffService(differs, {
+      onAbandoned: async (namespace, lease) => {
+        try {
+          await leases.delete(context({ namespace }), lease);
+          ctx.logger.info('lease of an abandoned apply removed', { namespace, lease });
+        } catch (err) {
+          if (!isNotFound(err)) ctx.logger.warn('removing the lease of an abandoned apply', { namespace, lease, error: String(err) });
+        }
+      },
+    });
   },
 });
 

@@ -151,23 +151,26 @@ export class LayerPrefetcher {
       this.forget(e);
       return undefined;
     }
-    if (e.state === 'running') {
-      target.signal?.throwIfAborted();
-      await e.done;
-    }
+    // A caller that goes away (client gone, deadline passed) stops waiting; the tree stays
+    // for another taker until the idle timer removes it.
+    if (e.state === 'running') await doneOrAborted(e.done, target.signal);
+    target.signal?.throwIfAborted();
     if (e.state !== 'ready' || this.entries.get(digest) !== e) return undefined;
     this.forget(e);
     const result = e.result!;
     const dep = result.dependsOnParents;
     try {
-      if (target.hasParents ? dep.implicitDirs > 0 : dep.whiteouts > 0) return undefined;
+      if (target.hasParents ? dep.implicitDirs > 0 || dep.opaqueRoot : dep.whiteouts > 0) return undefined;
       if (target.expectedDiffId !== undefined && target.expectedDiffId !== result.digest) {
         throw new FailedPreconditionError(`wrong diff id calculated on extraction "${result.digest}", expected "${target.expectedDiffId}"`);
       }
       const [there, here] = [fs.statSync(target.dir), fs.statSync(e.dir)];
       if (!there.isDirectory() || there.dev !== here.dev || fs.readdirSync(target.dir).length > 0) return undefined;
       // Renames within one file system: each entry moves whole, with its attributes.
-      for (const name of fs.readdirSync(e.dir)) fs.renameSync(join(e.dir, name), join(target.dir, name));
+      // Names as bytes: a layer's names need not be UTF-8.
+      for (const name of fs.readdirSync(e.dir, { encoding: 'buffer' })) {
+        fs.renameSync(Buffer.concat([Buffer.from(`${e.dir}/`), name]), Buffer.concat([Buffer.from(`${target.dir}/`), name]));
+      }
       this.log('layer applied from its prefetched tree', { digest });
       return result;
     } finally {
@@ -321,4 +324,18 @@ export class LayerPrefetcher {
 /** Removes a tree in the background (thread pool); a failure leaves it for the next startup. */
 function removeLater(dir: string): void {
   fs.rm(dir, { recursive: true, force: true }, () => undefined);
+}
+
+/** Resolves when `done` does, or rejects with the signal's reason as soon as it aborts. */
+function doneOrAborted(done: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return done;
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    void done.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
 }

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { confinedComponents, resolveInRoot } from './root-path';
+import { RootResolver, confinedComponents, resolveInRoot } from './root-path';
 import { tempDir } from './test-helpers';
 
 describe('resolveInRoot', () => {
@@ -50,6 +50,48 @@ describe('resolveInRoot', () => {
 
   it('stops symlink loops', () => {
     expect(() => resolveInRoot(root, 'loop1/x')).toThrow(/too many symlinks/);
+  });
+});
+
+describe('RootResolver', () => {
+  let root: string;
+  beforeEach(() => {
+    root = join(tempDir(), 'root');
+    fs.mkdirSync(join(root, 'usr/lib/deep/er'), { recursive: true });
+    fs.symlinkSync('usr/lib', join(root, 'lib'));
+    fs.symlinkSync('/', join(root, 'toroot'));
+    fs.symlinkSync('../..', join(root, 'usr/lib/up'));
+  });
+  afterEach(() => fs.rmSync(join(root, '..'), { recursive: true, force: true }));
+
+  const PATHS = ['usr', 'usr/lib/deep/er', 'usr/lib/deep/er/missing/x', 'lib', 'lib/deep', 'lib/deep/er/y', 'usr/lib/up/usr', 'toroot/etc', 'missing/a/b'];
+
+  it.each([[false], [true]])('resolves as resolveInRoot does, in any order and when asked again (confine: %s)', (confine) => {
+    const resolver = new RootResolver(root, { confine });
+    const expected = (p: string) => {
+      try {
+        return resolveInRoot(root, p, { confine });
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    const got = (p: string) => {
+      try {
+        return resolver.resolve(p);
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    for (const p of [...PATHS, ...[...PATHS].reverse(), ...PATHS]) expect([p, got(p)]).toEqual([p, expected(p)]);
+  });
+
+  it('sees a directory replaced by a symlink once invalidated', () => {
+    const resolver = new RootResolver(root, { confine: true });
+    expect(resolver.resolve('usr/lib/deep/er')).toBe(join(root, 'usr/lib/deep/er'));
+    fs.rmSync(join(root, 'usr/lib/deep'), { recursive: true });
+    fs.symlinkSync('/etc', join(root, 'usr/lib/deep'));
+    resolver.invalidate();
+    expect(() => resolver.resolve('usr/lib/deep/er')).toThrow(/through symlink "usr\/lib\/deep" -> "\/etc"/);
   });
 });
 

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import { InvalidArgumentError } from '@berth/errdefs';
+import { fsPath, readlinkName } from './byte-names';
 
 /** Symlinks followed while resolving one path before giving up (as containerd: 255). */
 export const MAX_SYMLINKS = 255;
@@ -64,7 +65,7 @@ export function resolveInRoot(root: string, path: string, options: ResolveOption
     const full = `${base}/${done.join('/')}`;
     let st: fs.Stats | undefined;
     try {
-      st = fs.lstatSync(full, { throwIfNoEntry: false });
+      st = fs.lstatSync(fsPath(full), { throwIfNoEntry: false });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOTDIR') throw err;
     }
@@ -74,7 +75,7 @@ export function resolveInRoot(root: string, path: string, options: ResolveOption
     }
     if (!st.isSymbolicLink()) continue;
     if (++links > MAX_SYMLINKS) throw new InvalidArgumentError(`too many symlinks resolving "${path}" inside "${root}"`);
-    const target = fs.readlinkSync(full);
+    const target = readlinkName(full);
     via = { link: done.join('/'), target };
     done.pop();
     if (target.startsWith('/')) {
@@ -89,4 +90,71 @@ export function resolveInRoot(root: string, path: string, options: ResolveOption
 
 function escapeError(path: string, via: { link: string; target: string }): InvalidArgumentError {
   return new InvalidArgumentError(`"${path}" leads out of the layer root through symlink "${via.link}" -> "${via.target}"`);
+}
+
+/**
+ * Resolves clean relative paths (components joined by '/', no '.', '..' or empty ones) inside
+ * one root as {@link resolveInRoot} does, remembering every directory it resolved: a path whose
+ * parent is known costs one lstat, so a layer of n entries at depth d costs O(n·d) instead of
+ * O(n·d²). A symlink met on the way falls back to {@link resolveInRoot} for that path (its
+ * target may restart at the root or climb). Call {@link invalidate} whenever a symlink may have
+ * appeared or something was removed under the root: what was remembered may no longer hold.
+ */
+export class RootResolver {
+  private readonly base: string;
+  private readonly known = new Map<string, string>();
+
+  constructor(private readonly root: string, private readonly options: ResolveOptions = {}) {
+    this.base = root.length > 1 && root.endsWith('/') ? root.slice(0, -1) : root;
+  }
+
+  resolve(rel: string): string {
+    if (rel === '') return this.base;
+    const hit = this.known.get(rel);
+    if (hit !== undefined) return hit;
+    // The nearest remembered ancestor, then one component at a time from there.
+    let end = rel.lastIndexOf('/');
+    let host = this.base;
+    while (end > 0) {
+      const h = this.known.get(rel.slice(0, end));
+      if (h !== undefined) {
+        host = h;
+        break;
+      }
+      end = rel.lastIndexOf('/', end - 1);
+    }
+    let missing = false;
+    for (let start = end < 0 ? 0 : end + 1; start <= rel.length;) {
+      let next = rel.indexOf('/', start);
+      if (next < 0) next = rel.length;
+      const candidate = `${host}/${rel.slice(start, next)}`;
+      if (!missing) {
+        const st = lstatNoFollow(candidate);
+        if (st === undefined) missing = true; // nothing below a missing name can be a symlink
+        else if (st.isSymbolicLink()) {
+          const resolved = resolveInRoot(this.root, rel, this.options);
+          this.known.set(rel, resolved);
+          return resolved;
+        }
+      }
+      host = candidate;
+      this.known.set(rel.slice(0, next), host);
+      start = next + 1;
+    }
+    return host;
+  }
+
+  /** Forgets everything resolved so far. */
+  invalidate(): void {
+    this.known.clear();
+  }
+}
+
+function lstatNoFollow(path: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(fsPath(path), { throwIfNoEntry: false });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw err;
+  }
 }

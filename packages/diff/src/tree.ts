@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { compareNames, fsPath, readdirNames, readlinkName } from './byte-names';
 import { readXattrs } from './xattr';
 
 /** One entry of {@link describeTree}: what a layer round trip must preserve. */
@@ -41,10 +42,10 @@ export async function describeTree(root: string, options: DescribeOptions = {}):
   const inodes = new Map<string, string>();
   const walk = (rel: string) => {
     const dir = rel === '' ? real : `${real}/${rel}`;
-    for (const name of fs.readdirSync(dir).sort()) {
+    for (const name of readdirNames(dir).sort(compareNames)) {
       const r = rel === '' ? name : `${rel}/${name}`;
       const p = `${real}/${r}`;
-      const st = fs.lstatSync(p);
+      const st = fs.lstatSync(fsPath(p));
       const e: TreeEntry = {
         path: r,
         type: st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isCharacterDevice() ? 'char'
@@ -57,7 +58,7 @@ export async function describeTree(root: string, options: DescribeOptions = {}):
       if (st.isFile()) {
         e.size = st.size;
         const h = createHash('sha256');
-        const fd = fs.openSync(p, 'r');
+        const fd = fs.openSync(fsPath(p), 'r');
         try {
           const buf = Buffer.allocUnsafe(256 * 1024);
           for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
@@ -66,7 +67,7 @@ export async function describeTree(root: string, options: DescribeOptions = {}):
         }
         e.sha256 = h.digest('hex');
       }
-      if (st.isSymbolicLink()) e.target = fs.readlinkSync(p);
+      if (st.isSymbolicLink()) e.target = readlinkName(p);
       if (st.isCharacterDevice() || st.isBlockDevice()) e.rdev = st.rdev;
       if (!st.isDirectory() && st.nlink > 1) {
         const key = `${st.dev}:${st.ino}`;

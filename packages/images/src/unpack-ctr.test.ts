@@ -1,12 +1,12 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
-import { describeTree, readTar } from '@berth/diff';
+import { TreeEntry, describeTree, encodeName, readTar } from '@berth/diff';
 import { CTR_PATH, CtrResult, ReferenceContainerd, TestDaemon, tempDir } from '@berth/testing';
 // tools/ packages are not in jest's @berth/* source mapping (it covers packages/ only).
-import { HOSTILE_KINDS, buildBusyboxImage, buildHostileImage, buildMultiLayerImage, BUSYBOX_IMAGE, MULTILAYER_IMAGE } from '../../../tools/fixtures/src';
+import { BYTE_NAMES_IMAGE, HOSTILE_KINDS, OPAQUE_ROOT_IMAGE, buildBusyboxImage, buildByteNamesImage, buildOpaqueRootImage, bytes, buildHostileImage, buildMultiLayerImage, BUSYBOX_IMAGE, MULTILAYER_IMAGE } from '../../../tools/fixtures/src';
 
 /**
  * Image import, unpack, mount, export and container create through the stock ctr, against
@@ -23,6 +23,15 @@ const norm = (r: CtrResult, paths: string[] = []) => {
 };
 
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+
+/**
+ * A directory a layer creates implicitly (a parent of an entry with no entry of its own) gets the
+ * time of extraction on both daemons: compare those as "recent", the rest exactly.
+ */
+const normalise = (entries: TreeEntry[]) => {
+  const recent = Math.floor(Date.now() / 1000) - 600;
+  return entries.map((e) => (e.type === 'dir' && typeof e.mtime === 'number' && e.mtime > recent ? { ...e, mtime: 'recent' } : e));
+};
 
 describe('image import and unpack through ctr: berthd against containerd 1.6', () => {
   let berthd: TestDaemon;
@@ -78,11 +87,6 @@ describe('image import and unpack through ctr: berthd against containerd 1.6', (
     try {
       expect(res.map((r) => r.code)).toEqual([0, 0]);
       expect(res[0].stdout.replace(mnts[0], 'M')).toEqual(res[1].stdout.replace(mnts[1], 'M'));
-      // A directory a layer creates implicitly (a parent of an entry with no entry of its own)
-      // gets the time of extraction on both daemons: compare those as "recent", the rest exactly.
-      const recent = Math.floor(Date.now() / 1000) - 600;
-      const normalise = (entries: Awaited<ReturnType<typeof describeTree>>) =>
-        entries.map((e) => (e.type === 'dir' && typeof e.mtime === 'number' && e.mtime > recent ? { ...e, mtime: 'recent' } : e));
       const [a, b] = await Promise.all(mnts.map((m) => describeTree(m)));
       expect(normalise(a)).toEqual(normalise(b));
       expect(a.find((e) => e.path === 'bin/busybox')).toMatchObject({ type: 'file', mode: '0755' });
@@ -118,11 +122,6 @@ describe('image import and unpack through ctr: berthd against containerd 1.6', (
     const res = await Promise.all(daemons().map((d, i) => d.ctr(['images', 'mount', MULTILAYER_IMAGE, mnts[i]], { namespace: 'ml' })));
     try {
       expect(res.map((r) => r.code)).toEqual([0, 0]);
-      // A directory a layer creates implicitly (a parent of an entry with no entry of its own)
-      // gets the time of extraction on both daemons: compare those as "recent", the rest exactly.
-      const recent = Math.floor(Date.now() / 1000) - 600;
-      const normalise = (entries: Awaited<ReturnType<typeof describeTree>>) =>
-        entries.map((e) => (e.type === 'dir' && typeof e.mtime === 'number' && e.mtime > recent ? { ...e, mtime: 'recent' } : e));
       const [a, b] = await Promise.all(mnts.map((m) => describeTree(m)));
       expect(normalise(a)).toEqual(normalise(b));
       const paths = a.map((e) => e.path);
@@ -160,6 +159,80 @@ describe('image import and unpack through ctr: berthd against containerd 1.6', (
     }
     expect(entries[0]).toEqual(entries[1]);
     expect(entries[0].join('\n')).toMatch(/etc\/\.wh\.hostname/);
+  });
+
+  it('keeps names that are not UTF-8 byte for byte through import, unpack, diff and export, as containerd does', async () => {
+    const ns = 'bytes';
+    expect((await both(['images', 'import', await buildByteNamesImage(fixtures)], ns)).code).toBe(0);
+    await both(['snapshots', 'ls'], ns);
+    const mnts = daemons().map((_, i) => join(work.path, `bytes-${i}`));
+    mnts.forEach((m) => mkdirSync(m));
+    const res = await Promise.all(daemons().map((d, i) => d.ctr(['images', 'mount', '--rw', BYTE_NAMES_IMAGE, mnts[i]], { namespace: ns })));
+    let mounted = true;
+    try {
+      expect(res.map((r) => r.code)).toEqual([0, 0]);
+      const [a, b] = await Promise.all(mnts.map((m) => describeTree(m)));
+      expect(normalise(a)).toEqual(normalise(b));
+      const latin1 = (s?: string) => s && encodeName(s).toString('latin1');
+      expect(a.map((e) => latin1(e.path))).toEqual(expect.arrayContaining([
+        'd\xff\xfe/caf\xe9', 'h\xff', 'l\xe9', 'p\xe9', 'new\xff\xfe', '\xe9dir/b\xfe', `${'\xe9'.repeat(60)}/${'\xff'.repeat(80)}`, 'caf\xc3\xa9',
+      ]));
+      expect(a.map((e) => latin1(e.path))).not.toEqual(expect.arrayContaining(['old\xe9']));
+      expect(a.map((e) => latin1(e.path))).not.toEqual(expect.arrayContaining(['\xe9dir/a\xfe']));
+      expect(latin1(a.find((e) => e.path === bytes('l\xe9'))?.target)).toBe('d\xff\xfe/caf\xe9');
+      // Changes with such names in the container's snapshot, then each daemon's Diff of it.
+      for (const m of mnts) {
+        writeFileSync(Buffer.from(`${m}/added\xfe`, 'latin1'), 'added');
+        rmSync(Buffer.from(`${m}/d\xff\xfe/caf\xe9`, 'latin1'));
+        utimesSync(Buffer.from(`${m}/d\xff\xfe`, 'latin1'), 1577836800, 1577836800);
+      }
+      const un = await Promise.all(daemons().map((d, i) => d.ctr(['images', 'unmount', mnts[i]], { namespace: ns })));
+      expect(un.map((r) => r.code)).toEqual([0, 0]);
+      mounted = false;
+      const diffs = await Promise.all(daemons().map(async (d, i) => {
+        const blob = execFileSync(CTR_PATH, ['--address', d.address, '--namespace', ns, 'snapshots', 'diff', mnts[i]]);
+        const names: string[] = [];
+        for await (const e of readTar([gunzipSync(blob)])) names.push(`${latin1(e.header.name)} ${e.header.type} ${e.header.mode.toString(8)}`);
+        return names;
+      }));
+      expect(diffs[0]).toEqual(diffs[1]);
+      expect(diffs[0]).toEqual(expect.arrayContaining(['added\xfe 0 644', 'd\xff\xfe/ 5 750', 'd\xff\xfe/.wh.caf\xe9 0 0']));
+    } finally {
+      if (mounted) await Promise.all(daemons().map((d, i) => d.ctr(['images', 'unmount', mnts[i]], { namespace: ns })));
+      await Promise.all(daemons().map((d, i) => d.ctr(['snapshots', 'rm', mnts[i]], { namespace: ns })));
+    }
+    // Export keeps the layer blobs as they are: both daemons write the same archive.
+    const outs = daemons().map((_, i) => join(work.path, `bytes-export-${i}.tar`));
+    const ex = await Promise.all(daemons().map((d, i) => d.ctr(['images', 'export', outs[i], BYTE_NAMES_IMAGE], { namespace: ns })));
+    expect(ex.map((r) => r.code)).toEqual([0, 0]);
+    expect(sha(outs[0])).toEqual(sha(outs[1]));
+  });
+
+  it('an opaque whiteout at a layer root hides every lower layer, on overlayfs and native', async () => {
+    // containerd 1.6 shows the lower layers through such a root, on overlayfs (overlayfs ignores
+    // the opaque attribute on a layer root) and on native alike; Berth hides them on both.
+    const ns = 'opaque-root';
+    const tar = await buildOpaqueRootImage(fixtures);
+    const runs = [
+      { d: berthd, snapshotter: 'overlayfs' }, { d: berthd, snapshotter: 'native' }, { d: containerd, snapshotter: 'native' },
+    ];
+    const trees: TreeEntry[][] = [];
+    for (const [i, { d, snapshotter }] of runs.entries()) {
+      const r = await d.ctr(['images', 'import', '--snapshotter', snapshotter, tar], { namespace: ns });
+      expect(r).toMatchObject({ code: 0 });
+      const mnt = join(work.path, `opaque-root-${i}`);
+      mkdirSync(mnt);
+      expect(await d.ctr(['images', 'mount', '--snapshotter', snapshotter, OPAQUE_ROOT_IMAGE, mnt], { namespace: ns })).toMatchObject({ code: 0 });
+      try {
+        trees.push(normalise(await describeTree(mnt)));
+      } finally {
+        expect(await d.ctr(['images', 'unmount', '--rm', mnt], { namespace: ns })).toMatchObject({ code: 0 });
+      }
+    }
+    expect(trees[0].map((e) => e.path)).toEqual(['bin', 'bin/busybox', 'etc', 'etc/hostname', 'new']);
+    const noTimes = (t: TreeEntry[]) => t.map(({ mtime: _m, ...e }) => e);
+    expect(noTimes(trees[1])).toEqual(noTimes(trees[0]));
+    expect(trees[2].map((e) => e.path)).toEqual(expect.arrayContaining(['bin/sh', 'etc/passwd', 'top', 'link', 'fifo']));
   });
 
   it('refuses hostile layers with a clear error: nothing outside, no half-committed snapshot, still serving', async () => {

@@ -4,7 +4,7 @@ import { Adaptor, adaptorFromTree, mapField, nonEmpty, parseListFilters, checkFi
 import { validate } from '@berth/identifiers';
 import { token } from '@berth/plugin';
 import { MetadataDb } from './db';
-import { validateLabels } from './labels';
+import { ownValue, setOwn, validateLabels } from './labels';
 import { AnyRecord, ContainerRecord, objectKey, objectsPrefix } from './schema';
 import { cleanMap, nextUpdatedAt } from './store-util';
 
@@ -201,11 +201,11 @@ export class LmdbContainerStore implements ContainerStore {
       for (const path of paths) {
         if (path.startsWith('labels.')) {
           const k = path.slice('labels.'.length);
-          updated.labels[k] = container.labels[k] ?? '';
+          setOwn(updated.labels, k, ownValue(container.labels, k) ?? '');
         } else if (path.startsWith('extensions.')) {
           // containerd stores the zero Any when the request lacks the key.
           const k = path.slice('extensions.'.length);
-          updated.extensions[k] = container.extensions[k] ?? EMPTY_ANY();
+          setOwn(updated.extensions, k, ownValue(container.extensions, k) ?? EMPTY_ANY());
         } else if (path === 'labels') {
           updated.labels = { ...container.labels };
         } else if (path === 'spec') {

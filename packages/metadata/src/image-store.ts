@@ -4,7 +4,7 @@ import { Adaptor, adaptorFromTree, mapField, nonEmpty, parseListFilters, checkFi
 import { token } from '@berth/plugin';
 import { MetadataDb } from './db';
 import { checkDigest } from './digest';
-import { validateLabels } from './labels';
+import { ownValue, setOwn, validateLabels } from './labels';
 import { DescriptorRecord, ImageRecord, objectKey, objectsPrefix } from './schema';
 import { cleanMap, nextUpdatedAt } from './store-util';
 
@@ -164,10 +164,10 @@ export class LmdbImageStore implements ImageStore {
         for (const path of fieldpaths) {
           if (path.startsWith('labels.')) {
             const k = path.slice('labels.'.length);
-            updated.labels[k] = image.labels[k] ?? '';
+            setOwn(updated.labels, k, ownValue(image.labels, k) ?? '');
           } else if (path.startsWith('annotations.')) {
             const k = path.slice('annotations.'.length);
-            updated.target.annotations[k] = image.target.annotations[k] ?? '';
+            setOwn(updated.target.annotations, k, ownValue(image.target.annotations, k) ?? '');
           } else if (path === 'labels') {
             updated.labels = { ...image.labels };
           } else if (path === 'target') {

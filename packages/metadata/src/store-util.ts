@@ -1,7 +1,9 @@
+import { setOwn } from './labels';
+
 /** Returns a copy of a label-style map without its empty values: an empty value means "delete". */
 export function cleanMap(map: Readonly<Record<string, string>> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(map ?? {})) if (v !== '') out[k] = v;
+  for (const [k, v] of Object.entries(map ?? {})) if (v !== '') setOwn(out, k, v);
   return out;
 }
 

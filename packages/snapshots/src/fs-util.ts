@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
-import { join } from 'node:path';
 import { UnknownError } from '@berth/errdefs';
 import type { Usage } from './types';
 
@@ -11,7 +10,8 @@ import type { Usage } from './types';
 export async function diskUsage(root: string): Promise<Usage> {
   const seen = new Set<string>();
   let size = 0;
-  const visit = async (path: string): Promise<void> => {
+  // Paths as bytes: a layer's file names need not be UTF-8.
+  const visit = async (path: Buffer): Promise<void> => {
     const st = await fsp.lstat(path, { bigint: true });
     const id = `${st.dev}:${st.ino}`;
     if (!seen.has(id)) {
@@ -19,13 +19,15 @@ export async function diskUsage(root: string): Promise<Usage> {
       size += Number(st.blocks) * 512;
     }
     if (st.isDirectory()) {
-      const names = await fsp.readdir(path);
-      for (const name of names) await visit(join(path, name));
+      const names = await fsp.readdir(path, { encoding: 'buffer' });
+      for (const name of names) await visit(Buffer.concat([path, SLASH, name]));
     }
   };
-  await visit(root);
+  await visit(Buffer.from(root));
   return { size, inodes: seen.size };
 }
+
+const SLASH = Buffer.from('/');
 
 const CP_PATH = ['/bin/cp', '/usr/bin/cp'].find((p) => existsSync(p)) ?? 'cp';
 

@@ -1,11 +1,11 @@
 import { InvalidArgumentError, wrap, goQuote } from '@berth/errdefs';
-import { validateLabels } from '@berth/metadata';
+import { ownValue, setOwn, validateLabels } from '@berth/metadata';
 import { INHERITED_LABEL_PREFIX } from './types';
 
 /** Returns the labels a backend keeps: only `containerd.io/snapshot/...` ones, as containerd. */
 export function inheritedLabels(labels: Readonly<Record<string, string>> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(labels ?? {})) if (k.startsWith(INHERITED_LABEL_PREFIX)) out[k] = v;
+  for (const [k, v] of Object.entries(labels ?? {})) if (k.startsWith(INHERITED_LABEL_PREFIX)) setOwn(out, k, v);
   return out;
 }
 
@@ -21,7 +21,7 @@ export function validateSnapshotLabels(labels: Readonly<Record<string, string>> 
 /** Drops empty values: an empty label is a deleted label. */
 export function cleanLabels(labels: Readonly<Record<string, string>> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(labels ?? {})) if (v !== '') out[k] = v;
+  for (const [k, v] of Object.entries(labels ?? {})) if (v !== '') setOwn(out, k, v);
   return out;
 }
 
@@ -40,7 +40,7 @@ export function applyLabelUpdate(
   for (const path of fieldpaths) {
     if (path.startsWith('labels.')) {
       const key = path.slice('labels.'.length);
-      next[key] = labels?.[key] ?? '';
+      setOwn(next, key, ownValue(labels, key) ?? '');
       continue;
     }
     if (path === 'labels') {

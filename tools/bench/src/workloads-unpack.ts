@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { buildBusyboxImage, buildGeneratedImage } from '@berth/fixtures';
+import { buildBusyboxImage, buildGeneratedImage, buildManyFilesImage } from '@berth/fixtures';
 import type { BenchDaemon } from './daemons';
 import type { Workload } from './workloads';
 
@@ -10,7 +10,9 @@ let fixtureDir: string | undefined;
 const built = new Map<string, Promise<string>>();
 
 /** Builds a fixture tar once per bench run (deterministic, so both daemons import the same bytes). */
-function fixture(name: 'busybox' | 'generated'): Promise<string> {
+type FixtureName = 'busybox' | 'generated' | 'many-files';
+
+function fixture(name: FixtureName): Promise<string> {
   if (!fixtureDir) {
     const dir = mkdtempSync(join(tmpdir(), 'berth-bench-images-'));
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -18,7 +20,9 @@ function fixture(name: 'busybox' | 'generated'): Promise<string> {
   }
   let p = built.get(name);
   if (!p) {
-    p = name === 'busybox' ? buildBusyboxImage(fixtureDir) : buildGeneratedImage(fixtureDir, { layers: 5, totalMiB: 200 });
+    p = name === 'busybox' ? buildBusyboxImage(fixtureDir)
+      : name === 'many-files' ? buildManyFilesImage(fixtureDir, 100_000)
+        : buildGeneratedImage(fixtureDir, { layers: 5, totalMiB: 200 });
     built.set(name, p);
   }
   return p;
@@ -34,7 +38,7 @@ async function ctrOk(d: BenchDaemon, args: string[], namespace: string): Promise
  * wall time of the ctr command, `n` times per fresh daemon (capped at 3): each repetition imports
  * into a new namespace, so nothing is shared with the previous one and every layer is unpacked.
  */
-function importWorkload(image: 'busybox' | 'generated', label: string): Workload {
+function importWorkload(image: FixtureName, label: string): Workload {
   return {
     name: `ctr images import ${label} (import + unpack)`,
     unit: 'ms',
@@ -55,8 +59,9 @@ function importWorkload(image: 'busybox' | 'generated', label: string): Workload
   };
 }
 
-/** Import + unpack of a generated 5-layer 200 MiB image and of the busybox fixture. */
+/** Import + unpack of a generated 5-layer 200 MiB image, of a layer of 100,000 small files and of the busybox fixture. */
 export const UNPACK_WORKLOADS: Record<string, Workload> = {
   'import-generated': importWorkload('generated', 'generated 5 layers 200 MiB'),
+  'import-100k-files': importWorkload('many-files', 'one layer of 100,000 files'),
   'import-busybox': importWorkload('busybox', 'busybox'),
 };

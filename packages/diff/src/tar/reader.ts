@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { InvalidArgumentError, NotImplementedError } from '@berth/errdefs';
+import { decodeName, encodeName } from '../byte-names';
 import { BLOCK, TarHeader, TarType, isHeaderOnly, padding, parsePaxTime } from './header';
 
 /** One archive member: its header and its data, streamed from the archive. */
@@ -211,7 +212,7 @@ function isZeroBlock(b: Buffer): boolean {
 function cString(b: Buffer, start = 0, end = b.length): string {
   let e = b.indexOf(0, start);
   if (e < 0 || e > end) e = end;
-  return b.toString('utf8', start, e);
+  return decodeName(b, start, e);
 }
 
 /** Parses an octal or base-256 (GNU) numeric field. */
@@ -297,7 +298,7 @@ export function parsePaxRecords(buf: Buffer): Map<string, Buffer> {
     }
     const eq = buf.indexOf(0x3d, sp + 1);
     if (eq < 0 || eq >= off + len) throw new InvalidArgumentError('tar: malformed PAX record');
-    out.set(buf.toString('utf8', sp + 1, eq), buf.subarray(eq + 1, off + len - 1));
+    out.set(decodeName(buf, sp + 1, eq), buf.subarray(eq + 1, off + len - 1));
     off += len;
   }
   return out;
@@ -324,10 +325,10 @@ function applyPax(h: TarHeader, records: Map<string, Buffer>): void {
     const empty = v.length === 0;
     switch (key) {
       case 'path':
-        if (!empty) h.name = v.toString('utf8');
+        if (!empty) h.name = decodeName(v);
         break;
       case 'linkpath':
-        if (!empty) h.linkname = v.toString('utf8');
+        if (!empty) h.linkname = decodeName(v);
         break;
       case 'size':
         if (!empty) h.size = paxInt(key, v);
@@ -339,10 +340,10 @@ function applyPax(h: TarHeader, records: Map<string, Buffer>): void {
         if (!empty) h.gid = paxInt(key, v);
         break;
       case 'uname':
-        h.uname = v.toString('utf8');
+        h.uname = decodeName(v);
         break;
       case 'gname':
-        h.gname = v.toString('utf8');
+        h.gname = decodeName(v);
         break;
       case 'mtime':
         if (!empty) h.mtime = paxTime(key, v);
@@ -364,14 +365,32 @@ function applyPax(h: TarHeader, records: Map<string, Buffer>): void {
           const name = key.slice(XATTR_SCHILY.length);
           h.xattrs.set(name, Buffer.from(v)); // an empty value is a valid (empty) attribute
         } else if (key.startsWith(XATTR_LIBARCHIVE)) {
-          h.xattrs.set(decodeURIComponent(key.slice(XATTR_LIBARCHIVE.length)), Buffer.from(v.toString('latin1'), 'base64'));
+          h.xattrs.set(libarchiveXattrName(key.slice(XATTR_LIBARCHIVE.length)), Buffer.from(v.toString('latin1'), 'base64'));
         } else if (key.startsWith('GNU.sparse.')) {
           throw new NotImplementedError(`tar: GNU sparse files are not supported ("${h.name}")`);
         } else if (empty) {
           h.pax.delete(key);
         } else {
-          h.pax.set(key, v.toString('utf8'));
+          h.pax.set(key, decodeName(v));
         }
     }
   }
+}
+
+/** Decodes the URL-encoded attribute name of a `LIBARCHIVE.xattr.<name>` record, as bytes. */
+function libarchiveXattrName(encoded: string): string {
+  const bytes = encodeName(encoded);
+  const out: number[] = [];
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] !== 0x25) {
+      out.push(bytes[i]);
+      continue;
+    }
+    const hex = bytes.toString('latin1', i + 1, i + 3);
+    if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw new InvalidArgumentError(`tar: malformed PAX record "LIBARCHIVE.xattr.${encoded}"`);
+    out.push(parseInt(hex, 16));
+    i += 2;
+  }
+  if (out.length === 0) throw new InvalidArgumentError('tar: PAX record "LIBARCHIVE.xattr." names no attribute');
+  return decodeName(Buffer.from(out));
 }

@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import { InvalidArgumentError } from '@berth/errdefs';
+import { encodeName } from '../byte-names';
 import { BLOCK, TarHeader, TarHeaderInit, TarType, formatPaxTime, isHeaderOnly, makeHeader, padding } from './header';
 
 /**
@@ -218,7 +219,7 @@ function headerBlock(f: BlockFields, gnu: boolean): Buffer {
 }
 
 function paxRecord(key: string, value: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(` ${key}=`, 'utf8'), value, Buffer.from('\n')]);
+  const body = Buffer.concat([Buffer.from(' ', 'latin1'), encodeName(key), Buffer.from('=', 'latin1'), value, Buffer.from('\n')]);
   let len = body.length + 1;
   while (String(len).length + body.length !== len) len = String(len).length + body.length;
   return Buffer.concat([Buffer.from(String(len), 'latin1'), body]);
@@ -239,10 +240,10 @@ function baseName(name: string): string {
 /** Encodes the block(s) that precede an entry's data: PAX or GNU extension entries, then the header. */
 export function encodeHeader(h: TarHeader, format: TarFormat = 'pax'): Buffer {
   const gnu = format === 'gnu';
-  const name = Buffer.from(h.name, 'utf8');
-  const linkname = Buffer.from(h.linkname, 'utf8');
-  const uname = Buffer.from(h.uname, 'utf8');
-  const gname = Buffer.from(h.gname, 'utf8');
+  const name = encodeName(h.name);
+  const linkname = encodeName(h.linkname);
+  const uname = encodeName(h.uname);
+  const gname = encodeName(h.gname);
   if (!Number.isSafeInteger(h.size) || h.size < 0) throw new InvalidArgumentError(`tar: invalid size ${h.size} for "${h.name}"`);
   if (h.type.length !== 1) throw new InvalidArgumentError(`tar: invalid type "${h.type}" for "${h.name}"`);
   const fields: BlockFields = {
@@ -285,11 +286,11 @@ export function encodeHeader(h: TarHeader, format: TarFormat = 'pax'): Buffer {
     records.push(paxRecord('SCHILY.devminor', Buffer.from(String(h.devminor))));
   }
   for (const key of [...h.xattrs.keys()].sort()) records.push(paxRecord(`SCHILY.xattr.${key}`, h.xattrs.get(key)!));
-  for (const key of [...h.pax.keys()].sort()) records.push(paxRecord(key, Buffer.from(h.pax.get(key)!, 'utf8')));
+  for (const key of [...h.pax.keys()].sort()) records.push(paxRecord(key, encodeName(h.pax.get(key)!)));
 
   if (records.length > 0) {
     const data = Buffer.concat(records);
-    const paxName = Buffer.from(`PaxHeaders/${baseName(h.name)}`.slice(0, 100), 'utf8').subarray(0, 100);
+    const paxName = encodeName(`PaxHeaders/${baseName(h.name)}`).subarray(0, 100);
     out.push(headerBlock({
       name: isPortable(paxName) ? paxName : Buffer.from('PaxHeaders/entry'), prefix: Buffer.alloc(0), mode: 0o644, uid: 0, gid: 0,
       size: data.length, mtime: Math.max(0, Math.min(h.mtime.sec, OCTAL_LIMIT(12) - 1)),
