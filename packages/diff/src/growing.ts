@@ -1,6 +1,7 @@
 import { read } from 'node:fs';
 import { promisify } from 'node:util';
 import { FailedPreconditionError } from '@berth/errdefs';
+import { untilAborted } from './abort';
 
 const readAt = promisify(read);
 
@@ -46,22 +47,6 @@ export async function* readGrowing(fd: number, state: GrowthState, signal?: Abor
       await untilAborted(state.changed(), signal);
     }
   }
-}
-
-/** Resolves with `p`, or rejects with the signal's reason when it fires first. */
-function untilAborted(p: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
-  if (!signal) return p;
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      },
-      reject,
-    );
-  });
 }
 
 /**

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { GrowingBlob } from '@berth/content';
 import { FailedPreconditionError, errorOfKind, kindOf } from '@berth/errdefs';
+import { untilAborted } from './abort';
 import type { ApplyResult } from './apply';
 import type { GrowthMessage, PrefetchJob, PrefetchOutcome, StreamJob, StreamProgress, WorkerRequest } from './prefetch-worker';
 
@@ -153,7 +154,7 @@ export class LayerPrefetcher {
     }
     // A caller that goes away (client gone, deadline passed) stops waiting; the tree stays
     // for another taker until the idle timer removes it.
-    if (e.state === 'running') await doneOrAborted(e.done, target.signal);
+    if (e.state === 'running') await untilAborted(e.done, target.signal);
     target.signal?.throwIfAborted();
     if (e.state !== 'ready' || this.entries.get(digest) !== e) return undefined;
     this.forget(e);
@@ -324,18 +325,4 @@ export class LayerPrefetcher {
 /** Removes a tree in the background (thread pool); a failure leaves it for the next startup. */
 function removeLater(dir: string): void {
   fs.rm(dir, { recursive: true, force: true }, () => undefined);
-}
-
-/** Resolves when `done` does, or rejects with the signal's reason as soon as it aborts. */
-function doneOrAborted(done: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
-  if (!signal) return done;
-  signal.throwIfAborted();
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    void done.then(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    });
-  });
 }
