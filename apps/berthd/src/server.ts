@@ -6,10 +6,12 @@ import * as grpc from '@grpc/grpc-js';
 import { FailedPreconditionError } from '@berth/errdefs';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin } from '@berth/grpc';
 import type { Logger } from '@berth/log';
+import { GrpcServerMetrics, MetricsServer } from '@berth/metrics';
 import { LoadedPlugins, Registration, loadPlugins } from '@berth/plugin';
 import { TtrpcServer, TtrpcServicePlugin } from '@berth/ttrpc';
 import { builtinPlugins } from './builtins';
 import { DaemonConfig } from './config';
+import { buildRegistry } from './metrics';
 import { RootLock } from './root-lock';
 import { BERTH_VERSION, CONTAINERD_API_VERSION } from './version';
 
@@ -39,6 +41,11 @@ async function claimSocket(path: string): Promise<void> {
   rmSync(path, { force: true });
 }
 
+/** The daemon's HTTP endpoints besides the gRPC API, when configured. */
+interface Endpoints {
+  metrics?: MetricsServer;
+}
+
 /**
  * A gRPC plugin whose calls do not finish on their own (event subscriptions): told to end them
  * once the server stops accepting calls, so they do not hold up the shutdown grace period.
@@ -62,6 +69,7 @@ export class Daemon {
     readonly plugins: LoadedPlugins,
     private readonly server: grpc.Server,
     private readonly ttrpc: TtrpcServer,
+    private readonly endpoints: Endpoints,
   ) {}
 
   get address(): string {
@@ -78,6 +86,7 @@ export class Daemon {
     const lock = await RootLock.acquire(config.root);
     let plugins: LoadedPlugins | undefined;
     let ttrpc: TtrpcServer | undefined;
+    const endpoints: Endpoints = {};
     try {
       plugins = await loadPlugins(options.registrations ?? builtinPlugins, {
         root: config.root,
@@ -88,13 +97,20 @@ export class Daemon {
         required: config.required_plugins,
         logger,
       });
+      // Calls are counted only when something reads the counts (metrics or the debug endpoint).
+      const counted = config.metrics.address !== '' || config.debug.address !== '';
+      const grpcMetrics = counted ? new GrpcServerMetrics({ histogram: config.metrics.grpc_histogram }) : undefined;
       const server = new grpc.Server({
         'grpc.max_receive_message_length': config.grpc.max_recv_message_size,
         'grpc.max_send_message_length': config.grpc.max_send_message_size,
+        interceptors: grpcMetrics ? [grpcMetrics.interceptor] : [],
       });
       widenFlowControl(server, logger);
       for (const [id, instance] of plugins.ofType<GrpcServicePlugin>(GRPC_PLUGIN_TYPE)) {
-        for (const svc of instance.services) server.addService(svc.definition, svc.implementation);
+        for (const svc of instance.services) {
+          server.addService(svc.definition, svc.implementation);
+          grpcMetrics?.addService(svc.definition);
+        }
         logger.debug('registered gRPC service', { id });
       }
       ttrpc = new TtrpcServer({ logger });
@@ -102,10 +118,14 @@ export class Daemon {
         for (const svc of instance.ttrpcServices ?? []) ttrpc.register(svc);
         if (instance.ttrpcServices?.length) logger.debug('registered ttrpc service', { id });
       }
+      if (grpcMetrics && config.metrics.address !== '') {
+        endpoints.metrics = await MetricsServer.listen(config.metrics.address, buildRegistry(plugins, grpcMetrics), logger);
+      }
       await Daemon.listen(server, ttrpc, config, logger);
       logger.info(`berthd successfully booted in ${((performance.now() - t0) / 1000).toFixed(3)}s`);
-      return new Daemon(config, logger, lock, plugins, server, ttrpc);
+      return new Daemon(config, logger, lock, plugins, server, ttrpc, endpoints);
     } catch (err) {
+      await endpoints.metrics?.close();
       await ttrpc?.close(0);
       await plugins?.close();
       lock.release();
@@ -163,6 +183,7 @@ export class Daemon {
       // No new call can start now: end the calls that would otherwise last until their client leaves.
       for (const instance of this.plugins.ofType<Drainable>(GRPC_PLUGIN_TYPE).values()) instance.drain?.();
       await Promise.all([grpcDone, ttrpcDone]);
+      await this.endpoints.metrics?.close();
       await this.plugins.close();
       rmSync(this.config.grpc.address, { force: true });
       rmSync(`${this.config.grpc.address}.ttrpc`, { force: true });
