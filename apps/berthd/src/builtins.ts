@@ -9,6 +9,7 @@ import { imagesGrpcPlugin, imagesServicePlugin } from '@berth/images/plugins';
 import { healthGrpcPlugin, introspectionGrpcPlugin, introspectionServicePlugin } from '@berth/introspection';
 import { leasesGrpcPlugin, leasesServicePlugin } from '@berth/leases';
 import { metadataPlugin } from '@berth/metadata';
+import { cgroupsMonitorPlugin } from '@berth/metrics';
 import { namespacesGrpcPlugin, namespacesServicePlugin } from '@berth/namespaces';
 import type { Registration } from '@berth/plugin';
 import { createRuntimeV2Plugin } from '@berth/runtime';
@@ -33,6 +34,7 @@ export const builtinPlugins: readonly Registration[] = [
   walkingDifferPlugin,
   exchangePlugin,
   runtimeV2Plugin,
+  cgroupsMonitorPlugin,
   schedulerPlugin,
   streamingManagerPlugin,
   introspectionServicePlugin,

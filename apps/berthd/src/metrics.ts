@@ -2,7 +2,7 @@ import { context } from '@berth/context';
 import { ContentServiceToken } from '@berth/content';
 import { GcSchedulerToken } from '@berth/gc';
 import { NamespaceStoreToken } from '@berth/metadata';
-import { DaemonMetricsSources, Registry, registerDaemonMetrics } from '@berth/metrics';
+import { DaemonMetricsSources, MONITOR_PLUGIN_TYPE, MetricsContributor, Registry, registerDaemonMetrics } from '@berth/metrics';
 import type { LoadedPlugins } from '@berth/plugin';
 import type { Token } from '@berth/plugin';
 import { SnapshotsServiceToken } from '@berth/snapshots';
@@ -38,10 +38,11 @@ export function daemonMetricsSources(plugins: LoadedPlugins): DaemonMetricsSourc
   };
 }
 
-/** Builds the /v1/metrics registry: gRPC and the daemon's figures. */
+/** Builds the /v1/metrics registry: gRPC, the daemon's figures, and what monitor plugins add. */
 export function buildRegistry(plugins: LoadedPlugins, grpc: GrpcServerMetrics): Registry {
   const registry = new Registry();
   grpc.register(registry);
   registerDaemonMetrics(registry, daemonMetricsSources(plugins));
+  for (const instance of plugins.ofType<Partial<MetricsContributor>>(MONITOR_PLUGIN_TYPE).values()) instance.registerMetrics?.(registry);
   return registry;
 }
