@@ -12,6 +12,7 @@ import { metadataPlugin } from '@berth/metadata';
 import { cgroupsMonitorPlugin } from '@berth/metrics';
 import { namespacesGrpcPlugin, namespacesServicePlugin } from '@berth/namespaces';
 import type { Registration } from '@berth/plugin';
+import { restartPlugin } from '@berth/restart';
 import { createRuntimeV2Plugin } from '@berth/runtime';
 import { nativeSnapshotterPlugin, overlayfsSnapshotterPlugin, snapshotsGrpcPlugin, snapshotsServicePlugin } from '@berth/snapshots/plugins';
 import { streamingGrpcPlugin, streamingManagerPlugin } from '@berth/streaming/plugins';
@@ -47,6 +48,7 @@ export const builtinPlugins: readonly Registration[] = [
   snapshotsServicePlugin,
   tasksServicePlugin,
   localTransferPlugin,
+  restartPlugin,
   introspectionGrpcPlugin,
   containersGrpcPlugin,
   contentGrpcPlugin,
