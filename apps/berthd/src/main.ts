@@ -66,15 +66,19 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  const config = loadConfig(values.config);
   let level;
   try {
-    level = parseLevel(values['log-level'] ?? 'info');
+    level = parseLevel(values['log-level'] ?? (config.debug.level || 'info'));
   } catch (err) {
     process.stderr.write(`berthd: ${(err as Error).message}\n`);
     return 2;
   }
-  const logger = createLogger({ level });
-  const config = loadConfig(values.config);
+  const format = config.debug.format === 'json' ? 'json' : 'text';
+  // Lines carry the gRPC method and namespace of the call they come from when the format is
+  // json or the level debug or finer: the async context that carries them costs a little per call.
+  const contextual = format === 'json' || level === 'debug' || level === 'trace';
+  const logger = createLogger({ level, format, contextual });
   if (values.root) config.root = resolve(values.root);
   if (values.state) config.state = resolve(values.state);
   if (values.address) config.grpc.address = resolve(values.address);

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { Context, LEASE_HEADER, NAMESPACE_HEADER } from '@berth/context';
 import { CanceledError, DeadlineExceededError, NotImplementedError, isDeliberate, toGrpcStatus } from '@berth/errdefs';
-import type { Logger } from '@berth/log';
+import { Logger, withLogFields } from '@berth/log';
 import { token } from '@berth/plugin';
 
 /** The plugin type of every gRPC API plugin. */
@@ -188,6 +188,15 @@ export function createService<D extends Record<string, MethodDescriptor<any, any
             (err) => (done(), c.emit('error', fail(err))),
           );
       };
+    }
+  }
+  // A contextual logger gets the call's method and namespace on every line written while the
+  // call is handled, by the handler and by whatever it calls.
+  if (logger.contextual) {
+    for (const [name, method] of Object.entries(definition)) {
+      const inner = implementation[name] as (c: AnyServerCall, cb?: grpc.sendUnaryData<unknown>) => void;
+      implementation[name] = (c: AnyServerCall, cb?: grpc.sendUnaryData<unknown>) =>
+        withLogFields({ method: method.path, namespace: first(c.metadata, NAMESPACE_HEADER) || undefined }, () => inner(c, cb));
     }
   }
   return { definition: definition as unknown as grpc.ServiceDefinition, implementation };
