@@ -11,6 +11,7 @@ import { LoadedPlugins, Registration, loadPlugins } from '@berth/plugin';
 import { TtrpcServer, TtrpcServicePlugin } from '@berth/ttrpc';
 import { builtinPlugins } from './builtins';
 import { DaemonConfig } from './config';
+import { DebugServer } from './debug-server';
 import { buildRegistry } from './metrics';
 import { RootLock } from './root-lock';
 import { BERTH_VERSION, CONTAINERD_API_VERSION } from './version';
@@ -44,6 +45,7 @@ async function claimSocket(path: string): Promise<void> {
 /** The daemon's HTTP endpoints besides the gRPC API, when configured. */
 interface Endpoints {
   metrics?: MetricsServer;
+  debug?: DebugServer;
 }
 
 /**
@@ -121,11 +123,16 @@ export class Daemon {
       if (grpcMetrics && config.metrics.address !== '') {
         endpoints.metrics = await MetricsServer.listen(config.metrics.address, buildRegistry(plugins, grpcMetrics), logger);
       }
+      if (grpcMetrics && config.debug.address !== '') {
+        await claimSocket(config.debug.address);
+        endpoints.debug = await DebugServer.listen({ ...config.debug, logger, inFlight: () => grpcMetrics.inFlight() });
+      }
       await Daemon.listen(server, ttrpc, config, logger);
       logger.info(`berthd successfully booted in ${((performance.now() - t0) / 1000).toFixed(3)}s`);
       return new Daemon(config, logger, lock, plugins, server, ttrpc, endpoints);
     } catch (err) {
       await endpoints.metrics?.close();
+      await endpoints.debug?.close();
       await ttrpc?.close(0);
       await plugins?.close();
       lock.release();
@@ -184,6 +191,7 @@ export class Daemon {
       for (const instance of this.plugins.ofType<Drainable>(GRPC_PLUGIN_TYPE).values()) instance.drain?.();
       await Promise.all([grpcDone, ttrpcDone]);
       await this.endpoints.metrics?.close();
+      await this.endpoints.debug?.close();
       await this.plugins.close();
       rmSync(this.config.grpc.address, { force: true });
       rmSync(`${this.config.grpc.address}.ttrpc`, { force: true });
