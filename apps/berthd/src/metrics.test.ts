@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
 import { containers, content, namespaces, version } from '@berth/api';
 import { isInvalidArgument, isNotFound } from '@berth/errdefs';
-import { PromFamily, TestDaemon, freePort, parsePrometheusText, rejectionOf, tempDir } from '@berth/testing';
+import { EventSubscription, PromFamily, TestDaemon, freePort, parsePrometheusText, rejectionOf, tempDir } from '@berth/testing';
 
 /** Fetches /v1/metrics and parses it with Prometheus' own parser (prom2json). */
 async function scrape(address: string): Promise<Map<string, PromFamily>> {
@@ -100,16 +101,39 @@ describe('[metrics] address: /v1/metrics', () => {
     w.end();
     for await (const _ of w) void _;
     const m = await scrape(address);
-    for (const name of ['process_resident_memory_bytes', 'process_open_fds', 'nodejs_eventloop_lag_seconds', 'berth_gc_collections_total', 'berth_gc_duration_seconds']) {
-      expect(m.has(name)).toBe(true);
+    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'nodejs_eventloop_lag_seconds', 'nodejs_eventloop_lag_p99_seconds', 'berth_gc_collections_total', 'berth_gc_duration_seconds']) {
+      expect([name, m.has(name)]).toEqual([name, true]);
     }
-    expect(Number(m.get('process_open_fds')!.metrics[0].value)).toBeGreaterThan(0);
+    const value = (name: string) => Number(m.get(name)!.metrics[0].value);
+    const fds = readdirSync(`/proc/${d.pid}/fd`).length;
+    expect(Math.abs(value('process_open_fds') - fds)).toBeLessThanOrEqual(5);
+    const rss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${d.pid}/status`, 'utf8'))![1]) * 1024;
+    expect(value('process_resident_memory_bytes') / rss).toBeGreaterThan(0.8);
+    expect(value('process_resident_memory_bytes') / rss).toBeLessThan(1.25);
+    // No GC observer: it would cost something on every garbage collection.
+    expect(m.has('nodejs_gc_duration_seconds')).toBe(false);
     const blobs = m.get('berth_content_blobs')!.metrics.find((s) => s.labels?.namespace === 'm2');
     expect(blobs?.value).toBe('1');
     expect(m.get('berth_content_bytes')!.metrics.find((s) => s.labels?.namespace === 'm2')?.value).toBe(String('hello metrics'.length));
     expect(m.get('berth_snapshots')!.metrics.find((s) => s.labels?.namespace === 'm2' && s.labels.snapshotter === 'overlayfs')?.value).toBe('0');
     // The ingest itself was counted: a client stream of Write messages.
     expect(Number(m.get('grpc_server_msg_received_total')!.metrics.find((s) => s.labels?.grpc_method === 'Write')?.value)).toBeGreaterThan(0);
+  });
+
+  it('counts a stream the client cancels as handled with code Canceled, once', async () => {
+    const sub = await EventSubscription.open(d.address, ['topic=="/never"']);
+    sub.close();
+    const subscribe = (m: Map<string, PromFamily>, code: string) =>
+      Number(m.get('grpc_server_handled_total')!.metrics.find((s) => s.labels?.grpc_method === 'Subscribe' && s.labels.grpc_code === code)?.value);
+    let m = await scrape(address);
+    for (let i = 0; i < 100 && subscribe(m, 'Canceled') !== 1; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      m = await scrape(address);
+    }
+    expect(subscribe(m, 'Canceled')).toBe(1);
+    expect(subscribe(m, 'OK')).toBe(0);
+    const started = m.get('grpc_server_started_total')!.metrics.find((s) => s.labels?.grpc_method === 'Subscribe');
+    expect(started).toMatchObject({ labels: { grpc_type: 'server_stream', grpc_service: 'containerd.services.events.v1.Events' }, value: '1' });
   });
 
   it('answers 404 elsewhere', async () => {

@@ -38,11 +38,14 @@ export function daemonMetricsSources(plugins: LoadedPlugins): DaemonMetricsSourc
   };
 }
 
-/** Builds the /v1/metrics registry: gRPC, the daemon's figures, and what monitor plugins add. */
-export function buildRegistry(plugins: LoadedPlugins, grpc: GrpcServerMetrics): Registry {
+/**
+ * Builds the /v1/metrics registry: gRPC, the daemon's figures, and what monitor plugins add;
+ * `dispose` stops its samplers.
+ */
+export function buildRegistry(plugins: LoadedPlugins, grpc: GrpcServerMetrics): { registry: Registry; dispose: () => void } {
   const registry = new Registry();
   grpc.register(registry);
-  registerDaemonMetrics(registry, daemonMetricsSources(plugins));
+  const dispose = registerDaemonMetrics(registry, daemonMetricsSources(plugins));
   for (const instance of plugins.ofType<Partial<MetricsContributor>>(MONITOR_PLUGIN_TYPE).values()) instance.registerMetrics?.(registry);
-  return registry;
+  return { registry, dispose };
 }

@@ -121,7 +121,8 @@ export class Daemon {
         if (instance.ttrpcServices?.length) logger.debug('registered ttrpc service', { id });
       }
       if (grpcMetrics && config.metrics.address !== '') {
-        endpoints.metrics = await MetricsServer.listen(config.metrics.address, buildRegistry(plugins, grpcMetrics), logger);
+        const { registry, dispose } = buildRegistry(plugins, grpcMetrics);
+        endpoints.metrics = await MetricsServer.listen(config.metrics.address, registry, logger, dispose);
       }
       if (grpcMetrics && config.debug.address !== '') {
         await claimSocket(config.debug.address);

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from './process-metrics';
 
 /** What the garbage collector reports (the gc scheduler's statistics). */
 export interface GcFigures {
@@ -22,12 +23,12 @@ export interface DaemonMetricsSources {
 }
 
 /**
- * Registers the process figures (prom-client's defaults: resident memory, heap, open fds, CPU,
- * event-loop lag) and Berth's own: garbage collections by status and their durations, and
- * content and snapshot totals per namespace (read at scrape time).
+ * Registers the process figures (`registerProcessMetrics`) and Berth's own: garbage collections
+ * by status and their durations, and content and snapshot totals per namespace (read at scrape
+ * time). Returns what stops the process figures' event-loop sampler.
  */
-export function registerDaemonMetrics(registry: Registry, sources: DaemonMetricsSources): void {
-  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
+export function registerDaemonMetrics(registry: Registry, sources: DaemonMetricsSources): () => void {
+  const stop = registerProcessMetrics(registry);
 
   const gc = sources.gc;
   if (gc) {
@@ -106,4 +107,5 @@ export function registerDaemonMetrics(registry: Registry, sources: DaemonMetrics
       },
     });
   }
+  return stop;
 }

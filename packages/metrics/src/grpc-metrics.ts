@@ -97,32 +97,9 @@ export class GrpcServerMetrics {
   readonly interceptor: grpc.ServerInterceptor = (method, call) => {
     const t = this.tally(method);
     t.started++;
-    const t0 = this.histogram ? performance.now() : 0;
-    let done = false;
-    const finish = (code: number) => {
-      if (done) return;
-      done = true;
-      t.handled[code >= 0 && code < GRPC_CODE_NAMES.length ? code : 2]++;
-      this.histogram?.observe(t.labels, (performance.now() - t0) / 1000);
-    };
-    return new grpc.ServerInterceptingCall(call, {
-      start: (next) =>
-        next({
-          onReceiveMessage: (message, nextMessage) => {
-            t.received++;
-            nextMessage(message);
-          },
-          onCancel: () => finish(grpc.status.CANCELLED),
-        }),
-      sendMessage: (message, next) => {
-        t.sent++;
-        next(message);
-      },
-      sendStatus: (status, next) => {
-        finish(status.code ?? grpc.status.UNKNOWN);
-        next(status);
-      },
-    });
+    // grpc-js types interceptors as returning its ServerInterceptingCall class, but calls only
+    // the interface; see CountingCall for why that class is not used.
+    return new CountingCall(call, t, this.histogram) as unknown as grpc.ServerInterceptingCall;
   };
 
   /** Registers the Prometheus collectors in `registry`. */
@@ -163,5 +140,79 @@ export class GrpcServerMetrics {
   /** Whether handling times are recorded. */
   get histogramEnabled(): boolean {
     return this.options.histogram === true;
+  }
+}
+
+/**
+ * A pass-through server call that counts what goes by. grpc-js' own ServerInterceptingCall is
+ * not used: it sends the response headers on their own before the first message, which costs a
+ * unary call an extra HTTP/2 write (about 30 µs of CPU here, 8% of a Version call, measured);
+ * this wrapper delegates each step unchanged, so the wire and the writes stay as without it.
+ */
+class CountingCall implements grpc.ServerInterceptingCallInterface {
+  private done = false;
+  private readonly t0: number;
+
+  constructor(
+    private readonly next: grpc.ServerInterceptingCallInterface,
+    private readonly tally: MethodTally,
+    private readonly histogram?: Histogram<'grpc_type' | 'grpc_service' | 'grpc_method'>,
+  ) {
+    this.t0 = histogram ? performance.now() : 0;
+  }
+
+  private finish(code: number): void {
+    if (this.done) return;
+    this.done = true;
+    this.tally.handled[code >= 0 && code < GRPC_CODE_NAMES.length ? code : grpc.status.UNKNOWN]++;
+    this.histogram?.observe(this.tally.labels, (performance.now() - this.t0) / 1000);
+  }
+
+  start(listener: Parameters<grpc.ServerInterceptingCallInterface['start']>[0]): void {
+    const tally = this.tally;
+    this.next.start({
+      onReceiveMetadata: (metadata) => listener.onReceiveMetadata(metadata),
+      onReceiveMessage: (message) => {
+        tally.received++;
+        listener.onReceiveMessage(message);
+      },
+      onReceiveHalfClose: () => listener.onReceiveHalfClose(),
+      onCancel: () => {
+        this.finish(grpc.status.CANCELLED);
+        listener.onCancel();
+      },
+    });
+  }
+  sendMetadata(metadata: grpc.Metadata): void {
+    this.next.sendMetadata(metadata);
+  }
+  sendMessage(message: unknown, callback: () => void): void {
+    this.tally.sent++;
+    this.next.sendMessage(message, callback);
+  }
+  sendStatus(status: Parameters<grpc.ServerInterceptingCallInterface['sendStatus']>[0]): void {
+    this.finish(status.code ?? grpc.status.UNKNOWN);
+    this.next.sendStatus(status);
+  }
+  startRead(): void {
+    this.next.startRead();
+  }
+  getPeer(): string {
+    return this.next.getPeer();
+  }
+  getDeadline(): grpc.Deadline {
+    return this.next.getDeadline();
+  }
+  getHost(): string {
+    return this.next.getHost();
+  }
+  getAuthContext(): ReturnType<grpc.ServerInterceptingCallInterface['getAuthContext']> {
+    return this.next.getAuthContext();
+  }
+  getConnectionInfo(): ReturnType<grpc.ServerInterceptingCallInterface['getConnectionInfo']> {
+    return this.next.getConnectionInfo();
+  }
+  getMetricsRecorder(): ReturnType<grpc.ServerInterceptingCallInterface['getMetricsRecorder']> {
+    return this.next.getMetricsRecorder();
   }
 }

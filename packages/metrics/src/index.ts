@@ -8,6 +8,7 @@ export * from './cgroups-monitor';
 export * from './task-metrics';
 export * from './grpc-metrics';
 export * from './daemon-metrics';
+export * from './process-metrics';
 export * from './metrics-server';
 export * from './plugin';
 export { Registry } from 'prom-client';

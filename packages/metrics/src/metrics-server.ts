@@ -22,9 +22,11 @@ export class MetricsServer {
   private constructor(
     private readonly server: Server,
     readonly address: string,
+    private readonly onClose?: () => void,
   ) {}
 
-  static async listen(address: string, registry: Registry, logger: Logger): Promise<MetricsServer> {
+  /** Serves `registry`; `onClose` runs when the server closes (to stop the registry's samplers). */
+  static async listen(address: string, registry: Registry, logger: Logger, onClose?: () => void): Promise<MetricsServer> {
     const { host, port } = parseTcpAddress(address);
     const server = createServer((req, res) => {
       const path = (req.url ?? '').split('?')[0];
@@ -41,17 +43,21 @@ export class MetricsServer {
       );
     });
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => reject(new InvalidArgumentError(`metrics address ${address}: ${err.message}`, { cause: err })));
+      server.once('error', (err) => {
+        onClose?.();
+        reject(new InvalidArgumentError(`metrics address ${address}: ${err.message}`, { cause: err }));
+      });
       server.listen({ host: host === '' ? undefined : host, port }, () => resolve());
     });
     const bound = server.address();
     const actual = bound && typeof bound === 'object' ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` : address;
     logger.info('serving metrics', { address: actual, path: METRICS_PATH });
-    return new MetricsServer(server, actual);
+    return new MetricsServer(server, actual, onClose);
   }
 
   /** Stops listening and closes open connections. */
   close(): Promise<void> {
+    this.onClose?.();
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
