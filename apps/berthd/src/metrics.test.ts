@@ -2,16 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { containers, content, namespaces, version } from '@berth/api';
 import { isInvalidArgument, isNotFound } from '@berth/errdefs';
-import { EventSubscription, PromFamily, TestDaemon, freePort, parsePrometheusText, rejectionOf, tempDir } from '@berth/testing';
+import { EventSubscription, PromFamily, TestDaemon, freePort, rejectionOf, scrapeMetrics, tempDir } from '@berth/testing';
 
-/** Fetches /v1/metrics and parses it with Prometheus' own parser (prom2json). */
-async function scrape(address: string): Promise<Map<string, PromFamily>> {
-  const res = await fetch(`http://${address}/v1/metrics`);
-  expect(res.status).toBe(200);
-  expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
-  const families = await parsePrometheusText(await res.text());
-  return new Map(families.map((f) => [f.name, f]));
-}
 
 /** The non-zero samples of a family, as `label=value,...` -> value. */
 function nonZero(f: PromFamily | undefined): Record<string, number> {
@@ -51,7 +43,7 @@ describe('[metrics] address: /v1/metrics', () => {
     const list = d.client(content.ContentService, 'm1');
     for await (const _ of list.list({ filters: [] })) void _;
 
-    const m = await scrape(address);
+    const m = await scrapeMetrics(address);
     expect(nonZero(m.get('grpc_server_handled_total'))).toEqual({
       [`unary ${NS}/Create OK`]: 3,
       [`unary ${NS}/Create InvalidArgument`]: 1,
@@ -100,7 +92,7 @@ describe('[metrics] address: /v1/metrics', () => {
     w.write({ action: content.WriteAction.COMMIT, ref: 'blob1', total: data.length, expected, offset: 0, data, labels: { 'containerd.io/gc.root': 'x' } });
     w.end();
     for await (const _ of w) void _;
-    const m = await scrape(address);
+    const m = await scrapeMetrics(address);
     for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'nodejs_eventloop_lag_seconds', 'nodejs_eventloop_lag_p99_seconds', 'berth_gc_collections_total', 'berth_gc_duration_seconds']) {
       expect([name, m.has(name)]).toEqual([name, true]);
     }
@@ -125,10 +117,10 @@ describe('[metrics] address: /v1/metrics', () => {
     sub.close();
     const subscribe = (m: Map<string, PromFamily>, code: string) =>
       Number(m.get('grpc_server_handled_total')!.metrics.find((s) => s.labels?.grpc_method === 'Subscribe' && s.labels.grpc_code === code)?.value);
-    let m = await scrape(address);
+    let m = await scrapeMetrics(address);
     for (let i = 0; i < 100 && subscribe(m, 'Canceled') !== 1; i++) {
       await new Promise((r) => setTimeout(r, 20));
-      m = await scrape(address);
+      m = await scrapeMetrics(address);
     }
     expect(subscribe(m, 'Canceled')).toBe(1);
     expect(subscribe(m, 'OK')).toBe(0);
@@ -136,7 +128,8 @@ describe('[metrics] address: /v1/metrics', () => {
     expect(started).toMatchObject({ labels: { grpc_type: 'server_stream', grpc_service: 'containerd.services.events.v1.Events' }, value: '1' });
   });
 
-  it('answers 404 elsewhere', async () => {
+  it("answers Prometheus' text format, and 404 elsewhere", async () => {
+    expect((await fetch(`http://${address}/v1/metrics`)).headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     expect((await fetch(`http://${address}/metrics`)).status).toBe(404);
   });
 });
@@ -146,7 +139,7 @@ describe('[metrics] without grpc_histogram, and bad addresses', () => {
     const address = `127.0.0.1:${await freePort()}`;
     const d = await TestDaemon.start({ logLevel: 'info', config: `[metrics]\naddress = "${address}"\n` });
     try {
-      const m = await scrape(address);
+      const m = await scrapeMetrics(address);
       expect(m.has('grpc_server_handled_total')).toBe(true);
       expect(m.has('grpc_server_handling_seconds')).toBe(false);
     } finally {

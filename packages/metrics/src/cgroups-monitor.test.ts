@@ -1,16 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanupShims, eventually, populateBusybox } from '@berth/tasks/test-support';
-import { PromFamily, ctrEventsDuring, normaliseEventLine, TestDaemon, freePort, parsePrometheusText, tempDir } from '@berth/testing';
+import { PromFamily, TestDaemon, ctrEventsDuring, freePort, normaliseEventLine, scrapeMetrics, tempDir } from '@berth/testing';
 
 /** The v1 memory cgroup ctr's default spec puts a task in (`/<namespace>/<id>`). */
 const memoryCgroup = (ns: string, id: string) => join('/sys/fs/cgroup/memory', ns, id);
 const v1 = existsSync('/sys/fs/cgroup/memory/memory.oom_control');
-
-async function scrape(address: string): Promise<Map<string, PromFamily>> {
-  const text = await (await fetch(`http://${address}/v1/metrics`)).text();
-  return new Map((await parsePrometheusText(text)).map((f) => [f.name, f]));
-}
 
 /** The value of `container_<name>` for one task. */
 function taskValue(m: Map<string, PromFamily>, name: string, id: string): number | undefined {
@@ -51,7 +46,7 @@ function taskValue(m: Map<string, PromFamily>, name: string, id: string): number
     // A sleeping task's figures hold still; compare a scrape taken between two equal readings.
     await eventually(async () => {
       const before = { usage: read('memory.usage_in_bytes'), stat: stat() };
-      const m = await scrape(address);
+      const m = await scrapeMetrics(address);
       const after = { usage: read('memory.usage_in_bytes'), stat: stat() };
       if (JSON.stringify(before) !== JSON.stringify(after)) return false;
       expect(taskValue(m, 'memory_usage_limit_bytes', id)).toBe(limit);
@@ -74,7 +69,7 @@ function taskValue(m: Map<string, PromFamily>, name: string, id: string): number
     expect(await d.ctr(['tasks', 'rm', id])).toMatchObject({ code: 0 });
     expect(await d.ctr(['containers', 'rm', id])).toMatchObject({ code: 0 });
     // A deleted task has no series.
-    expect(taskValue(await scrape(address), 'memory_usage_usage_bytes', id)).toBeUndefined();
+    expect(taskValue(await scrapeMetrics(address), 'memory_usage_usage_bytes', id)).toBeUndefined();
   });
 
   it('makes ctr events print one /tasks/oom for a task that runs out of its memory limit', async () => {

@@ -91,3 +91,10 @@ export function parsePrometheusText(text: string): Promise<PromFamily[]> {
     child.stdin.end(text);
   });
 }
+
+/** Fetches `http://<address>/v1/metrics` and parses it with prom2json: the families by name. */
+export async function scrapeMetrics(address: string): Promise<Map<string, PromFamily>> {
+  const res = await fetch(`http://${address}/v1/metrics`);
+  if (res.status !== 200) throw new Error(`GET /v1/metrics answered ${res.status}`);
+  return new Map((await parsePrometheusText(await res.text())).map((f) => [f.name, f]));
+}
