@@ -6,7 +6,8 @@ import { cleanupShims, eventually, populateBusybox } from '@berth/tasks/test-sup
 import { TestDaemon, tempDir } from '@berth/testing';
 import { COUNT_LABEL, EXPLICITLY_STOPPED_LABEL, LOG_URI_LABEL, POLICY_LABEL, STATUS_LABEL } from './policy';
 
-const INTERVAL_MS = 2000;
+/** Long enough that a shim start on a loaded machine fits well within one interval. */
+const INTERVAL_MS = 3000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('io.containerd.internal.v1 restart', () => {
@@ -99,7 +100,7 @@ describe('io.containerd.internal.v1 restart', () => {
     const cid = id('stopped');
     const pid = await run(cid, { [STATUS_LABEL]: 'running', [POLICY_LABEL]: 'unless-stopped', [EXPLICITLY_STOPPED_LABEL]: 'true' }, ['/bin/sleep', '1000']);
     process.kill(pid, 'SIGKILL');
-    await sleep(3 * INTERVAL_MS);
+    await sleep(2.5 * INTERVAL_MS);
     expect((await task(cid))?.status).toBe(taskTypes.Status.STOPPED);
     await remove(cid);
   });
@@ -108,7 +109,7 @@ describe('io.containerd.internal.v1 restart', () => {
     const cid = id('tostop');
     await run(cid, { [STATUS_LABEL]: 'stopped' }, ['/bin/sleep', '1000']);
     await eventually(async () => (await task(cid)) === undefined, 3 * INTERVAL_MS);
-    await sleep(2 * INTERVAL_MS);
+    await sleep(1.5 * INTERVAL_MS);
     expect(await task(cid)).toBeUndefined();
     expect(await d.ctr(['containers', 'rm', cid])).toMatchObject({ code: 0 });
   });
@@ -118,7 +119,7 @@ describe('io.containerd.internal.v1 restart', () => {
     await run(cid, { [STATUS_LABEL]: 'running', [POLICY_LABEL]: 'on-failure:1' }, ['/bin/sh', '-c', 'sleep 0.3; exit 3']);
     const labels = async () => (await d.client(capi.ContainersService, 'default').get({ id: cid })).container!.labels;
     await eventually(async () => (await labels())[COUNT_LABEL] === '1', 4 * INTERVAL_MS);
-    await sleep(3 * INTERVAL_MS);
+    await sleep(2.5 * INTERVAL_MS);
     expect((await labels())[COUNT_LABEL]).toBe('1');
     expect((await task(cid))?.status).toBe(taskTypes.Status.STOPPED);
     await remove(cid);
