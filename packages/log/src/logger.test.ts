@@ -34,12 +34,12 @@ describe('logger', () => {
     const ctxLog = createLogger({ level: 'info', contextual: true, write: (l) => lines.push(l), now: () => new Date(0) });
     await withLogFields({ method: '/svc/M', namespace: 'ns' }, async () => {
       await new Promise((r) => setTimeout(r, 1));
-      ctxLog.info('inside');
+      ctxLog.info('inside', { id: 'x' });
       log.info('plain');
     });
     ctxLog.info('outside');
     expect(lines).toEqual([
-      'time="1970-01-01T00:00:00.000Z" level=info msg="inside" method=/svc/M namespace=ns\n',
+      'time="1970-01-01T00:00:00.000Z" level=info msg="inside" id=x method=/svc/M namespace=ns\n',
       'time="1970-01-01T00:00:00.000Z" level=info msg="plain"\n',
       'time="1970-01-01T00:00:00.000Z" level=info msg="outside"\n',
     ]);

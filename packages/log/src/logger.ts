@@ -78,7 +78,11 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
   const log = (lvl: Level, msg: string, fields?: Fields) => {
     if (LEVELS.indexOf(lvl) < threshold) return;
-    const all = contextual ? { ...base, ...operationFields.getStore(), ...fields } : { ...base, ...fields };
+    // The operation's fields come last, so that a line keeps the order its caller gave, and a
+    // caller's own field of the same name wins.
+    const all: Fields = { ...base, ...fields };
+    const extra = contextual ? operationFields.getStore() : undefined;
+    if (extra) for (const k in extra) if (!(k in all)) all[k] = extra[k];
     if (json) {
       const out: Record<string, unknown> = { time: now().toISOString(), level: lvl, msg };
       for (const [k, v] of Object.entries(all)) if (v !== undefined && v !== null && !(k in out)) out[k] = v;
