@@ -88,3 +88,17 @@ describe('[debug] address and format = "json"', () => {
     expect(parsed.find((l) => l.msg === 'serving debug endpoint')).not.toHaveProperty('method');
   });
 });
+
+describe('text logs', () => {
+  it("carry the method and namespace on the gRPC layer's lines, without the json format's async context", async () => {
+    const d = await TestDaemon.start({ logLevel: 'debug' });
+    try {
+      expect(await d.ctr(['-n', 'textns', 'containers', 'info', 'missing'])).toMatchObject({ code: 1 });
+      expect(d.output).toMatch(/level=debug msg="gRPC call failed" type=io\.containerd\.grpc\.v1 id=containers method=\/containerd\.services\.containers\.v1\.Containers\/Get namespace=textns code=5 /);
+      // Lines from inside the call (the exchange's) carry no method: that is the json format's.
+      expect(d.output).not.toMatch(/msg="event published".* method=/);
+    } finally {
+      await d.cleanup();
+    }
+  });
+});
