@@ -66,22 +66,31 @@ export const V1_TASK_METRICS: TaskMetric[] = [
   blkio('blkio_io_serviced_recursive_total', 'The blkio io serviced recursive', (s) => s.blkio?.serviced),
 ];
 
-/** memory.stat keys of cgroup v2 reported as container_memory_<key>_bytes. */
-const V2_MEMORY_STAT = ['anon', 'file', 'kernel_stack', 'slab', 'sock', 'shmem', 'file_mapped', 'file_dirty', 'file_writeback', 'inactive_anon', 'active_anon', 'inactive_file', 'active_file', 'unevictable'];
+/** memory.stat keys of cgroup v2 that containerd reports as container_memory_<key>_bytes. */
+const V2_MEMORY_STAT = [
+  'file_mapped', 'file_dirty', 'file_writeback', 'pgactivate', 'pgdeactivate', 'pgfault', 'pgmajfault', 'pglazyfree',
+  'pgrefill', 'pglazyfreed', 'pgscan', 'pgsteal', 'inactive_anon', 'active_anon', 'inactive_file', 'active_file',
+  'unevictable', 'anon', 'file', 'kernel_stack', 'slab', 'sock', 'shmem', 'anon_thp', 'slab_reclaimable',
+  'slab_unreclaimable', 'workingset_refault', 'workingset_activate', 'workingset_nodereclaim', 'thp_fault_alloc',
+  'thp_collapse_alloc',
+];
 
-/** containerd's cgroup v2 task metrics (metrics/cgroups/v2). */
+/**
+ * containerd's cgroup v2 task metrics (metrics/cgroups/v2), names as it spells them
+ * (`memory_swap_Limit` included). The OOM count, from memory.events, is Berth's addition.
+ */
 export const V2_TASK_METRICS: TaskMetric[] = [
-  { name: 'cpu_usage_usec_microseconds', help: 'Total cpu usage (cgroup v2)', values: (s) => one(s.cpu?.total) },
-  { name: 'cpu_user_usec_microseconds', help: 'Current cpu usage in user space (cgroup v2)', values: (s) => one(s.cpu?.user) },
-  { name: 'cpu_system_usec_microseconds', help: 'Current cpu usage in kernel space (cgroup v2)', values: (s) => one(s.cpu?.kernel) },
+  { name: 'cpu_usage_microseconds', help: 'Total cpu usage (cgroup v2)', values: (s) => one(s.cpu?.total) },
+  { name: 'cpu_user_usage_microseconds', help: 'Current cpu usage in user space (cgroup v2)', values: (s) => one(s.cpu?.user) },
+  { name: 'cpu_kernel_usage_microseconds', help: 'Current cpu usage in kernel space (cgroup v2)', values: (s) => one(s.cpu?.kernel) },
   { name: 'cpu_nr_periods_total', help: 'Current cpu number of periods (only if controller is enabled)', values: (s) => one(s.cpu?.periods) },
   { name: 'cpu_nr_throttled_total', help: 'Total number of times tasks have been throttled (only if controller is enabled)', values: (s) => one(s.cpu?.throttledPeriods) },
   { name: 'cpu_throttled_usec_microseconds', help: 'Total time duration for which tasks have been throttled. (only if controller is enabled)', values: (s) => one(s.cpu?.throttledTime) },
   { name: 'memory_usage_bytes', help: 'Current memory usage (cgroup v2)', values: (s) => one(s.memory?.usage) },
   { name: 'memory_usage_limit_bytes', help: 'Current memory usage limit (cgroup v2)', values: (s) => one(s.memory?.limit) },
   { name: 'memory_swap_usage_bytes', help: 'Current swap usage (cgroup v2)', values: (s) => one(s.memory?.swap?.usage) },
-  { name: 'memory_swap_limit_bytes', help: 'Current swap usage limit (cgroup v2)', values: (s) => one(s.memory?.swap?.limit) },
-  ...V2_MEMORY_STAT.map((k) => ({ name: `memory_${k}_bytes`, help: `Current ${k} memory (cgroup v2)`, values: (s: CgroupStats) => one(s.memory?.stat[k]) })),
+  { name: 'memory_swap_Limit_bytes', help: 'Current swap usage limit (cgroup v2)', values: (s) => one(s.memory?.swap?.limit) },
+  ...V2_MEMORY_STAT.map((k) => ({ name: `memory_${k}_bytes`, help: `The ${k} amount`, values: (s: CgroupStats) => one(s.memory?.stat[k]) })),
   OOM,
   ...PIDS,
 ];
