@@ -9,8 +9,10 @@ import { imagesGrpcPlugin, imagesServicePlugin } from '@berth/images/plugins';
 import { healthGrpcPlugin, introspectionGrpcPlugin, introspectionServicePlugin } from '@berth/introspection';
 import { leasesGrpcPlugin, leasesServicePlugin } from '@berth/leases';
 import { metadataPlugin } from '@berth/metadata';
+import { cgroupsMonitorPlugin } from '@berth/metrics';
 import { namespacesGrpcPlugin, namespacesServicePlugin } from '@berth/namespaces';
 import type { Registration } from '@berth/plugin';
+import { restartPlugin } from '@berth/restart';
 import { createRuntimeV2Plugin } from '@berth/runtime';
 import { nativeSnapshotterPlugin, overlayfsSnapshotterPlugin, snapshotsGrpcPlugin, snapshotsServicePlugin } from '@berth/snapshots/plugins';
 import { streamingGrpcPlugin, streamingManagerPlugin } from '@berth/streaming/plugins';
@@ -33,6 +35,7 @@ export const builtinPlugins: readonly Registration[] = [
   walkingDifferPlugin,
   exchangePlugin,
   runtimeV2Plugin,
+  cgroupsMonitorPlugin,
   schedulerPlugin,
   streamingManagerPlugin,
   introspectionServicePlugin,
@@ -45,6 +48,7 @@ export const builtinPlugins: readonly Registration[] = [
   snapshotsServicePlugin,
   tasksServicePlugin,
   localTransferPlugin,
+  restartPlugin,
   introspectionGrpcPlugin,
   containersGrpcPlugin,
   contentGrpcPlugin,

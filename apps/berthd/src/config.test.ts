@@ -22,12 +22,22 @@ content_sharing_policy = "isolated"
     expect(cfg.plugins['io.containerd.metadata.v1.bolt']).toEqual({ content_sharing_policy: 'isolated' });
   });
 
+  it('reads [metrics] and [debug] as containerd names them', () => {
+    const cfg = parseConfig('[metrics]\naddress = "127.0.0.1:1338"\ngrpc_histogram = true\n[debug]\naddress = "/run/berth/debug.sock"\nformat = "json"\n');
+    expect(cfg.metrics).toEqual({ address: '127.0.0.1:1338', grpc_histogram: true });
+    expect(cfg.debug).toMatchObject({ address: '/run/berth/debug.sock', format: 'json' });
+  });
+
   it.each([
     ['root = 1', 'config: root must be a string'],
     ['disabled_plugins = "x"', 'config: disabled_plugins must be a list of strings'],
     ['[grpc]\nuid = "root"', 'config: grpc.uid must be a number'],
     ['version = 1', 'config: unsupported config version 1 (berthd reads version 2)'],
     ['root = ', 'config: '],
+    ['[metrics]\ngrpc_histogram = "yes"', 'config: metrics.grpc_histogram must be a boolean'],
+    ['[metrics]\naddress = "localhost"', 'config: metrics address "localhost" must be host:port'],
+    ['[debug]\nformat = "xml"', 'config: debug.format must be "text" or "json", not "xml"'],
+    ['debug = 1', 'config: debug must be a table'],
   ])('refuses %p', (text, message) => {
     let err: unknown;
     try {

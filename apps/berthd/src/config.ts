@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse, stringify } from 'smol-toml';
 import { InvalidArgumentError } from '@berth/errdefs';
+import { parseTcpAddress } from '@berth/metrics';
 import { Registration, pluginKey } from '@berth/plugin';
 
 /** Where berthd looks for its config when no --config is given; absent means built-in defaults. */
@@ -19,6 +20,22 @@ export interface DaemonConfig {
     gid: number;
     max_recv_message_size: number;
     max_send_message_size: number;
+  };
+  /** `[debug]`: the debug endpoint (a unix socket; empty means none) and the log format. */
+  debug: {
+    address: string;
+    uid: number;
+    gid: number;
+    /** A log level; the `--log-level` flag wins. Empty means info. */
+    level: string;
+    /** `text` (logfmt, the default; an empty string means the same) or `json`. */
+    format: string;
+  };
+  /** `[metrics]`: Prometheus metrics at `http://<address>/v1/metrics` (TCP; empty means none). */
+  metrics: {
+    address: string;
+    /** Records grpc_server_handling_seconds. Default false. */
+    grpc_histogram: boolean;
   };
   /** Per-plugin sections, by `<type>.<id>`. */
   plugins: Record<string, Record<string, unknown>>;
@@ -39,6 +56,8 @@ export function defaultConfig(): DaemonConfig {
       max_recv_message_size: 16 * 1024 * 1024,
       max_send_message_size: 16 * 1024 * 1024,
     },
+    debug: { address: '', uid: 0, gid: 0, level: '', format: '' },
+    metrics: { address: '', grpc_histogram: false },
     plugins: {},
   };
 }
@@ -70,14 +89,27 @@ export function parseConfig(text: string, source = 'config'): DaemonConfig {
   }
   if (raw.disabled_plugins !== undefined) cfg.disabled_plugins = stringList(raw.disabled_plugins, 'disabled_plugins');
   if (raw.required_plugins !== undefined) cfg.required_plugins = stringList(raw.required_plugins, 'required_plugins');
-  if (raw.grpc !== undefined) {
-    if (!isTable(raw.grpc)) throw new InvalidArgumentError(`${source}: grpc must be a table`);
-    for (const [k, v] of Object.entries(raw.grpc)) {
-      if (!(k in cfg.grpc)) continue;
-      const want = typeof (cfg.grpc as Record<string, unknown>)[k];
-      if (typeof v !== want) throw new InvalidArgumentError(`${source}: grpc.${k} must be a ${want}`);
-      (cfg.grpc as Record<string, unknown>)[k] = v;
+  for (const table of ['grpc', 'debug', 'metrics'] as const) {
+    const section = raw[table];
+    if (section === undefined) continue;
+    if (!isTable(section)) throw new InvalidArgumentError(`${source}: ${table} must be a table`);
+    const into = cfg[table] as Record<string, unknown>;
+    for (const [k, v] of Object.entries(section)) {
+      if (!(k in into)) continue;
+      const want = typeof into[k];
+      if (typeof v !== want) throw new InvalidArgumentError(`${source}: ${table}.${k} must be a ${want}`);
+      into[k] = v;
     }
+  }
+  if (cfg.metrics.address !== '') {
+    try {
+      parseTcpAddress(cfg.metrics.address);
+    } catch (err) {
+      throw new InvalidArgumentError(`${source}: ${(err as Error).message}`);
+    }
+  }
+  if (!['', 'text', 'json'].includes(cfg.debug.format)) {
+    throw new InvalidArgumentError(`${source}: debug.format must be "text" or "json", not ${JSON.stringify(cfg.debug.format)}`);
   }
   if (raw.plugins !== undefined) {
     if (!isTable(raw.plugins)) throw new InvalidArgumentError(`${source}: plugins must be a table`);

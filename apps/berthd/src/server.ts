@@ -7,10 +7,13 @@ import { FailedPreconditionError } from '@berth/errdefs';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, withReplyBarrier } from '@berth/grpc';
 import { METADATA_PLUGIN_TYPE, type MetadataDb } from '@berth/metadata';
 import type { Logger } from '@berth/log';
+import { GrpcServerMetrics, MetricsServer } from '@berth/metrics';
 import { LoadedPlugins, Registration, loadPlugins } from '@berth/plugin';
 import { TtrpcServer, TtrpcServicePlugin } from '@berth/ttrpc';
 import { builtinPlugins } from './builtins';
 import { DaemonConfig } from './config';
+import { DebugServer } from './debug-server';
+import { buildRegistry } from './metrics';
 import { RootLock } from './root-lock';
 import { BERTH_VERSION, CONTAINERD_API_VERSION } from './version';
 
@@ -40,6 +43,12 @@ async function claimSocket(path: string): Promise<void> {
   rmSync(path, { force: true });
 }
 
+/** The daemon's HTTP endpoints besides the gRPC API, when configured. */
+interface Endpoints {
+  metrics?: MetricsServer;
+  debug?: DebugServer;
+}
+
 /**
  * A gRPC plugin whose calls do not finish on their own (event subscriptions): told to end them
  * once the server stops accepting calls, so they do not hold up the shutdown grace period.
@@ -63,6 +72,7 @@ export class Daemon {
     readonly plugins: LoadedPlugins,
     private readonly server: grpc.Server,
     private readonly ttrpc: TtrpcServer,
+    private readonly endpoints: Endpoints,
   ) {}
 
   get address(): string {
@@ -79,6 +89,7 @@ export class Daemon {
     const lock = await RootLock.acquire(config.root);
     let plugins: LoadedPlugins | undefined;
     let ttrpc: TtrpcServer | undefined;
+    const endpoints: Endpoints = {};
     try {
       plugins = await loadPlugins(options.registrations ?? builtinPlugins, {
         root: config.root,
@@ -89,9 +100,13 @@ export class Daemon {
         required: config.required_plugins,
         logger,
       });
+      // Calls are counted only when something reads the counts (metrics or the debug endpoint).
+      const counted = config.metrics.address !== '' || config.debug.address !== '';
+      const grpcMetrics = counted ? new GrpcServerMetrics({ histogram: config.metrics.grpc_histogram }) : undefined;
       const server = new grpc.Server({
         'grpc.max_receive_message_length': config.grpc.max_recv_message_size,
         'grpc.max_send_message_length': config.grpc.max_send_message_size,
+        interceptors: grpcMetrics ? [grpcMetrics.interceptor] : [],
       });
       widenFlowControl(server, logger);
       // A reply acknowledges writes only once they are on disk: the metadata database groups its syncs.
@@ -101,6 +116,7 @@ export class Daemon {
         for (const svc of instance.services) {
           const held = withReplyBarrier(svc, barrier, logger);
           server.addService(held.definition, held.implementation);
+          grpcMetrics?.addService(svc.definition);
         }
         logger.debug('registered gRPC service', { id });
       }
@@ -109,10 +125,20 @@ export class Daemon {
         for (const svc of instance.ttrpcServices ?? []) ttrpc.register(svc);
         if (instance.ttrpcServices?.length) logger.debug('registered ttrpc service', { id });
       }
+      if (grpcMetrics && config.metrics.address !== '') {
+        const { registry, dispose } = buildRegistry(plugins, grpcMetrics);
+        endpoints.metrics = await MetricsServer.listen(config.metrics.address, registry, logger, dispose);
+      }
+      if (grpcMetrics && config.debug.address !== '') {
+        await claimSocket(config.debug.address);
+        endpoints.debug = await DebugServer.listen({ ...config.debug, logger, inFlight: () => grpcMetrics.inFlight() });
+      }
       await Daemon.listen(server, ttrpc, config, logger);
       logger.info(`berthd successfully booted in ${((performance.now() - t0) / 1000).toFixed(3)}s`);
-      return new Daemon(config, logger, lock, plugins, server, ttrpc);
+      return new Daemon(config, logger, lock, plugins, server, ttrpc, endpoints);
     } catch (err) {
+      await endpoints.metrics?.close();
+      await endpoints.debug?.close();
       await ttrpc?.close(0);
       await plugins?.close();
       lock.release();
@@ -170,6 +196,8 @@ export class Daemon {
       // No new call can start now: end the calls that would otherwise last until their client leaves.
       for (const instance of this.plugins.ofType<Drainable>(GRPC_PLUGIN_TYPE).values()) instance.drain?.();
       await Promise.all([grpcDone, ttrpcDone]);
+      await this.endpoints.metrics?.close();
+      await this.endpoints.debug?.close();
       await this.plugins.close();
       rmSync(this.config.grpc.address, { force: true });
       rmSync(`${this.config.grpc.address}.ttrpc`, { force: true });

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { Context, LEASE_HEADER, NAMESPACE_HEADER } from '@berth/context';
 import { CanceledError, DeadlineExceededError, NotImplementedError, isDeliberate, toGrpcStatus } from '@berth/errdefs';
-import type { Logger } from '@berth/log';
+import { Logger, withLogFields } from '@berth/log';
 import { token } from '@berth/plugin';
 
 /** The plugin type of every gRPC API plugin. */
@@ -63,7 +63,7 @@ export function withReplyBarrier(svc: GrpcService, barrier: () => Promise<void>,
       inner(c, (err, value, trailer, flags) => {
         barrier().then(
           () => cb(err, value, trailer, flags),
-          (e: unknown) => cb(toServiceError(e, method.path, logger)),
+          (e: unknown) => cb(toServiceError(e, method.path, first(c.metadata, NAMESPACE_HEADER) || undefined, logger)),
         );
       });
   }
@@ -117,12 +117,12 @@ export function callContext(call: AnyServerCall): { ctx: CallContext; done(): vo
   };
 }
 
-function toServiceError(err: unknown, path: string, logger: Logger): Partial<grpc.StatusObject> {
+function toServiceError(err: unknown, path: string, namespace: string | undefined, logger: Logger): Partial<grpc.StatusObject> {
   const status = toGrpcStatus(err);
   if (!isDeliberate(err)) {
-    logger.error('unexpected error in gRPC handler', { method: path, error: status.details, stack: (err as Error)?.stack });
+    logger.error('unexpected error in gRPC handler', { method: path, namespace, error: status.details, stack: (err as Error)?.stack });
   } else if (logger.enabled('debug')) {
-    logger.debug('gRPC call failed', { method: path, code: status.code, error: status.details });
+    logger.debug('gRPC call failed', { method: path, namespace, code: status.code, error: status.details });
   }
   return { code: status.code, details: status.details, metadata: new grpc.Metadata() };
 }
@@ -162,7 +162,7 @@ export function createService<D extends Record<string, MethodDescriptor<any, any
   for (const [name, method] of Object.entries(definition)) {
     const handler = (handlers as Record<string, ((...args: any[]) => any) | undefined>)[name];
     const path = method.path;
-    const fail = (err: unknown) => toServiceError(err, path, logger);
+    const fail = (err: unknown, c: AnyServerCall) => toServiceError(err, path, first(c.metadata, NAMESPACE_HEADER) || undefined, logger);
     // At trace level, every call is logged with its duration when it answers.
     const begin = (c: AnyServerCall) => {
       const cc = callContext(c);
@@ -173,43 +173,52 @@ export function createService<D extends Record<string, MethodDescriptor<any, any
     const missing = () => new NotImplementedError(`${path.slice(path.lastIndexOf('/') + 1)} is not implemented by berthd`);
     if (!method.requestStream && !method.responseStream) {
       implementation[name] = (c: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-        if (!handler) return cb(fail(missing()));
+        if (!handler) return cb(fail(missing(), c));
         const { ctx, done } = begin(c);
         let result: Promise<unknown>;
         try {
           result = handler(c.request, ctx);
         } catch (err) {
           done();
-          return cb(fail(err));
+          return cb(fail(err, c));
         }
         result.then(
           (res) => (done(), cb(null, res)),
-          (err) => (done(), cb(fail(err))),
+          (err) => (done(), cb(fail(err, c))),
         );
       };
     } else if (method.requestStream && !method.responseStream) {
       implementation[name] = (c: grpc.ServerReadableStream<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-        if (!handler) return cb(fail(missing()));
+        if (!handler) return cb(fail(missing(), c));
         const { ctx, done } = begin(c);
         Promise.resolve()
           .then(() => handler(requestsOf(c), ctx))
           .then(
             (res) => (done(), cb(null, res)),
-            (err) => (done(), cb(fail(err))),
+            (err) => (done(), cb(fail(err, c))),
           );
       };
     } else {
       // Server and bidirectional streams: the handler yields the replies.
       implementation[name] = (c: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
-        if (!handler) return void c.emit('error', fail(missing()));
+        if (!handler) return void c.emit('error', fail(missing(), c));
         const { ctx, done } = begin(c);
         Promise.resolve()
           .then(() => writeAll(c, handler(method.requestStream ? requestsOf(c as grpc.ServerDuplexStream<unknown, unknown>) : (c as grpc.ServerWritableStream<unknown, unknown>).request, ctx), ctx.signal))
           .then(
             () => (done(), c.end()),
-            (err) => (done(), c.emit('error', fail(err))),
+            (err) => (done(), c.emit('error', fail(err, c))),
           );
       };
+    }
+  }
+  // A contextual logger gets the call's method and namespace on every line written while the
+  // call is handled, by the handler and by whatever it calls.
+  if (logger.contextual) {
+    for (const [name, method] of Object.entries(definition)) {
+      const inner = implementation[name] as (c: AnyServerCall, cb?: grpc.sendUnaryData<unknown>) => void;
+      implementation[name] = (c: AnyServerCall, cb?: grpc.sendUnaryData<unknown>) =>
+        withLogFields({ method: method.path, namespace: first(c.metadata, NAMESPACE_HEADER) || undefined }, () => inner(c, cb));
     }
   }
   return { definition: definition as unknown as grpc.ServiceDefinition, implementation };

@@ -1,3 +1,5 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
 /** Log levels in increasing severity, as containerd's `--log-level` accepts them. */
 export const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 export type Level = (typeof LEVELS)[number];
@@ -14,6 +16,22 @@ export interface Logger {
   error(msg: string, fields?: Fields): void;
   with(fields: Fields): Logger;
   enabled(level: Level): boolean;
+  /**
+   * Whether lines carry the fields of the operation being handled (`withLogFields`): the gRPC
+   * layer sets them (method, namespace) only for loggers that read them.
+   */
+  readonly contextual: boolean;
+}
+
+/** The fields of the operation running in the current async context (a gRPC call's method and namespace). */
+const operationFields = new AsyncLocalStorage<Fields>();
+
+/**
+ * Runs `fn` with `fields` added to every line a contextual logger writes from it, across its
+ * awaits. Costs an async context per call, so callers use it only for contextual loggers.
+ */
+export function withLogFields<T>(fields: Fields, fn: () => T): T {
+  return operationFields.run(fields, fn);
 }
 
 /** Checks a level name, accepting containerd's aliases ("warning", "panic"). */
@@ -31,8 +49,15 @@ function fmtValue(v: unknown): string {
   return /^[A-Za-z0-9_.\/:@+-]+$/.test(s) ? s : JSON.stringify(s);
 }
 
+/** `text`: logfmt, as containerd's default; `json`: one JSON object a line, as `[debug] format = "json"`. */
+export type LogFormat = 'text' | 'json';
+
 export interface LoggerOptions {
   level?: Level;
+  /** Default `text`. */
+  format?: LogFormat;
+  /** Adds the fields of `withLogFields` to every line. Default false. */
+  contextual?: boolean;
   /** Where lines go; default process.stderr. */
   write?: (line: string) => void;
   fields?: Fields;
@@ -48,10 +73,24 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const threshold = LEVELS.indexOf(level);
   const base = options.fields ?? {};
 
+  const contextual = options.contextual === true;
+  const json = options.format === 'json';
+
   const log = (lvl: Level, msg: string, fields?: Fields) => {
     if (LEVELS.indexOf(lvl) < threshold) return;
+    // The operation's fields come last, so that a line keeps the order its caller gave, and a
+    // caller's own field of the same name wins.
+    const all: Fields = { ...base, ...fields };
+    const extra = contextual ? operationFields.getStore() : undefined;
+    if (extra) for (const k in extra) if (!(k in all)) all[k] = extra[k];
+    if (json) {
+      const out: Record<string, unknown> = { time: now().toISOString(), level: lvl, msg };
+      for (const [k, v] of Object.entries(all)) if (v !== undefined && v !== null && !(k in out)) out[k] = v;
+      write(JSON.stringify(out) + '\n');
+      return;
+    }
     let line = `time="${now().toISOString()}" level=${lvl} msg=${JSON.stringify(msg)}`;
-    for (const [k, v] of Object.entries({ ...base, ...fields })) {
+    for (const [k, v] of Object.entries(all)) {
       if (v !== undefined && v !== null) line += ` ${k}=${fmtValue(v)}`;
     }
     write(line + '\n');
@@ -66,6 +105,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     error: (m, f) => log('error', m, f),
     with: (fields) => createLogger({ ...options, fields: { ...base, ...fields } }),
     enabled: (lvl) => LEVELS.indexOf(lvl) >= threshold,
+    contextual,
   };
 }
 

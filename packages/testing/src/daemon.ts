@@ -87,8 +87,8 @@ export class TestDaemon {
     const deadline = Date.now() + (this.options.timeoutMs ?? 20_000);
     let gone = false;
     void this.exited.then(() => (gone = true));
-    // The boot line comes after every socket is bound and after the per-plugin lines.
-    while (!/msg="berthd successfully booted/.test(this.logs)) {
+    // The boot line comes after every socket is bound and after the per-plugin lines (logfmt or JSON).
+    while (!/msg="berthd successfully booted|"msg":"berthd successfully booted/.test(this.logs)) {
       if (gone) throw new Error(`berthd exited during startup:\n${this.logs}`);
       if (Date.now() > deadline) {
         child.kill('SIGKILL');

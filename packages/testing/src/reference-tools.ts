@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
@@ -31,3 +32,69 @@ export const CTR2_PATH = installed('ctr');
 
 /** containerd 2.x, or undefined when tools/reference-tools.sh has not run. */
 export const CONTAINERD2_PATH = installed('containerd');
+
+function pinned(name: string): string | undefined {
+  if (!existsSync(SCRIPT)) return undefined;
+  return new RegExp(`^${name}=v?(\\S+)$`, 'm').exec(readFileSync(SCRIPT, 'utf8'))?.[1];
+}
+
+/** The pinned version of Prometheus' prom2json, e.g. "1.4.2". */
+export const PROM2JSON_VERSION = pinned('prom2json_version');
+
+/** Where tools/reference-tools.sh installs prom2json. */
+export const PROM2JSON_PATH = PROM2JSON_VERSION
+  ? join(process.env.BERTH_REFERENCE_DIR ?? '/usr/local/lib/berth-reference', `prom2json-${PROM2JSON_VERSION}`, 'bin', 'prom2json')
+  : undefined;
+
+/** One sample as prom2json prints it: labels and value (a string, as Prometheus writes numbers). */
+export interface PromSample {
+  labels?: Record<string, string>;
+  value?: string;
+  count?: string;
+  sum?: string;
+  buckets?: Record<string, string>;
+}
+
+/** One metric family as prom2json prints it. */
+export interface PromFamily {
+  name: string;
+  help: string;
+  type: 'COUNTER' | 'GAUGE' | 'HISTOGRAM' | 'SUMMARY' | 'UNTYPED';
+  metrics: PromSample[];
+}
+
+/**
+ * Parses Prometheus text exposition with Prometheus' own parser (prom2json, built from the Go
+ * module proxy by tools/reference-tools.sh). Rejects when the text does not parse.
+ */
+export function parsePrometheusText(text: string): Promise<PromFamily[]> {
+  const bin = PROM2JSON_PATH;
+  if (!bin || !existsSync(bin)) {
+    return Promise.reject(new Error(`prom2json ${PROM2JSON_VERSION} is not at ${bin}: run tools/reference-tools.sh`));
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, [], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      // prom2json reports a parse error on stderr and still exits 0 (printing []).
+      if (code !== 0 || err.trim() !== '') return reject(new Error(`prom2json exited ${code}: ${err.trim()}`));
+      try {
+        resolve(JSON.parse(out) as PromFamily[]);
+      } catch (e) {
+        reject(e);
+      }
+    });
+    child.stdin.end(text);
+  });
+}
+
+/** Fetches `http://<address>/v1/metrics` and parses it with prom2json: the families by name. */
+export async function scrapeMetrics(address: string): Promise<Map<string, PromFamily>> {
+  const res = await fetch(`http://${address}/v1/metrics`);
+  if (res.status !== 200) throw new Error(`GET /v1/metrics answered ${res.status}`);
+  return new Map((await parsePrometheusText(await res.text())).map((f) => [f.name, f]));
+}

@@ -14,7 +14,7 @@ async function ctrOk(d: BenchDaemon, args: string[]): Promise<void> {
 }
 
 /** Runs `fn` for i = 0..n-1 sequentially and returns ms per call. */
-async function perOp(n: number, fn: (i: number) => Promise<unknown>): Promise<number> {
+export async function perOp(n: number, fn: (i: number) => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   for (let i = 0; i < n; i++) await fn(i);
   return (performance.now() - t0) / n;
@@ -34,7 +34,8 @@ function image(name: string, i: number): images.Image {
 
 const spec = packJsonAny(RUNTIME_SPEC_TYPE_URLS.spec, { ociVersion: '1.0.2', process: { args: ['true'] }, root: { path: 'rootfs' } });
 
-function container(id: string): containers.Container {
+/** A container record like ctr's (no task), for create workloads. */
+export function container(id: string): containers.Container {
   return {
     id,
     labels: { bench: 'yes' },

@@ -1,15 +1,16 @@
 import { spawn } from 'node:child_process';
-import { createReadStream, createWriteStream, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
-import { namespaces } from '@berth/api';
+import { containers, namespaces } from '@berth/api';
 import { createClient } from '@berth/grpc';
-import { CTR_PATH } from '@berth/testing';
+import { CTR_PATH, TestDaemon, freePort } from '@berth/testing';
 import { BenchDaemon, DaemonKind, rssMiB } from './daemons';
-import { API_WORKLOADS } from './workloads-api';
+import { API_WORKLOADS, container, perOp } from './workloads-api';
+import { median } from './stats';
 import { GC_WORKLOADS } from './workloads-gc';
 import { PULL_WORKLOADS } from './workloads-pull';
 import { TASK_WORKLOADS } from './workloads-tasks';
@@ -92,6 +93,132 @@ async function hashLimit(path: string): Promise<number> {
   await run('sha256sum', [path]); // warm the page cache
   return mibps(await timed(() => run('sha256sum', [path])));
 }
+
+/**
+ * The bench file with a suffix (`variant` as text) after it: a different blob of the same size
+ * for each variant, so every ingest really streams (an existing blob would be taken as is).
+ * The file's hash state is kept and copied, so each variant's digest costs only the suffix.
+ */
+let baseHash: ReturnType<typeof createHash> | undefined;
+async function fileVariant(variant: number): Promise<{ path: string; suffix: Buffer; digest: string; size: number }> {
+  const file = await benchFile();
+  if (!baseHash) {
+    const h = createHash('sha256');
+    // update(), not a pipe: a piped Hash finalises itself at the end and cannot be copied after.
+    for await (const chunk of createReadStream(file.path)) h.update(chunk as Buffer);
+    baseHash = h;
+  }
+  const suffix = Buffer.from(`variant ${variant}\n`);
+  const digest = `sha256:${baseHash.copy().update(suffix).digest('hex')}`;
+  return { path: file.path, suffix, digest, size: (CONTENT_MIB << 20) + suffix.length };
+}
+
+/** Runs `ctr content ingest` of a file variant (file, then suffix, on stdin). */
+function ingestVariant(address: string, v: { path: string; suffix: Buffer; digest: string; size: number }, ref: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const args = ['--address', address, 'content', 'ingest', '--expected-digest', v.digest, '--expected-size', String(v.size), ref];
+    const child = spawn(CTR_PATH, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    const input = createReadStream(v.path);
+    input.pipe(child.stdin!, { end: false });
+    input.once('end', () => child.stdin!.end(v.suffix));
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`ctr ${args.join(' ')} failed (${code}): ${err}`))));
+  });
+}
+
+/** CPU time (user + system) a process has used so far, in ms (10 ms resolution: jiffies). */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+/**
+ * What Prometheus metrics cost: the workload's berthd (no [metrics]) against a second berthd
+ * started beside it with `[metrics] address`. Each measure runs 4 times on each, in the order
+ * off on on off on off off on (after one untimed warm-up on each), and the median of each
+ * side's 4 is kept, so that neither gets the warmer machine or the page cache more often: ctr content ingest of 256 MiB (a different blob each time), and 500
+ * Containers.Create through one gRPC client. Each is taken as wall time and as the daemon's own
+ * CPU time (from /proc), which other load on the machine disturbs less. Overhead =
+ * (on - off) / off of the cost; a negative figure is noise. A scrape of /v1/metrics is measured
+ * apart (daemon CPU per scrape): its cost depends on how often Prometheus scrapes.
+ */
+const metricsOverhead: Workload = {
+  name: 'metrics overhead (berthd without vs with [metrics])',
+  unit: 'as named',
+  lowerIsBetter: true,
+  daemons: ['berthd'],
+  run: async (off) => {
+    const address = `127.0.0.1:${await freePort()}`;
+    const on = await TestDaemon.start({ logLevel: 'info', config: `[metrics]\naddress = "${address}"\n` });
+    const daemons = { off: { address: off.address, pid: off.pid }, on: { address: on.address, pid: on.pid! } };
+    type Side = keyof typeof daemons;
+    const clients = {
+      off: createClient(containers.ContainersService, off.address, { namespace: 'bench' }),
+      on: createClient(containers.ContainersService, on.address, { namespace: 'bench' }),
+    };
+    try {
+      let variant = 0;
+      const ingest = async (side: Side) => {
+        const d = daemons[side];
+        const v = await fileVariant(variant++);
+        const c0 = cpuMs(d.pid);
+        const ms = await timed(() => ingestVariant(d.address, v, `bench-${variant}`));
+        return { speed: mibps(ms), cpu: cpuMs(d.pid) - c0 };
+      };
+      const creates = 500;
+      let next = 0;
+      const create = async (side: Side) => {
+        const d = daemons[side];
+        const base = next;
+        next += creates;
+        const c0 = cpuMs(d.pid);
+        const ms = await perOp(creates, (i) => clients[side].create({ container: container(`c${base + i}`) }));
+        return { speed: ms, cpu: ((cpuMs(d.pid) - c0) * 1000) / creates };
+      };
+      // One untimed warm-up each, then 8 runs in a balanced order; the median of each side's 4.
+      const alternating = async (fn: (side: Side) => Promise<{ speed: number; cpu: number }>) => {
+        await fn('off');
+        await fn('on');
+        const runs: Array<[Side, { speed: number; cpu: number }]> = [];
+        for (const side of ['off', 'on', 'on', 'off', 'on', 'off', 'off', 'on'] as const) runs.push([side, await fn(side)]);
+        const of = (side: Side, k: 'speed' | 'cpu') => median(runs.filter(([s]) => s === side).map(([, r]) => r[k]));
+        return { off: { speed: of('off', 'speed'), cpu: of('off', 'cpu') }, on: { speed: of('on', 'speed'), cpu: of('on', 'cpu') } };
+      };
+      const ing = await alternating(ingest);
+      const cr = await alternating(create);
+      const scrapes = 20;
+      const s0 = cpuMs(daemons.on.pid);
+      for (let i = 0; i < scrapes; i++) await (await fetch(`http://${address}/v1/metrics`)).text();
+      const scrapeCpu = (cpuMs(daemons.on.pid) - s0) / scrapes;
+      const pct = (a: number, b: number) => (100 * (b - a)) / a;
+      process.stderr.write(
+        `  ingest off ${ing.off.speed.toFixed(0)} MiB/s ${ing.off.cpu} ms cpu, on ${ing.on.speed.toFixed(0)} MiB/s ${ing.on.cpu} ms cpu; ` +
+          `create off ${cr.off.speed.toFixed(3)} ms ${cr.off.cpu.toFixed(0)} us cpu, on ${cr.on.speed.toFixed(3)} ms ${cr.on.cpu.toFixed(0)} us cpu; scrape ${scrapeCpu.toFixed(1)} ms cpu\n`,
+      );
+      return {
+        'ingest MiB/s, metrics off': ing.off.speed,
+        'ingest MiB/s, metrics on': ing.on.speed,
+        'ingest wall time overhead %': pct(1 / ing.off.speed, 1 / ing.on.speed),
+        'ingest daemon CPU ms, metrics off': ing.off.cpu,
+        'ingest daemon CPU ms, metrics on': ing.on.cpu,
+        'ingest daemon CPU overhead %': pct(ing.off.cpu, ing.on.cpu),
+        'containers create ms/op, metrics off': cr.off.speed,
+        'containers create ms/op, metrics on': cr.on.speed,
+        'containers create wall time overhead %': pct(cr.off.speed, cr.on.speed),
+        'containers create daemon CPU us/op, metrics off': cr.off.cpu,
+        'containers create daemon CPU us/op, metrics on': cr.on.cpu,
+        'containers create daemon CPU overhead %': pct(cr.off.cpu, cr.on.cpu),
+        'one scrape of /v1/metrics, daemon CPU ms': scrapeCpu,
+      };
+    } finally {
+      clients.off.close();
+      clients.on.close();
+      await on.cleanup();
+    }
+  },
+};
 
 export const WORKLOADS: Record<string, Workload> = {
   ...API_WORKLOADS,
@@ -200,4 +327,5 @@ export const WORKLOADS: Record<string, Workload> = {
       }
     },
   },
+  'metrics-overhead': metricsOverhead,
 };
