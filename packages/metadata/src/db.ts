@@ -48,7 +48,8 @@ export interface OpenOptions {
    * the database before it returns, blocking the thread for the sync. `group`: an update commits
    * without syncing (visible at once, and kept when the process is killed), and
    * {@link MetadataDb.durable} syncs every update made before it, one sync for all of its callers;
-   * whoever acknowledges a write (berthd's gRPC replies) awaits it first.
+   * whoever acknowledges a write (berthd's gRPC replies) awaits it first. Updates nobody awaits are
+   * synced within 200 ms.
    */
   durability?: 'commit' | 'group';
 }
@@ -57,6 +58,9 @@ export interface OpenOptions {
 const TXN_SYNC_FLAGS = 3;
 /** ... and LMDB's MDB_NOSYNC, which commits it without flushing. */
 const MDB_NOSYNC = 0x10000;
+
+/** With group durability, how long an update waits at most for a sync nobody asked for. */
+const BACKGROUND_SYNC_MS = 200;
 
 /** The native environment's asynchronous sync (mdb_env_sync on a worker thread). */
 interface NativeEnv {
@@ -84,6 +88,7 @@ export class MetadataDb {
   private committed = 0;
   private synced = 0;
   private syncing = false;
+  private syncTimer: NodeJS.Timeout | undefined;
   private readonly waiters: Array<{ upTo: number; resolve: () => void; reject: (err: unknown) => void }> = [];
 
   private constructor(
@@ -135,6 +140,11 @@ export class MetadataDb {
    */
   view<T>(fn: (tx: ReadTx) => T): T {
     return fn(this.readTx());
+  }
+
+  /** Updates committed and not yet known to be on disk (group durability; always 0 otherwise). */
+  get unsynced(): number {
+    return this.committed - this.synced;
   }
 
   /**
@@ -191,7 +201,14 @@ export class MetadataDb {
     };
     const group = this.durability === 'group';
     const result = env.transactionSync(() => fn(tx), group ? TXN_SYNC_FLAGS | MDB_NOSYNC : undefined);
-    if (group) this.committed++;
+    if (group) {
+      this.committed++;
+      // Writes nobody awaits (a task's exit, a collection) reach the disk soon all the same.
+      this.syncTimer ??= setTimeout(() => {
+        this.syncTimer = undefined;
+        this.durable().catch(() => undefined);
+      }, BACKGROUND_SYNC_MS).unref();
+    }
     const mutation: Mutation = { deletions };
     for (const l of this.listeners) {
       try {
@@ -211,6 +228,7 @@ export class MetadataDb {
 
   /** Closes the environment; pending transactions have committed by then (all are synchronous). */
   async close(): Promise<void> {
+    clearTimeout(this.syncTimer);
     await this.durable().catch(() => undefined);
     await this.env.close();
   }

@@ -93,6 +93,13 @@ describe('metadata database', () => {
       expect(settled).toBe(true);
     });
 
+    it('syncs an update nobody awaits within a moment', async () => {
+      group.update((tx) => tx.put(['quiet'], 1));
+      expect(group.unsynced).toBeGreaterThan(0);
+      for (let i = 0; i < 50 && group.unsynced > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(group.unsynced).toBe(0);
+    });
+
     it('rolls back as the commit mode does', () => {
       expect(() =>
         group.update((tx) => {
