@@ -255,6 +255,8 @@ export class MetadataContentStore {
       removeLeasedEverywhere(tx, ns, { type: 'ingests', id: ref });
       return rec;
     });
+    // The record's removal is on disk before the data goes.
+    await this.db.durable();
     await this.backend.abort(record.backendRef).catch((err) => {
       if (!isNotFound(err)) throw err;
     });
@@ -432,6 +434,9 @@ export class MetadataContentStore {
     await this.backend.walk((info) => void blobs.push(info.digest));
     return gcLockOf(this.backend).exclusive(async () => {
       const referenced = this.db.view((tx) => referencedEverywhere(tx));
+      // What was read is on disk before anything goes: a power loss must not bring back a
+      // reference to a removed file.
+      await this.db.durable();
       let removed = 0;
       for (const digest of blobs) {
         if (referenced.blobs.has(digest)) continue;

@@ -145,6 +145,9 @@ export class MetadataCollector {
     const t0 = performance.now();
     const removed = this.markAndSweep();
     const pauseMs = performance.now() - t0;
+    // The sweep is on disk before any backend object goes: a power loss must not bring back a
+    // record whose file was removed (with group durability the sweep commits unsynced).
+    await this.db.durable();
     if (this.options.afterSweep) await this.options.afterSweep(removed);
     const t1 = performance.now();
     const backendRemoved: Record<string, number> = {};

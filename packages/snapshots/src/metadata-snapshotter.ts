@@ -279,8 +279,10 @@ export class MetadataSnapshotter implements Snapshotter {
         return rec;
       });
       // Nothing else references a backend snapshot (one backend key per record), so it goes now
-      // rather than at the next garbage collection. If this fails or the daemon dies first, the
-      // backend snapshot is an orphan that cleanup removes.
+      // rather than at the next garbage collection, once the record's removal is on disk (a power
+      // loss must not bring back a record without its snapshot). If this fails or the daemon dies
+      // first, the backend snapshot is an orphan that cleanup removes.
+      await this.db.durable();
       await this.backend.remove(ctx, rec.backendKey).catch((e: Error) =>
         this.logger.warn('failed to remove backend snapshot; cleanup will retry', { key: rec.backendKey, error: e.message }),
       );
@@ -326,6 +328,8 @@ export class MetadataSnapshotter implements Snapshotter {
   async cleanup(ctx: Context): Promise<CleanupResult> {
     return this.lock.run(async () => {
       const referenced = this.referenced();
+      // What was read is on disk before anything goes (see remove).
+      await this.db.durable();
       let orphans = this.backend.keys().filter((k) => !referenced.has(k));
       const removed: string[] = [];
       // An orphan's children are orphans too (a record's parent is always recorded), so
