@@ -1,10 +1,10 @@
-import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { tempDir } from '@berth/testing';
 import { decompress } from './compression';
 import { startsWithTarHeader } from './prefetch-worker';
+import { tempDir } from './test-helpers';
 
 /** A source of `chunks` that records whether its iterator was handed back. */
 function tracked(chunks: Buffer[]): AsyncIterable<Uint8Array> & { returned: boolean; finished: boolean } {
@@ -64,13 +64,13 @@ describe('decompress', () => {
       const files: string[] = [];
       for (const size of [600, 5000, 70_000, 256 * 1024]) {
         for (const [kind, bytes] of [['raw', data.subarray(0, size)], ['gz', gzipSync(data.subarray(0, size))]] as const) {
-          files.push(join(dir.path, `${kind}-${size}`));
+          files.push(join(dir, `${kind}-${size}`));
           writeFileSync(files[files.length - 1], bytes);
         }
       }
       const fds = () => readdirSync('/proc/self/fd').filter((fd) => {
         try {
-          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir.path);
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
         } catch {
           return false;
         }
@@ -79,7 +79,7 @@ describe('decompress', () => {
       await new Promise((r) => setTimeout(r, 100));
       expect(fds()).toEqual([]);
     } finally {
-      dir.remove();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
