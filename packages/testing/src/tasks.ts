@@ -1,11 +1,12 @@
 /**
- * Test helpers for tasks (excluded from the build): a busybox rootfs, an OCI spec, and the
- * cleanup of everything a test's shims leave (tasks, shim processes, their sockets, mounts).
+ * Helpers for running tasks on a test daemon: a busybox rootfs, an OCI spec, the shims a daemon
+ * started, and the cleanup of everything they leave (tasks, shim processes, sockets, mounts).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { containers } from '@berth/api';
 import { unmountAll } from '@berth/mount';
 
 export const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
@@ -80,4 +81,21 @@ export async function eventually(fn: () => boolean | Promise<boolean>, ms = 10_0
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * A runc container for the Containers API: `spec` as JSON, on a snapshot when one is named
+ * (its mounts then go to Tasks.Create as the rootfs, and the spec's root is `rootfs`).
+ */
+export function runcContainer(id: string, spec: object, snapshot?: { snapshotter: string; key: string }, labels: Record<string, string> = {}): containers.Container {
+  return {
+    id,
+    labels,
+    image: '',
+    runtime: { name: 'io.containerd.runc.v2', options: { typeUrl: 'containerd.runc.v1.Options', value: Buffer.alloc(0) } },
+    spec: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: Buffer.from(JSON.stringify(spec)) },
+    snapshotter: snapshot?.snapshotter ?? '',
+    snapshotKey: snapshot?.key ?? '',
+    extensions: {},
+  };
 }
