@@ -1,0 +1,2 @@
+export * from './soak';
+export * from './stats';
