@@ -268,6 +268,14 @@ export class ShimTaskManager implements TaskManager {
           log = openShimLog(bundle, logger);
           const task = new ShimTask(id, ns, bundle.path, bundle, address, binary, conn, log);
           await task.connect(ctx);
+          if (task.pid === 0) {
+            // The daemon died between the shim's start and the task's Create: the shim runs no
+            // task and nobody would ever stop it. Shut it down and remove its bundle, as
+            // containerd does since containerd/containerd#6860.
+            logger.info('cleaning leaked shim process', { id, namespace: ns, pid: task.shimPid });
+            await this.discard(task);
+            continue;
+          }
           this.tasks.set(this.key(ns, id), task);
           void task.closed.then(() => this.onShimClosed(task));
           logger.info('reconnected to shim', { id, namespace: ns, pid: task.shimPid });
