@@ -102,7 +102,7 @@ export class ShimTaskManager implements TaskManager {
 
   /** Runs the shim's `start`, records its binary, and connects to the address it prints. */
   private async startShim(ctx: Context, bundle: Bundle, binary: string, options: Any | undefined): Promise<ShimTask> {
-    const log = openShimLog(bundle, this.opts.logger);
+    const log = await openShimLog(bundle, this.opts.logger);
     try {
       const stdin = options ? Any.encode(options).finish() : new Uint8Array();
       const run = runShimCommand(this.commandConfig(binary, bundle.namespace, bundle.path), ['-id', bundle.id, 'start'], stdin);
@@ -265,7 +265,7 @@ export class ShimTaskManager implements TaskManager {
         try {
           if (address === '') throw new Error('no shim address');
           const conn = await connectShim(address);
-          log = openShimLog(bundle, logger);
+          log = await openShimLog(bundle, logger);
           const task = new ShimTask(id, ns, bundle.path, bundle, address, binary, conn, log);
           await task.connect(ctx);
           if (task.pid === 0) {
