@@ -33,7 +33,7 @@ export interface KillPointReport {
   resumed: { fromOffset: number; fromZero: number; committed: number };
   /** Blob files hashed, images and containers checked, over all restarts. */
   checked: { blobs: number; images: number; containers: number };
-  /** Milliseconds from the kill until the daemon served again: median and max. */
+  /** Milliseconds from the restart (the round's operations ended) until the daemon served again: median and max. */
   restartMs: { median: number; max: number };
   /** Every broken property, with its round. Empty when all held. */
   failures: string[];
@@ -138,6 +138,8 @@ interface State {
   images: Set<string>;
   containers: Set<string>;
   tasks: Set<string>;
+  /** Set once the round's kill is sent: a ctr started after it would wait for a daemon that is not coming back until the round ends. */
+  killed: boolean;
 }
 
 /**
@@ -174,7 +176,7 @@ export async function runKillPoints(options: KillPointOptions): Promise<KillPoin
     failures: [],
   };
   const restarts: number[] = [];
-  const st: State = { d, api: connect(d), work: work.path, verified: new Map(), commits: new Set(), images: new Set(), containers: new Set(), tasks: new Set() };
+  const st: State = { d, api: connect(d), work: work.path, verified: new Map(), commits: new Set(), images: new Set(), containers: new Set(), tasks: new Set(), killed: false };
   try {
     const busybox = await buildBusyboxImage(work.path);
     const imp = await d.ctr(['-n', NS, 'images', 'import', busybox]);
@@ -188,11 +190,13 @@ export async function runKillPoints(options: KillPointOptions): Promise<KillPoin
       const delayMs = Math.floor(random() * 1500);
       const ingest: Ingest = { ref: `kp-ingest-${round}`, data: pseudoRandom(`kp-${options.seed}-${round}`, INGEST_SIZE), digest: '', acked: 0, committed: false };
       ingest.digest = sha256(ingest.data);
+      st.killed = false;
       const running = kinds.map((k) => operation(st, k, round, ingest, report).catch(() => undefined));
       await sleep(delayMs);
-      const t0 = performance.now();
+      st.killed = true;
       await d.kill('SIGKILL');
       await Promise.all(running);
+      const t0 = performance.now();
       await d.restart();
       restarts.push(performance.now() - t0);
       st.api = connect(d);
@@ -221,6 +225,7 @@ function pick(random: () => number, n: number): Kind[] {
 /** Runs one operation until it finishes or the daemon dies; records what was acknowledged. */
 async function operation(st: State, kind: Kind, round: number, ingest: Ingest, report: KillPointReport): Promise<void> {
   const { d, api } = st;
+  const ctr = async (args: string[]) => (st.killed ? { code: -1 } : d.ctr(['-n', NS, ...args], { timeoutMs: 15_000 }));
   switch (kind) {
     case 'ingest':
       await write(api, ingest, 0, false);
@@ -238,7 +243,7 @@ async function operation(st: State, kind: Kind, round: number, ingest: Ingest, r
       const layers = [0, 1, 2].map((l) => ({ entries: [dirEntry(`l${l}`), file(`l${l}/data`, pseudoRandom(`kp-img-${round}-${l}`, 1 << 20))] }));
       const archive = join(st.work, `image-${round}.tar`);
       await writeOciArchive(archive, [await buildImage({ name, layers })]);
-      const r = await d.ctr(['-n', NS, 'images', 'import', archive]);
+      const r = await ctr(['images', 'import', archive]);
       if (r.code === 0) {
         st.images.add(name);
         report.acked.imports++;
@@ -247,7 +252,7 @@ async function operation(st: State, kind: Kind, round: number, ingest: Ingest, r
     }
     case 'container': {
       const id = `kp-c-${round}`;
-      const r = await d.ctr(['-n', NS, 'containers', 'create', BUSYBOX, id]);
+      const r = await ctr(['containers', 'create', BUSYBOX, id]);
       if (r.code === 0) {
         st.containers.add(id);
         report.acked.containers++;
@@ -256,7 +261,7 @@ async function operation(st: State, kind: Kind, round: number, ingest: Ingest, r
     }
     case 'task': {
       const id = `kp-t-${round}`;
-      const r = await d.ctr(['-n', NS, 'run', '-d', '--cgroup', `/berth-kp-${process.pid}-${round}`, BUSYBOX, id, '/bin/sleep', '1000']);
+      const r = await ctr(['run', '-d', '--cgroup', `/berth-kp-${process.pid}-${round}`, BUSYBOX, id, '/bin/sleep', '1000']);
       if (r.code === 0) {
         st.containers.add(id);
         st.tasks.add(id);
