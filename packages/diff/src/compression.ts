@@ -48,6 +48,16 @@ const CHUNK = 128 * 1024;
  */
 export async function* decompress(source: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer, void, undefined> {
   const it = source[Symbol.asyncIterator]();
+  try {
+    yield* decompressFrom(it);
+  } finally {
+    // The source is read through its iterator by hand, so a consumer that stops early (or an
+    // error) must hand it back: a file's read stream holds its fd until returned or read to the end.
+    await it.return?.().catch(() => undefined);
+  }
+}
+
+async function* decompressFrom(it: AsyncIterator<Uint8Array>): AsyncGenerator<Buffer, void, undefined> {
   const head: Buffer[] = [];
   let headLen = 0;
   let ended = false;

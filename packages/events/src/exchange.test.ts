@@ -2,6 +2,7 @@ import { ContainerCreate, Envelope, GO_ZERO_TIME, ImageCreate, NamespaceCreate, 
 import { context } from '@berth/context';
 import { isFailedPrecondition, isInvalidArgument, isResourceExhausted } from '@berth/errdefs';
 import { parseAll } from '@berth/filters';
+import { createLogger } from '@berth/log';
 import { collectEvents, EventRecorder } from './event-recorder';
 import { Exchange, envelopeAdaptor, validateTopic } from './exchange';
 
@@ -136,6 +137,31 @@ describe('Exchange', () => {
       }
     })();
     expect(isResourceExhausted(err)).toBe(true);
+  });
+
+  it('bounds a stalled subscriber to its queue, discards it on disconnect and logs the dropped count', async () => {
+    const lines: string[] = [];
+    const ex = new Exchange({ queueLimit: 10, logger: createLogger({ level: 'info', write: (l) => lines.push(l) }) });
+    const stalled = ex.subscribe(ctx(), []);
+    const filtered = ex.subscribe(ctx(), ['topic=="/y"']);
+    for (let i = 0; i < 25; i++) await ex.publish(ctx('a'), '/x', ContainerCreate, { id: String(i) });
+    // 10 queued, the 11th overflowed: all 11 dropped; the 14 after it went to nobody.
+    expect(ex.stats).toEqual({ disconnected: 1, dropped: 11 });
+    expect(ex.subscribers).toBe(1);
+    const again = ex.subscribe(ctx(), []);
+    for (let i = 0; i < 12; i++) await ex.publish(ctx('a'), '/x', ContainerCreate, { id: String(i) });
+    expect(ex.stats).toEqual({ disconnected: 2, dropped: 22 });
+    expect(lines.filter((l) => l.includes('fell behind'))).toEqual([
+      expect.stringMatching(/level=warn msg="disconnected event subscriber that fell behind" queued=10 dropped=11 topic=\/x disconnected_total=1 dropped_total=11/),
+      expect.stringMatching(/queued=10 dropped=11 topic=\/x disconnected_total=2 dropped_total=22/),
+    ]);
+    // The queued envelopes were discarded: the stalled reader gets the error first thing.
+    const first = await stalled[Symbol.asyncIterator]()
+      .next()
+      .catch((e: unknown) => e);
+    expect(isResourceExhausted(first)).toBe(true);
+    expect(isResourceExhausted(await again[Symbol.asyncIterator]().next().catch((e: unknown) => e))).toBe(true);
+    filtered.close();
   });
 
   it('refuses a bad filter as containerd words it', () => {

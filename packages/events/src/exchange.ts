@@ -98,6 +98,14 @@ export function envelopeAdaptor(env: Envelope): Adaptor {
   };
 }
 
+/** What the exchange has done to subscribers that fell behind, since it started. */
+export interface ExchangeStats {
+  /** Subscribers disconnected because their queue was full. */
+  disconnected: number;
+  /** Envelopes those subscribers never received: the one that overflowed and those discarded from their queues. */
+  dropped: number;
+}
+
 export interface ExchangeOptions {
   /** Envelopes a subscriber may fall behind before it is disconnected. Default 1024. */
   queueLimit?: number;
@@ -120,9 +128,16 @@ class Sub implements Subscription {
     return true;
   }
 
-  fail(err: Error): void {
+  /**
+   * Disconnects the subscriber with `err`. The envelopes still queued are discarded at once, so a
+   * consumer that has stopped reading holds no more than its transport's buffer; returns how many.
+   */
+  fail(err: Error): number {
     this.failure = err;
+    const discarded = this.queue.length;
+    this.queue.length = 0;
     this.close();
+    return discarded;
   }
 
   close(): void {
@@ -154,13 +169,16 @@ class Sub implements Subscription {
 /**
  * The in-process event exchange. Publishing stamps and fans an envelope out to the matching
  * subscribers synchronously, so each publisher's events stay in order; a subscriber whose queue
- * overflows is disconnected with ResourceExhausted instead of slowing anyone down.
+ * overflows is disconnected with ResourceExhausted instead of slowing anyone down. Queues are
+ * bounded by `queueLimit`; each disconnect is logged with the envelopes dropped, and the running
+ * totals (see {@link Exchange.stats}).
  */
 export class Exchange implements Publisher, Forwarder, Subscriber {
   private readonly subs = new Set<Sub>();
   private closed = false;
   private readonly limit: number;
   private readonly logger: Logger;
+  private readonly totals: ExchangeStats = { disconnected: 0, dropped: 0 };
 
   constructor(options: ExchangeOptions = {}) {
     this.limit = options.queueLimit ?? 1024;
@@ -250,6 +268,11 @@ export class Exchange implements Publisher, Forwarder, Subscriber {
     return this.subs.size;
   }
 
+  /** Subscribers disconnected for falling behind, and the envelopes they did not receive. */
+  get stats(): ExchangeStats {
+    return { ...this.totals };
+  }
+
   private dispatch(env: Envelope): void {
     if (this.logger.enabled('debug')) this.logger.debug('event published', { ns: env.namespace, topic: env.topic, type: env.event?.typeUrl });
     if (this.subs.size === 0) return;
@@ -257,8 +280,16 @@ export class Exchange implements Publisher, Forwarder, Subscriber {
     for (const sub of this.subs) {
       if (!sub.filter.match(adaptor)) continue;
       if (!sub.deliver(env)) {
-        this.logger.warn('disconnecting event subscriber that fell behind', { queued: this.limit, topic: env.topic });
-        sub.fail(new ResourceExhaustedError(`event subscriber fell behind by ${this.limit} events and was disconnected`));
+        const dropped = sub.fail(new ResourceExhaustedError(`event subscriber fell behind by ${this.limit} events and was disconnected`)) + 1;
+        this.totals.disconnected++;
+        this.totals.dropped += dropped;
+        this.logger.warn('disconnected event subscriber that fell behind', {
+          queued: this.limit,
+          dropped,
+          topic: env.topic,
+          disconnected_total: this.totals.disconnected,
+          dropped_total: this.totals.dropped,
+        });
       }
     }
   }

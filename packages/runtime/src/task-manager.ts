@@ -102,7 +102,7 @@ export class ShimTaskManager implements TaskManager {
 
   /** Runs the shim's `start`, records its binary, and connects to the address it prints. */
   private async startShim(ctx: Context, bundle: Bundle, binary: string, options: Any | undefined): Promise<ShimTask> {
-    const log = openShimLog(bundle, this.opts.logger);
+    const log = await openShimLog(bundle, this.opts.logger);
     try {
       const stdin = options ? Any.encode(options).finish() : new Uint8Array();
       const run = runShimCommand(this.commandConfig(binary, bundle.namespace, bundle.path), ['-id', bundle.id, 'start'], stdin);
@@ -265,9 +265,17 @@ export class ShimTaskManager implements TaskManager {
         try {
           if (address === '') throw new Error('no shim address');
           const conn = await connectShim(address);
-          log = openShimLog(bundle, logger);
+          log = await openShimLog(bundle, logger);
           const task = new ShimTask(id, ns, bundle.path, bundle, address, binary, conn, log);
           await task.connect(ctx);
+          if (task.pid === 0) {
+            // The daemon died between the shim's start and the task's Create: the shim runs no
+            // task and nobody would ever stop it. Shut it down and remove its bundle, as
+            // containerd does since containerd/containerd#6860.
+            logger.info('cleaning leaked shim process', { id, namespace: ns, pid: task.shimPid });
+            await this.discard(task);
+            continue;
+          }
           this.tasks.set(this.key(ns, id), task);
           void task.closed.then(() => this.onShimClosed(task));
           logger.info('reconnected to shim', { id, namespace: ns, pid: task.shimPid });

@@ -5,7 +5,7 @@ import { containers as capi, snapshots as sapi, tasks as tapi } from '@berth/api
 import { createClient } from '@berth/grpc';
 import { readMountInfo } from '@berth/mount';
 import { CTR_PATH, CtrResult, ReferenceContainerd, TestDaemon, tempDir } from '@berth/testing';
-import { cleanupShims, ociSpec, populateBusybox, shimsOf } from './test-support';
+import { cleanupShims, ociSpec, populateBusybox, runcContainer, shimsOf } from './test-support';
 
 /**
  * Tasks through the stock ctr against berthd and containerd 1.6 side by side, with Debian's
@@ -17,20 +17,6 @@ const dir = tempDir('berth-tasks-');
 const rootfs = populateBusybox(join(dir.path, 'rootfs'));
 
 type Daemon = { ctr(args: readonly string[], o?: { input?: string }): Promise<CtrResult>; address: string };
-
-/** A runc container for the Containers API: `spec` as JSON, on a snapshot when one is named. */
-function runcContainer(id: string, spec: object, snapshot?: { snapshotter: string; key: string }): capi.Container {
-  return {
-    id,
-    labels: {},
-    image: '',
-    runtime: { name: 'io.containerd.runc.v2', options: { typeUrl: 'containerd.runc.v1.Options', value: Buffer.alloc(0) } },
-    spec: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: Buffer.from(JSON.stringify(spec)) },
-    snapshotter: snapshot?.snapshotter ?? '',
-    snapshotKey: snapshot?.key ?? '',
-    extensions: {},
-  };
-}
 
 /** Output with the per-daemon suffix, pids, times and metric values made comparable. */
 function normalize(r: CtrResult, suffix: string): CtrResult {

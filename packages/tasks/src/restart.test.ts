@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tasks as tapi } from '@berth/api';
 import { readMountInfo } from '@berth/mount';
 import { TestDaemon, tempDir } from '@berth/testing';
-import { cleanupShims, eventually, populateBusybox, shimSocket, shimsOf } from './test-support';
+import { cleanupShims, eventually, ociSpec, populateBusybox, shimSocket, shimsOf } from './test-support';
 
 /** What `criu check` says on this machine; checkpoint/restore needs it to pass. */
 const criu = spawnSync('criu', ['check'], { timeout: 20_000 });
@@ -71,6 +71,33 @@ describe('tasks across a berthd crash, dead shims and checkpoint', () => {
     expect(existsSync(shimSocket(d.address, 'default', id))).toBe(false);
     expect(spawnSync('runc', ['--root', '/run/containerd/runc/default', 'state', id]).status).not.toBe(0);
     expect(await d.ctr(['containers', 'rm', id])).toMatchObject({ code: 0 });
+  });
+
+  it('shuts down a shim that was started for a task the daemon never created (killed in between)', async () => {
+    // What a SIGKILL between the shim's start and Tasks.Create leaves: a bundle, and a shim
+    // serving from it with no task (found by tools/reliability's kill points).
+    const id = `leak-${process.pid}`;
+    const bundle = join(d.state, 'io.containerd.runtime.v2.task', 'default', id);
+    mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(ociSpec(['/bin/sleep', '1000'])));
+    // The shim writes its log to the bundle's FIFO, which the daemon holds open for reading.
+    spawnSync('mkfifo', ['-m', '0700', join(bundle, 'log')]);
+    const logReader = openSync(join(bundle, 'log'), constants.O_RDONLY | constants.O_NONBLOCK);
+    const start = spawnSync('containerd-shim-runc-v2', ['-namespace', 'default', '-address', d.address, '-publish-binary', process.execPath, '-id', id, 'start'], {
+      cwd: bundle,
+      env: { ...process.env, TTRPC_ADDRESS: `${d.address}.ttrpc` },
+    });
+    expect(start.status).toBe(0);
+    expect(shimsOf(d.address).map((s) => s.id)).toEqual([id]);
+
+    await d.kill('SIGKILL');
+    await d.restart();
+    closeSync(logReader);
+    expect(d.output).toMatch(new RegExp(`msg="cleaning leaked shim process" .*id=${id}`));
+    await eventually(() => shimsOf(d.address).length === 0);
+    expect(existsSync(bundle)).toBe(false);
+    expect(existsSync(shimSocket(d.address, 'default', id))).toBe(false);
+    expect((await d.ctr(['tasks', 'ls'])).stdout.trim()).toBe('TASK    PID    STATUS');
   });
 
   withoutCriu(`answers Checkpoint with the shim's error when criu cannot run (${criuWorks ? 'skipped: criu works here' : `criu check: ${criuWhy}`})`, async () => {

@@ -6,3 +6,5 @@ export * from './events';
 export * from './ctr-events';
 export * from './reference-tools';
 export * from './registry';
+export * from './tasks';
+export * from './proc';

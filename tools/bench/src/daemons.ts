@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { CtrOptions, CtrResult, ReferenceContainerd, ReferenceContainerd2, TestDaemon } from '@berth/testing';
+
+export { rssMiB } from '@berth/testing';
 
 /**
  * The daemons a workload runs on: berthd, Debian's containerd 1.6 (`containerd`), and
@@ -34,11 +35,4 @@ export async function startDaemon(kind: DaemonKind): Promise<BenchDaemon> {
     ctr: (args, options) => d.ctr(args, options),
     cleanup: () => d.cleanup(),
   };
-}
-
-/** Resident set size of a process in MiB, from /proc. */
-export function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(m[1]) / 1024;
 }

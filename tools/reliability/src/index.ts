@@ -1,0 +1,3 @@
+export * from './soak';
+export * from './stats';
+export * from './kill-points';
