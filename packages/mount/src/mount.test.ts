@@ -1,11 +1,13 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tempDir } from '@berth/testing';
 import { compactLowerdir, mountAll, unmount, unmountAll, withTempMount } from './mount';
 import { isMountPoint, mountsUnder, parseMountInfo } from './mountinfo';
 
 describe('@berth/mount', () => {
-  const dir = tempDir('berth-mount-test-');
+  // A temp dir of its own: @berth/testing depends on this package.
+  const path = mkdtempSync(join(tmpdir(), 'berth-mount-test-'));
+  const dir = { path, remove: () => rmSync(path, { recursive: true, force: true }) };
   afterAll(async () => {
     await unmountAll(dir.path, { lazyFallback: true });
     dir.remove();
