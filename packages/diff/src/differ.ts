@@ -107,6 +107,17 @@ function readOnly(mounts: readonly Mount[]): Mount[] {
   });
 }
 
+/** The bytes of a blob being written, as they arrive (see {@link readGrowing}). */
+async function* followBlob(blob: GrowingBlob, signal: AbortSignal): AsyncGenerator<Buffer> {
+  const growth = new GrowthTracker(blob.written, blob.ended);
+  const unsubscribe = blob.onChange(() => growth.update(blob.written, blob.ended));
+  try {
+    yield* readGrowing(blob.fd, growth, signal);
+  } finally {
+    unsubscribe();
+  }
+}
+
 /** A stored blob as a {@link GrowingBlob} that is done growing (its reader owns the descriptor). */
 function storedBlob(fd: number, size: number): GrowingBlob {
   return { fd, written: size, ended: 'verified', onChange: () => () => undefined, close: async () => undefined };
@@ -132,23 +143,24 @@ export class WalkingDiffer implements Differ {
 
   async apply(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], options: DifferApplyOptions = {}): Promise<LayerDescriptor> {
     if (!desc.digest) throw new InvalidArgumentError('apply: layer descriptor has no digest');
-    if (options.source) return this.applyGrowing(ctx, desc, mounts, options.source, options);
+    let res: ApplyResult;
+    const growing = options.source;
+    if (growing) {
+      // A blob still being written: read as it grows (the writer verifies it).
+      try {
+        if (desc.mediaType) compressionOfMediaType(desc.mediaType);
+        res = await this.applyTo(ctx, desc, mounts, options, growing, () => followBlob(growing, options.signal ?? ctx.signal));
+      } catch (err) {
+        throw wrap(err, `failed to apply layer ${desc.digest}`);
+      }
+      return { mediaType: MEDIA_TYPE_LAYER, digest: res.digest, size: res.size, annotations: {} };
+    }
     const store = this.content(ctx);
     const ra = await store.readerAt({ digest: desc.digest, size: desc.size });
-    let res;
     try {
       if (desc.size > 0 && ra.size !== desc.size) {
         throw new FailedPreconditionError(`layer ${desc.digest}: blob has ${ra.size} bytes, the descriptor declares ${desc.size}`);
       }
-      const onProgress = options.onProgress;
-      const run = (dir: string, overlay: boolean, parents: string[]) =>
-        applyLayer(dir, onProgress ? counted(ra.createReadStream(), onProgress) : ra.createReadStream(), {
-          mediaType: desc.mediaType,
-          overlay,
-          parents,
-          expectedDiffId: options.expectedDiffId,
-          signal: options.signal ?? ctx.signal,
-        });
       const direct = directApplyTarget(mounts);
       let pre: ApplyResult | undefined;
       if (direct && this.prefetcher) {
@@ -163,17 +175,10 @@ export class WalkingDiffer implements Differ {
       if (pre) {
         res = pre;
         options.onProgress?.(ra.size); // extracted ahead of time: the whole blob was read
-      } else if (direct && this.prefetcher && ra.fd !== undefined) {
-        // Off this thread, which may be serving a download meanwhile.
-        res = await this.prefetcher.applyStreamed(storedBlob(ra.fd, ra.size), {
-          ...direct,
-          mediaType: desc.mediaType,
-          expectedDiffId: options.expectedDiffId,
-          signal: options.signal ?? ctx.signal,
-          onProgress,
-        });
-      } else if (direct) res = await run(direct.dir, direct.overlay, direct.parents);
-      else res = await withTempMount(mounts, (dir) => run(dir, false, []));
+      } else {
+        const blob = ra.fd === undefined ? undefined : storedBlob(ra.fd, ra.size);
+        res = await this.applyTo(ctx, desc, mounts, options, blob, () => ra.createReadStream());
+      }
     } catch (err) {
       throw wrap(err, `failed to apply layer ${desc.digest}`);
     } finally {
@@ -183,34 +188,27 @@ export class WalkingDiffer implements Differ {
   }
 
   /**
-   * Applies a blob that is still being written: on the prefetcher's worker thread when the target
-   * is a directory (the download then keeps this thread), else here.
+   * Applies a blob onto `mounts`: on the prefetcher's worker thread when the target is a
+   * directory and the blob has a descriptor to read from (this thread may be serving its
+   * download meanwhile), else here from `stream()`, through a temporary mount when needed.
    */
-  private async applyGrowing(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], source: GrowingBlob, options: DifferApplyOptions): Promise<LayerDescriptor> {
+  private applyTo(
+    ctx: Context,
+    desc: LayerDescriptor,
+    mounts: readonly Mount[],
+    options: DifferApplyOptions,
+    blob: GrowingBlob | undefined,
+    stream: () => AsyncIterable<Uint8Array>,
+  ): Promise<ApplyResult> {
     const signal = options.signal ?? ctx.signal;
     const { onProgress, expectedDiffId } = options;
-    let res: ApplyResult;
-    try {
-      if (desc.mediaType) compressionOfMediaType(desc.mediaType);
-      const direct = directApplyTarget(mounts);
-      if (direct && this.prefetcher) {
-        res = await this.prefetcher.applyStreamed(source, { ...direct, mediaType: desc.mediaType, expectedDiffId, signal, onProgress });
-      } else {
-        const growth = new GrowthTracker(source.written, source.ended);
-        const unsubscribe = source.onChange(() => growth.update(source.written, source.ended));
-        try {
-          const stream = readGrowing(source.fd, growth, signal);
-          const run = (dir: string, overlay: boolean, parents: string[]) =>
-            applyLayer(dir, onProgress ? counted(stream, onProgress) : stream, { mediaType: desc.mediaType, overlay, parents, expectedDiffId, signal });
-          res = direct ? await run(direct.dir, direct.overlay, direct.parents) : await withTempMount(mounts, (dir) => run(dir, false, []));
-        } finally {
-          unsubscribe();
-        }
-      }
-    } catch (err) {
-      throw wrap(err, `failed to apply layer ${desc.digest}`);
+    const direct = directApplyTarget(mounts);
+    if (direct && this.prefetcher && blob) {
+      return this.prefetcher.applyStreamed(blob, { ...direct, mediaType: desc.mediaType, expectedDiffId, signal, onProgress });
     }
-    return { mediaType: MEDIA_TYPE_LAYER, digest: res.digest, size: res.size, annotations: {} };
+    const run = (dir: string, overlay: boolean, parents: string[]) =>
+      applyLayer(dir, onProgress ? counted(stream(), onProgress) : stream(), { mediaType: desc.mediaType, overlay, parents, expectedDiffId, signal });
+    return direct ? run(direct.dir, direct.overlay, direct.parents) : withTempMount(mounts, (dir) => run(dir, false, []));
   }
 
   async compare(ctx: Context, lower: readonly Mount[], upper: readonly Mount[], options: CompareOptions = {}): Promise<LayerDescriptor> {
