@@ -270,8 +270,8 @@ function parseRawHeader(b: Buffer): RawHeader {
     name,
     type,
     mode: parseNumeric(b, 100, 108) & 0o7777,
-    uid: parseNumeric(b, 108, 116),
-    gid: parseNumeric(b, 116, 124),
+    uid: ownerId('uid', parseNumeric(b, 108, 116)),
+    gid: ownerId('gid', parseNumeric(b, 116, 124)),
     size,
     mtime: { sec: parseNumeric(b, 136, 148), nsec: 0 },
     linkname: cString(b, 157, 257),
@@ -307,6 +307,12 @@ export function parsePaxRecords(buf: Buffer): Map<string, Buffer> {
 const XATTR_SCHILY = 'SCHILY.xattr.';
 const XATTR_LIBARCHIVE = 'LIBARCHIVE.xattr.';
 
+/** A uid or gid as Linux takes it (32 bits); a damaged header's larger value is refused. */
+function ownerId(key: string, n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) throw new InvalidArgumentError(`tar: ${key} ${n} is out of range`);
+  return n;
+}
+
 function paxInt(key: string, v: Buffer): number {
   const s = v.toString('latin1');
   if (!/^\d+$/.test(s) || !Number.isSafeInteger(Number(s))) throw new InvalidArgumentError(`tar: invalid PAX ${key} "${s}"`);
@@ -334,10 +340,10 @@ function applyPax(h: TarHeader, records: Map<string, Buffer>): void {
         if (!empty) h.size = paxInt(key, v);
         break;
       case 'uid':
-        if (!empty) h.uid = paxInt(key, v);
+        if (!empty) h.uid = ownerId(key, paxInt(key, v));
         break;
       case 'gid':
-        if (!empty) h.gid = paxInt(key, v);
+        if (!empty) h.gid = ownerId(key, paxInt(key, v));
         break;
       case 'uname':
         h.uname = decodeName(v);

@@ -159,3 +159,12 @@ describe('tar reader errors', () => {
     expect(formatPaxTime(t)).toBe(text);
   });
 });
+
+describe('tar reader: owner ids', () => {
+  it('refuses a uid or gid beyond 32 bits (a damaged header) with InvalidArgument, not a RangeError at chown', async () => {
+    const tar = await buildTar([[{ name: 'a', gid: 2 ** 40 }, 'x']]);
+    const err = await readAll(tar).then(() => undefined, (e: Error) => e);
+    expect(isInvalidArgument(err)).toBe(true);
+    expect(err?.message).toMatch(/gid 1099511627776 is out of range/);
+  });
+});
