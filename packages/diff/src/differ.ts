@@ -67,6 +67,11 @@ export interface Differ {
   apply(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], options?: DifferApplyOptions): Promise<LayerDescriptor>;
   /** Writes the changes from `lower` to `upper` as a layer into the content store. */
   compare(ctx: Context, lower: readonly Mount[], upper: readonly Mount[], options?: CompareOptions): Promise<LayerDescriptor>;
+  /**
+   * A hint that applies are coming (a pull that unpacks has begun): the differ may get ready for
+   * them, say start its worker thread, so that doing so is not on the path of the first apply.
+   */
+  warm?(): void;
 }
 
 /** Gives the content store a call acts on (the namespaced store bound to the call's context). */
@@ -140,6 +145,10 @@ export class WalkingDiffer implements Differ {
     private readonly content: ContentFor,
     private readonly prefetcher?: LayerPrefetcher,
   ) {}
+
+  warm(): void {
+    this.prefetcher?.warm();
+  }
 
   async apply(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], options: DifferApplyOptions = {}): Promise<LayerDescriptor> {
     if (!desc.digest) throw new InvalidArgumentError('apply: layer descriptor has no digest');

@@ -105,6 +105,10 @@ export class DiffService implements Differ {
     return this.first((d) => d.compare(ctx, lower, upper, options));
   }
 
+  warm(): void {
+    for (const d of this.differs) d.warm?.();
+  }
+
   /** The first differ's answer that is not NotImplemented. */
   private async first(fn: (d: Differ) => Promise<LayerDescriptor>): Promise<LayerDescriptor> {
     let last: unknown = new NotImplementedError('no differ available');

@@ -121,6 +121,7 @@ async function unpackImported(
   platforms: PlatformMatcher,
 ): Promise<void> {
   const plans = planUnpacks(dst.unpacks, services.settings, services.snapshotter, services.logger ?? nullLogger);
+  if (plans.length > 0) services.differ.warm?.();
   const done = new Set<string>();
   for (const plan of plans) {
     const preferred = platformMatcher([plan.platform]);

@@ -97,6 +97,11 @@ class World {
     return this.content.has(context({ namespace: NS }), digest);
   }
 
+  /** Whether the differ's extraction worker thread is up. */
+  get workerRunning(): boolean {
+    return this.prefetcher.workerRunning;
+  }
+
   async close(): Promise<void> {
     await this.prefetcher.close();
     await this.snapshotter.close();
@@ -670,5 +675,24 @@ describe('pull from a registry into the image store, unpacking while fetching', 
     const secondApplied = events.findIndex((e) => e.name === name('layer', multi.layers[1]) && e.event === 'extracted');
     expect(secondApplied).toBeLessThan(lastDone);
     await expectUnpacked(multi, 'multi:1');
+  });
+
+  it('starts the extraction worker while the image is still being resolved', async () => {
+    const fresh = await World.open();
+    const p = await proxy();
+    const seen: boolean[] = [];
+    p.rule = (req) => (new URL(req.url ?? '/', 'http://proxy').pathname.includes('/manifests/') ? { before: async () => void seen.push(fresh.workerRunning) } : undefined);
+    try {
+      expect(fresh.workerRunning).toBe(false);
+      const error = await pull(await fresh.ctx(), source(refs.busybox), target({ name: 'busybox:warm', unpacks: [{ snapshotter: '' }] }), fresh.services(), { hosts: p.hosts() }, () => undefined).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      expect(error).toBeUndefined();
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen[0]).toBe(true);
+    } finally {
+      await fresh.close();
+    }
   });
 });

@@ -53,6 +53,8 @@ export async function pull(
   if (dst.name === '') throw new NotFoundError('no image name found', { bare: true });
   const logger = (services.logger ?? nullLogger).with({ ref: reference });
   const plans = planUnpacks(dst.unpacks, services.settings, (name) => services.snapshotter(name), logger);
+  // Layers will be applied: let the differ get ready while the image is resolved.
+  if (plans.length > 0) services.differ.warm?.();
   const client = new RegistryClient({
     hosts: access.hosts,
     credentials: access.credentials,
