@@ -84,12 +84,14 @@ export abstract class LocalSnapshotter implements Snapshotter {
   }
 
   async update(_ctx: Context, info: Pick<Info, 'name' | 'labels'>, fieldpaths?: readonly string[]): Promise<Info> {
-    return this.lock.run(async () => {
+    const out = await this.lock.run(async () => {
       const rec = this.record(info.name);
       const next: SnapshotRecord = { ...rec, labels: applyLabelUpdate(rec.labels, info.labels, fieldpaths, info.name), updated: Date.now() };
       this.store.transaction((w) => w.put(next));
       return this.info(next);
     });
+    await this.store.durable();
+    return out;
   }
 
   async usage(_ctx: Context, key: string): Promise<Usage> {
@@ -119,7 +121,7 @@ export abstract class LocalSnapshotter implements Snapshotter {
   }
 
   private async create(kind: Kind, key: string, parent: string, opts?: SnapshotOptions): Promise<Mount[]> {
-    return this.lock.run(async () => {
+    const mounts = await this.lock.run(async () => {
       let parentIds: number[] = [];
       try {
         if (key === '') throw new InvalidArgumentError('snapshot key must not be empty');
@@ -165,10 +167,13 @@ export abstract class LocalSnapshotter implements Snapshotter {
       }
       return this.mountsOf(rec);
     });
+    // Outside the lock: the next call's transaction need not wait for this flush, and may share it.
+    await this.store.durable();
+    return mounts;
   }
 
   async commit(_ctx: Context, name: string, key: string, opts?: SnapshotOptions): Promise<void> {
-    return this.lock.run(async () => {
+    await this.lock.run(async () => {
       try {
         const rec = this.record(key);
         if (rec.kind !== 'active') throw new FailedPreconditionError(`snapshot ${goQuote(key)} is not active`);
@@ -181,6 +186,7 @@ export abstract class LocalSnapshotter implements Snapshotter {
         throw wrap(err, 'failed to commit snapshot');
       }
     });
+    await this.store.durable();
   }
 
   async remove(_ctx: Context, key: string): Promise<void> {
@@ -193,6 +199,9 @@ export abstract class LocalSnapshotter implements Snapshotter {
       } catch (err) {
         throw wrap(err, 'failed to remove snapshot');
       }
+      // The record's removal reaches the disk before the directory goes: a record never points
+      // at a missing directory, even after a power loss.
+      await this.store.durable();
       await this.removeDir(rec.id);
     });
   }

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { open, RootDatabase } from 'lmdb';
+import { GROUP_SYNC_ENV_OPTIONS, GroupSync, NOSYNC_TXN_FLAGS } from '@berth/metadata';
 import type { Kind } from './types';
 import { storedKey } from './keys';
 
@@ -36,15 +37,28 @@ type LKey = Array<string | number>;
  * ['c', <parent id>, <child id>] -> true             children, so a parent with any cannot go
  * ```
  *
- * Every write is one synchronous durable transaction (`transaction`), so a crash leaves either
- * the state before or the state after.
+ * Every write is one synchronous transaction (`transaction`), so a crash leaves either the state
+ * before or the state after. It commits without flushing; `durable()` flushes, on a worker thread
+ * and once for every caller waiting meanwhile, and the snapshotter awaits it before it answers.
  */
 export class MetaStore {
-  private constructor(private readonly env: RootDatabase<unknown, LKey>) {}
+  private readonly sync: GroupSync;
+
+  private constructor(
+    private readonly env: RootDatabase<unknown, LKey>,
+    path: string,
+  ) {
+    this.sync = new GroupSync(env, `snapshot metastore ${path}`);
+  }
 
   static open(path: string): MetaStore {
     mkdirSync(path.slice(0, path.lastIndexOf('/')) || '/', { recursive: true });
-    return new MetaStore(open<unknown, LKey>({ path, compression: false }));
+    return new MetaStore(open<unknown, LKey>({ path, compression: false, ...GROUP_SYNC_ENV_OPTIONS }), path);
+  }
+
+  /** Resolves once every transaction committed before the call is on disk. */
+  durable(): Promise<void> {
+    return this.sync.durable();
   }
 
   get(key: string): SnapshotRecord | undefined {
@@ -89,7 +103,10 @@ export class MetaStore {
     return out;
   }
 
-  /** Runs `fn` in one synchronous durable write transaction; a throw rolls it back. */
+  /**
+   * Runs `fn` in one synchronous write transaction; a throw rolls it back. The commit is visible
+   * at once and kept if the process is killed; it is on disk once {@link durable} resolves.
+   */
   transaction<T>(fn: (w: MetaWriter) => T): T {
     const env = this.env;
     const w: MetaWriter = {
@@ -114,10 +131,13 @@ export class MetaStore {
         if (rec.parentIds.length > 0) env.removeSync(['c', rec.parentIds[0], rec.id]);
       },
     };
-    return env.transactionSync(() => fn(w));
+    const result = env.transactionSync(() => fn(w), NOSYNC_TXN_FLAGS);
+    this.sync.committedOne();
+    return result;
   }
 
   async close(): Promise<void> {
+    await this.sync.close();
     await this.env.close();
   }
 }
