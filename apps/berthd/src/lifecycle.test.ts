@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { introspection, namespaces, version } from '@berth/api';
-import { TestDaemon } from '@berth/testing';
+import { TestDaemon, tempDir } from '@berth/testing';
 
 describe('berthd lifecycle', () => {
   const daemons: TestDaemon[] = [];
@@ -19,6 +19,29 @@ describe('berthd lifecycle', () => {
     expect(existsSync(d.address)).toBe(false);
     expect(d.output).toMatch(/received SIGTERM, shutting down/);
     expect(d.output).toMatch(/msg="berthd stopped"/);
+  });
+
+  it('keeps a code cache: written when it stops, read by the next start (BERTH_COMPILE_CACHE)', async () => {
+    const cacheDir = tempDir('berth-code-cache-');
+    try {
+      const env = { BERTH_COMPILE_CACHE: cacheDir.path };
+      const stats = (output: string) => {
+        const m = /msg="code cache".* hits=(\d+) misses=(\d+) rejected=(\d+)/.exec(output);
+        return m ? { hits: Number(m[1]), misses: Number(m[2]), rejected: Number(m[3]) } : undefined;
+      };
+      const first = await start({ env });
+      expect(stats(first.output)).toMatchObject({ hits: 0 });
+      expect(await first.kill('SIGTERM')).toBe(0);
+      expect(readdirSync(cacheDir.path).filter((f) => f.endsWith('.bin'))).toHaveLength(1);
+      const second = await start({ env });
+      const s = stats(second.output)!;
+      expect(s.hits).toBeGreaterThan(100);
+      expect(s.misses + s.rejected).toBe(0);
+      // The daemon it serves is the same daemon.
+      expect((await second.client(version.VersionService).version({})).version).toBeTruthy();
+    } finally {
+      cacheDir.remove();
+    }
   });
 
   it('keeps every namespace, label and its uuid across kill -9', async () => {

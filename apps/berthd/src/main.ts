@@ -1,3 +1,6 @@
+// First: the code cache must see every module that loads after it.
+import { saveCompileCache } from './compile-cache';
+import { activeCompileCache } from '@berth/compile-cache';
 import 'reflect-metadata';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -81,6 +84,8 @@ export async function main(argv: string[]): Promise<number> {
   // for the sessions that ask for it; the gRPC layer's own lines carry both in any format.
   const contextual = format === 'json';
   const logger = createLogger({ level, format, contextual });
+  const cache = activeCompileCache();
+  if (cache) logger.debug('code cache', { file: cache.file, ...cache.stats });
   if (values.root) config.root = resolve(values.root);
   if (values.state) config.state = resolve(values.state);
   if (values.address) config.grpc.address = resolve(values.address);
@@ -104,11 +109,17 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
 
+  // A daemon that runs for long writes its code cache once it has warmed up, not only at its end.
+  const cacheTimer = setTimeout(() => saveCompileCache(), 60_000).unref();
   return await new Promise<number>((done) => {
     onSignal = (signal: string) => {
       logger.info(`received ${signal}, shutting down`);
+      clearTimeout(cacheTimer);
       daemon.stop().then(
-        () => done(0),
+        () => {
+          saveCompileCache();
+          done(0);
+        },
         (err) => {
           logger.error('shutdown failed', { error: (err as Error).message });
           done(1);

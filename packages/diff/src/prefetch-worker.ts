@@ -5,6 +5,7 @@
  */
 import { createReadStream, mkdirSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
+import { activeCompileCache } from '@berth/compile-cache';
 import { errorOfKind, kindOf, type ErrorKind } from '@berth/errdefs';
 import { applyLayer, type ApplyResult } from './apply';
 import { decompress } from './compression';
@@ -117,13 +118,27 @@ async function runStream(job: StreamJob, report: (p: StreamProgress) => void): P
   }
 }
 
+/** Once the first job is done, this thread's code cache (if any) is written, off the job's path. */
+let cacheSaved = false;
+function afterJob(): void {
+  if (cacheSaved) return;
+  cacheSaved = true;
+  setImmediate(() => activeCompileCache()?.saveIfStale());
+}
+
 function onMessage(port: NonNullable<typeof parentPort>, msg: WorkerRequest): void {
   switch (msg.kind) {
     case 'extract':
-      void run(msg).then((outcome) => port.postMessage(outcome));
+      void run(msg).then((outcome) => {
+        port.postMessage(outcome);
+        afterJob();
+      });
       return;
     case 'stream':
-      void runStream(msg, (p) => port.postMessage(p)).then((outcome) => port.postMessage(outcome));
+      void runStream(msg, (p) => port.postMessage(p)).then((outcome) => {
+        port.postMessage(outcome);
+        afterJob();
+      });
       return;
     case 'growth':
       streams.get(msg.id)?.growth.update(msg.written, msg.ended === undefined || msg.ended === 'verified' ? msg.ended : reviveError(msg.ended));

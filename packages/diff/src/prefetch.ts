@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { activeCompileCache } from '@berth/compile-cache';
 import type { GrowingBlob } from '@berth/content';
 import { FailedPreconditionError, errorOfKind, kindOf } from '@berth/errdefs';
 import { untilAborted } from './abort';
@@ -11,7 +12,7 @@ import type { GrowthMessage, PrefetchJob, PrefetchOutcome, StreamJob, StreamProg
 export type BlobPathOf = (digest: string) => string;
 
 /** The worker script: next to this module once built; from the build output under jest (sources are .ts). */
-const WORKER_SCRIPT = __filename.endsWith('.ts') ? join(__dirname, '../dist/prefetch-worker.js') : join(__dirname, 'prefetch-worker.js');
+const WORKER_SCRIPT = __filename.endsWith('.ts') ? join(__dirname, '../dist/prefetch-worker-main.js') : join(__dirname, 'prefetch-worker-main.js');
 
 export interface LayerPrefetcherOptions {
   /** A prefetched tree nobody took is removed after this long. Default 2 minutes. */
@@ -298,7 +299,9 @@ export class LayerPrefetcher {
   /** The worker thread, started if needed (unreferenced: it never keeps the process alive). */
   private ensureWorker(): Worker {
     if (!this.worker) {
-      const w = new Worker(WORKER_SCRIPT);
+      // The daemon's code cache, if it runs with one, serves the worker's modules too.
+      const compileCache = activeCompileCache()?.dir;
+      const w = new Worker(WORKER_SCRIPT, compileCache ? { workerData: { compileCache } } : {});
       w.unref();
       const failAll = (error: string) => {
         for (const [id, job] of this.jobs) {

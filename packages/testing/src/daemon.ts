@@ -19,6 +19,8 @@ export interface TestDaemonOptions {
   /** Expect startup to fail: resolve once the process exits instead of once it serves. */
   expectExit?: boolean;
   timeoutMs?: number;
+  /** Environment variables for the daemon, over the test's own. */
+  env?: Record<string, string>;
 }
 
 /**
@@ -78,6 +80,7 @@ export class TestDaemon {
     this.logs = '';
     const child = spawn(process.execPath, [BERTHD_MAIN, '--config', this.configPath, '--log-level', this.options.logLevel ?? 'debug'], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: this.options.env ? { ...process.env, ...this.options.env } : process.env,
     });
     this.child = child;
     child.stdout!.on('data', (b: Buffer) => (this.logs += b.toString()));
