@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import Module from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -66,7 +66,13 @@ export class CompileCache {
   readonly file: string;
   readonly stats: CompileCacheStats = { hits: 0, misses: 0, rejected: 0 };
   private entries: Record<string, Entry> = {};
-  private data: Buffer = Buffer.alloc(0);
+  /**
+   * The cache file as it was at install, open for reading each module's data when it loads (the
+   * file is not held in memory; a file renamed over it meanwhile leaves this one readable).
+   */
+  private fd: number | undefined;
+  private dataStart = 0;
+  private dataLength = 0;
   /** The scripts of this process, to write the cache from. */
   private readonly scripts = new Map<string, { script: Script; mtimeMs: number; size: number }>();
   private original: ModuleInternals['prototype']['_compile'] | undefined;
@@ -77,9 +83,34 @@ export class CompileCache {
   }
 
   private load(): void {
-    const { entries, data } = readCacheFile(this.file);
-    this.entries = entries;
-    this.data = data;
+    let fd: number | undefined;
+    try {
+      fd = openSync(this.file, 'r');
+      const head = Buffer.alloc(4);
+      readExactly(fd, head, 0);
+      const index = Buffer.alloc(head.readUInt32LE(0));
+      readExactly(fd, index, 4);
+      this.entries = JSON.parse(index.toString('utf8')) as Record<string, Entry>;
+      this.dataStart = 4 + index.length;
+      this.dataLength = fstatSync(fd).size - this.dataStart;
+      this.fd = fd;
+    } catch {
+      // None yet, or damaged: started over at the next save.
+      if (fd !== undefined) closeSync(fd);
+      this.entries = {};
+    }
+  }
+
+  /** A module's cached data, read from the file; undefined when it cannot be read. */
+  private dataOf(entry: Entry): Buffer | undefined {
+    if (this.fd === undefined || entry.offset + entry.length > this.dataLength) return undefined;
+    try {
+      const data = Buffer.allocUnsafe(entry.length);
+      readExactly(this.fd, data, this.dataStart + entry.offset);
+      return data;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Compiles a module's source into its wrapper function, from cached data where it fits. */
@@ -94,12 +125,9 @@ export class CompileCache {
       // Not a file on disk: compiled without the cache.
     }
     const entry = this.entries[filename];
-    const fits = entry !== undefined && entry.mtimeMs === mtimeMs && entry.size === size && entry.offset + entry.length <= this.data.length;
-    const script = new Script(internals.wrap(content), {
-      filename,
-      cachedData: fits ? this.data.subarray(entry.offset, entry.offset + entry.length) : undefined,
-    });
-    if (!fits) this.stats.misses++;
+    const cachedData = entry !== undefined && entry.mtimeMs === mtimeMs && entry.size === size ? this.dataOf(entry) : undefined;
+    const script = new Script(internals.wrap(content), { filename, cachedData });
+    if (!cachedData) this.stats.misses++;
     else if (script.cachedDataRejected) this.stats.rejected++;
     else this.stats.hits++;
     if (size >= 0) this.scripts.set(filename, { script, mtimeMs, size });
@@ -125,10 +153,12 @@ export class CompileCache {
     return this;
   }
 
-  /** Unhooks the loader (modules already loaded keep their code). */
+  /** Unhooks the loader (modules already loaded keep their code) and closes the file. */
   uninstall(): void {
     if (this.original) internals.prototype._compile = this.original;
     this.original = undefined;
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
   }
 
   /**
@@ -196,6 +226,16 @@ export class CompileCache {
     }
     if (this.stats.misses + this.stats.rejected === 0 && age < maxAgeMs) return false;
     return this.save();
+  }
+}
+
+/** Fills `buffer` from `fd` at `position`; throws when the file is shorter. */
+function readExactly(fd: number, buffer: Buffer, position: number): void {
+  let done = 0;
+  while (done < buffer.length) {
+    const n = readSync(fd, buffer, done, buffer.length - done, position + done);
+    if (n === 0) throw new Error('cache file is shorter than its index says');
+    done += n;
   }
 }
 
