@@ -89,6 +89,14 @@ export const API_WORKLOADS: Record<string, Workload> = {
         const listed = (await ctr.list({ filters: [] })).containers.length;
         out[`containers list of ${many} (total ms)`] = performance.now() - t0;
         if (listed !== many) throw new Error(`${d.kind}: listed ${listed} containers, want ${many}`);
+        // Untimed: leave the namespace as it was, so that the workload can run again on the
+        // same daemon (the mixed workload does).
+        for (let i = 0; i < many; i += 50) {
+          await Promise.all(Array.from({ length: 50 }, (_, j) => ctr.delete({ id: `m${i + j}` })));
+        }
+        for (let i = 0; i < n; i += 50) {
+          await Promise.all(Array.from({ length: Math.min(50, n - i) }, (_, j) => img.delete({ name: `example.com/bench/img${i + j}:1`, sync: false })));
+        }
         return out;
       } finally {
         img.close();

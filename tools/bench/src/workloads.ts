@@ -15,6 +15,7 @@ import { GC_WORKLOADS } from './workloads-gc';
 import { PULL_WORKLOADS } from './workloads-pull';
 import { TASK_WORKLOADS } from './workloads-tasks';
 import { UNPACK_WORKLOADS } from './workloads-unpack';
+import { mixedWorkload } from './workloads-mixed';
 
 /** A measurement taken on a fresh daemon: name, unit, direction, and the function that measures. */
 export interface Workload {
@@ -329,3 +330,4 @@ export const WORKLOADS: Record<string, Workload> = {
   },
   'metrics-overhead': metricsOverhead,
 };
+WORKLOADS.mixed = mixedWorkload(WORKLOADS);
