@@ -21,6 +21,8 @@ export interface TestDaemonOptions {
   timeoutMs?: number;
   /** Environment variables for the daemon, over the test's own. */
   env?: Record<string, string>;
+  /** Node options before berthd's script (say `--max-semi-space-size=2`). */
+  nodeArgs?: string[];
 }
 
 /**
@@ -78,7 +80,7 @@ export class TestDaemon {
         `\n[grpc]\naddress = ${JSON.stringify(this.address)}\n`,
     );
     this.logs = '';
-    const child = spawn(process.execPath, [BERTHD_MAIN, '--config', this.configPath, '--log-level', this.options.logLevel ?? 'debug'], {
+    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), BERTHD_MAIN, '--config', this.configPath, '--log-level', this.options.logLevel ?? 'debug'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: this.options.env ? { ...process.env, ...this.options.env } : process.env,
     });
