@@ -72,6 +72,12 @@ export interface Differ {
    * them, say start its worker thread, so that doing so is not on the path of the first apply.
    */
   warm?(): void;
+  /**
+   * A hint that the committed layer blob `digest` will be applied after the layers below it: the
+   * differ may extract it ahead, beside them, and use that extraction when its turn comes and the
+   * result is the same (see {@link LayerPrefetcher}).
+   */
+  prefetch?(digest: string): void;
 }
 
 /** Gives the content store a call acts on (the namespaced store bound to the call's context). */
@@ -148,6 +154,10 @@ export class WalkingDiffer implements Differ {
 
   warm(): void {
     this.prefetcher?.warm();
+  }
+
+  prefetch(digest: string): void {
+    this.prefetcher?.offer(digest);
   }
 
   async apply(ctx: Context, desc: LayerDescriptor, mounts: readonly Mount[], options: DifferApplyOptions = {}): Promise<LayerDescriptor> {

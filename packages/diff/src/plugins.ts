@@ -109,6 +109,10 @@ export class DiffService implements Differ {
     for (const d of this.differs) d.warm?.();
   }
 
+  prefetch(digest: string): void {
+    for (const d of this.differs) d.prefetch?.(digest);
+  }
+
   /** The first differ's answer that is not NotImplemented. */
   private async first(fn: (d: Differ) => Promise<LayerDescriptor>): Promise<LayerDescriptor> {
     let last: unknown = new NotImplementedError('no differ available');

@@ -19,13 +19,17 @@ export interface LayerPrefetcherOptions {
   ttlMs?: number;
   /** Blobs waiting for extraction at most; later ones are not prefetched. Default 64. */
   maxQueued?: number;
-  /** The worker thread ends after this long without work (it costs ~10 MiB). Default 30 s. */
+  /** The worker threads end after this long without work (each costs ~10 MiB). Default 30 s. */
   workerIdleMs?: number;
   /** Debug log: trees taken, blobs not prefetched and why. */
   log?: (msg: string, fields: Record<string, string>) => void;
 }
 
 type State = 'queued' | 'running' | 'ready' | 'failed';
+
+/** What a worker thread does: streamed applies, or extractions of committed blobs. */
+type WorkerSlot = 'stream' | 'extract';
+const WORKER_SLOTS: readonly WorkerSlot[] = ['stream', 'extract'];
 
 interface Entry {
   digest: string;
@@ -62,10 +66,11 @@ export interface PrefetchTarget {
 }
 
 /**
- * Extracts layer blobs as soon as they are committed to the content store, one at a time on a
- * worker thread (off the event loop that serves the transfer), so that the unpack that follows an import or a pull finds the layer already on
- * disk and only moves it into the snapshot. containerd fetches everything first and extracts
- * afterwards, layer by layer; here extraction overlaps the transfer of the next blobs.
+ * Extracts layer blobs as soon as they are committed to the content store (or a pull says a layer
+ * is stored before its turn), one at a time on a worker thread of their own, off the event loop
+ * and beside the thread that applies a pull's next layer as it downloads, so that the unpack
+ * finds the layer already on disk and only moves it into the snapshot. containerd extracts layer
+ * by layer, each after the one below; here extraction overlaps the transfer and the layers below.
  *
  * A tree is extracted as an overlay upper directory over nothing. It is used only where that is
  * the same result as applying in place: into an empty directory, and, over parents, only if the
@@ -79,7 +84,12 @@ export class LayerPrefetcher {
   private readonly queue: Entry[] = [];
   private running: Promise<void> | undefined;
   private closed = false;
-  private worker: Worker | undefined;
+  /**
+   * Two worker threads, started when needed: one applies blobs as they download (a pull's next
+   * layer), the other extracts committed blobs ahead of their turn, so that on a machine with
+   * more than one core the layers after the next are unpacked meanwhile.
+   */
+  private readonly workers: Record<WorkerSlot, Worker | undefined> = { stream: undefined, extract: undefined };
   /** Jobs posted and not answered, with the worker each went to. */
   private readonly jobs = new Map<number, { worker: Worker; done: (o: PrefetchOutcome) => void; progress?: (read: number) => void }>();
   private nextJob = 1;
@@ -119,13 +129,13 @@ export class LayerPrefetcher {
    */
   warm(): void {
     if (this.closed) return;
-    this.ensureWorker();
+    this.ensureWorker('stream');
     if (this.jobs.size === 0 && this.queue.length === 0) this.idleSoon();
   }
 
-  /** Whether the worker thread is up (for tests). */
+  /** Whether a worker thread is up (for tests). */
   get workerRunning(): boolean {
-    return this.worker !== undefined;
+    return this.workers.stream !== undefined || this.workers.extract !== undefined;
   }
 
   /** Schedules extraction of a committed blob; blobs that are not a tar (compressed or not) are skipped. */
@@ -185,7 +195,8 @@ export class LayerPrefetcher {
     this.closed = true;
     this.queue.length = 0;
     clearTimeout(this.idleTimer);
-    await this.worker?.terminate(); // an extraction in progress ends here; its job fails
+    // An extraction in progress ends here; its job fails.
+    await Promise.all(Object.values(this.workers).map((w) => w?.terminate()));
     await this.running;
     for (const e of this.entries.values()) clearTimeout(e.timer);
     this.entries.clear();
@@ -207,9 +218,10 @@ export class LayerPrefetcher {
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
       if (this.jobs.size > 0 || this.queue.length > 0) return;
-      const w = this.worker;
-      this.worker = undefined;
-      void w?.terminate();
+      for (const slot of WORKER_SLOTS) {
+        void this.workers[slot]?.terminate();
+        this.workers[slot] = undefined;
+      }
     }, this.workerIdleMs).unref();
   }
 
@@ -258,7 +270,7 @@ export class LayerPrefetcher {
       mediaType: target.mediaType,
       expectedDiffId: target.expectedDiffId,
     };
-    const w = this.ensureWorker();
+    const w = this.ensureWorker('stream');
     const post = (m: WorkerRequest) => w.postMessage(m);
     const growth = () => {
       const ended = source.ended;
@@ -289,39 +301,39 @@ export class LayerPrefetcher {
   /** Runs one job on the worker. */
   private runJob(job: PrefetchJob): Promise<PrefetchOutcome> {
     clearTimeout(this.idleTimer);
-    const w = this.ensureWorker();
+    const w = this.ensureWorker('extract');
     return new Promise((done) => {
       this.jobs.set(job.id, { worker: w, done });
       w.postMessage(job);
     });
   }
 
-  /** The worker thread, started if needed (unreferenced: it never keeps the process alive). */
-  private ensureWorker(): Worker {
-    if (!this.worker) {
-      // The daemon's code cache, if it runs with one, serves the worker's modules too.
-      const compileCache = activeCompileCache()?.dir;
-      const w = new Worker(WORKER_SCRIPT, compileCache ? { workerData: { compileCache } } : {});
-      w.unref();
-      const failAll = (error: string) => {
-        for (const [id, job] of this.jobs) {
-          if (job.worker !== w) continue;
-          this.jobs.delete(id);
-          job.done({ id, error });
-        }
-        if (this.worker === w) this.worker = undefined;
-      };
-      w.on('message', (o: PrefetchOutcome | StreamProgress) => {
-        const job = this.jobs.get(o.id);
-        if ('read' in o) return job?.progress?.(o.read);
-        this.jobs.delete(o.id);
-        job?.done(o);
-      });
-      w.on('error', (err) => failAll(err.message));
-      w.on('exit', () => failAll('prefetch worker exited'));
-      this.worker = w;
-    }
-    return this.worker;
+  /** A worker thread, started if needed (unreferenced: it never keeps the process alive). */
+  private ensureWorker(slot: WorkerSlot): Worker {
+    const running = this.workers[slot];
+    if (running) return running;
+    // The daemon's code cache, if it runs with one, serves the worker's modules too.
+    const compileCache = activeCompileCache()?.dir;
+    const w = new Worker(WORKER_SCRIPT, compileCache ? { workerData: { compileCache } } : {});
+    w.unref();
+    const failAll = (error: string) => {
+      for (const [id, job] of this.jobs) {
+        if (job.worker !== w) continue;
+        this.jobs.delete(id);
+        job.done({ id, error });
+      }
+      if (this.workers[slot] === w) this.workers[slot] = undefined;
+    };
+    w.on('message', (o: PrefetchOutcome | StreamProgress) => {
+      const job = this.jobs.get(o.id);
+      if ('read' in o) return job?.progress?.(o.read);
+      this.jobs.delete(o.id);
+      job?.done(o);
+    });
+    w.on('error', (err) => failAll(err.message));
+    w.on('exit', () => failAll('prefetch worker exited'));
+    this.workers[slot] = w;
+    return w;
   }
 }
 

@@ -157,7 +157,21 @@ async function unpackManifest(host: UnpackHost, plan: UnpackPlan, m: PulledManif
   if (diffIds.length !== m.layers.length) throw new FailedPreconditionError('mismatched image rootfs and manifest layers', { bare: true });
   const chains = chainIds(diffIds);
   const target = { content, snapshotter: plan.snapshotter, differ: host.differ };
+  // The layer whose turn it is. A layer stored before its turn is extracted ahead by the differ
+  // (on its second worker), beside the apply of the layers below; its apply then takes the tree.
+  let current = 0;
+  for (let i = 1; i < m.layers.length && host.differ.prefetch; i++) {
+    const digest = m.layers[i].digest;
+    host.stored(digest).then(
+      async () => {
+        if (i <= current || ctx.signal.aborted || (await snapshotExists(ctx, plan.snapshotter, chains[i]))) return;
+        if (i > current) host.differ.prefetch?.(digest);
+      },
+      () => undefined, // the pull fails, and says why elsewhere
+    );
+  }
   for (let i = 0; i < m.layers.length; i++) {
+    current = i;
     const desc = m.layers[i];
     const name = blobName(desc);
     // Bytes of the blob read by the apply, reported at most every 300 ms as containerd's tracker does.

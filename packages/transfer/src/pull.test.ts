@@ -8,7 +8,7 @@ import { context, type Context } from '@berth/context';
 import { LocalContentStore, MetadataContentStore, parseDigest } from '@berth/content';
 import { LayerPrefetcher, WalkingDiffer } from '@berth/diff';
 import { CanceledError, GrpcCode, toGrpcStatus } from '@berth/errdefs';
-import { MT, buildImage, busyboxSpec, dir, file, multiLayerSpec, pseudoRandom, type BuiltImage } from '@berth/fixtures';
+import { MT, buildImage, busyboxSpec, dir, file, generatedSpec, multiLayerSpec, pseudoRandom, type BuiltImage } from '@berth/fixtures';
 import { ImagesService, chainIds, snapshotExists, type OciDescriptor } from '@berth/images';
 import { createLogger, nullLogger } from '@berth/log';
 import { LmdbImageStore, LmdbLeaseManager, MetadataDb } from '@berth/metadata';
@@ -40,6 +40,8 @@ class World {
   readonly leases: LmdbLeaseManager;
   readonly differ: WalkingDiffer;
   readonly warnings: string[] = [];
+  /** The prefetcher's debug lines (a tree taken, a blob not prefetched). */
+  readonly prefetchLog: Array<{ msg: string; digest: string }> = [];
 
   private constructor(
     private readonly dir: { path: string; remove(): void },
@@ -59,8 +61,13 @@ class World {
     const d = tempDir('berth-pull-');
     const db = MetadataDb.open(join(d.path, 'meta'));
     const backend = await LocalContentStore.open(join(d.path, 'content'));
-    const prefetcher = await LayerPrefetcher.open(join(d.path, 'prefetch'), (digest) => backend.blobPath(parseDigest(digest)));
-    return new World(d, db, OverlaySnapshotter.open(join(d.path, 'overlayfs')), backend, prefetcher);
+    const sink: { log?: World['prefetchLog'] } = {};
+    const prefetcher = await LayerPrefetcher.open(join(d.path, 'prefetch'), (digest) => backend.blobPath(parseDigest(digest)), {
+      log: (msg, fields) => void sink.log?.push({ msg, digest: fields.digest }),
+    });
+    const world = new World(d, db, OverlaySnapshotter.open(join(d.path, 'overlayfs')), backend, prefetcher);
+    sink.log = world.prefetchLog;
+    return world;
   }
 
   /** A context in the test namespace under a fresh lease (the caller's lease, as the transferrer makes it). */
@@ -100,6 +107,11 @@ class World {
   /** Whether the differ's extraction worker thread is up. */
   get workerRunning(): boolean {
     return this.prefetcher.workerRunning;
+  }
+
+  /** The prefetcher's extractions and their states. */
+  get prefetching(): Array<{ digest: string; state: string }> {
+    return this.prefetcher.pending;
   }
 
   async close(): Promise<void> {
@@ -693,6 +705,48 @@ describe('pull from a registry into the image store, unpacking while fetching', 
       expect(seen[0]).toBe(true);
     } finally {
       await fresh.close();
+    }
+  });
+
+  it('extracts layers stored before their turn beside the apply below them, and takes their trees', async () => {
+    const img = await buildImage(generatedSpec({ name: 'ahead', layers: 3, totalMiB: 3 }));
+    const ref = `${registry.host}/berth/ahead:1`;
+    const client = new RegistryClient({ hosts: staticHosts({ scheme: 'http' }) });
+    try {
+      await pushImage(client, ref, img);
+    } finally {
+      await client.close();
+    }
+    const p = await proxy();
+    const upper = img.layers.slice(1).map((l) => l.digest);
+    const seenBeforeRelease: string[] = [];
+    p.rule = (req) => {
+      if (!isBlob(req.url, img.layers[0].digest)) return undefined;
+      return {
+        before: async () => {
+          // The bottom layer waits until the two above it are extracted (or 10 s).
+          const deadline = Date.now() + 10_000;
+          const ready = () => upper.every((d) => world.prefetching.some((e) => e.digest === d && e.state === 'ready'));
+          while (Date.now() < deadline && !ready()) await new Promise((r) => setTimeout(r, 20));
+          seenBeforeRelease.push(...world.prefetching.filter((e) => upper.includes(e.digest)).map((e) => e.state));
+        },
+      };
+    };
+    const { error } = await run(await world.ctx(), ref, target({ name: 'ahead:1', unpacks: [{ snapshotter: '' }] }), { hosts: p.hosts() });
+    expect(error).toBeUndefined();
+    expect(seenBeforeRelease).toEqual(['ready', 'ready']);
+    await expectUnpacked(img, 'ahead:1');
+    const taken = world.prefetchLog.filter((l) => l.msg === 'layer applied from its prefetched tree').map((l) => l.digest);
+    expect(taken.sort()).toEqual([...upper].sort());
+    // The trees moved into place are the layers' files.
+    const chains = chainIds(img.diffIds);
+    const view = await world.snapshotter.view(context({ namespace: NS }), 'check', chains[2]);
+    try {
+      const lower = view[0].options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':');
+      expect(readFileSync(join(lower[0], 'layer2/f0')).equals(pseudoRandom('l2f0', 1 << 20))).toBe(true);
+      expect(readFileSync(join(lower[1], 'layer1/f0')).equals(pseudoRandom('l1f0', 1 << 20))).toBe(true);
+    } finally {
+      await world.snapshotter.remove(context({ namespace: NS }), 'check');
     }
   });
 });

@@ -107,7 +107,7 @@ export interface TransferServices {
   images: ImagesService;
   /** A snapshotter by name; InvalidArgument `snapshotter not loaded: <name>` when absent. */
   snapshotter(name: string): Snapshotter;
-  differ: Pick<Differ, 'apply' | 'warm'>;
+  differ: Pick<Differ, 'apply' | 'warm' | 'prefetch'>;
   settings: TransferSettings;
   /** Where an operation reports what it skipped (an unpack platform nobody configured...). */
   logger?: Logger;
