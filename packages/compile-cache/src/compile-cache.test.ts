@@ -99,6 +99,18 @@ describe('compile cache', () => {
     expect(entries(file)[join(dir, 'helper.js')].length).toBeGreaterThan(before);
   });
 
+  it('drops the modules of files that changed or went, and keeps other programs\' live ones', async () => {
+    const other = join(dir, 'other.js');
+    writeFileSync(other, 'exports.work = () => 1;\n');
+    await runOnce(cacheDir, other, { save: true });
+    const gone = join(dir, 'gone.js');
+    writeFileSync(gone, 'exports.work = () => 2;\n');
+    const { file } = await runOnce(cacheDir, gone, { save: true });
+    rmSync(gone);
+    await runOnce(cacheDir, entry, { save: true });
+    expect(Object.keys(entries(file)).sort()).toEqual([entry, join(dir, 'helper.js'), other].sort());
+  });
+
   it('a damaged cache file is ignored and replaced', async () => {
     const first = await runOnce(cacheDir, entry, { save: true });
     writeFileSync(first.file, Buffer.from('not a cache file at all'));

@@ -190,7 +190,10 @@ export class CompileCache {
         add(filename, mtimeMs, size, theirs && theirs.length > mine.length ? theirs : mine);
       }
       for (const [filename, e] of Object.entries(now.entries)) {
-        const data = this.scripts.has(filename) ? undefined : onDisk(filename);
+        // Another program's modules (another checkout, another version) stay while their files
+        // do, unchanged; the others go, so the file holds live code only.
+        if (this.scripts.has(filename) || !unchanged(filename, e)) continue;
+        const data = onDisk(filename);
         if (data) add(filename, e.mtimeMs, e.size, data);
       }
       const index = Buffer.from(JSON.stringify(entries));
@@ -226,6 +229,16 @@ export class CompileCache {
     }
     if (this.stats.misses + this.stats.rejected === 0 && age < maxAgeMs) return false;
     return this.save();
+  }
+}
+
+/** Whether a module file is still the one an entry was made from. */
+function unchanged(filename: string, e: Entry): boolean {
+  try {
+    const st = statSync(filename);
+    return st.mtimeMs === e.mtimeMs && st.size === e.size;
+  } catch {
+    return false;
   }
 }
 
