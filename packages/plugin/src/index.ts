@@ -5,3 +5,4 @@ export * from './types';
 export * from './graph';
 export * from './config';
 export * from './loader';
+export * from './modules';

@@ -7,7 +7,8 @@ import { join, relative } from 'node:path';
  * - every `@berth/<pkg>` a project imports is declared in its package.json, and production
  *   imports also as a TypeScript project reference (so `tsc -b` builds in the right order);
  * - tags: `scope:base` libraries use only base libraries; libraries never use apps or tools;
- *   `scope:testing` is for tests only.
+ *   `scope:testing` is for tests only; a `scope:example` plugin uses only @berth/plugin-sdk, and
+ *   nothing in production uses it.
  */
 const ROOT = join(__dirname, '..', '..', '..');
 
@@ -101,6 +102,9 @@ describe('module boundaries', () => {
     if (from.includes('type:lib') && (to.includes('type:app') || to.includes('type:tool'))) problems.push('a library uses an app or tool');
     if (from.includes('scope:base') && !to.includes('scope:base')) problems.push('a base library uses a non-base project');
     if (!from.includes('scope:testing') && !from.includes('type:tool') && to.includes('scope:testing')) problems.push('production code uses the test helpers');
+    // An example plugin is written as a third party would: against the SDK alone.
+    if (from.includes('scope:example') && target !== '@berth/plugin-sdk') problems.push('an example plugin uses more than @berth/plugin-sdk');
+    if (to.includes('scope:example')) problems.push('production code uses an example');
     expect(problems).toEqual([]);
   });
 });
