@@ -13,6 +13,7 @@ import { TtrpcServer, TtrpcServicePlugin } from '@berth/ttrpc';
 import { builtinPlugins } from './builtins';
 import { DaemonConfig } from './config';
 import { DebugServer } from './debug-server';
+import { proxyPlugins } from './proxy-plugins';
 import { buildRegistry } from './metrics';
 import { RootLock } from './root-lock';
 import { BERTH_VERSION, CONTAINERD_API_VERSION } from './version';
@@ -91,7 +92,7 @@ export class Daemon {
     let ttrpc: TtrpcServer | undefined;
     const endpoints: Endpoints = {};
     try {
-      const base = options.registrations ?? builtinPlugins;
+      const base = [...(options.registrations ?? builtinPlugins), ...proxyPlugins(config.proxy_plugins, logger)];
       const modules = config.plugin_modules.length > 0 ? await loadPluginModules(config.plugin_modules, { baseDir: process.cwd(), existing: base, logger }) : [];
       plugins = await loadPlugins([...base, ...modules], {
         root: config.root,

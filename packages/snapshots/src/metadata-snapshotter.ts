@@ -50,8 +50,8 @@ export interface SnapshotMetaRecord {
 
 /** The backend operations the metadata layer needs beyond the interface. */
 export interface BackendSnapshotter extends Snapshotter {
-  /** Every backend key, for cleanup. */
-  keys(): string[];
+  /** Every backend key, for cleanup (a proxied snapshotter asks its server). */
+  keys(): string[] | Promise<string[]>;
 }
 
 const recordKey = (ns: string, snapshotter: string, key: string) => objectKey(ns, 'snapshots', snapshotter, storedKey(key));
@@ -330,7 +330,7 @@ export class MetadataSnapshotter implements Snapshotter {
       const referenced = this.referenced();
       // What was read is on disk before anything goes (see remove).
       await this.db.durable();
-      let orphans = this.backend.keys().filter((k) => !referenced.has(k));
+      let orphans = (await this.backend.keys()).filter((k) => !referenced.has(k));
       const removed: string[] = [];
       // An orphan's children are orphans too (a record's parent is always recorded), so
       // removing the childless ones round by round removes them all.
