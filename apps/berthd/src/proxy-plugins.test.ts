@@ -1,7 +1,10 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { FileLabelStore, LocalContentStore } from '@berth/content';
+import { serveContentStore } from '@berth/content/plugins';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '@berth/fixtures';
+import type { UnixServer } from '@berth/grpc';
 import { unmountAll } from '@berth/mount';
 import { CtrResult, ReferenceContainerd, TestDaemon, cleanupShims, tempDir } from '@berth/testing';
 
@@ -126,5 +129,74 @@ describe('proxy plugins: a Berth snapshotter over the Snapshots API', () => {
     const res = await berthd.ctr(['snapshots', '--snapshotter', 'berth', 'info', 'nope']);
     expect(res.code).not.toBe(0);
     expect(res.stderr).toMatch(/not found/);
+  });
+});
+
+/**
+ * `[proxy_plugins] type = "content"`, both ways: containerd 1.6 and berthd, each with its own
+ * content plugin disabled, keep every blob in a Berth local store served over the Content API
+ * (serveContentStore, on its own socket), and import and run busybox from it.
+ */
+describe('proxy plugins: a Berth content store over the Content API', () => {
+  const work = tempDir('berth-proxy-content-');
+  const servers: Array<{ root: string; address: string; server: UnixServer }> = [];
+  let containerd: ReferenceContainerd;
+  let berthd: TestDaemon;
+  let tar: string;
+
+  const serve = async (name: string) => {
+    const root = join(work.path, name);
+    const address = join(work.path, `${name}.sock`);
+    const server = await serveContentStore(await LocalContentStore.open(root, { labelStore: new FileLabelStore(join(root, 'labels')) }), address);
+    servers.push({ root, address, server });
+    return { root, address };
+  };
+  const blobs = (root: string) => (existsSync(join(root, 'blobs', 'sha256')) ? readdirSync(join(root, 'blobs', 'sha256')) : []);
+  const table = (address: string) => `[proxy_plugins]\n  [proxy_plugins.berth]\n    type = "content"\n    address = ${JSON.stringify(address)}\n`;
+
+  beforeAll(async () => {
+    const [forContainerd, forBerthd] = [await serve('for-containerd'), await serve('for-berthd')];
+    tar = await buildBusyboxImage(work.path);
+    [containerd, berthd] = await Promise.all([
+      ReferenceContainerd.start({ disabled: ['io.containerd.content.v1.content'], config: table(forContainerd.address) }),
+      TestDaemon.start({ logLevel: 'info', config: `disabled_plugins = ["io.containerd.content.v1.content"]\n${table(forBerthd.address)}` }),
+    ]);
+  }, 120_000);
+
+  afterAll(async () => {
+    const leaked = await Promise.all([containerd && cleanupShims(containerd.address, containerd.dir), berthd && cleanupShims(berthd.address, berthd.dir)]);
+    await Promise.all([containerd?.cleanup(), berthd?.cleanup()]);
+    for (const s of servers) await s.server.close();
+    await unmountAll(work.path, { lazyFallback: true });
+    work.remove();
+    expect(leaked.filter((n) => n !== 0)).toEqual([]);
+  });
+
+  const ok = async (d: { ctr(args: readonly string[], o?: { timeoutMs?: number }): Promise<CtrResult> }, args: string[]) => {
+    const res = await d.ctr(args, { timeoutMs: 60_000 });
+    expect({ args, code: res.code, stderr: res.stderr }).toEqual({ args, code: 0, stderr: '' });
+    return res.stdout;
+  };
+
+  it('lists the proxy content store in ctr plugins ls as containerd does', async () => {
+    const theirs = row(await ok(containerd, ['plugins', 'ls']), 'io.containerd.content.v1', 'berth');
+    const ours = row(await ok(berthd, ['plugins', 'ls']), 'io.containerd.content.v1', 'berth');
+    expect(theirs).toBe('io.containerd.content.v1 berth - ok');
+    expect(ours).toBe(theirs);
+    expect(row(await ok(berthd, ['plugins', 'ls']), 'io.containerd.content.v1', 'content')).toMatch(/ skip$/);
+  });
+
+  it.each([
+    ['containerd 1.6', () => containerd, 0, 'c'],
+    ['berthd', () => berthd, 1, 'b'],
+  ] as const)('%s imports into and runs busybox from the proxied Berth content store', async (_name, daemon, server, tag) => {
+    const d = daemon();
+    await ok(d, ['images', 'import', tar]);
+    const listed = (await ok(d, ['content', 'ls', '-q'])).trim().split('\n').map((l) => l.replace('sha256:', ''));
+    expect(listed.length).toBeGreaterThanOrEqual(3); // index or manifest, config, layer
+    expect(blobs(servers[server].root).sort()).toEqual(expect.arrayContaining(listed.sort()));
+    expect(await ok(d, ['run', '--rm', BUSYBOX_IMAGE, `proxy-content-${tag}-${process.pid}`, 'echo', 'hello'])).toBe('hello\n');
+    await ok(d, ['images', 'rm', '--sync', BUSYBOX_IMAGE]);
+    expect(await ok(d, ['content', 'ls', '-q'])).toBe('');
   });
 });

@@ -28,7 +28,6 @@ import { parseDigest, type Digest } from './digest';
 import { gcLockOf } from './gc-lock';
 import { validateIngestRef } from './ingest-ref';
 import { dropEmptyLabels, validateLabels } from './label-store';
-import type { LocalContentStore } from './local-store';
 import { DEFAULT_LOCK_RETRY, RefLocks, type LockRetry } from './ref-locks';
 import type {
   ContentStore,
@@ -103,7 +102,8 @@ function checkDigest(digest: unknown): Digest {
 
 /**
  * The daemon's content store: per-namespace visibility, labels, and ingests in the metadata
- * database, over one {@link LocalContentStore} that holds the bytes. Every operation takes the
+ * database, over one backend {@link ContentStore} that holds the bytes (the local store, or a
+ * proxy plugin's). Every operation takes the
  * caller's {@link Context} first; its namespace is required, and its lease (if any) holds the
  * ingests and blobs the call creates.
  *
@@ -118,7 +118,7 @@ export class MetadataContentStore {
 
   constructor(
     readonly db: MetadataDb,
-    readonly backend: LocalContentStore,
+    readonly backend: ContentStore,
     options: MetadataContentStoreOptions = {},
   ) {
     this.policy = options.policy ?? 'shared';

@@ -1,8 +1,5 @@
-import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import type { Context } from '@berth/context';
-import { FailedPreconditionError } from '@berth/errdefs';
+import { serveUnix, type UnixServer } from '@berth/grpc';
 import { Logger, nullLogger } from '@berth/log';
 import { createSnapshotsGrpcService, type SnapshotsApi } from './snapshots-grpc';
 import type { CleanupResult, Info, SnapshotOptions, Snapshotter, Usage } from './types';
@@ -51,47 +48,13 @@ export class SingleSnapshotterApi implements SnapshotsApi {
 }
 
 /** A running Snapshots API server on a unix socket. */
-export interface SnapshotterServer {
-  readonly address: string;
-  /** Stops serving (in-flight calls finish), removes the socket; the snapshotter stays open. */
-  close(): Promise<void>;
-}
+export type SnapshotterServer = UnixServer;
 
 /**
  * Serves `snapshotter` over containerd's Snapshots API on a unix socket, so that containerd
- * (`[proxy_plugins.<name>] type = "snapshot"`) or berthd can use it. Refuses a socket another
- * process serves; replaces a stale one.
+ * (`[proxy_plugins.<name>] type = "snapshot"`) or berthd can use it. Closing the server leaves
+ * the snapshotter open.
  */
-export async function serveSnapshotter(snapshotter: Snapshotter, address: string, logger: Logger = nullLogger): Promise<SnapshotterServer> {
-  mkdirSync(dirname(address), { recursive: true, mode: 0o711 });
-  if (existsSync(address)) {
-    const answers = await new Promise<boolean>((resolve) => {
-      const c = new grpc.Client(`unix:${address}`, grpc.credentials.createInsecure());
-      c.waitForReady(Date.now() + 200, (err) => {
-        c.close();
-        resolve(!err);
-      });
-    });
-    if (answers) throw new FailedPreconditionError(`address ${address} is already served by another process`);
-    rmSync(address, { force: true });
-  }
-  const server = new grpc.Server();
-  const svc = createSnapshotsGrpcService(new SingleSnapshotterApi(snapshotter), logger);
-  server.addService(svc.definition, svc.implementation);
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix:${address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-  );
-  chmodSync(address, 0o660);
-  return {
-    address,
-    close: () =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(() => server.forceShutdown(), 5_000);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          rmSync(address, { force: true });
-          resolve();
-        });
-      }),
-  };
+export function serveSnapshotter(snapshotter: Snapshotter, address: string, logger: Logger = nullLogger): Promise<SnapshotterServer> {
+  return serveUnix([createSnapshotsGrpcService(new SingleSnapshotterApi(snapshotter), logger)], address);
 }
