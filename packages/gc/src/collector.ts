@@ -100,11 +100,6 @@ export interface MetadataCollectorOptions {
   logger?: Logger;
   /** The clock, in milliseconds since the epoch (lease and ingest expiry). */
   now?: () => number;
-  /**
-   * Runs after the metadata sweep committed and before any backend object is removed: the
-   * window in which a crash leaves orphans. For tests.
-   */
-  afterSweep?: (removed: CollectionStats['removed']) => void | Promise<void>;
 }
 
 /**
@@ -148,7 +143,8 @@ export class MetadataCollector {
     // The sweep is on disk before any backend object goes: a power loss must not bring back a
     // record whose file was removed (with group durability the sweep commits unsynced).
     await this.db.durable();
-    if (this.options.afterSweep) await this.options.afterSweep(removed);
+    // Listeners registered on the hooks (GcHooks.onSwept) hear of the sweep before any file goes.
+    await this.hooks.swept(removed);
     const t1 = performance.now();
     const backendRemoved: Record<string, number> = {};
     await Promise.all(
