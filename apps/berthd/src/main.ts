@@ -1,3 +1,4 @@
+// The daemon runs the plugin loader (tsyringe); the polyfill goes first.
 import 'reflect-metadata';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';

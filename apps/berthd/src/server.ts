@@ -8,7 +8,8 @@ import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, withReplyBarrier } from '@berth/gr
 import { METADATA_PLUGIN_TYPE, type MetadataDb } from '@berth/metadata';
 import type { Logger } from '@berth/log';
 import { GrpcServerMetrics, MetricsServer } from '@berth/metrics';
-import { LoadedPlugins, Registration, loadPluginModules, loadPlugins } from '@berth/plugin';
+import { Registration, loadPluginModules } from '@berth/plugin';
+import { LoadedPlugins, loadPlugins } from '@berth/plugin/loader';
 import { TtrpcServer, TtrpcServicePlugin } from '@berth/ttrpc';
 import { builtinPlugins } from './builtins';
 import { DaemonConfig } from './config';
