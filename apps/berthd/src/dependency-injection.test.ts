@@ -69,16 +69,30 @@ exports.plugins = [definePlugin({
 });
 
 describe('no global side effects without the plugin system', () => {
-  it('importing the stores loads neither tsyringe nor the reflect-metadata polyfill', () => {
-    const probe = `
-      require('@berth/content');
-      require('@berth/snapshots');
-      require('@berth/plugin');
-      const loaded = Object.keys(require.cache).filter((k) => /node_modules\\/(tsyringe|reflect-metadata)\\//.test(k));
-      process.stdout.write(JSON.stringify({ loaded, getMetadata: typeof Reflect.getMetadata }));
-    `;
-    const out = JSON.parse(execFileSync(process.execPath, ['-e', probe], { cwd: REPO }).toString());
-    expect(out).toEqual({ loaded: [], getMetadata: 'undefined' });
+  it('a program using LocalContentStore loads neither tsyringe, reflect-metadata, lmdb nor grpc-js', () => {
+    const dir = tempDir('berth-no-side-effects-');
+    try {
+      const probe = `
+        const { LocalContentStore } = require('@berth/content');
+        require('@berth/snapshots');
+        require('@berth/plugin');
+        (async () => {
+          const store = await LocalContentStore.open(${JSON.stringify(dir.path)});
+          const w = await store.writer({ ref: 'probe' });
+          await w.write(Buffer.from('hello'));
+          await w.commit(5);
+          const size = (await store.info(await w.digest())).size;
+          const loaded = Object.keys(require.cache)
+            .filter((k) => /node_modules\\/(tsyringe|reflect-metadata|lmdb|@grpc|msgpackr)\\//.test(k))
+            .map((k) => k.split('node_modules/')[1]);
+          process.stdout.write(JSON.stringify({ size, loaded, getMetadata: typeof Reflect.getMetadata }));
+        })();
+      `;
+      const out = JSON.parse(execFileSync(process.execPath, ['-e', probe], { cwd: REPO }).toString());
+      expect(out).toEqual({ size: 5, loaded: [], getMetadata: 'undefined' });
+    } finally {
+      dir.remove();
+    }
   });
 
   it('the loader entry brings them in for the daemon', () => {

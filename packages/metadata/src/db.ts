@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, RootDatabase } from 'lmdb';
+import type { RootDatabase } from 'lmdb';
 import { DataLossError, FailedPreconditionError } from '@berth/errdefs';
 import { Key, SCHEMA_VERSION, namespaceKey, schemaKey, NamespaceRecord } from './schema';
 
@@ -99,6 +99,8 @@ export class MetadataDb {
 
   /** Opens (creating if needed) the database in a directory and brings its schema up to date. */
   static open(dir: string, options: OpenOptions = {}): MetadataDb {
+    // lmdb (a native addon) loads when a database opens, not when this package is imported.
+    const { open } = require('lmdb') as typeof import('lmdb');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const path = join(dir, 'meta.lmdb');
     const env = open<unknown, Key>({ path, compression: false, maxDbs: 4 });

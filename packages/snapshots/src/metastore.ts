@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { open, RootDatabase } from 'lmdb';
+import type { RootDatabase } from 'lmdb';
 import type { Kind } from './types';
 import { storedKey } from './keys';
 
@@ -43,6 +43,8 @@ export class MetaStore {
   private constructor(private readonly env: RootDatabase<unknown, LKey>) {}
 
   static open(path: string): MetaStore {
+    // lmdb (a native addon) loads when a database opens, not when this package is imported.
+    const { open } = require('lmdb') as typeof import('lmdb');
     mkdirSync(path.slice(0, path.lastIndexOf('/')) || '/', { recursive: true });
     return new MetaStore(open<unknown, LKey>({ path, compression: false }));
   }
