@@ -18,6 +18,8 @@ import {
   nextSequence,
   objectKey,
   objectsPrefix,
+  parseNamespaceKey,
+  parseObjectKey,
   removeLeasedEverywhere,
   holdExisting,
   leaseHolds,
@@ -186,8 +188,9 @@ export class MetadataContentStore {
     const infos = this.db.view((tx) => {
       const out: Info[] = [];
       for (const { key, value } of tx.range<BlobRecord>(objectsPrefix(ns, 'blobs'))) {
-        if (key.length !== 5) continue;
-        const info = toInfo(String(key[4]), value);
+        const id = parseObjectKey(key, 'blobs');
+        if (!id) continue;
+        const info = toInfo(id[0], value);
         if (!filter || filter(info)) out.push(info);
       }
       return out;
@@ -684,7 +687,8 @@ function notFound(digest: Digest): NotFoundError {
 function ingestsOf(tx: ReadTx, ns: string): Array<[string, IngestRecord]> {
   const out: Array<[string, IngestRecord]> = [];
   for (const { key, value } of tx.range<IngestRecord>(objectsPrefix(ns, 'ingests'))) {
-    if (key.length === 5) out.push([String(key[4]), value]);
+    const id = parseObjectKey(key, 'ingests');
+    if (id) out.push([id[0], value]);
   }
   return out;
 }
@@ -694,9 +698,12 @@ function referencedEverywhere(tx: ReadTx): { blobs: Set<string>; ingests: Set<st
   const blobs = new Set<string>();
   const ingests = new Set<string>();
   for (const { key } of tx.range<NamespaceRecord>(namespacesPrefix())) {
-    if (key.length !== 3) continue;
-    const ns = String(key[2]);
-    for (const { key: k } of tx.range<BlobRecord>(objectsPrefix(ns, 'blobs'))) if (k.length === 5) blobs.add(String(k[4]));
+    const ns = parseNamespaceKey(key);
+    if (ns === undefined) continue;
+    for (const { key: k } of tx.range<BlobRecord>(objectsPrefix(ns, 'blobs'))) {
+      const id = parseObjectKey(k, 'blobs');
+      if (id) blobs.add(id[0]);
+    }
     for (const [, record] of ingestsOf(tx, ns)) {
       ingests.add(record.backendRef);
       // An open ingest may be about to link its expected blob from the backend (shared policy).

@@ -14,6 +14,8 @@ import {
   type WriteTx,
   namespacesPrefix,
   objectsPrefix,
+  parseNamespaceKey,
+  parseObjectKey,
 } from '@berth/metadata';
 import type { SnapshotMetaRecord } from '@berth/snapshots';
 import { GC_FLAT, GC_EXPIRE, GC_ROOT, type LabelRef, labelRefs, parseExpiry } from './labels';
@@ -182,31 +184,39 @@ export class MetadataCollector {
 
 function namespaces(tx: ReadTx): string[] {
   const out: string[] = [];
-  for (const { key } of tx.range<NamespaceRecord>(namespacesPrefix())) if (key.length === 3) out.push(String(key[2]));
+  for (const { key } of tx.range<NamespaceRecord>(namespacesPrefix())) {
+    const ns = parseNamespaceKey(key);
+    if (ns !== undefined) out.push(ns);
+  }
   return out;
 }
 
 function readNamespace(tx: ReadTx, ns: string): NamespaceObjects {
   const objs: NamespaceObjects = { ns, leases: new Map(), leased: new Map(), blobs: new Map(), ingests: new Map(), snapshots: new Map() };
   for (const { key, value } of tx.range<LeaseRecord>(objectsPrefix(ns, 'leases'))) {
-    if (key.length === 5) objs.leases.set(String(key[4]), value);
+    const id = parseObjectKey(key, 'leases');
+    if (id) objs.leases.set(id[0], value);
   }
   for (const { key } of tx.range(objectsPrefix(ns, 'leased'))) {
-    if (key.length !== 7) continue;
-    const lease = String(key[4]);
+    const parts = parseObjectKey(key, 'leased', 3);
+    if (!parts) continue;
+    const [lease, type, id] = parts;
     let list = objs.leased.get(lease);
     if (!list) objs.leased.set(lease, (list = []));
-    list.push({ lmdbKey: key, type: String(key[5]), id: String(key[6]) });
+    list.push({ lmdbKey: key, type, id });
   }
   for (const { key, value } of tx.range<BlobRecord>(objectsPrefix(ns, 'blobs'))) {
-    if (key.length === 5) objs.blobs.set(String(key[4]), value);
+    const id = parseObjectKey(key, 'blobs');
+    if (id) objs.blobs.set(id[0], value);
   }
   for (const { key, value } of tx.range<IngestRecord>(objectsPrefix(ns, 'ingests'))) {
-    if (key.length === 5) objs.ingests.set(String(key[4]), value);
+    const id = parseObjectKey(key, 'ingests');
+    if (id) objs.ingests.set(id[0], value);
   }
   for (const { key, value } of tx.range<SnapshotMetaRecord>(objectsPrefix(ns, 'snapshots'))) {
-    if (key.length !== 6) continue;
-    const snapshotter = String(key[4]);
+    const parts = parseObjectKey(key, 'snapshots', 2);
+    if (!parts) continue;
+    const snapshotter = parts[0];
     let m = objs.snapshots.get(snapshotter);
     if (!m) objs.snapshots.set(snapshotter, (m = new Map()));
     m.set(value.key, { lmdbKey: key, rec: value });
@@ -233,12 +243,12 @@ function mark(tx: ReadTx, objs: NamespaceObjects, now: number): { marks: Marks; 
     }
   }
   for (const { key, value } of tx.range<ImageRecord>(objectsPrefix(ns, 'images'))) {
-    if (key.length !== 5) continue;
+    if (!parseObjectKey(key, 'images')) continue;
     if (value.target?.digest) marks.blob(value.target.digest, FULL);
     marks.label(labelRefs(value.labels));
   }
   for (const { key, value } of tx.range<ContainerRecord>(objectsPrefix(ns, 'containers'))) {
-    if (key.length !== 5) continue;
+    if (!parseObjectKey(key, 'containers')) continue;
     if (value.snapshotter && value.snapshotKey) marks.snapshot(value.snapshotter, value.snapshotKey, FULL);
     marks.label(labelRefs(value.labels));
   }

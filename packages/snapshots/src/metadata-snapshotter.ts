@@ -12,6 +12,7 @@ import {
   nextSequence,
   objectKey,
   objectsPrefix,
+  parseNamespaceKey,
   removeLeasedEverywhere,
   holdExisting,
   leaseExists,
@@ -311,7 +312,8 @@ export class MetadataSnapshotter implements Snapshotter {
     return this.db.view((tx) => {
       const out = new Set<string>();
       for (const { key } of tx.range<NamespaceRecord>(namespacesPrefix())) {
-        const ns = String(key[2]);
+        const ns = parseNamespaceKey(key);
+        if (ns === undefined) continue;
         for (const { value } of tx.range<SnapshotMetaRecord>(objectsPrefix(ns, 'snapshots', this.name))) {
           out.add(value.backendKey);
           if (value.committing) out.add(value.committing.backendKey);
@@ -364,7 +366,8 @@ export class MetadataSnapshotter implements Snapshotter {
       const pending = this.db.view((tx) => {
         const out: Array<{ ns: string; rec: SnapshotMetaRecord }> = [];
         for (const { key } of tx.range<NamespaceRecord>(namespacesPrefix())) {
-          const ns = String(key[2]);
+          const ns = parseNamespaceKey(key);
+        if (ns === undefined) continue;
           for (const { value } of tx.range<SnapshotMetaRecord>(objectsPrefix(ns, 'snapshots', this.name))) {
             if (value.committing) out.push({ ns, rec: value });
           }

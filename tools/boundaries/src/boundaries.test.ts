@@ -108,3 +108,28 @@ describe('module boundaries', () => {
     expect(problems).toEqual([]);
   });
 });
+
+/**
+ * The metadata database's keys belong to @berth/metadata (schema.ts): other packages build them
+ * with its key builders and read them with its parsers (parseObjectKey, parseNamespaceKey), never
+ * by position, so the key tree can change in one place.
+ */
+describe('metadata keys are parsed only by @berth/metadata', () => {
+  const POSITIONAL = /\b(?:key|k|lmdbKey)\s*\[\s*\d+\s*\]|\b(?:key|k)\.length\s*[!=]==/;
+  const users = [...projects().values()]
+    .filter((p) => p.name !== '@berth/metadata')
+    .flatMap((p) => sources(p.dir).filter((f) => !isTest(f)))
+    .filter((f) => /from\s+['"]@berth\/metadata['"]/.test(readFileSync(f, 'utf8')));
+
+  it('finds the packages that read the metadata database', () => {
+    expect(users.length).toBeGreaterThan(5);
+  });
+
+  it.each(users.map((f) => [relative(ROOT, f), f]))('%s reads no key by position', (_name, file) => {
+    const lines = readFileSync(file, 'utf8')
+      .split('\n')
+      .map((l, i) => `${i + 1}: ${l.trim()}`)
+      .filter((l) => POSITIONAL.test(l));
+    expect(lines).toEqual([]);
+  });
+});
