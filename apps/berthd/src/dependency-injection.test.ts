@@ -95,6 +95,20 @@ describe('no global side effects without the plugin system', () => {
     }
   });
 
+  it.each(['containers', 'content', 'diff', 'events', 'images', 'introspection', 'leases', 'namespaces', 'snapshots'])(
+    "@berth/%s keeps its gRPC plugins under /plugins: the index loads no grpc-js",
+    (name) => {
+      const probe = `
+        require('@berth/${name}');
+        const before = Object.keys(require.cache).some((k) => k.includes('node_modules/@grpc/grpc-js/'));
+        require('@berth/${name}/plugins');
+        const after = Object.keys(require.cache).some((k) => k.includes('node_modules/@grpc/grpc-js/'));
+        process.stdout.write(JSON.stringify([before, after]));
+      `;
+      expect(JSON.parse(execFileSync(process.execPath, ['-e', probe], { cwd: REPO }).toString())).toEqual([false, true]);
+    },
+  );
+
   it('the loader entry brings them in for the daemon', () => {
     const probe = `require('@berth/plugin/loader'); process.stdout.write(typeof Reflect.getMetadata);`;
     expect(execFileSync(process.execPath, ['-e', probe], { cwd: REPO }).toString()).toBe('function');
