@@ -1,22 +1,22 @@
 import { resolve } from 'node:path';
-import { containersGrpcPlugin, containersServicePlugin } from '@berth/containers';
+import { containersGrpcPlugin, containersServicePlugin } from '@berth/containers/plugins';
 import { contentGrpcPlugin, contentPlugin, contentServicePlugin } from '@berth/content/plugins';
 import { diffGrpcPlugin, diffServicePlugin, walkingDifferPlugin } from '@berth/diff/plugins';
 import { exchangePlugin } from '@berth/events';
 import { schedulerPlugin } from '@berth/gc';
 import { eventsGrpcPlugin } from '@berth/events/plugins';
 import { imagesGrpcPlugin, imagesServicePlugin } from '@berth/images/plugins';
-import { healthGrpcPlugin, introspectionGrpcPlugin, introspectionServicePlugin } from '@berth/introspection';
-import { leasesGrpcPlugin, leasesServicePlugin } from '@berth/leases';
+import { healthGrpcPlugin, introspectionGrpcPlugin, introspectionServicePlugin } from '@berth/introspection/plugins';
+import { leasesGrpcPlugin, leasesServicePlugin } from '@berth/leases/plugins';
 import { metadataPlugin } from '@berth/metadata';
 import { cgroupsMonitorPlugin } from '@berth/metrics';
-import { namespacesGrpcPlugin, namespacesServicePlugin } from '@berth/namespaces';
+import { namespacesGrpcPlugin, namespacesServicePlugin } from '@berth/namespaces/plugins';
 import type { Registration } from '@berth/plugin';
 import { restartPlugin } from '@berth/restart';
 import { createRuntimeV2Plugin } from '@berth/runtime';
 import { nativeSnapshotterPlugin, overlayfsSnapshotterPlugin, snapshotsGrpcPlugin, snapshotsServicePlugin } from '@berth/snapshots/plugins';
 import { streamingGrpcPlugin, streamingManagerPlugin } from '@berth/streaming/plugins';
-import { tasksGrpcPlugin, tasksServicePlugin } from '@berth/tasks';
+import { tasksGrpcPlugin, tasksServicePlugin } from '@berth/tasks/plugins';
 import { localTransferPlugin, transferGrpcPlugin } from '@berth/transfer/plugins';
 import { versionGrpcPlugin } from './version-plugin';
 

@@ -28,7 +28,29 @@ content_sharing_policy = "isolated"
     expect(cfg.debug).toMatchObject({ address: '/run/berth/debug.sock', format: 'json' });
   });
 
+  it('reads plugin_modules and containerd 1.6 [proxy_plugins] tables', () => {
+    const cfg = parseConfig(`
+version = 2
+plugin_modules = ["@acme/berth-x", "/opt/berth/plugins/y.js"]
+[proxy_plugins]
+  [proxy_plugins.stargz]
+    type = "snapshot"
+    address = "/run/containerd-stargz-grpc/containerd-stargz-grpc.sock"
+  [proxy_plugins.remote]
+    type = "content"
+    address = "/run/remote-content.sock"
+`);
+    expect(cfg.plugin_modules).toEqual(['@acme/berth-x', '/opt/berth/plugins/y.js']);
+    expect(cfg.proxy_plugins).toEqual({
+      stargz: { type: 'snapshot', address: '/run/containerd-stargz-grpc/containerd-stargz-grpc.sock' },
+      remote: { type: 'content', address: '/run/remote-content.sock' },
+    });
+  });
+
   it.each([
+    ['plugin_modules = "x"', 'config: plugin_modules must be a list of strings'],
+    ['proxy_plugins = 1', 'config: proxy_plugins must be a table'],
+    ['[proxy_plugins.x]\ntype = "snapshot"', 'config: proxy_plugins.x.address must be a non-empty string'],
     ['root = 1', 'config: root must be a string'],
     ['disabled_plugins = "x"', 'config: disabled_plugins must be a list of strings'],
     ['[grpc]\nuid = "root"', 'config: grpc.uid must be a number'],

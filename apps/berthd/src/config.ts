@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parse, stringify } from 'smol-toml';
 import { InvalidArgumentError } from '@berth/errdefs';
 import { parseTcpAddress } from '@berth/metrics';
@@ -14,6 +15,18 @@ export interface DaemonConfig {
   state: string;
   disabled_plugins: string[];
   required_plugins: string[];
+  /**
+   * Berth's own key: modules whose exported registrations join the plugin graph beside the
+   * builtins (package names, or paths; relative paths are from the config file's directory).
+   * Default none.
+   */
+  plugin_modules: string[];
+  /**
+   * `[proxy_plugins.<name>]` as containerd's: an external Snapshots (`type = "snapshot"`) or
+   * Content (`type = "content"`) gRPC server at `address` (a unix socket path), used as the
+   * snapshotter or content store `<name>`.
+   */
+  proxy_plugins: Record<string, ProxyPluginConfig>;
   grpc: {
     address: string;
     uid: number;
@@ -41,6 +54,14 @@ export interface DaemonConfig {
   plugins: Record<string, Record<string, unknown>>;
 }
 
+/** One `[proxy_plugins.<name>]` table. */
+export interface ProxyPluginConfig {
+  /** `snapshot` or `content` (containerd also takes the plugin type strings). */
+  type: string;
+  /** The server's unix socket path (or `unix://` address). */
+  address: string;
+}
+
 /** Returns the built-in defaults. */
 export function defaultConfig(): DaemonConfig {
   return {
@@ -49,6 +70,8 @@ export function defaultConfig(): DaemonConfig {
     state: '/run/berth',
     disabled_plugins: [],
     required_plugins: [],
+    plugin_modules: [],
+    proxy_plugins: {},
     grpc: {
       address: '/run/berth/berthd.sock',
       uid: 0,
@@ -89,6 +112,17 @@ export function parseConfig(text: string, source = 'config'): DaemonConfig {
   }
   if (raw.disabled_plugins !== undefined) cfg.disabled_plugins = stringList(raw.disabled_plugins, 'disabled_plugins');
   if (raw.required_plugins !== undefined) cfg.required_plugins = stringList(raw.required_plugins, 'required_plugins');
+  if (raw.plugin_modules !== undefined) cfg.plugin_modules = stringList(raw.plugin_modules, 'plugin_modules');
+  if (raw.proxy_plugins !== undefined) {
+    if (!isTable(raw.proxy_plugins)) throw new InvalidArgumentError(`${source}: proxy_plugins must be a table`);
+    for (const [name, v] of Object.entries(raw.proxy_plugins)) {
+      if (!isTable(v)) throw new InvalidArgumentError(`${source}: proxy_plugins.${name} must be a table`);
+      for (const key of ['type', 'address'] as const) {
+        if (typeof v[key] !== 'string' || v[key] === '') throw new InvalidArgumentError(`${source}: proxy_plugins.${name}.${key} must be a non-empty string`);
+      }
+      cfg.proxy_plugins[name] = { type: v.type as string, address: v.address as string };
+    }
+  }
   for (const table of ['grpc', 'debug', 'metrics'] as const) {
     const section = raw[table];
     if (section === undefined) continue;
@@ -131,7 +165,10 @@ export function loadConfig(path: string | undefined): DaemonConfig {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' && path === undefined) return defaultConfig();
     throw new InvalidArgumentError(`cannot read config ${file}: ${(err as Error).message}`);
   }
-  return parseConfig(text, file);
+  const cfg = parseConfig(text, file);
+  // Relative module paths are the config file's, as containerd's relative imports are.
+  cfg.plugin_modules = cfg.plugin_modules.map((m) => (m.startsWith('./') || m.startsWith('../') ? resolve(dirname(file), m) : m));
+  return cfg;
 }
 
 /** Renders the default config, with every plugin's defaults, as `berthd config default` prints it. */

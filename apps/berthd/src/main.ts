@@ -1,6 +1,7 @@
 // First: the code cache must see every module that loads after it.
 import { saveCompileCache } from './compile-cache';
 import { activeCompileCache } from '@berth/compile-cache';
+// The daemon runs the plugin loader (tsyringe); the polyfill goes before it.
 import 'reflect-metadata';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';

@@ -3,7 +3,7 @@ import { ContentServiceToken } from '@berth/content';
 import { GcSchedulerToken } from '@berth/gc';
 import { NamespaceStoreToken } from '@berth/metadata';
 import { DaemonMetricsSources, MONITOR_PLUGIN_TYPE, MetricsContributor, Registry, registerDaemonMetrics } from '@berth/metrics';
-import type { LoadedPlugins } from '@berth/plugin';
+import type { LoadedPlugins } from '@berth/plugin/loader';
 import type { Token } from '@berth/plugin';
 import { SnapshotsServiceToken } from '@berth/snapshots';
 import type { GrpcServerMetrics } from '@berth/metrics';

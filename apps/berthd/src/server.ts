@@ -8,11 +8,13 @@ import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, withReplyBarrier } from '@berth/gr
 import { METADATA_PLUGIN_TYPE, type MetadataDb } from '@berth/metadata';
 import type { Logger } from '@berth/log';
 import { GrpcServerMetrics, MetricsServer } from '@berth/metrics';
-import { LoadedPlugins, Registration, loadPlugins } from '@berth/plugin';
+import { Registration, loadPluginModules } from '@berth/plugin';
+import { LoadedPlugins, loadPlugins } from '@berth/plugin/loader';
 import { TtrpcServer, TtrpcServicePlugin } from '@berth/ttrpc';
 import { builtinPlugins } from './builtins';
 import { DaemonConfig } from './config';
 import { DebugServer } from './debug-server';
+import { proxyPlugins } from './proxy-plugins';
 import { buildRegistry } from './metrics';
 import { RootLock } from './root-lock';
 import { BERTH_VERSION, CONTAINERD_API_VERSION } from './version';
@@ -91,7 +93,9 @@ export class Daemon {
     let ttrpc: TtrpcServer | undefined;
     const endpoints: Endpoints = {};
     try {
-      plugins = await loadPlugins(options.registrations ?? builtinPlugins, {
+      const base = [...(options.registrations ?? builtinPlugins), ...proxyPlugins(config.proxy_plugins, logger)];
+      const modules = config.plugin_modules.length > 0 ? await loadPluginModules(config.plugin_modules, { baseDir: process.cwd(), existing: base, logger }) : [];
+      plugins = await loadPlugins([...base, ...modules], {
         root: config.root,
         state: config.state,
         address: config.grpc.address,

@@ -111,6 +111,26 @@ describe('compile cache', () => {
     expect(Object.keys(entries(file)).sort()).toEqual([entry, join(dir, 'helper.js'), other].sort());
   });
 
+  it('leaves ES modules to Node: require() of an .mjs, and ES syntax in a .js file', async () => {
+    writeFileSync(join(dir, 'esm.mjs'), 'export const work = () => 7;\n');
+    writeFileSync(join(dir, 'esm-syntax.js'), 'export const work = () => 8;\n');
+    const script = `
+      const { installCompileCache } = require(${JSON.stringify(LIB)});
+      installCompileCache(${JSON.stringify(cacheDir)});
+      const out = [];
+      for (const f of ['esm.mjs', 'esm-syntax.js']) {
+        try { out.push(require(${JSON.stringify(dir)} + '/' + f).work()); } catch (e) { out.push(e.code ?? e.name); }
+      }
+      process.stdout.write(JSON.stringify(out));`;
+    // Without the cache, as Node itself loads them (require(esm) exists from Node 20.19).
+    const plain = script.replace(/installCompileCache\([^)]*\);/, '');
+    const [{ stdout: withCache }, { stdout: without }] = await Promise.all([
+      run(process.execPath, ['--no-warnings', '-e', script]),
+      run(process.execPath, ['--no-warnings', '-e', plain]),
+    ]);
+    expect(JSON.parse(withCache)).toEqual(JSON.parse(without));
+  });
+
   it('a damaged cache file is ignored and replaced', async () => {
     const first = await runOnce(cacheDir, entry, { save: true });
     writeFileSync(first.file, Buffer.from('not a cache file at all'));

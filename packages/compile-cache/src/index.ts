@@ -44,7 +44,7 @@ type ModuleWrapper = (exports: unknown, require: NodeJS.Require, module: Module,
 
 /** Node's CommonJS internals this cache hooks (stable across Node 12 to 22). */
 interface ModuleInternals {
-  prototype: { _compile(this: Module, content: string, filename: string): unknown };
+  prototype: { _compile(this: Module, content: string, filename: string, format?: string): unknown };
   _resolveFilename(request: string, parent: Module, isMain: boolean, options?: unknown): string;
   _resolveLookupPaths(request: string, parent: Module): string[] | null;
   _extensions: NodeJS.RequireExtensions;
@@ -137,17 +137,29 @@ export class CompileCache {
   /**
    * Hooks Node's CommonJS loader so that modules loaded from now on go through this cache (files
    * under `node_modules` and the program's own alike). Around it go a source with a `#!` line,
-   * and one that may use `import()`: a script compiled from cached data loses its dynamic import
-   * callback on Node 20 (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING), so Node compiles those itself.
+   * one that may use `import()` (a script compiled from cached data loses its dynamic import
+   * callback on Node 20: ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING), an ES module that require()
+   * loads, and a source that does not compile as a script: Node compiles those itself.
    */
   install(): this {
     if (this.original) return this;
     const original = internals.prototype._compile;
     this.original = original;
     const cache = this;
-    internals.prototype._compile = function (this: Module, content: string, filename: string): unknown {
-      if (content.startsWith('#!') || DYNAMIC_IMPORT.test(content)) return original.call(this, content, filename);
-      const wrapper = cache.compile(content, filename);
+    internals.prototype._compile = function (this: Module, content: string, filename: string, format?: string): unknown {
+      // An ES module that require() loads (Node 20.19 and later pass its format), or a source
+      // that is not a plain CommonJS script: Node's own path.
+      const plain = (format === undefined || format === 'commonjs') && !content.startsWith('#!') && !DYNAMIC_IMPORT.test(content);
+      if (!plain) return original.call(this, content, filename, format);
+      let wrapper: ModuleWrapper;
+      try {
+        wrapper = cache.compile(content, filename);
+      } catch (err) {
+        // ES module syntax in a .js file Node may load as a module after all (syntax detection),
+        // or a real syntax error: Node's path decides, and says so in its own words.
+        if (err instanceof SyntaxError) return original.call(this, content, filename, format);
+        throw err;
+      }
       return wrapper.call(this.exports, this.exports, requireFor(this), this, filename, dirname(filename));
     };
     return this;

@@ -1,2 +1,1 @@
 export * from './containers-service';
-export * from './plugins';

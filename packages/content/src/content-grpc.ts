@@ -12,11 +12,27 @@ import {
 import { adaptorFromFields, labelsAdaptor, parseAll } from '@berth/filters';
 import { type CallContext, type GrpcService, createService } from '@berth/grpc';
 import type { Logger } from '@berth/log';
-import type { ContentService } from './content-service';
 import { parseDigest, type Digest } from './digest';
-import type { MetadataWriter } from './metadata-store';
 import { allocReadChunk, encodeReadContentResponse } from './read-response';
-import type { Info, InfoFilter, Status, StatusFilter } from './types';
+import type { DescriptorLike, Info, InfoFilter, Labels, ReaderAt, Status, StatusFilter, Writer, WriterOptions } from './types';
+
+/**
+ * What the Content API adapter serves: the daemon's namespaced {@link ContentService}, or one
+ * plain store whatever the namespace (`SingleStoreContentApi`, what proxy plugins talk to).
+ */
+export interface ContentApi {
+  info(ctx: Context, digest: Digest): Promise<Info>;
+  update(ctx: Context, info: { digest: Digest; labels?: Labels }, fieldpaths?: readonly string[]): Promise<Info>;
+  list(ctx: Context, filter?: InfoFilter): Promise<Info[]>;
+  delete(ctx: Context, digest: Digest): Promise<void>;
+  readerAt(ctx: Context, desc: DescriptorLike): Promise<ReaderAt>;
+  status(ctx: Context, ref: string): Promise<Status>;
+  listStatuses(ctx: Context, filter?: StatusFilter): Promise<Status[]>;
+  abort(ctx: Context, ref: string): Promise<void>;
+  writer(ctx: Context, options: WriterOptions): Promise<Writer>;
+  /** Whether the blob is there for the caller (a Write naming it as expected then ends AlreadyExists). */
+  hold(ctx: Context, digest: Digest): boolean | Promise<boolean>;
+}
 
 /** Infos per List reply, as containerd batches them. */
 export const LIST_BATCH = 100;
@@ -34,7 +50,7 @@ const ContentServiceFastRead = {
  * translates messages and reproduces containerd's per-method wording of bad digests; the
  * semantics live in the store.
  */
-export function createContentGrpcService(svc: ContentService, logger: Logger): GrpcService {
+export function createContentGrpcService(svc: ContentApi, logger: Logger): GrpcService {
   return createService(
     ContentServiceFastRead,
     {
@@ -117,7 +133,7 @@ function statusFilter(filters: readonly string[]): StatusFilter {
  * length N bytes`, a size of 0 or less or past the end reads to the end. Reply offsets count from
  * the requested offset.
  */
-async function* read(svc: ContentService, req: api.ReadContentRequest, ctx: Context): AsyncIterable<api.ReadContentResponse> {
+async function* read(svc: ContentApi, req: api.ReadContentRequest, ctx: Context): AsyncIterable<api.ReadContentResponse> {
   try {
     parseDigest(req.digest);
   } catch (err) {
@@ -178,7 +194,7 @@ function checkExpected(expected: string): Digest {
  * STAT's times. The writer is closed, keeping its data for a resume, whenever the stream ends
  * without a commit: client half-close, cancel, or error.
  */
-async function* write(svc: ContentService, reqs: AsyncIterable<api.WriteContentRequest>, ctx: CallContext): AsyncIterable<api.WriteContentResponse> {
+async function* write(svc: ContentApi, reqs: AsyncIterable<api.WriteContentRequest>, ctx: CallContext): AsyncIterable<api.WriteContentResponse> {
   const it = reqs[Symbol.asyncIterator]();
   let next = await nextOrCancel(it, ctx.signal);
   if (next.done) return;
@@ -186,7 +202,7 @@ async function* write(svc: ContentService, reqs: AsyncIterable<api.WriteContentR
   if (!first.ref) throw new InvalidArgumentError('first message must have a reference', { bare: true });
   const ref = first.ref;
   let expected = first.expected ? checkExpected(first.expected) : undefined;
-  const w: MetadataWriter = await svc.writer(ctx, { ref, total: first.total, expected });
+  const w: Writer = await svc.writer(ctx, { ref, total: first.total, expected });
   let open = true;
   try {
     let total = first.total > 0 ? first.total : (await w.status()).total;
@@ -196,7 +212,7 @@ async function* write(svc: ContentService, reqs: AsyncIterable<api.WriteContentR
       const req = next.value;
       if (req.expected) {
         expected = checkExpected(req.expected);
-        if (svc.hold(ctx, expected)) {
+        if (await svc.hold(ctx, expected)) {
           open = false;
           await w.close();
           await svc.abort(ctx, ref).catch(() => undefined);

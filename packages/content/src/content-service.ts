@@ -4,12 +4,14 @@ import type { Publisher } from '@berth/events';
 import type { Logger } from '@berth/log';
 import { token } from '@berth/plugin';
 import type { Digest } from './digest';
-import type { LocalContentStore } from './local-store';
 import type { MetadataContentStore, MetadataWriter } from './metadata-store';
-import type { DescriptorLike, Info, InfoFilter, Labels, ReaderAt, Status, StatusFilter, WriterOptions } from './types';
+import type { ContentStore, DescriptorLike, Info, InfoFilter, Labels, ReaderAt, Status, StatusFilter, WriterOptions } from './types';
 
-/** The daemon's local content store (`io.containerd.content.v1 content`). */
-export const ContentStoreToken = token<LocalContentStore>('io.containerd.content.v1/store');
+/**
+ * The daemon's content store below the namespaced layer: the local store
+ * (`io.containerd.content.v1 content`) or a proxy plugin's.
+ */
+export const ContentStoreToken = token<ContentStore>('io.containerd.content.v1/store');
 /** The in-process content service (`io.containerd.service.v1 content-service`). */
 export const ContentServiceToken = token<ContentService>('io.containerd.service.v1/content-service');
 

@@ -18,6 +18,8 @@ import {
   nextSequence,
   objectKey,
   objectsPrefix,
+  parseNamespaceKey,
+  parseObjectKey,
   removeLeasedEverywhere,
   holdExisting,
   leaseHolds,
@@ -28,7 +30,6 @@ import { parseDigest, type Digest } from './digest';
 import { gcLockOf } from './gc-lock';
 import { validateIngestRef } from './ingest-ref';
 import { dropEmptyLabels, validateLabels } from './label-store';
-import type { LocalContentStore } from './local-store';
 import { DEFAULT_LOCK_RETRY, RefLocks, type LockRetry } from './ref-locks';
 import type {
   ContentStore,
@@ -103,7 +104,8 @@ function checkDigest(digest: unknown): Digest {
 
 /**
  * The daemon's content store: per-namespace visibility, labels, and ingests in the metadata
- * database, over one {@link LocalContentStore} that holds the bytes. Every operation takes the
+ * database, over one backend {@link ContentStore} that holds the bytes (the local store, or a
+ * proxy plugin's). Every operation takes the
  * caller's {@link Context} first; its namespace is required, and its lease (if any) holds the
  * ingests and blobs the call creates.
  *
@@ -118,7 +120,7 @@ export class MetadataContentStore {
 
   constructor(
     readonly db: MetadataDb,
-    readonly backend: LocalContentStore,
+    readonly backend: ContentStore,
     options: MetadataContentStoreOptions = {},
   ) {
     this.policy = options.policy ?? 'shared';
@@ -186,8 +188,9 @@ export class MetadataContentStore {
     const infos = this.db.view((tx) => {
       const out: Info[] = [];
       for (const { key, value } of tx.range<BlobRecord>(objectsPrefix(ns, 'blobs'))) {
-        if (key.length !== 5) continue;
-        const info = toInfo(String(key[4]), value);
+        const id = parseObjectKey(key, 'blobs');
+        if (!id) continue;
+        const info = toInfo(id[0], value);
         if (!filter || filter(info)) out.push(info);
       }
       return out;
@@ -684,7 +687,8 @@ function notFound(digest: Digest): NotFoundError {
 function ingestsOf(tx: ReadTx, ns: string): Array<[string, IngestRecord]> {
   const out: Array<[string, IngestRecord]> = [];
   for (const { key, value } of tx.range<IngestRecord>(objectsPrefix(ns, 'ingests'))) {
-    if (key.length === 5) out.push([String(key[4]), value]);
+    const id = parseObjectKey(key, 'ingests');
+    if (id) out.push([id[0], value]);
   }
   return out;
 }
@@ -694,9 +698,12 @@ function referencedEverywhere(tx: ReadTx): { blobs: Set<string>; ingests: Set<st
   const blobs = new Set<string>();
   const ingests = new Set<string>();
   for (const { key } of tx.range<NamespaceRecord>(namespacesPrefix())) {
-    if (key.length !== 3) continue;
-    const ns = String(key[2]);
-    for (const { key: k } of tx.range<BlobRecord>(objectsPrefix(ns, 'blobs'))) if (k.length === 5) blobs.add(String(k[4]));
+    const ns = parseNamespaceKey(key);
+    if (ns === undefined) continue;
+    for (const { key: k } of tx.range<BlobRecord>(objectsPrefix(ns, 'blobs'))) {
+      const id = parseObjectKey(k, 'blobs');
+      if (id) blobs.add(id[0]);
+    }
     for (const [, record] of ingestsOf(tx, ns)) {
       ingests.add(record.backendRef);
       // An open ingest may be about to link its expected blob from the backend (shared policy).

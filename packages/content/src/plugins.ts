@@ -15,11 +15,17 @@ import { createContentGrpcService } from './content-grpc';
 import { ContentService, ContentServiceToken, ContentStoreToken } from './content-service';
 import { LocalContentStore } from './local-store';
 import { MetadataContentStore, type ContentSharingPolicy } from './metadata-store';
+import { ProxyContentStore } from './proxy-store';
+import type { ContentStore } from './types';
+
+export { createContentGrpcService, type ContentApi } from './content-grpc';
+export { ProxyContentStore } from './proxy-store';
+export { SingleStoreContentApi, serveContentStore } from './serve';
 
 export const CONTENT_PLUGIN_TYPE = 'io.containerd.content.v1';
 
 /** `io.containerd.content.v1 content`: blobs and ingests on the local filesystem. */
-export const contentPlugin = definePlugin<undefined, LocalContentStore>({
+export const contentPlugin = definePlugin<undefined, ContentStore>({
   type: CONTENT_PLUGIN_TYPE,
   id: 'content',
   provides: [ContentStoreToken],
@@ -29,6 +35,26 @@ export const contentPlugin = definePlugin<undefined, LocalContentStore>({
     return store;
   },
 });
+
+/**
+ * `io.containerd.content.v1 <name>` for containerd's `[proxy_plugins.<name>]` with
+ * `type = "content"`: the Content gRPC server at `address` is the content store (the address is
+ * exported). As with containerd, disable `io.containerd.content.v1.content` so that the content
+ * service and the differ use it: berthd takes the content plugin registered last.
+ */
+export function proxyContentPlugin(name: string, address: string) {
+  return definePlugin<undefined, ContentStore>({
+    type: CONTENT_PLUGIN_TYPE,
+    id: name,
+    provides: [ContentStoreToken],
+    init: (ctx) => {
+      ctx.exports.address = address;
+      const store = new ProxyContentStore(address);
+      ctx.onClose(() => store.close());
+      return store;
+    },
+  });
+}
 
 /**
  * `io.containerd.service.v1 content-service`. The sharing policy is the metadata plugin's

@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { diff as api, types } from '@berth/api';
 import { type Context, context } from '@berth/context';
-import { ContentStoreToken, MetadataContentStore, parseDigest, type ContentSharingPolicy } from '@berth/content';
+import { ContentStoreToken, LocalContentStore, MetadataContentStore, parseDigest, type ContentSharingPolicy } from '@berth/content';
 import { InvalidArgumentError, NotImplementedError, isCanceled, isDeadlineExceeded, isNotFound, isNotImplemented } from '@berth/errdefs';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, createService } from '@berth/grpc';
 import { LeaseManagerToken, METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/metadata';
@@ -57,14 +57,18 @@ export const walkingDifferPlugin = definePlugin<WalkingDifferConfig, Differ>({
     const policy: ContentSharingPolicy = metadata?.exports.policy === 'isolated' ? 'isolated' : 'shared';
     const backend = ctx.get(ContentStoreToken);
     const store = new MetadataContentStore(ctx.get(MetadataDbToken), backend, { policy });
+    // A store that is not on this machine's disk (a proxy plugin's) has no files for the worker
+    // thread to read: its layers are applied from streams, without prefetching.
+    if (!(backend instanceof LocalContentStore)) return new WalkingDiffer((c) => store.bind(c));
     // The worker thread that applies layers off the event loop; with prefetch_layers it also
     // extracts committed layer blobs ahead of their unpack. Under the plugin's root, which sits
     // beside the snapshotters' on the same file system.
-    const prefetcher = await LayerPrefetcher.open(join(ctx.root, 'prefetch'), (digest) => backend.blobPath(parseDigest(digest)), {
+    const local = backend;
+    const prefetcher = await LayerPrefetcher.open(join(ctx.root, 'prefetch'), (digest) => local.blobPath(parseDigest(digest)), {
       log: (msg, fields) => ctx.logger.debug(msg, fields),
     });
-    const unsubscribe = [backend.onWriting(() => prefetcher.warm())];
-    if (ctx.config.prefetch_layers) unsubscribe.push(backend.onCommitted((digest) => prefetcher.offer(digest)));
+    const unsubscribe = [local.onWriting(() => prefetcher.warm())];
+    if (ctx.config.prefetch_layers) unsubscribe.push(local.onCommitted((digest) => prefetcher.offer(digest)));
     ctx.onClose(async () => {
       unsubscribe.forEach((u) => u());
       await prefetcher.close();

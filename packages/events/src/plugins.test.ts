@@ -7,7 +7,7 @@ import { context } from '@berth/context';
 import { GrpcCode, isFailedPrecondition, isInvalidArgument, isResourceExhausted, kindOf } from '@berth/errdefs';
 import { Client, createClient } from '@berth/grpc';
 import { nullLogger } from '@berth/log';
-import { LoadedPlugins, loadPlugins } from '@berth/plugin';
+import { LoadedPlugins, loadPlugins } from '@berth/plugin/loader';
 import { tempDir } from '@berth/testing';
 import { TtrpcClient, TtrpcServer, createTtrpcClient } from '@berth/ttrpc';
 import { Exchange } from './exchange';

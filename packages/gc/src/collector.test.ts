@@ -36,6 +36,17 @@ describe('MetadataCollector', () => {
     for (const d of [manifest, cfg, l0, l1]) expect([w.has(ns, d), w.file(d)]).toEqual([false, false]);
   });
 
+  it('tells sweep listeners what was swept after the records went and before any file goes', async () => {
+    const loose = await w.blob(ctx, 'loose for a listener');
+    const heard: Array<[unknown, boolean, boolean]> = [];
+    const off = w.hooks.onSwept((removed) => void heard.push([removed, w.has(ns, loose), w.file(loose)]));
+    await w.gc.collect();
+    off();
+    await w.gc.collect();
+    expect(heard).toEqual([[{ leases: 0, blobs: 1, ingests: 0, snapshots: 0 }, false, true]]);
+    expect(w.file(loose)).toBe(false);
+  });
+
   it.each([
     [`${REF}`, true],
     [`${REF}.anything`, true],

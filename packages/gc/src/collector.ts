@@ -14,6 +14,8 @@ import {
   type WriteTx,
   namespacesPrefix,
   objectsPrefix,
+  parseNamespaceKey,
+  parseObjectKey,
 } from '@berth/metadata';
 import type { SnapshotMetaRecord } from '@berth/snapshots';
 import { GC_FLAT, GC_EXPIRE, GC_ROOT, type LabelRef, labelRefs, parseExpiry } from './labels';
@@ -100,11 +102,6 @@ export interface MetadataCollectorOptions {
   logger?: Logger;
   /** The clock, in milliseconds since the epoch (lease and ingest expiry). */
   now?: () => number;
-  /**
-   * Runs after the metadata sweep committed and before any backend object is removed: the
-   * window in which a crash leaves orphans. For tests.
-   */
-  afterSweep?: (removed: CollectionStats['removed']) => void | Promise<void>;
 }
 
 /**
@@ -148,7 +145,8 @@ export class MetadataCollector {
     // The sweep is on disk before any backend object goes: a power loss must not bring back a
     // record whose file was removed (with group durability the sweep commits unsynced).
     await this.db.durable();
-    if (this.options.afterSweep) await this.options.afterSweep(removed);
+    // Listeners registered on the hooks (GcHooks.onSwept) hear of the sweep before any file goes.
+    await this.hooks.swept(removed);
     const t1 = performance.now();
     const backendRemoved: Record<string, number> = {};
     await Promise.all(
@@ -186,31 +184,39 @@ export class MetadataCollector {
 
 function namespaces(tx: ReadTx): string[] {
   const out: string[] = [];
-  for (const { key } of tx.range<NamespaceRecord>(namespacesPrefix())) if (key.length === 3) out.push(String(key[2]));
+  for (const { key } of tx.range<NamespaceRecord>(namespacesPrefix())) {
+    const ns = parseNamespaceKey(key);
+    if (ns !== undefined) out.push(ns);
+  }
   return out;
 }
 
 function readNamespace(tx: ReadTx, ns: string): NamespaceObjects {
   const objs: NamespaceObjects = { ns, leases: new Map(), leased: new Map(), blobs: new Map(), ingests: new Map(), snapshots: new Map() };
   for (const { key, value } of tx.range<LeaseRecord>(objectsPrefix(ns, 'leases'))) {
-    if (key.length === 5) objs.leases.set(String(key[4]), value);
+    const id = parseObjectKey(key, 'leases');
+    if (id) objs.leases.set(id[0], value);
   }
   for (const { key } of tx.range(objectsPrefix(ns, 'leased'))) {
-    if (key.length !== 7) continue;
-    const lease = String(key[4]);
+    const parts = parseObjectKey(key, 'leased', 3);
+    if (!parts) continue;
+    const [lease, type, id] = parts;
     let list = objs.leased.get(lease);
     if (!list) objs.leased.set(lease, (list = []));
-    list.push({ lmdbKey: key, type: String(key[5]), id: String(key[6]) });
+    list.push({ lmdbKey: key, type, id });
   }
   for (const { key, value } of tx.range<BlobRecord>(objectsPrefix(ns, 'blobs'))) {
-    if (key.length === 5) objs.blobs.set(String(key[4]), value);
+    const id = parseObjectKey(key, 'blobs');
+    if (id) objs.blobs.set(id[0], value);
   }
   for (const { key, value } of tx.range<IngestRecord>(objectsPrefix(ns, 'ingests'))) {
-    if (key.length === 5) objs.ingests.set(String(key[4]), value);
+    const id = parseObjectKey(key, 'ingests');
+    if (id) objs.ingests.set(id[0], value);
   }
   for (const { key, value } of tx.range<SnapshotMetaRecord>(objectsPrefix(ns, 'snapshots'))) {
-    if (key.length !== 6) continue;
-    const snapshotter = String(key[4]);
+    const parts = parseObjectKey(key, 'snapshots', 2);
+    if (!parts) continue;
+    const snapshotter = parts[0];
     let m = objs.snapshots.get(snapshotter);
     if (!m) objs.snapshots.set(snapshotter, (m = new Map()));
     m.set(value.key, { lmdbKey: key, rec: value });
@@ -237,12 +243,12 @@ function mark(tx: ReadTx, objs: NamespaceObjects, now: number): { marks: Marks; 
     }
   }
   for (const { key, value } of tx.range<ImageRecord>(objectsPrefix(ns, 'images'))) {
-    if (key.length !== 5) continue;
+    if (!parseObjectKey(key, 'images')) continue;
     if (value.target?.digest) marks.blob(value.target.digest, FULL);
     marks.label(labelRefs(value.labels));
   }
   for (const { key, value } of tx.range<ContainerRecord>(objectsPrefix(ns, 'containers'))) {
-    if (key.length !== 5) continue;
+    if (!parseObjectKey(key, 'containers')) continue;
     if (value.snapshotter && value.snapshotKey) marks.snapshot(value.snapshotter, value.snapshotKey, FULL);
     marks.label(labelRefs(value.labels));
   }

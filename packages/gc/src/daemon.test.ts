@@ -1,8 +1,7 @@
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TestDaemon } from '@berth/testing';
-import { KILL_AFTER_SWEEP_FILE } from './plugin';
+import { TestDaemon, tempDir } from '@berth/testing';
 import { ociArchive, smallLayers } from './test-archive';
 
 /** End to end through berthd and the stock ctr. */
@@ -92,7 +91,33 @@ describe('a crash between the metadata sweep and the file removal', () => {
   it('leaves orphans that the next start collects, and nothing referenced is lost', async () => {
     const keep = ociArchive('example.com/gc/keep:1', smallLayers(2));
     const drop = ociArchive('example.com/gc/drop:1', smallLayers(3));
-    const d = await TestDaemon.start();
+    // The crash is injected through the plugin system, not a switch in the gc plugin: a plugin
+    // module that, once armed (a file beside it when it loads), kills the daemon from the sweep
+    // listener of the first collection that removed something, before any backend removes a file.
+    const dir = tempDir('berth-gc-crash-');
+    const armed = join(dir.path, 'armed');
+    const sdk = resolve(__dirname, '../../plugin-sdk/dist/index.js');
+    writeFileSync(
+      join(dir.path, 'kill-after-sweep.js'),
+      `const { existsSync, rmSync } = require('node:fs');
+const { GcHooksToken, PluginTypes, definePlugin } = require(${JSON.stringify(sdk)});
+exports.plugins = [definePlugin({
+  type: 'io.berth.test.v1',
+  id: 'kill-after-sweep',
+  requires: [PluginTypes.metadata],
+  init: (ctx) => {
+    if (!existsSync(${JSON.stringify(armed)})) return {};
+    ctx.onClose(ctx.get(GcHooksToken).onSwept((removed) => {
+      if (removed.blobs + removed.snapshots + removed.ingests === 0) return;
+      rmSync(${JSON.stringify(armed)}, { force: true });
+      process.kill(process.pid, 'SIGKILL');
+    }));
+    return {};
+  },
+})];
+`,
+    );
+    const d = await TestDaemon.start({ config: `plugin_modules = [${JSON.stringify(join(dir.path, 'kill-after-sweep.js'))}]\n` });
     try {
       const daemon = d;
       const ctr = async (args: string[], input?: Buffer) => {
@@ -108,9 +133,7 @@ describe('a crash between the metadata sweep and the file removal', () => {
       await ctr(['leases', 'create', '--id', 'settle']);
       await ctr(['leases', 'rm', '--sync', 'settle']);
       await daemon.stop();
-      // (jest gives tests a copy of process.env, so the hook's file form is used here)
-      mkdirSync(join(daemon.root, 'io.containerd.gc.v1.scheduler'), { recursive: true });
-      writeFileSync(join(daemon.root, 'io.containerd.gc.v1.scheduler', KILL_AFTER_SWEEP_FILE), '');
+      writeFileSync(armed, '');
       await daemon.restart();
       await sleep(300); // the startup collection finds nothing to remove
       // The delete schedules a collection, which sweeps and then kills the daemon.
@@ -127,8 +150,10 @@ describe('a crash between the metadata sweep and the file removal', () => {
       expect(listed).toEqual([keep.manifest, keep.config, ...keep.layers].sort());
       for (const x of listed) expect(existsSync(blobFile(x))).toBe(true);
       expect(await ctr(['images', 'ls', '-q'])).toBe('example.com/gc/keep:1\n');
+      expect(existsSync(armed)).toBe(false);
     } finally {
       await d.cleanup();
+      dir.remove();
     }
   });
 });

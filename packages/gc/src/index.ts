@@ -7,6 +7,6 @@ export * from './labels';
 export * from './duration';
 export { MetadataCollector, type MetadataCollectorOptions } from './collector';
 export { GcScheduler, DEFAULT_POLICY, formatDuration, type SchedulerPolicy, type SchedulerStats } from './scheduler';
-export { schedulerPlugin, GcSchedulerToken, GC_PLUGIN_TYPE, KILL_AFTER_SWEEP_ENV, KILL_AFTER_SWEEP_FILE, type SchedulerConfig } from './plugin';
+export { schedulerPlugin, GcSchedulerToken, GC_PLUGIN_TYPE, type SchedulerConfig } from './plugin';
 export type { CollectionStats, GarbageCollector } from '@berth/metadata';
 export { GarbageCollectorToken } from '@berth/metadata';

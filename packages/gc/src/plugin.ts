@@ -1,5 +1,3 @@
-import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { InvalidArgumentError } from '@berth/errdefs';
 import { GarbageCollectorToken, GcHooksToken, METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/metadata';
 import { definePlugin, token } from '@berth/plugin';
@@ -25,14 +23,6 @@ export interface SchedulerConfig {
   /** Delay from startup to the first collection, a Go duration. Default "100ms". */
   startup_delay: string;
 }
-
-/**
- * Test hook: with this environment variable set to 1, or a file of this name in the plugin's
- * root when it starts (removed as it fires), the daemon kills itself (SIGKILL) right after the
- * first sweep that removed records, before any file is removed.
- */
-export const KILL_AFTER_SWEEP_ENV = 'BERTH_GC_TEST_KILL_AFTER_SWEEP';
-export const KILL_AFTER_SWEEP_FILE = 'kill-after-sweep';
 
 function number(section: Record<string, unknown>, key: string, fallback: number): number {
   const v = section[key] ?? fallback;
@@ -72,18 +62,7 @@ export const schedulerPlugin = definePlugin<SchedulerConfig, GcScheduler>({
     const c = ctx.config;
     const db = ctx.get(MetadataDbToken);
     const hooks = ctx.get(GcHooksToken);
-    const killFile = join(ctx.root, KILL_AFTER_SWEEP_FILE);
-    const killAfterSweep = process.env[KILL_AFTER_SWEEP_ENV] === '1' || existsSync(killFile);
-    const collector = new MetadataCollector(db, hooks, {
-      logger: ctx.logger,
-      afterSweep: killAfterSweep
-        ? (removed) => {
-            if (removed.blobs + removed.snapshots + removed.ingests === 0) return;
-            rmSync(killFile, { force: true });
-            process.kill(process.pid, 'SIGKILL');
-          }
-        : undefined,
-    });
+    const collector = new MetadataCollector(db, hooks, { logger: ctx.logger });
     const scheduler = new GcScheduler(
       () => collector.collect(),
       {

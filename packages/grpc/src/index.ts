@@ -1,2 +1,3 @@
 export * from './service';
 export * from './client';
+export * from './unix-server';

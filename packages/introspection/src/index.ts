@@ -1,2 +1,1 @@
 export * from './introspection-service';
-export * from './plugins';

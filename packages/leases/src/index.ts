@@ -1,2 +1,1 @@
 export * from './leases-service';
-export * from './plugins';

@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, RootDatabase } from 'lmdb';
+import type { RootDatabase } from 'lmdb';
 import { FailedPreconditionError } from '@berth/errdefs';
-import { GROUP_SYNC_ENV_OPTIONS, GroupSync, NOSYNC_TXN_FLAGS } from './group-sync';
+import { GROUP_SYNC_ENV_OPTIONS, GroupSync, NOSYNC_TXN_FLAGS } from '@berth/group-sync';
 import { Key, SCHEMA_VERSION, namespaceKey, schemaKey, NamespaceRecord } from './schema';
 
 /** Reads inside one consistent snapshot of the database. */
@@ -85,6 +85,8 @@ export class MetadataDb {
 
   /** Opens (creating if needed) the database in a directory and brings its schema up to date. */
   static open(dir: string, options: OpenOptions = {}): MetadataDb {
+    // lmdb (a native addon) loads when a database opens, not when this package is imported.
+    const { open } = require('lmdb') as typeof import('lmdb');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const path = join(dir, 'meta.lmdb');
     const durability = options.durability ?? 'commit';

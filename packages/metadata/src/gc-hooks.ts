@@ -38,12 +38,20 @@ export const GarbageCollectorToken = token<GarbageCollector>('io.containerd.gc.v
 export type BackendCleaner = (ctx: Context) => Promise<number>;
 
 /**
+ * Told what a collection's sweep removed, after the sweep is on disk and before any backend
+ * removes an object: the window in which a crash leaves only orphans (an audit log, a metric,
+ * a test's fault injection). The backends wait for it.
+ */
+export type SweepListener = (removed: CollectionStats['removed']) => void | Promise<void>;
+
+/**
  * Where the layers that own backends (content, snapshotters) register their cleaners, and where
  * the collector, once loaded, makes itself reachable to services that cannot require its plugin
  * type (containerd's leases service needs only the metadata plugin).
  */
 export class GcHooks {
   private readonly cleaners = new Map<string, BackendCleaner>();
+  private readonly sweepListeners = new Set<SweepListener>();
   private collector: GarbageCollector | undefined;
 
   /** Registers a backend's cleaner under a name (`content`, `snapshotter/<id>`); returns its remover. */
@@ -57,6 +65,17 @@ export class GcHooks {
   /** The registered cleaners, by name. */
   backends(): ReadonlyMap<string, BackendCleaner> {
     return this.cleaners;
+  }
+
+  /** Registers a listener of every sweep (see {@link SweepListener}); returns its remover. */
+  onSwept(listener: SweepListener): () => void {
+    this.sweepListeners.add(listener);
+    return () => void this.sweepListeners.delete(listener);
+  }
+
+  /** Called by the collector after a sweep: runs the listeners in registration order. */
+  async swept(removed: CollectionStats['removed']): Promise<void> {
+    for (const listener of [...this.sweepListeners]) await listener(removed);
   }
 
   /** Sets (or, with undefined, clears) the collector that `collectGarbage` waits for. */

@@ -1,6 +1,5 @@
 export * from './schema';
 export * from './db';
-export * from './group-sync';
 export * from './labels';
 export * from './namespace-store';
 export * from './image-store';

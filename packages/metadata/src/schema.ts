@@ -44,6 +44,8 @@
  *   attach those to the call's lease either).
  *
  * Changing the tree means bumping SCHEMA_VERSION and adding a migration in migrations.ts.
+ * Other packages build keys with the builders below and read them with `parseNamespaceKey` and
+ * `parseObjectKey`, never by position (tools/boundaries checks it).
  */
 export const SCHEMA_VERSION = 1;
 
@@ -66,6 +68,26 @@ export const namespacesPrefix = (): Key => ['v1', 'namespaces'];
 /** Key of one object of a kind in a namespace; `objectsPrefix` ranges over a kind (or below). */
 export const objectKey = (ns: string, kind: ObjectKind, ...key: string[]): Key => ['v1', 'ns', ns, kind, ...key];
 export const objectsPrefix = (ns: string, kind: ObjectKind, ...key: string[]): Key => ['v1', 'ns', ns, kind, ...key];
+
+/** The namespace a namespace record's key names, or undefined for any other key. */
+export function parseNamespaceKey(key: Key): string | undefined {
+  return key.length === 3 && key[0] === 'v1' && key[1] === 'namespaces' ? String(key[2]) : undefined;
+}
+
+/**
+ * The id parts of an object key of `kind` (what followed the kind in `objectKey`), when the key
+ * has exactly `parts` of them (1 for most kinds, 2 for snapshots, 3 for leased); undefined for
+ * any other key. Other packages read keys through this, never by position.
+ */
+export function parseObjectKey(key: Key, kind: ObjectKind, parts = 1): string[] | undefined {
+  if (key.length !== 4 + parts || key[0] !== 'v1' || key[1] !== 'ns' || key[3] !== kind) return undefined;
+  return key.slice(4).map(String);
+}
+
+/** The namespace of an object key, or undefined for any other key. */
+export function objectKeyNamespace(key: Key): string | undefined {
+  return key.length >= 4 && key[0] === 'v1' && key[1] === 'ns' ? String(key[2]) : undefined;
+}
 
 /** A namespace: its labels and when it came to be. */
 export interface NamespaceRecord {

@@ -1,2 +1,1 @@
 export * from './namespaces-service';
-export * from './plugins';

@@ -30,6 +30,11 @@ describe('orderPlugins', () => {
     expect(keys([p('a', 'x', ['nothing.here'])])).toEqual(['a.x']);
   });
 
+  it('orders a plugin requiring its own type after the earlier plugins of that type only', () => {
+    const regs = [p('store', 'wrap-a', ['store']), p('store', 'local'), p('store', 'wrap-b', ['store']), p('svc', 'user', ['store'])];
+    expect(keys(regs)).toEqual(['store.wrap-a', 'store.local', 'store.wrap-b', 'svc.user']);
+  });
+
   it('names the path of a cycle', () => {
     const regs = [p('a', 'x', ['b']), p('b', 'y', ['c']), p('c', 'z', ['a'])];
     expect(() => orderPlugins(regs)).toThrow('plugin dependency cycle: a.x -> b.y -> c.z -> a.x: invalid argument');

@@ -1,14 +1,21 @@
 import { InvalidArgumentError } from '@berth/errdefs';
 import { Registration, pluginKey } from './types';
 
-/** Returns the registrations a plugin depends on directly, in registration order. */
+/**
+ * Returns the registrations a plugin depends on directly, in registration order. A plugin that
+ * requires its own type depends on the plugins of that type registered before it: it wraps or
+ * replaces them (a content store that counts reads over the local one), and two such plugins
+ * stack in registration order instead of forming a cycle.
+ */
 export function dependenciesOf(reg: Registration, all: readonly Registration[]): Registration[] {
   const out: Registration[] = [];
+  const self = all.indexOf(reg);
   for (const type of reg.requires ?? []) {
-    for (const r of all) {
-      if (r === reg || out.includes(r)) continue;
+    all.forEach((r, i) => {
+      if (r === reg || out.includes(r)) return;
+      if (type === reg.type && type !== '*' && i > self) return;
       if (type === '*' ? r.type !== reg.type : r.type === type) out.push(r);
-    }
+    });
   }
   return out;
 }

@@ -137,6 +137,43 @@ describe('loadPlugins', () => {
     expect(set.reports[2].error).toBe('plugin c.z cannot provide test.store.v1/store, a token of another plugin type: invalid argument');
   });
 
+  it('lets a later plugin of a type wrap the provider it requires; consumers get the wrapper, wrappers stack', async () => {
+    const { load } = harness();
+    const wrap = (id: string): Registration => ({
+      type: 'test.store.v1',
+      id,
+      requires: ['test.store.v1'],
+      provides: [StoreToken],
+      init: (ctx) => {
+        const inner = ctx.get(StoreToken);
+        return { get: () => `${id}(${inner.get()})` };
+      },
+    });
+    const consumer: Registration = { type: 'b', id: 'user', requires: ['test.store.v1'], init: (ctx) => ctx.get(StoreToken).get() };
+    const base: Registration = { type: 'test.store.v1', id: 'base', provides: [StoreToken], init: () => ({ get: () => 'base' }) };
+    const set = await load([consumer, base, wrap('counting'), wrap('tracing')]);
+    expect(summary(set)).toEqual(['test.store.v1.base=ok', 'test.store.v1.counting=ok', 'test.store.v1.tracing=ok', 'b.user=ok']);
+    expect(set.instances.get('b.user')).toBe('tracing(counting(base))');
+  });
+
+  it("resolves through the plugin's own container first", async () => {
+    const { load } = harness();
+    const set = await load([
+      { type: 'test.store.v1', id: 'x', provides: [StoreToken], init: () => ({ get: () => 'daemon' }) },
+      {
+        type: 'b',
+        id: 'y',
+        requires: ['test.store.v1'],
+        init: (ctx) => {
+          ctx.container.register(StoreToken, { useValue: { get: () => 'mine' } });
+          return ctx.get(StoreToken).get();
+        },
+      },
+      { type: 'c', id: 'z', requires: ['test.store.v1'], init: (ctx) => ctx.get(StoreToken).get() },
+    ]);
+    expect([set.instances.get('b.y'), set.instances.get('c.z')]).toEqual(['mine', 'daemon']);
+  });
+
   it('skips a plugin whose declared token has no provider', async () => {
     const { load } = harness();
     const set = await load([

@@ -1,3 +1,9 @@
+/**
+ * The plugin loader (`@berth/plugin/loader`): what a daemon runs. This entry loads tsyringe and
+ * the reflect-metadata polyfill it needs; the package index does not, so a program that only
+ * uses stores (which import tokens and plugin definitions) gets neither.
+ */
+import 'reflect-metadata';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { container as globalContainer, DependencyContainer } from 'tsyringe';
@@ -6,31 +12,9 @@ import type { Logger } from '@berth/log';
 import { pluginConfig } from './config';
 import { orderPlugins } from './graph';
 import { Token, token, tokenName, tokenType } from './token';
-import { InitContext, Platform, Registration, pluginKey } from './types';
+import { InitContext, PluginReport, PluginStatus, Registration, SkipPluginError, pluginKey } from './types';
 
-/** Thrown by a plugin's init when it cannot run here; reported as `skip`, not as an error. */
-export class SkipPluginError extends Error {
-  constructor(reason: string) {
-    super(reason.endsWith(': skip plugin') ? reason : `${reason}: skip plugin`);
-    Object.defineProperty(this, 'name', { value: 'SkipPluginError', enumerable: false });
-  }
-}
-
-export type PluginStatus = 'ok' | 'skip' | 'error';
-
-/** What became of one plugin at startup: the startup log line and the introspection entry. */
-export interface PluginReport {
-  readonly type: string;
-  readonly id: string;
-  readonly requires: readonly string[];
-  readonly platforms: readonly Platform[];
-  readonly capabilities: readonly string[];
-  readonly exports: Readonly<Record<string, string>>;
-  readonly status: PluginStatus;
-  /** Why it was skipped or failed; skip messages end in ": skip plugin" as ctr expects. */
-  readonly error?: string;
-  readonly ms: number;
-}
+export { SkipPluginError, type PluginReport, type PluginStatus } from './types';
 
 export interface LoadOptions {
   root: string;
@@ -196,9 +180,11 @@ export function pluginToken<T>(type: string, id: string): Token<T> {
 
 /** Returns a required type's plugin that failed when no plugin of that type loaded. */
 function blockedBy(reg: Registration, all: readonly Registration[], statusOf: Map<string, PluginStatus>): Registration | undefined {
+  const self = all.indexOf(reg);
   for (const type of reg.requires ?? []) {
     if (type === '*') continue;
-    const ofType = all.filter((r) => r.type === type);
+    // Of its own type, a plugin needs only those registered before it (see dependenciesOf).
+    const ofType = all.filter((r, i) => r.type === type && r !== reg && (type !== reg.type || i < self));
     if (ofType.length > 0 && !ofType.some((r) => statusOf.get(pluginKey(r)) === 'ok')) return ofType[0];
   }
   return undefined;
@@ -247,12 +233,14 @@ async function initOne(
       requireDeclared(reg, tokenType(t));
       // The provider of a declared type did not load (failed, skipped or disabled): this plugin
       // cannot run either, which is a skip, not a failure of its own.
-      if (!set.container.isRegistered(t, true)) throw new SkipPluginError(`${tokenName(t)} is not available`);
-      return set.container.resolve(t);
+      if (!child.isRegistered(t, true)) throw new SkipPluginError(`${tokenName(t)} is not available`);
+      // Through the plugin's own container: what the plugin registered there for itself wins,
+      // then the provider registered last in the daemon's (a later plugin wraps an earlier one).
+      return child.resolve(t);
     },
     getAllOf<T>(t: Token<T>): T[] {
       requireDeclared(reg, tokenType(t));
-      return set.container.isRegistered(t, true) ? set.container.resolveAll(t) : [];
+      return child.isRegistered(t, true) ? child.resolveAll(t) : [];
     },
     provide<T>(t: Token<T>, value: T): void {
       if (tokenType(t) !== reg.type) {

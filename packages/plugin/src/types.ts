@@ -106,3 +106,28 @@ export function hostPlatform(): Platform {
   const arch: Record<string, string> = { x64: 'amd64', arm64: 'arm64', ia32: '386', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
   return { os: process.platform, architecture: arch[process.arch] ?? process.arch };
 }
+
+/** Thrown by a plugin's init when it cannot run here; reported as `skip`, not as an error. */
+export class SkipPluginError extends Error {
+  constructor(reason: string) {
+    super(reason.endsWith(': skip plugin') ? reason : `${reason}: skip plugin`);
+    Object.defineProperty(this, 'name', { value: 'SkipPluginError', enumerable: false });
+  }
+}
+
+export type PluginStatus = 'ok' | 'skip' | 'error';
+
+/** What became of one plugin at startup: the startup log line and the introspection entry. */
+export interface PluginReport {
+  readonly type: string;
+  readonly id: string;
+  readonly requires: readonly string[];
+  readonly platforms: readonly Platform[];
+  readonly capabilities: readonly string[];
+  readonly exports: Readonly<Record<string, string>>;
+  readonly status: PluginStatus;
+  /** Why it was skipped or failed; skip messages end in ": skip plugin" as ctr expects. */
+  readonly error?: string;
+  readonly ms: number;
+}
+

@@ -12,6 +12,7 @@ import {
   nextSequence,
   objectKey,
   objectsPrefix,
+  parseNamespaceKey,
   removeLeasedEverywhere,
   holdExisting,
   leaseExists,
@@ -50,8 +51,8 @@ export interface SnapshotMetaRecord {
 
 /** The backend operations the metadata layer needs beyond the interface. */
 export interface BackendSnapshotter extends Snapshotter {
-  /** Every backend key, for cleanup. */
-  keys(): string[];
+  /** Every backend key, for cleanup (a proxied snapshotter asks its server). */
+  keys(): string[] | Promise<string[]>;
 }
 
 const recordKey = (ns: string, snapshotter: string, key: string) => objectKey(ns, 'snapshots', snapshotter, storedKey(key));
@@ -311,7 +312,8 @@ export class MetadataSnapshotter implements Snapshotter {
     return this.db.view((tx) => {
       const out = new Set<string>();
       for (const { key } of tx.range<NamespaceRecord>(namespacesPrefix())) {
-        const ns = String(key[2]);
+        const ns = parseNamespaceKey(key);
+        if (ns === undefined) continue;
         for (const { value } of tx.range<SnapshotMetaRecord>(objectsPrefix(ns, 'snapshots', this.name))) {
           out.add(value.backendKey);
           if (value.committing) out.add(value.committing.backendKey);
@@ -330,7 +332,7 @@ export class MetadataSnapshotter implements Snapshotter {
       const referenced = this.referenced();
       // What was read is on disk before anything goes (see remove).
       await this.db.durable();
-      let orphans = this.backend.keys().filter((k) => !referenced.has(k));
+      let orphans = (await this.backend.keys()).filter((k) => !referenced.has(k));
       const removed: string[] = [];
       // An orphan's children are orphans too (a record's parent is always recorded), so
       // removing the childless ones round by round removes them all.
@@ -364,7 +366,8 @@ export class MetadataSnapshotter implements Snapshotter {
       const pending = this.db.view((tx) => {
         const out: Array<{ ns: string; rec: SnapshotMetaRecord }> = [];
         for (const { key } of tx.range<NamespaceRecord>(namespacesPrefix())) {
-          const ns = String(key[2]);
+          const ns = parseNamespaceKey(key);
+        if (ns === undefined) continue;
           for (const { value } of tx.range<SnapshotMetaRecord>(objectsPrefix(ns, 'snapshots', this.name))) {
             if (value.committing) out.push({ ns, rec: value });
           }

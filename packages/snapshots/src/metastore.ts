@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
-import { open, RootDatabase } from 'lmdb';
-import { GROUP_SYNC_ENV_OPTIONS, GroupSync, NOSYNC_TXN_FLAGS } from '@berth/metadata';
+import type { RootDatabase } from 'lmdb';
+import { GROUP_SYNC_ENV_OPTIONS, GroupSync, NOSYNC_TXN_FLAGS } from '@berth/group-sync';
 import type { Kind } from './types';
 import { storedKey } from './keys';
 
@@ -52,6 +52,8 @@ export class MetaStore {
   }
 
   static open(path: string): MetaStore {
+    // lmdb (a native addon) loads when a database opens, not when this package is imported.
+    const { open } = require('lmdb') as typeof import('lmdb');
     mkdirSync(path.slice(0, path.lastIndexOf('/')) || '/', { recursive: true });
     return new MetaStore(open<unknown, LKey>({ path, compression: false, ...GROUP_SYNC_ENV_OPTIONS }), path);
   }

@@ -8,7 +8,7 @@ import { isAlreadyExists, isCanceled, isInvalidArgument, isNotFound } from '@ber
 import { type Client, type DuplexCall, createClient } from '@berth/grpc';
 import { nullLogger } from '@berth/log';
 import { metadataPlugin } from '@berth/metadata';
-import { type LoadedPlugins, loadPlugins } from '@berth/plugin';
+import { type LoadedPlugins, loadPlugins } from '@berth/plugin/loader';
 import { tempDir } from '@berth/testing';
 import { MAX_DATA_FRAME, WINDOW_SIZE, receiveBytes, sendBytes } from './byte-stream';
 import type { StreamManager } from './manager';

@@ -17,6 +17,8 @@ export interface ReferenceContainerdOptions {
    * `version`, `root`, `state`, `imports` or `disabled_plugins`.
    */
   config?: string;
+  /** Plugins to disable besides the ones the flavor disables (CRI...). */
+  disabled?: readonly string[];
   /** Extra daemon flags, e.g. `['--log-level', 'debug']`. */
   args?: readonly string[];
   /** Startup deadline in ms; 20000 by default. */
@@ -67,6 +69,12 @@ const CONTAINERD_2: Flavor = {
     ])}\n`,
 };
 
+/** The flavor's config header with more plugins in its `disabled_plugins` list. */
+function withDisabled(header: string, more: readonly string[]): string {
+  if (more.length === 0) return header;
+  return header.replace(/disabled_plugins = \[/, `disabled_plugins = [${more.map((p) => JSON.stringify(p)).join(', ')}, `);
+}
+
 /**
  * A real containerd 1.6 (Debian's) on a temp root, state and socket (never the system's), with
  * the CRI plugin disabled as in the reference traces. For side-by-side compatibility tests and
@@ -115,7 +123,7 @@ export class ReferenceContainerd {
     const configPath = join(c.dir, 'config.toml');
     writeFileSync(
       configPath,
-      `${flavor.header}root = ${JSON.stringify(c.root)}\nstate = ${JSON.stringify(c.state)}\n` +
+      `${withDisabled(flavor.header, options.disabled ?? [])}root = ${JSON.stringify(c.root)}\nstate = ${JSON.stringify(c.state)}\n` +
         (options.config ?? '') +
         `\n[grpc]\naddress = ${JSON.stringify(c.address)}\n`,
     );

@@ -7,7 +7,8 @@ import { join, relative } from 'node:path';
  * - every `@berth/<pkg>` a project imports is declared in its package.json, and production
  *   imports also as a TypeScript project reference (so `tsc -b` builds in the right order);
  * - tags: `scope:base` libraries use only base libraries; libraries never use apps or tools;
- *   `scope:testing` is for tests only.
+ *   `scope:testing` is for tests only; a `scope:example` plugin uses only @berth/plugin-sdk, and
+ *   nothing in production uses it.
  */
 const ROOT = join(__dirname, '..', '..', '..');
 
@@ -101,6 +102,34 @@ describe('module boundaries', () => {
     if (from.includes('type:lib') && (to.includes('type:app') || to.includes('type:tool'))) problems.push('a library uses an app or tool');
     if (from.includes('scope:base') && !to.includes('scope:base')) problems.push('a base library uses a non-base project');
     if (!from.includes('scope:testing') && !from.includes('type:tool') && to.includes('scope:testing')) problems.push('production code uses the test helpers');
+    // An example plugin is written as a third party would: against the SDK alone.
+    if (from.includes('scope:example') && target !== '@berth/plugin-sdk') problems.push('an example plugin uses more than @berth/plugin-sdk');
+    if (to.includes('scope:example')) problems.push('production code uses an example');
     expect(problems).toEqual([]);
+  });
+});
+
+/**
+ * The metadata database's keys belong to @berth/metadata (schema.ts): other packages build them
+ * with its key builders and read them with its parsers (parseObjectKey, parseNamespaceKey), never
+ * by position, so the key tree can change in one place.
+ */
+describe('metadata keys are parsed only by @berth/metadata', () => {
+  const POSITIONAL = /\b(?:key|k|lmdbKey)\s*\[\s*\d+\s*\]|\b(?:key|k)\.length\s*[!=]==/;
+  const users = [...projects().values()]
+    .filter((p) => p.name !== '@berth/metadata')
+    .flatMap((p) => sources(p.dir).filter((f) => !isTest(f)))
+    .filter((f) => /from\s+['"]@berth\/metadata['"]/.test(readFileSync(f, 'utf8')));
+
+  it('finds the packages that read the metadata database', () => {
+    expect(users.length).toBeGreaterThan(5);
+  });
+
+  it.each(users.map((f) => [relative(ROOT, f), f]))('%s reads no key by position', (_name, file) => {
+    const lines = readFileSync(file, 'utf8')
+      .split('\n')
+      .map((l, i) => `${i + 1}: ${l.trim()}`)
+      .filter((l) => POSITIONAL.test(l));
+    expect(lines).toEqual([]);
   });
 });
