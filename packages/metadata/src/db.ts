@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, RootDatabase } from 'lmdb';
-import { DataLossError, FailedPreconditionError } from '@berth/errdefs';
+import { FailedPreconditionError } from '@berth/errdefs';
+import { GROUP_SYNC_OPEN_OPTIONS, GroupSync, MDB_NOSYNC, TXN_SYNC_FLAGS } from './group-sync';
 import { Key, SCHEMA_VERSION, namespaceKey, schemaKey, NamespaceRecord } from './schema';
 
 /** Reads inside one consistent snapshot of the database. */
@@ -54,19 +55,6 @@ export interface OpenOptions {
   durability?: 'commit' | 'group';
 }
 
-/** lmdb-js's flags for a synchronous write transaction (abortable, synchronous commit)... */
-const TXN_SYNC_FLAGS = 3;
-/** ... and LMDB's MDB_NOSYNC, which commits it without flushing. */
-const MDB_NOSYNC = 0x10000;
-
-/** With group durability, how long an update waits at most for a sync nobody asked for. */
-const BACKGROUND_SYNC_MS = 200;
-
-/** The native environment's asynchronous sync (mdb_env_sync on a worker thread). */
-interface NativeEnv {
-  sync(callback: (err?: unknown) => void): void;
-}
-
 /** lmdb decodes a one-element array key as the bare element; keys are always arrays here. */
 const asKey = (raw: unknown): Key => (Array.isArray(raw) ? (raw as Key) : [raw as string | number]);
 
@@ -84,28 +72,22 @@ const startsWith = (key: Key, prefix: Key) => {
  */
 export class MetadataDb {
   private readonly listeners = new Set<(m: Mutation) => void>();
-  /** Group durability: updates committed so far, and how many of them the last sync covered. */
-  private committed = 0;
-  private synced = 0;
-  private syncing = false;
-  private syncTimer: NodeJS.Timeout | undefined;
-  private readonly waiters: Array<{ upTo: number; resolve: () => void; reject: (err: unknown) => void }> = [];
+  /** Group durability: the grouped syncs. */
+  private readonly group: GroupSync;
 
   private constructor(
     readonly path: string,
     private readonly env: RootDatabase<unknown, Key>,
     readonly durability: 'commit' | 'group',
-  ) {}
+  ) {
+    this.group = new GroupSync(env, path);
+  }
 
   /** Opens (creating if needed) the database in a directory and brings its schema up to date. */
   static open(dir: string, options: OpenOptions = {}): MetadataDb {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const path = join(dir, 'meta.lmdb');
-    // lmdb-js's default "overlapping sync" makes a commit flagged MDB_NOSYNC sync the file all the
-    // same, on the committing thread, after it releases the write lock (lmdb's mdb_txn_commit): with
-    // it every group update cost an fdatasync on the event loop, 10 to 100 ms under load. Plain
-    // LMDB commits it without a sync, and the grouped env sync (a worker thread) flushes it.
-    const env = open<unknown, Key>({ path, compression: false, maxDbs: 4, overlappingSync: false });
+    const env = open<unknown, Key>({ path, compression: false, maxDbs: 4, ...GROUP_SYNC_OPEN_OPTIONS });
     const db = new MetadataDb(path, env, options.durability ?? 'commit');
     db.migrate(options.migrations ?? []);
     return db;
@@ -148,7 +130,7 @@ export class MetadataDb {
 
   /** Updates committed and not yet known to be on disk (group durability; always 0 otherwise). */
   get unsynced(): number {
-    return this.committed - this.synced;
+    return this.group.unsynced;
   }
 
   /**
@@ -158,28 +140,7 @@ export class MetadataDb {
    * the sync's error.
    */
   durable(): Promise<void> {
-    if (this.synced >= this.committed) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      this.waiters.push({ upTo: this.committed, resolve, reject });
-      this.syncSoon();
-    });
-  }
-
-  /** Starts a sync unless one runs; when it ends, wakes the waiters it covered and starts the next. */
-  private syncSoon(): void {
-    if (this.syncing || this.waiters.length === 0) return;
-    this.syncing = true;
-    const upTo = this.committed;
-    (this.env as unknown as { env: NativeEnv }).env.sync((err) => {
-      this.syncing = false;
-      if (!err) this.synced = Math.max(this.synced, upTo);
-      for (const w of this.waiters.splice(0)) {
-        if (err) w.reject(new DataLossError(`metadata database ${this.path}: sync failed`, { cause: err }));
-        else if (w.upTo <= upTo) w.resolve();
-        else this.waiters.push(w); // committed after this sync began: the next one covers it
-      }
-      this.syncSoon();
-    });
+    return this.group.durable();
   }
 
   /**
@@ -205,14 +166,8 @@ export class MetadataDb {
     };
     const group = this.durability === 'group';
     const result = env.transactionSync(() => fn(tx), group ? TXN_SYNC_FLAGS | MDB_NOSYNC : undefined);
-    if (group) {
-      this.committed++;
-      // Writes nobody awaits (a task's exit, a collection) reach the disk soon all the same.
-      this.syncTimer ??= setTimeout(() => {
-        this.syncTimer = undefined;
-        this.durable().catch(() => undefined);
-      }, BACKGROUND_SYNC_MS).unref();
-    }
+    // Writes nobody awaits (a task's exit, a collection) reach the disk soon all the same.
+    if (group) this.group.committed();
     const mutation: Mutation = { deletions };
     for (const l of this.listeners) {
       try {
@@ -232,7 +187,7 @@ export class MetadataDb {
 
   /** Closes the environment; pending transactions have committed by then (all are synchronous). */
   async close(): Promise<void> {
-    clearTimeout(this.syncTimer);
+    this.group.stop();
     await this.durable().catch(() => undefined);
     await this.env.close();
   }

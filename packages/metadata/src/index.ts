@@ -1,5 +1,6 @@
 export * from './schema';
 export * from './db';
+export { GROUP_SYNC_OPEN_OPTIONS, GroupSync, MDB_NOSYNC, TXN_SYNC_FLAGS } from './group-sync';
 export * from './labels';
 export * from './namespace-store';
 export * from './image-store';

@@ -89,7 +89,7 @@ export abstract class LocalSnapshotter implements Snapshotter {
       const next: SnapshotRecord = { ...rec, labels: applyLabelUpdate(rec.labels, info.labels, fieldpaths, info.name), updated: Date.now() };
       this.store.transaction((w) => w.put(next));
       return this.info(next);
-    });
+    }).then(this.whenDurable);
   }
 
   async usage(_ctx: Context, key: string): Promise<Usage> {
@@ -164,7 +164,7 @@ export abstract class LocalSnapshotter implements Snapshotter {
         throw wrap(err, 'failed to create snapshot');
       }
       return this.mountsOf(rec);
-    });
+    }).then(this.whenDurable);
   }
 
   async commit(_ctx: Context, name: string, key: string, opts?: SnapshotOptions): Promise<void> {
@@ -180,7 +180,7 @@ export abstract class LocalSnapshotter implements Snapshotter {
       } catch (err) {
         throw wrap(err, 'failed to commit snapshot');
       }
-    });
+    }).then(this.whenDurable);
   }
 
   async remove(_ctx: Context, key: string): Promise<void> {
@@ -194,8 +194,14 @@ export abstract class LocalSnapshotter implements Snapshotter {
         throw wrap(err, 'failed to remove snapshot');
       }
       await this.removeDir(rec.id);
-    });
+    }).then(this.whenDurable);
   }
+
+  /**
+   * Passes a result on once the metastore's commits are on disk: every operation that wrote
+   * answers only then, the sync running off the event loop and after the lock is released.
+   */
+  private readonly whenDurable = <T>(result: T): Promise<T> => this.store.durable().then(() => result);
 
   /**
    * Renames a directory out of the way (one atomic step, before the call returns) and deletes
