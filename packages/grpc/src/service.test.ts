@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { DataLossError } from '@berth/errdefs';
 import { nullLogger } from '@berth/log';
-import { withReplyBarrier, type GrpcService } from './service';
+import { callContext, withReplyBarrier, type GrpcService } from './service';
+import { EventEmitter } from 'node:events';
+import { CanceledError, isCanceled } from '@berth/errdefs';
 
 /** A service of raw byte messages: `Echo` (unary) answers its request. */
 const passThrough = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
@@ -28,7 +30,7 @@ describe('withReplyBarrier', () => {
   let dir: string;
   let server: grpc.Server;
   let client: grpc.Client & { Echo: (req: Buffer, cb: (err: grpc.ServiceError | null, res?: Buffer) => void) => void };
-  let barrier: () => Promise<void>;
+  let barrier: () => Promise<void> | void;
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'berth-grpc-'));
@@ -66,5 +68,52 @@ describe('withReplyBarrier', () => {
     const { err } = await call('hello');
     expect(err?.code).toBe(grpc.status.DATA_LOSS);
     expect(err?.details).toMatch(/sync failed/);
+  });
+
+  it('answers at once when the barrier has nothing to wait for', async () => {
+    let asked = 0;
+    barrier = () => void asked++;
+    expect(await call('now')).toEqual({ err: null, res: 'now' });
+    expect(asked).toBe(1);
+  });
+});
+
+describe('callContext', () => {
+  /** A stand-in for a grpc-js server call: metadata, no deadline, and the 'cancelled' event. */
+  const fakeCall = () => Object.assign(new EventEmitter(), { metadata: new grpc.Metadata(), getDeadline: () => Infinity }) as unknown as Parameters<typeof callContext>[0];
+
+  it('gives the same signal every time, aborted when the client cancels', () => {
+    const c = fakeCall();
+    const { ctx } = callContext(c);
+    const signal = ctx.signal;
+    expect(ctx.signal).toBe(signal);
+    expect(signal.aborted).toBe(false);
+    (c as unknown as EventEmitter).emit('cancelled');
+    expect(signal.aborted).toBe(true);
+    expect(isCanceled(signal.reason)).toBe(true);
+  });
+
+  it('shows a cancellation that came before anyone asked for the signal', () => {
+    const c = fakeCall();
+    const { ctx } = callContext(c);
+    (c as unknown as EventEmitter).emit('cancelled');
+    expect(ctx.signal.aborted).toBe(true);
+    expect(ctx.signal.reason).toBeInstanceOf(CanceledError);
+  });
+
+  it('stops listening once the call is done', () => {
+    const c = fakeCall();
+    const { ctx, done } = callContext(c);
+    done();
+    (c as unknown as EventEmitter).emit('cancelled');
+    expect(ctx.signal.aborted).toBe(false);
+  });
+
+  it('reads the namespace and lease headers', () => {
+    const c = fakeCall();
+    c.metadata.set('containerd-namespace', 'ns1');
+    c.metadata.set('containerd-lease', 'l1');
+    const { ctx } = callContext(c);
+    expect({ namespace: ctx.namespace, lease: ctx.lease }).toEqual({ namespace: 'ns1', lease: 'l1' });
   });
 });

@@ -51,17 +51,20 @@ export interface GrpcService {
 /**
  * Holds every reply of a unary or client-streaming method until `barrier` resolves: berthd
  * awaits the metadata database's group sync there, so that no write is acknowledged before it is
- * on disk. Server and bidirectional streams are left as they are (their handlers await what they
- * acknowledge). A barrier that fails turns the reply into its error.
+ * on disk. A barrier that returns nothing (nothing is waiting to be synced) lets the reply go at
+ * once, without a promise per call. Server and bidirectional streams are left as they are (their
+ * handlers await what they acknowledge). A barrier that fails turns the reply into its error.
  */
-export function withReplyBarrier(svc: GrpcService, barrier: () => Promise<void>, logger: Logger): GrpcService {
+export function withReplyBarrier(svc: GrpcService, barrier: () => Promise<void> | void, logger: Logger): GrpcService {
   const implementation: grpc.UntypedServiceImplementation = { ...svc.implementation };
   for (const [name, method] of Object.entries(svc.definition)) {
     if (method.responseStream) continue;
     const inner = svc.implementation[name] as (c: AnyServerCall, cb: grpc.sendUnaryData<unknown>) => void;
     implementation[name] = (c: AnyServerCall, cb: grpc.sendUnaryData<unknown>) =>
       inner(c, (err, value, trailer, flags) => {
-        barrier().then(
+        const held = barrier();
+        if (!held) return cb(err, value, trailer, flags);
+        held.then(
           () => cb(err, value, trailer, flags),
           (e: unknown) => cb(toServiceError(e, method.path, first(c.metadata, NAMESPACE_HEADER) || undefined, logger)),
         );
@@ -91,25 +94,44 @@ function first(md: grpc.Metadata, key: string): string | undefined {
 /**
  * Builds the operation context of a call: namespace and lease headers, and a signal that aborts
  * when the client cancels or the deadline passes. `done` detaches it once the call has answered,
- * so a finished call never pays for an abort.
+ * so a finished call never pays for an abort. The AbortController is made only when a handler
+ * asks for the signal (most unary calls never do; it was 4% of a Get's cost); a cancellation
+ * before that is kept and shows on the signal at once.
  */
 export function callContext(call: AnyServerCall): { ctx: CallContext; done(): void } {
-  const ac = new AbortController();
+  let ac: AbortController | undefined;
+  let reason: Error | undefined;
+  const abort = (err: Error) => {
+    if (ac) ac.abort(err);
+    else reason ??= err;
+  };
   const emitter = call as NodeJS.EventEmitter;
-  const onCancel = () => ac.abort(new CanceledError('call cancelled by the client'));
+  const onCancel = () => abort(new CanceledError('call cancelled by the client'));
   emitter.once('cancelled', onCancel);
   let timer: NodeJS.Timeout | undefined;
   const deadline = call.getDeadline?.();
   if (deadline instanceof Date || (typeof deadline === 'number' && Number.isFinite(deadline))) {
     const ms = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
     if (ms < 2 ** 31) {
-      timer = setTimeout(() => ac.abort(new DeadlineExceededError('call deadline exceeded')), Math.max(0, ms));
+      timer = setTimeout(() => abort(new DeadlineExceededError('call deadline exceeded')), Math.max(0, ms));
       timer.unref();
     }
   }
   const md = call.metadata;
+  const ctx: CallContext = {
+    namespace: first(md, NAMESPACE_HEADER) || undefined,
+    lease: first(md, LEASE_HEADER) || undefined,
+    metadata: md,
+    get signal() {
+      if (!ac) {
+        ac = new AbortController();
+        if (reason) ac.abort(reason);
+      }
+      return ac.signal;
+    },
+  };
   return {
-    ctx: { namespace: first(md, NAMESPACE_HEADER) || undefined, lease: first(md, LEASE_HEADER) || undefined, signal: ac.signal, metadata: md },
+    ctx,
     done: () => {
       emitter.off('cancelled', onCancel);
       if (timer) clearTimeout(timer);

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isAlreadyExists, isFailedPrecondition, isInvalidArgument, isNotFound } from '@berth/errdefs';
@@ -108,6 +108,34 @@ describe('metadata database', () => {
         }),
       ).toThrow('abort');
       expect(group.view((tx) => tx.get(['x']))).toBeUndefined();
+    });
+
+    // strace shows which thread syncs: the committing thread must not (each sync there stalled
+    // berthd's event loop for 10 to 100 ms under load); the grouped sync's worker thread does.
+    const strace = spawnSync('strace', ['-V']).status === 0;
+    (strace ? it : it.skip)('syncs group updates on a worker thread, never on the committing one (strace)', () => {
+      const script = `
+        const { MetadataDb } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
+        const db = MetadataDb.open(process.argv[1], { durability: 'group' });
+        const sleep = new Int32Array(new SharedArrayBuffer(4));
+        // Past the open's own syncs, then a hundred updates with nothing awaiting them.
+        Atomics.wait(sleep, 0, 0, 100);
+        process.stdout.write('begin\\n');
+        for (let i = 0; i < 100; i++) db.update((tx) => tx.put(['k', i], { i }));
+        process.stdout.write('end\\n');
+        db.durable().then(() => db.close());
+      `;
+      const log = join(gdir, 'strace.log');
+      const res = spawnSync('strace', ['-f', '-qq', '-e', 'trace=fdatasync,fsync,msync,write', '-o', log, process.execPath, '-e', script, join(gdir, 'traced')], { encoding: 'utf8' });
+      expect(res.status).toBe(0);
+      const lines = readFileSync(log, 'utf8').split('\n');
+      const main = Number(lines.find((l) => l.includes('begin\\n'))!.split(/\s+/)[0]);
+      const begin = lines.findIndex((l) => l.includes('begin\\n'));
+      const end = lines.findIndex((l) => l.includes('end\\n'));
+      const syncs = (from: number, to: number) => lines.slice(from, to).filter((l) => /\b(fdatasync|fsync|msync)\(/.test(l));
+      expect(syncs(begin, end).filter((l) => Number(l.split(/\s+/)[0]) === main)).toEqual([]);
+      // The durable() at the end synced them, on another thread.
+      expect(syncs(end, lines.length).some((l) => Number(l.split(/\s+/)[0]) !== main)).toBe(true);
     });
 
     it('keeps what a process committed, unsynced, when that process is killed (SIGKILL)', () => {

@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InvalidArgumentError, UnknownError } from '@berth/errdefs';
+import { run as exec } from '@berth/exec';
 import { mountsUnder, readMountInfo } from './mountinfo';
 import type { Mount } from './types';
 
@@ -21,15 +21,11 @@ interface RunResult {
   stderr: string;
 }
 
-function run(file: string, args: readonly string[], cwd?: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    // Argument arrays only, never a shell: paths and snapshot keys reach mount(8) verbatim.
-    const child = spawn(file, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
-    const err: Buffer[] = [];
-    child.stderr!.on('data', (b: Buffer) => err.push(b));
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stderr: Buffer.concat(err).toString().trim() }));
-  });
+async function run(file: string, args: readonly string[], cwd?: string): Promise<RunResult> {
+  // Argument arrays only, never a shell: paths and snapshot keys reach mount(8) verbatim. Forked
+  // from @berth/exec's worker thread, never the event loop.
+  const r = await exec(file, args, { cwd, stdout: false });
+  return { code: r.code ?? (r.signal ? 128 : 1), stderr: r.stderr.toString().trim() };
 }
 
 const optionBytes = (options: readonly string[]) => Buffer.byteLength(options.join(','));

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { AlreadyExistsError, wrap } from '@berth/errdefs';
 import { validate } from '@berth/identifiers';
@@ -20,8 +20,12 @@ export class Bundle {
     return join(this.path, 'rootfs');
   }
 
-  /** Creates the bundle dirs and writes the spec; AlreadyExists when the bundle exists. */
-  static create(state: string, root: string, namespace: string, id: string, spec: Buffer): Bundle {
+  /**
+   * Creates the bundle dirs and writes the spec; AlreadyExists when the bundle exists. Every step
+   * is asynchronous: on a loaded disk a directory operation can take milliseconds, and a task
+   * start must not hold the event loop for them.
+   */
+  static async create(state: string, root: string, namespace: string, id: string, spec: Buffer): Promise<Bundle> {
     try {
       validate(id);
     } catch (err) {
@@ -29,25 +33,25 @@ export class Bundle {
     }
     const path = join(state, namespace, id);
     const work = join(root, namespace, id);
-    mkdirSync(dirname(path), { recursive: true, mode: 0o711 });
-    mkdirSync(dirname(work), { recursive: true, mode: 0o711 });
+    await fsp.mkdir(dirname(path), { recursive: true, mode: 0o711 });
+    await fsp.mkdir(dirname(work), { recursive: true, mode: 0o711 });
     try {
-      mkdirSync(path, { mode: 0o700 });
+      await fsp.mkdir(path, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AlreadyExistsError(`bundle ${path}`);
       throw err;
     }
     const bundle = new Bundle(id, namespace, path);
     try {
-      mkdirSync(bundle.rootfs, { mode: 0o711 });
+      await fsp.mkdir(bundle.rootfs, { mode: 0o711 });
       // A stale work dir from an earlier task of the same id is replaced.
-      rmSync(work, { recursive: true, force: true });
-      mkdirSync(work, { mode: 0o711 });
-      symlinkSync(work, join(path, 'work'));
-      writeFileSync(join(path, 'config.json'), spec, { mode: 0o666 });
+      await fsp.rm(work, { recursive: true, force: true });
+      await fsp.mkdir(work, { mode: 0o711 });
+      await fsp.symlink(work, join(path, 'work'));
+      await fsp.writeFile(join(path, 'config.json'), spec, { mode: 0o666 });
     } catch (err) {
-      rmSync(path, { recursive: true, force: true });
-      rmSync(work, { recursive: true, force: true });
+      await fsp.rm(path, { recursive: true, force: true });
+      await fsp.rm(work, { recursive: true, force: true });
       throw err;
     }
     return bundle;
@@ -73,22 +77,30 @@ export class Bundle {
 
   /** Unmounts the rootfs, then removes the bundle and its work dir. Idempotent. */
   async delete(): Promise<void> {
-    let work: string | undefined;
-    try {
-      work = readlinkSync(join(this.path, 'work'));
-    } catch {
-      work = undefined;
-    }
-    if (existsSync(this.rootfs)) await unmountAll(this.rootfs, { lazyFallback: true });
-    // Rename first so that a crash half-way never leaves a bundle that looks loadable.
-    const doomed = join(dirname(this.path), `.${this.id}`);
-    try {
-      renameSync(this.path, doomed);
-    } catch {
-      /* already gone, or rename refused: remove in place */
-    }
-    rmSync(doomed, { recursive: true, force: true });
-    rmSync(this.path, { recursive: true, force: true });
-    if (work) rmSync(work, { recursive: true, force: true });
+    const work = await fsp.readlink(join(this.path, 'work')).catch(() => undefined);
+    if (await exists(this.rootfs)) await unmountAll(this.rootfs, { lazyFallback: true });
+    // Both trees move aside to names no bundle has (startup removes dot names and work dirs
+    // without a bundle), the work dir first: until the bundle's own rename a new task of the
+    // same id cannot be created, so the removals below never touch what a new one made. The
+    // removals are asynchronous: a synchronous one held the event loop 5 ms per task on average.
+    const tag = `.${this.id}.${process.pid}.${++deletions}`;
+    let doomedWork: string | undefined;
+    if (work) doomedWork = (await moveAside(work, join(dirname(work), tag))) ?? work;
+    // A crash half-way never leaves a bundle that looks loadable.
+    const doomed = (await moveAside(this.path, join(dirname(this.path), tag))) ?? this.path;
+    await fsp.rm(doomed, { recursive: true, force: true });
+    if (doomedWork) await fsp.rm(doomedWork, { recursive: true, force: true });
   }
 }
+
+let deletions = 0;
+
+/** Renames `from` to `to`; undefined when it could not (gone already, or refused: removed in place). */
+function moveAside(from: string, to: string): Promise<string | undefined> {
+  return fsp.rename(from, to).then(
+    () => to,
+    () => undefined,
+  );
+}
+
+const exists = (path: string) => fsp.access(path).then(() => true, () => false);

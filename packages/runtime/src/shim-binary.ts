@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { InvalidArgumentError, UnknownError, wrap } from '@berth/errdefs';
+import { run } from '@berth/exec';
 
 /**
  * Returns the shim binary name of a runtime name, from its last two dot-separated parts:
@@ -62,23 +62,15 @@ export interface ShimCommandResult {
 
 /**
  * Runs `<shim> -namespace NS -address A -publish-binary P [-debug] <args...>` in the bundle with
- * GOMAXPROCS=2 and TTRPC_ADDRESS, writing `stdin` (the options Any, possibly empty) to it.
+ * GOMAXPROCS=2 and TTRPC_ADDRESS, writing `stdin` (the options Any, possibly empty) to it, off
+ * the event loop.
  */
 export function runShimCommand(config: ShimCommandConfig, args: readonly string[], stdin: Uint8Array = new Uint8Array()): Promise<ShimCommandResult> {
   const argv = ['-namespace', config.namespace, '-address', config.address, '-publish-binary', config.publishBinary, ...(config.debug ? ['-debug'] : []), ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(config.binary, argv, {
-      cwd: config.cwd,
-      env: { ...process.env, GOMAXPROCS: '2', TTRPC_ADDRESS: config.ttrpcAddress },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.once('error', reject);
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(Buffer.from(stdin));
-    child.once('close', (code, signal) => resolve({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err) }));
+  // Started from @berth/exec's worker thread: a fork of the daemon blocks the forking thread.
+  return run(config.binary, argv, {
+    cwd: config.cwd,
+    env: { ...process.env, GOMAXPROCS: '2', TTRPC_ADDRESS: config.ttrpcAddress },
+    input: stdin,
   });
 }

@@ -1,10 +1,10 @@
-import { execFile } from 'node:child_process';
 import { openSync, rmSync } from 'node:fs';
 import { Socket, connect } from 'node:net';
 import { join } from 'node:path';
 import { Any, shim, task } from '@berth/api';
 import type { Context } from '@berth/context';
 import { UnavailableError, UnknownError, kindOf, wrap } from '@berth/errdefs';
+import { run } from '@berth/exec';
 import { validate } from '@berth/identifiers';
 import type { Logger } from '@berth/log';
 import { TtrpcClient, TtrpcServiceClient, createTtrpcClient } from '@berth/ttrpc';
@@ -23,14 +23,14 @@ const callOptions = (namespace: string, ctx: Context) => ({ namespace, signal: c
 
 /**
  * Opens the bundle's `log` FIFO (creating it) and copies what the shim writes to the logger.
- * Node has no mkfifo: mkfifo(1) runs without blocking the event loop (a synchronous run held it
- * 6 to 10 ms per task start on a loaded machine).
+ * Node has no mkfifo: mkfifo(1) runs, forked from @berth/exec's worker thread (a synchronous run
+ * held the event loop 6 to 10 ms per task start on a loaded machine, a spawn from it 3 to 45 ms).
  */
 export async function openShimLog(bundle: Bundle, logger: Logger): Promise<Socket | undefined> {
   const path = join(bundle.path, 'log');
   try {
     // Fails when the FIFO exists already (reconnect); the open below reports real trouble.
-    await new Promise<void>((resolve) => execFile('mkfifo', ['-m', '0700', path], () => resolve()));
+    await run('mkfifo', ['-m', '0700', path], { stdout: false }).catch(() => undefined);
     // Read-write, so that the FIFO always has a writer and never reports end of file between
     // shim processes; the shim's own writes then never block on a missing reader.
     const fd = openSync(path, 'r+');

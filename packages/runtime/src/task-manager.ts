@@ -68,7 +68,7 @@ export class ShimTaskManager implements TaskManager {
       } catch (err) {
         throw wrap(err, 'failed to start shim');
       }
-      const bundle = Bundle.create(this.opts.state, this.opts.root, ns, id, opts.spec);
+      const bundle = await Bundle.create(this.opts.state, this.opts.root, ns, id, opts.spec);
       const topts = opts.taskOptions ?? opts.runtimeOptions;
       let task: ShimTask;
       try {

@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
 import { existsSync, promises as fsp } from 'node:fs';
 import { UnknownError } from '@berth/errdefs';
+import { run } from '@berth/exec';
 import type { Usage } from './types';
 
 /**
@@ -36,17 +36,9 @@ const CP_PATH = ['/bin/cp', '/usr/bin/cp'].find((p) => existsSync(p)) ?? 'cp';
  * times, xattrs, hard links, devices and sockets (`cp -a`, reflinks where the filesystem has
  * them). An argument array, never a shell.
  */
-export function copyDir(src: string, dst: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(CP_PATH, ['-a', '--reflink=auto', '--', `${src}/.`, dst], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const err: Buffer[] = [];
-    child.stderr!.on('data', (b: Buffer) => err.push(b));
-    child.once('error', reject);
-    child.once('close', (code) => {
-      if (code === 0) resolve();
-      else reject(new UnknownError(`copy ${src} to ${dst}: ${Buffer.concat(err).toString().trim() || `exit status ${code}`}`));
-    });
-  });
+export async function copyDir(src: string, dst: string): Promise<void> {
+  const r = await run(CP_PATH, ['-a', '--reflink=auto', '--', `${src}/.`, dst], { stdout: false });
+  if (r.code !== 0) throw new UnknownError(`copy ${src} to ${dst}: ${r.stderr.toString().trim() || `exit status ${r.code}`}`);
 }
 
 /** Serializes async critical sections, in arrival order. */

@@ -272,6 +272,15 @@ async function operation(st: State, kind: Kind, round: number, ingest: Ingest, r
   }
 }
 
+const statOrUndefined = (path: string) => {
+  try {
+    return statSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+};
+
 /** The checks after a restart; returns what broke. */
 async function check(st: State, ingest: Ingest | undefined, report: KillPointReport): Promise<string[]> {
   const { d, api } = st;
@@ -282,10 +291,18 @@ async function check(st: State, ingest: Ingest | undefined, report: KillPointRep
   const blobDir = join(d.root, ...CONTENT_DIR);
   const files = new Map<string, number>();
   for (const name of readdirSync(blobDir)) {
-    const size = statSync(join(blobDir, name)).size;
+    // The restarted daemon's first collection may remove an orphan (a blob whose commit the kill
+    // interrupted) between the listing and here: gone is fine, an acknowledged blob is checked
+    // below through the Content API.
+    const size = statOrUndefined(join(blobDir, name))?.size;
+    if (size === undefined) continue;
     files.set(`sha256:${name}`, size);
     if (st.verified.get(name) === size) continue;
-    const got = await hashFile(join(blobDir, name));
+    const got = await hashFile(join(blobDir, name)).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+    if (got === undefined) {
+      files.delete(`sha256:${name}`);
+      continue;
+    }
     report.checked.blobs++;
     if (got !== `sha256:${name}`) fail(`blob ${name} hashes to ${got}`);
     else st.verified.set(name, size);

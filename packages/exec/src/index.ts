@@ -1,0 +1,1 @@
+export { RunOptions, RunResult, run } from './run';

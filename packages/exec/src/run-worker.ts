@@ -1,0 +1,39 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { parentPort } from 'node:worker_threads';
+import type { RunJob, RunOutcome } from './run';
+
+// The spawning thread of @berth/exec: fork and exec (which block the calling thread until the
+// child has exec'd, longer the larger the process and the busier the machine) happen here.
+const port = parentPort!;
+
+port.on('message', (job: RunJob) => {
+  let settled = false;
+  const post = (o: RunOutcome) => {
+    if (settled) return;
+    settled = true;
+    port.postMessage(o);
+  };
+  const fail = (err: NodeJS.ErrnoException) =>
+    post({ id: job.id, error: { message: err.message, code: err.code, errno: err.errno, syscall: err.syscall, path: err.path } });
+  let child: ChildProcess;
+  try {
+    child = spawn(job.file, job.args, {
+      cwd: job.cwd,
+      env: job.env ?? process.env,
+      stdio: [job.input === undefined ? 'ignore' : 'pipe', job.stdout ? 'pipe' : 'ignore', 'pipe', ...job.fds],
+    });
+  } catch (err) {
+    return fail(err as NodeJS.ErrnoException);
+  }
+  const out: Buffer[] = [];
+  const errs: Buffer[] = [];
+  child.stdout?.on('data', (b: Buffer) => out.push(b));
+  child.stderr!.on('data', (b: Buffer) => errs.push(b));
+  child.once('error', fail);
+  if (child.stdin) {
+    // EPIPE when the program exits without reading: its exit status tells.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(job.input);
+  }
+  child.once('close', (code, signal) => post({ id: job.id, code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
+});
