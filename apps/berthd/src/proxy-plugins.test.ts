@@ -8,6 +8,13 @@ import type { UnixServer } from '@berth/grpc';
 import { unmountAll } from '@berth/mount';
 import { CtrResult, ReferenceContainerd, TestDaemon, cleanupShims, tempDir } from '@berth/testing';
 
+/**
+ * The namespace of this file's containers. On cgroup v1 a container's cgroup sits under
+ * /<namespace>/, which every test daemon's `default` namespace would share with this one's: a
+ * runc configuring that shared parent meanwhile can make this container's devices.allow fail.
+ */
+const NAMESPACE = `proxy-${process.pid}`;
+
 const SNAPSHOTTER_BIN = resolve(__dirname, '../../../packages/snapshots/bin/berth-snapshotter');
 
 /** A berth-snapshotter process (overlayfs) on its own root and socket. */
@@ -94,8 +101,8 @@ describe('proxy plugins: a Berth snapshotter over the Snapshots API', () => {
     expect(codes.filter((c) => c !== 0)).toEqual([]);
   });
 
-  const ok = async (d: { ctr(args: readonly string[], o?: { timeoutMs?: number }): Promise<CtrResult> }, args: string[]) => {
-    const res = await d.ctr(args, { timeoutMs: 60_000 });
+  const ok = async (d: { ctr(args: readonly string[], o?: { timeoutMs?: number; namespace?: string }): Promise<CtrResult> }, args: string[]) => {
+    const res = await d.ctr(args, { timeoutMs: 60_000, namespace: NAMESPACE });
     expect({ args, code: res.code, stderr: res.stderr }).toEqual({ args, code: 0, stderr: '' });
     return res.stdout;
   };
@@ -126,7 +133,7 @@ describe('proxy plugins: a Berth snapshotter over the Snapshots API', () => {
   });
 
   it('returns the server error with its code through berthd', async () => {
-    const res = await berthd.ctr(['snapshots', '--snapshotter', 'berth', 'info', 'nope']);
+    const res = await berthd.ctr(['snapshots', '--snapshotter', 'berth', 'info', 'nope'], { namespace: NAMESPACE });
     expect(res.code).not.toBe(0);
     expect(res.stderr).toMatch(/not found/);
   });
@@ -172,8 +179,8 @@ describe('proxy plugins: a Berth content store over the Content API', () => {
     expect(leaked.filter((n) => n !== 0)).toEqual([]);
   });
 
-  const ok = async (d: { ctr(args: readonly string[], o?: { timeoutMs?: number }): Promise<CtrResult> }, args: string[]) => {
-    const res = await d.ctr(args, { timeoutMs: 60_000 });
+  const ok = async (d: { ctr(args: readonly string[], o?: { timeoutMs?: number; namespace?: string }): Promise<CtrResult> }, args: string[]) => {
+    const res = await d.ctr(args, { timeoutMs: 60_000, namespace: NAMESPACE });
     expect({ args, code: res.code, stderr: res.stderr }).toEqual({ args, code: 0, stderr: '' });
     return res.stdout;
   };
