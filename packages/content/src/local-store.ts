@@ -92,7 +92,10 @@ export class LocalContentStore implements ContentStore {
     return () => this.committedListeners.delete(listener);
   }
 
-  /** Calls `listener` (synchronously) when a writer is opened: a transfer is starting. */
+  /**
+   * Calls `listener` (synchronously) when a writer is opened for others to hear of (not one with
+   * `notify: false`, whose writer applies what it writes itself): a transfer is starting.
+   */
   onWriting(listener: () => void): () => void {
     this.writingListeners.add(listener);
     return () => this.writingListeners.delete(listener);
@@ -233,7 +236,7 @@ export class LocalContentStore implements ContentStore {
       }
       const notify = options.notify ?? true;
       const w = await LocalWriter.open(this.host, ref, join(this.ingestRoot, ingestName(ref)), { total, expected, notify });
-      for (const l of this.writingListeners) l();
+      if (notify) for (const l of this.writingListeners) l();
       return w;
     } catch (err) {
       this.locks.release(ref);

@@ -75,9 +75,9 @@ export interface WriterOptions {
    */
   expected?: Digest;
   /**
-   * Whether the store's commit listeners hear of this blob (the layer prefetcher extracts the
-   * layers it hears of). Default true; a caller that consumes the blob itself says false. The
-   * writing listeners hear of every writer.
+   * Whether the store's listeners hear of this writer and its blob (the layer prefetcher starts
+   * its worker when a writer opens, and extracts the layers committed). Default true; a caller
+   * that consumes the blob itself says false (a pull that unpacks warms the differ itself).
    */
   notify?: boolean;
 }
