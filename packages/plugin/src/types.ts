@@ -63,17 +63,7 @@ export interface InitContext<C = unknown> {
 
 /** The read-only view of the loaded plugins that init contexts get. */
 export interface PluginSetView {
-  readonly reports: ReadonlyArray<{
-    readonly type: string;
-    readonly id: string;
-    readonly requires: readonly string[];
-    readonly platforms: readonly Platform[];
-    readonly capabilities: readonly string[];
-    readonly exports: Readonly<Record<string, string>>;
-    readonly status: 'ok' | 'skip' | 'error';
-    readonly error?: string;
-    readonly ms: number;
-  }>;
+  readonly reports: ReadonlyArray<PluginReport>;
 }
 
 /** A plugin: what it is, what it needs and how it starts. Plugins are values. */
