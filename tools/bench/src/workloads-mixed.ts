@@ -70,7 +70,6 @@ export function mixedWorkload(workloads: Readonly<Record<string, Workload>>): Wo
       }
       const out: Record<string, number> = {};
       for (let r = 0; r < ROUNDS; r++) out[`mixed: RSS after round ${r + 1} (MiB)`] = rss[r];
-      out['mixed: RSS growth, last round (MiB)'] = rss[ROUNDS - 1] - rss[ROUNDS - 2];
       out['mixed: RSS high-water (MiB)'] = peakRssMiB(d.pid);
       let cold = 0;
       let warm = 0;
