@@ -98,13 +98,29 @@ export function transportError(
 }
 
 /**
- * undici, loaded with the first agent: it costs about 8 MiB and 15 ms to load, which a daemon that
- * never talks to a registry need not pay at its start.
+ * The two parts of undici the transport uses, its connection-pooling Agent and its `request`
+ * API, loaded with the first agent. undici's index loads every dispatcher, interceptor, cache
+ * store and the whole fetch and WebSocket implementation besides: about 125 ms and 19 MiB on
+ * a cold start, which the first pull of a fresh daemon paid, against about 30 ms for these two.
+ * The version is pinned in package.json, so these module paths are fixed; the remotes tests go
+ * through them.
  */
-let undici: typeof import('undici') | undefined;
-function loadUndici(): typeof import('undici') {
-  undici ??= require('undici') as typeof import('undici');
+interface UndiciCore {
+  Agent: typeof Agent;
+  request: (this: Dispatcher, options: Dispatcher.RequestOptions) => Promise<Dispatcher.ResponseData>;
+}
+let undici: UndiciCore | undefined;
+function loadUndici(): UndiciCore {
+  undici ??= {
+    Agent: require('undici/lib/dispatcher/agent') as typeof Agent,
+    request: require('undici/lib/api/api-request') as UndiciCore['request'],
+  };
   return undici;
+}
+
+/** Sends one request through `agent` with undici's request API. */
+function agentRequest(agent: Agent, options: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData> {
+  return loadUndici().request.call(agent, options);
 }
 
 /** Reports whether an error is a TLS handshake that met a plain-HTTP server. */
@@ -211,7 +227,7 @@ export class RegistryHttp {
     const agent = this.agentFor(req.host, url.protocol === 'https:');
     try {
       const body = typeof req.body === 'function' ? await req.body() : req.body;
-      const res = await agent.request({
+      const res = await agentRequest(agent, {
         origin: url.origin,
         path: url.pathname + url.search,
         method: req.method,
@@ -260,7 +276,7 @@ export class RegistryHttp {
     if (!host) throw new UnavailableError(`no endpoint settings for ${hostKey}`);
     const agent = this.agentFor(host, req.url.protocol === 'https:');
     try {
-      const res = await agent.request({
+      const res = await agentRequest(agent, {
         origin: req.url.origin,
         path: req.url.pathname + req.url.search,
         method: req.method,
