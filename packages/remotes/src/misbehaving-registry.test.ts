@@ -64,6 +64,31 @@ describe('fetching from a misbehaving registry', () => {
     ]);
   });
 
+  it('fetchTo: resumes into the sink after a drop, pauses the connection while the sink is busy, ends with its failure', async () => {
+    server.handler = (req, res) => (req.headers.range ? serveRange(blob, req, res) : dropAfter(20_000, res));
+    const chunks: Buffer[] = [];
+    let busy = false;
+    await client().fetchTo(ref(), desc, async (chunk) => {
+      // No chunk arrives while the previous one is still being taken.
+      expect(busy).toBe(false);
+      busy = true;
+      chunks.push(Buffer.from(chunk));
+      await new Promise((r) => setTimeout(r, 1));
+      busy = false;
+    });
+    expect(Buffer.concat(chunks).equals(blob)).toBe(true);
+    expect(server.seen.map((r) => r.headers.range)).toEqual([undefined, 'bytes=20000-']);
+
+    // A sink that fails ends the fetch with its own error, not a retry.
+    server.handler = (req, res) => serveRange(blob, req, res);
+    const before = server.seen.length;
+    const err = await rejectionOf(
+      client().fetchTo(ref(), desc, () => Promise.reject(new Error('disk full'))),
+    );
+    expect(err.message).toBe('disk full');
+    expect(server.seen.length - before).toBe(1);
+  });
+
   it('restarts from byte 0 when the registry answers a Range request with 200, keeping the stream continuous', async () => {
     let calls = 0;
     server.handler = (_req, res) => (calls++ === 0 ? dropAfter(20_000, res) : serveRange(blob, { headers: {} } as IncomingMessage, res));

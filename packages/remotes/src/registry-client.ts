@@ -3,7 +3,7 @@ import { InvalidArgumentError } from '@berth/errdefs';
 import type { CredentialsProvider } from './auth';
 import { ConcurrencyLimit } from './concurrency-limit';
 import type { Descriptor } from './descriptor';
-import { Fetcher, type FetchOptions } from './fetcher';
+import { Fetcher, type FetchOptions, type FetchSink } from './fetcher';
 import type { RegistryHosts } from './hosts';
 import { Pusher, type BlobSource, type PushOptions, type PushOutcome } from './pusher';
 import type { ImageReference } from './reference';
@@ -104,6 +104,20 @@ export class RegistryClient {
     } catch (err) {
       release();
       throw err;
+    }
+  }
+
+  /**
+   * Fetches a descriptor's bytes from `options.offset` on into `sink`, verified as they arrive
+   * (see {@link Fetcher.fetchTo}); resolves when the last byte was delivered and checked. Counts
+   * against `maxConcurrentDownloads` meanwhile.
+   */
+  async fetchTo(ref: string | ImageReference, desc: Descriptor, sink: FetchSink, options: FetchOptions = {}): Promise<void> {
+    const release = await this.downloads.acquire(options.signal);
+    try {
+      await this.fetcher.fetchTo(ref, desc, sink, options);
+    } finally {
+      release();
     }
   }
 

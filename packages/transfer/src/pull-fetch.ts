@@ -209,10 +209,9 @@ export class BlobFetcher {
     if (offset >= desc.size) return;
     const { client, ref, progress } = this.options;
     // The writer hashes what it stores and checks the digest at commit: the fetcher checks sizes.
-    const stream = await client.fetch(ref, desc, { offset, signal: ctx.signal, sizeOnly: true });
-    let position = offset;
     // Network chunks (16-64 KiB) are gathered into writes of up to WRITE_SIZE (one writev each, no
     // copy), and the next write is gathered while the previous one is on disk: one write in flight.
+    let position = offset;
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     let inFlight: Promise<unknown> = Promise.resolve();
@@ -226,11 +225,16 @@ export class BlobFetcher {
       position = end;
     };
     try {
-      for await (const chunk of stream) {
-        pending.push(chunk as Buffer);
-        pendingBytes += (chunk as Buffer).length;
-        if (pendingBytes >= WRITE_SIZE) await flush();
-      }
+      await client.fetchTo(
+        ref,
+        desc,
+        (chunk) => {
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          if (pendingBytes >= WRITE_SIZE) return flush();
+        },
+        { offset, signal: ctx.signal, sizeOnly: true },
+      );
       if (pendingBytes > 0) await flush();
     } finally {
       await inFlight.catch(() => undefined);
