@@ -21,6 +21,8 @@ const IMAGES = {
   '5x40': { label: '5 x 40 MiB', spec: () => generatedSpec({ layers: 5, totalMiB: 200 }) },
   '20small': { label: '20 x 1 MiB', spec: () => generatedSpec({ layers: 20, totalMiB: 20 }) },
   '500': { label: '1 x 500 MiB', spec: () => generatedSpec({ layers: 1, totalMiB: 500 }) },
+  // Pulled first on the daemon of a warm figure: no blob in common with the images above.
+  warmup: { label: 'warm-up, 2 x 8 MiB', spec: () => generatedSpec({ layers: 2, totalMiB: 16 }) },
 } satisfies Record<string, { label: string; spec: () => ImageSpec }>;
 type ImageKey = keyof typeof IMAGES;
 
@@ -83,9 +85,9 @@ async function ctrOk(d: BenchDaemon, client: Client, args: string[], namespace =
 }
 
 /** Seconds one ctr command takes (its wall time, process start included). */
-async function timedCtr(d: BenchDaemon, client: Client, args: string[]): Promise<number> {
+async function timedCtr(d: BenchDaemon, client: Client, args: string[], namespace = 'bench'): Promise<number> {
   const t0 = performance.now();
-  await ctrOk(d, client, args);
+  await ctrOk(d, client, args, namespace);
   return (performance.now() - t0) / 1000;
 }
 
@@ -95,8 +97,8 @@ async function blobCount(d: BenchDaemon): Promise<number> {
 }
 
 /** Snapshots in the bench namespace (the rows of `ctr snapshots ls` after its header). */
-async function snapshotCount(d: BenchDaemon): Promise<number> {
-  return (await ctrOk(d, 'ctr', ['snapshots', 'ls'])).split('\n').filter(Boolean).length - 1;
+async function snapshotCount(d: BenchDaemon, namespace = 'bench'): Promise<number> {
+  return (await ctrOk(d, 'ctr', ['snapshots', 'ls'], namespace)).split('\n').filter(Boolean).length - 1;
 }
 
 /** Runs `fn` on `d` when given, else on a fresh daemon of `kind` that is removed afterwards. */
@@ -123,16 +125,31 @@ async function fetchOnly(d: BenchDaemon, client: Client, img: Seeded): Promise<n
 }
 
 /** `images pull --plain-http` (fetch and unpack). Checks that every layer was unpacked. */
-async function pullUnpack(d: BenchDaemon, client: Client, img: Seeded): Promise<number> {
-  const s = await timedCtr(d, client, ['images', 'pull', '--plain-http', img.ref]);
-  const snapshots = await snapshotCount(d);
+async function pullUnpack(d: BenchDaemon, client: Client, img: Seeded, namespace = 'bench'): Promise<number> {
+  const s = await timedCtr(d, client, ['images', 'pull', '--plain-http', img.ref], namespace);
+  const snapshots = await snapshotCount(d, namespace);
   if (snapshots < img.layers) throw new Error(`${d.kind}: ${client} pull left ${snapshots} snapshots for ${img.layers} layers`);
   return s;
 }
 
 /**
+ * Pull+unpack on a daemon that has pulled before: a fresh daemon pulls the warm-up image (in
+ * another namespace, no blob in common), then the timed pull runs. This is a long-running
+ * daemon's figure: the code of the pull path is loaded and compiled, which a fresh berthd does
+ * during its first pull and a Go daemon never needs.
+ */
+async function warmPullUnpack(kind: DaemonKind, client: Client, img: Seeded): Promise<number> {
+  const warmup = await image('warmup');
+  return onDaemon(kind, undefined, async (x) => {
+    await pullUnpack(x, client, warmup, 'warmup');
+    return pullUnpack(x, client, img);
+  });
+}
+
+/**
  * Pull of one image from the loopback registry, each measurement on a fresh daemon: fetch (content
- * only), pull+unpack, and their difference, the time unpacking adds. berthd and containerd 2.x
+ * only), pull+unpack, and their difference, the time unpacking adds; then pull+unpack again on a
+ * warm daemon (see {@link warmPullUnpack}). berthd and containerd 2.x
  * through ctr 2.x's Transfer pull, containerd 1.6 through its stock ctr; the `berthd by ctr 1.6`
  * figures are berthd under the stock ctr's client-side pull, next to the same containerd 1.6 values.
  */
@@ -146,24 +163,25 @@ function pullWorkload(key: ImageKey): Workload {
     teardown: stopRegistry,
     run: async (d) => {
       const img = await image(key);
-      const figures = (fetch: number, pull: number, suffix = '') => ({
+      const figures = ([fetch, pull, warm]: readonly [number, number, number], suffix = '') => ({
         [`pull ${label}: fetch${suffix}`]: fetch,
         [`pull ${label}: pull+unpack${suffix}`]: pull,
         [`pull ${label}: unpack (pull - fetch)${suffix}`]: pull - fetch,
+        [`pull ${label}: pull+unpack, warm daemon${suffix}`]: warm,
       });
       const measure = async (client: Client, first?: BenchDaemon) => {
         const fetch = await onDaemon(d.kind, first, (x) => fetchOnly(x, client, img));
         const pull = await onDaemon(d.kind, undefined, (x) => pullUnpack(x, client, img));
-        return [fetch, pull] as const;
+        const warm = await warmPullUnpack(d.kind, client, img);
+        return [fetch, pull, warm] as const;
       };
       if (d.kind === 'containerd') {
-        const [fetch, pull] = await measure('ctr', d);
-        return { ...figures(fetch, pull), ...figures(fetch, pull, ', berthd by ctr 1.6') };
+        const m = await measure('ctr', d);
+        return { ...figures(m), ...figures(m, ', berthd by ctr 1.6') };
       }
-      const [fetch, pull] = await measure('ctr2', d);
-      if (d.kind === 'containerd2') return figures(fetch, pull);
-      const [fetch16, pull16] = await measure('ctr');
-      return { ...figures(fetch, pull), ...figures(fetch16, pull16, ', berthd by ctr 1.6') };
+      const m = await measure('ctr2', d);
+      if (d.kind === 'containerd2') return figures(m);
+      return { ...figures(m), ...figures(await measure('ctr'), ', berthd by ctr 1.6') };
     },
   };
 }
