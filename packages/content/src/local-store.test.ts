@@ -29,6 +29,8 @@ runContentStoreSuite('LocalContentStore', () => localFixture(), { labels: false 
 runContentStoreSuite('LocalContentStore with FileLabelStore', () =>
   localFixture((root) => ({ labelStore: new FileLabelStore(join(root, 'labels')) })),
 );
+// Every writer that announces its total hashes on the hashing thread.
+runContentStoreSuite('LocalContentStore hashing on its thread', () => localFixture(() => ({ hashOffloadMinBytes: 1 })), { labels: false });
 
 const sha256hex = (text: string) => createHash('sha256').update(text).digest('hex');
 
@@ -271,6 +273,38 @@ describe('LocalContentStore', () => {
       expect(back.equals(whole)).toBe(true);
     });
 
+    it('hashes a blob announced large on the hashing thread: the same digest, wrong bytes refused, truncate(0) starts over', async () => {
+      const bytes = randomBytes(3 << 20);
+      const digest = digestOf(bytes);
+      const w = await open('large', bytes.length);
+      for (let i = 0; i < bytes.length; i += 256 << 10) await w.write(bytes.subarray(i, i + (256 << 10)));
+      expect(await w.digest()).toBe(digest);
+      await w.truncate(0);
+      await w.write(Buffer.alloc(bytes.length));
+      await expectError(w.commit(bytes.length, digest), GrpcCode.FAILED_PRECONDITION, /^unexpected commit digest/);
+
+      const again = await open('large', bytes.length);
+      expect((await again.status()).offset).toBe(bytes.length);
+      await again.truncate(0);
+      await again.write(bytes);
+      await again.commit(bytes.length, digest);
+      expect((await store.info(digest)).size).toBe(bytes.length);
+    });
+
+    it('lets a program that committed through the hashing thread exit by itself', async () => {
+      const child = spawn(process.execPath, ['-e', CHILD_COMMIT, fx.root], {
+        env: { ...process.env, BERTH_PACKAGES: resolve(__dirname, '../..'), BERTH_REGISTER: require.resolve('esbuild-register/dist/node') },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (out += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      const code = await new Promise((ok) => child.on('exit', (c, signal) => ok(signal ?? c)));
+      clearTimeout(timer);
+      expect({ code, out: out.trim() }).toEqual({ code: 0, out: digestOf(Buffer.alloc(2 << 20, 7)) });
+    });
+
     it('fails the commit of an ingest aborted under it', async () => {
       const w = await open('aborted');
       await w.write(Buffer.from('abc'));
@@ -405,7 +439,8 @@ describe('LocalContentStore', () => {
  * The process that is killed: opens the store from the TypeScript sources (through esbuild-register,
  * mapping @berth/* to packages/<name>/src), writes chunk i filled with i + 1, reports, and waits.
  */
-const CHILD = `
+/** Loads @berth packages from their TypeScript sources in a child process. */
+const CHILD_PRELUDE = `
 const Module = require('module');
 const path = require('path');
 const packages = process.env.BERTH_PACKAGES;
@@ -416,6 +451,12 @@ Module._resolveFilename = function (request, ...rest) {
 };
 require(process.env.BERTH_REGISTER).register({ target: 'node20' });
 const { LocalContentStore } = require(path.join(packages, 'content', 'src', 'local-store.ts'));
+`;
+
+/** Writes `count` MiB of a `total`-byte blob, then waits to be killed. */
+const CHILD =
+  CHILD_PRELUDE +
+  `
 (async () => {
   const [root, total, count] = process.argv.slice(1);
   const store = await LocalContentStore.open(root);
@@ -424,5 +465,19 @@ const { LocalContentStore } = require(path.join(packages, 'content', 'src', 'loc
   for (let i = 0; i < Number(count); i++) await w.write(Buffer.from(chunk.fill(i + 1)));
   process.stdout.write('written\\n');
   setInterval(() => {}, 1000);
+})().catch((err) => { console.error(err); process.exit(1); });
+`;
+
+/** Commits a 2 MiB blob (hashed on the hashing thread), prints its digest and returns. */
+const CHILD_COMMIT =
+  CHILD_PRELUDE +
+  `
+(async () => {
+  const store = await LocalContentStore.open(process.argv[1]);
+  const bytes = Buffer.alloc(2 << 20, 7);
+  const w = await store.writer({ ref: 'exit', total: bytes.length });
+  await w.write(bytes);
+  await w.commit(bytes.length);
+  process.stdout.write(await w.digest());
 })().catch((err) => { console.error(err); process.exit(1); });
 `;

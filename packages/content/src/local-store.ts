@@ -7,6 +7,7 @@ import { FileReaderAt } from './file-reader-at';
 import { isErrno, roundedTime } from './fs-util';
 import { ingestName, isIngestName, readIngest, removeStaging, validateRef } from './ingest';
 import { dropEmptyLabels, validateLabels, type LabelStore } from './label-store';
+import { DEFAULT_HASH_OFFLOAD_MIN_BYTES } from './hash-worker';
 import { LocalWriter, type WriterHost } from './local-writer';
 import { DEFAULT_LOCK_RETRY, RefLocks, type LockRetry } from './ref-locks';
 import type {
@@ -44,6 +45,12 @@ export interface LocalContentStoreOptions {
   labelStore?: LabelStore;
   /** How long a second writer for a locked ref retries. Default 10 retries, 50 ms apart. */
   lockRetry?: Partial<LockRetry>;
+  /**
+   * Writers of blobs announced (by `total`) at least this large hash on a thread of their own,
+   * which reads back what they wrote, so that the caller's thread only writes. Default 1 MiB;
+   * `Infinity` hashes every blob on the caller's thread.
+   */
+  hashOffloadMinBytes?: number;
 }
 
 /**
@@ -80,6 +87,7 @@ export class LocalContentStore implements ContentStore {
       committed: (digest, size) => {
         for (const l of this.committedListeners) l(digest, size);
       },
+      hashOffloadMinBytes: options.hashOffloadMinBytes ?? DEFAULT_HASH_OFFLOAD_MIN_BYTES,
     };
   }
 

@@ -10,6 +10,7 @@ import {
 } from '@berth/errdefs';
 import { CANONICAL_ALGORITHM, Digester, parseDigest, type Digest, type ParsedDigest } from './digest';
 import { fsyncDir, isErrno, scanFile, writeFully, writevFully } from './fs-util';
+import { type IngestDigest, openIngestDigest } from './hash-worker';
 import { INGEST_FILE, createIngest, readIngest } from './ingest';
 import { validateLabels, type LabelStore } from './label-store';
 import type { GrowingBlob, Labels, Status, Writer } from './types';
@@ -23,18 +24,24 @@ export interface WriterHost {
   release(ref: string): void;
   /** Told of each blob a writer committed, or found already present when it tried to. */
   committed?(digest: Digest, size: number): void;
+  /** Blobs of at least this many bytes (by their announced total) are hashed on the hashing thread. */
+  readonly hashOffloadMinBytes: number;
 }
 
 /**
  * The local store's writer: one read-write file handle on `ingest/<hash>/data`, positional
- * writes at the current offset, and an incremental hash updated while the write is in flight.
- * Nothing is synced until commit, and `updatedat` is written on close only.
+ * writes at the current offset, and an incremental hash: updated on this thread while the write
+ * is in flight, or, for a blob announced large, by the hashing thread reading back what was
+ * written (see hash-worker.ts). Nothing is synced until commit, and `updatedat` is written on
+ * close only.
  */
 export class LocalWriter implements Writer {
   private fh: FileHandle | undefined;
   private closed = false;
   private failure: unknown;
   private committed: Digest | undefined;
+  /** The digest of every byte, once a commit computed it (also when the blob turned out stored already). */
+  private complete: Digest | undefined;
   private tail: Promise<unknown> = Promise.resolve();
   private readonly followers = new Set<IngestFollower>();
 
@@ -43,7 +50,7 @@ export class LocalWriter implements Writer {
     readonly ref: string,
     private readonly dir: string,
     fh: FileHandle,
-    private readonly digester: Digester,
+    private readonly hasher: IngestDigest,
     private offset: number,
     private readonly total: number,
     private readonly expected: Digest | undefined,
@@ -76,19 +83,24 @@ export class LocalWriter implements Writer {
       status = { ref, offset: 0, total, expected, startedAt, updatedAt: startedAt };
     }
     const want = expected ?? status.expected;
-    const digester = new Digester(want ? parseDigest(want).algorithm : CANONICAL_ALGORITHM);
-    const fh = await fsp.open(join(dir, INGEST_FILE.data), 'r+');
+    const algorithm = want ? parseDigest(want).algorithm : CANONICAL_ALGORITHM;
+    const path = join(dir, INGEST_FILE.data);
+    const fh = await fsp.open(path, 'r+');
+    let hasher: IngestDigest | undefined;
     try {
       // The hash state is not persisted: rebuild it from the bytes that reached the disk.
-      const offset = resume ? await scanFile(fh, (chunk) => digester.update(chunk)) : 0;
+      const offset = resume ? (await fh.stat()).size : 0;
+      const announced = total || (resume ? status.total : 0);
+      hasher = await openIngestDigest(algorithm, fh, path, offset, announced > 0 && announced >= host.hashOffloadMinBytes);
       if (resume && total > 0 && status.total === 0) {
         await fsp.writeFile(join(dir, INGEST_FILE.total), String(total));
       }
       if (resume && expected && expected !== status.expected) {
         await fsp.writeFile(join(dir, INGEST_FILE.expected), expected);
       }
-      return new LocalWriter(host, ref, dir, fh, digester, offset, total || status.total, want, status.startedAt, status.updatedAt, options.notify ?? true);
+      return new LocalWriter(host, ref, dir, fh, hasher, offset, total || status.total, want, status.startedAt, status.updatedAt, options.notify ?? true);
     } catch (err) {
+      hasher?.close();
       await fh.close();
       throw err;
     }
@@ -103,9 +115,9 @@ export class LocalWriter implements Writer {
       const fh = this.usable();
       const length = chunks.reduce((n, c) => n + c.byteLength, 0);
       if (length === 0) return 0;
-      // Start the write (it runs on the libuv pool), then hash on this thread meanwhile.
+      // Start the write (it runs on the libuv pool), then hash on this thread meanwhile (inline).
       const written = chunks.length === 1 ? writeFully(fh, chunks[0], this.offset) : writevFully(fh, chunks, this.offset);
-      for (const c of chunks) this.digester.update(c);
+      this.hasher.update(chunks);
       try {
         await written;
       } catch (err) {
@@ -115,6 +127,7 @@ export class LocalWriter implements Writer {
         throw err;
       }
       this.offset += length;
+      this.hasher.written(this.offset);
       this.updatedAt = new Date();
       for (const f of this.followers) f.update(this.offset);
       return length;
@@ -127,7 +140,7 @@ export class LocalWriter implements Writer {
       const fh = this.open();
       this.endFollowers(new FailedPreconditionError(`writer for ref ${this.ref} was truncated`));
       await fh.truncate(0);
-      this.digester.reset();
+      this.hasher.reset();
       this.offset = 0;
       this.failure = undefined;
       this.updatedAt = new Date();
@@ -146,8 +159,9 @@ export class LocalWriter implements Writer {
     });
   }
 
-  async digest(): Promise<Digest> {
-    return this.committed ?? this.digester.digest();
+  digest(): Promise<Digest> {
+    const known = this.committed ?? this.complete;
+    return known !== undefined ? Promise.resolve(known) : this.serial(() => this.hasher.digest(this.offset));
   }
 
   async status(): Promise<Status> {
@@ -189,10 +203,11 @@ export class LocalWriter implements Writer {
     if (size > 0 && size !== this.offset) {
       throw new FailedPreconditionError(`"${this.ref}" failed size validation: ${this.offset} != ${size}`);
     }
-    let digest = this.digester.digest();
+    let digest = await this.hasher.digest(this.offset);
+    this.complete = digest;
     if (expected !== undefined) {
       const want = parseDigest(expected);
-      if (want.algorithm !== this.digester.algorithm) {
+      if (want.algorithm !== this.hasher.algorithm) {
         // Asked for another algorithm than the one hashed while writing: hash the data again.
         const other = new Digester(want.algorithm);
         await scanFile(fh, (chunk) => other.update(chunk), this.offset);
@@ -242,6 +257,7 @@ export class LocalWriter implements Writer {
   private async finish(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.hasher.close();
     this.endFollowers(new FailedPreconditionError(`writer for ref ${this.ref} closed before its commit`));
     const fh = this.fh;
     this.fh = undefined;
