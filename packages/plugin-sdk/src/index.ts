@@ -25,6 +25,7 @@ import type { SnapshotsService } from '@berth/snapshots';
 export {
   definePlugin,
   hostPlatform,
+  parseDuration,
   SkipPluginError,
   token,
   type InitContext,
