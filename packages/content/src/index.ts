@@ -22,3 +22,4 @@ export {
   type MetadataContentStoreOptions,
 } from './metadata-store';
 export { ContentService, ContentServiceToken, ContentStoreToken } from './content-service';
+export { blobsGcKind, contentGcKinds, ingestsGcKind } from './gc-kinds';

@@ -13,6 +13,7 @@ import { GcHooksToken, METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/meta
 import { definePlugin } from '@berth/plugin';
 import { createContentGrpcService } from './content-grpc';
 import { ContentService, ContentServiceToken, ContentStoreToken } from './content-service';
+import { contentGcKinds } from './gc-kinds';
 import { LocalContentStore } from './local-store';
 import { MetadataContentStore, type ContentSharingPolicy } from './metadata-store';
 import { ProxyContentStore } from './proxy-store';
@@ -69,8 +70,11 @@ export const contentServicePlugin = definePlugin<undefined, ContentService>({
     const metadata = ctx.plugins.reports.find((r) => r.type === METADATA_PLUGIN_TYPE && r.status === 'ok');
     const policy: ContentSharingPolicy = metadata?.exports.policy === 'isolated' ? 'isolated' : 'shared';
     const store = new MetadataContentStore(ctx.get(MetadataDbToken), ctx.get(ContentStoreToken), { policy });
-    // The garbage collector removes unreferenced blob files and ingests through this layer.
-    ctx.onClose(ctx.get(GcHooksToken).registerBackend('content', () => store.collectBackend()));
+    // The garbage collector learns this layer's records through its kinds, and removes
+    // unreferenced blob files and ingests through it.
+    const hooks = ctx.get(GcHooksToken);
+    for (const kind of contentGcKinds) ctx.onClose(hooks.registerKind(kind));
+    ctx.onClose(hooks.registerBackend('content', () => store.collectBackend()));
     return new ContentService(store, ctx.get(PublisherToken), ctx.logger);
   },
 });

@@ -1,102 +1,100 @@
 import { type Context, context } from '@berth/context';
-import type { BlobRecord, IngestRecord } from '@berth/content';
 import { type Logger, nullLogger } from '@berth/log';
 import {
   type CollectionStats,
-  type ContainerRecord,
   type GcHooks,
-  type ImageRecord,
+  type GcKind,
+  type GcRecord,
   type Key,
   type LeaseRecord,
   type MetadataDb,
   type NamespaceRecord,
   type ReadTx,
+  type RemovedRecords,
   type WriteTx,
+  namespaceObjectsPrefix,
   namespacesPrefix,
   objectsPrefix,
   parseNamespaceKey,
-  parseObjectKey,
+  splitObjectKey,
 } from '@berth/metadata';
-import type { SnapshotMetaRecord } from '@berth/snapshots';
-import { GC_FLAT, GC_EXPIRE, GC_ROOT, type LabelRef, labelRefs, parseExpiry } from './labels';
+import { GC_EXPIRE, GC_FLAT, parseExpiry } from './labels';
 
-/** How deep a node is marked: flat (the object and, for snapshots, its parents) or full (its label references too). */
+/** How deep a node is marked: flat (the object and what its kind always keeps) or full (its label references too). */
 const FLAT = 1;
 const FULL = 2;
 type Level = typeof FLAT | typeof FULL;
 
-interface SnapshotEntry {
-  lmdbKey: Key;
-  rec: SnapshotMetaRecord;
+interface Node extends GcRecord {
+  hooks: GcKind;
 }
 
-/** One namespace's collectible objects, read inside the collection's transaction. */
+/** One namespace's records, read inside the collection's transaction. */
 interface NamespaceObjects {
   ns: string;
   leases: Map<string, LeaseRecord>;
   /** Lease id -> its resources' lmdb keys and what they name. */
   leased: Map<string, Array<{ lmdbKey: Key; type: string; id: string }>>;
-  blobs: Map<string, BlobRecord>;
-  ingests: Map<string, IngestRecord>;
-  /** Snapshotter -> key -> record. */
-  snapshots: Map<string, Map<string, SnapshotEntry>>;
+  /** Node name (see nodeName) -> the record. */
+  nodes: Map<string, Node>;
+  /** Kind -> its records. */
+  byKind: Map<string, Node[]>;
+  /** Kinds found that no hooks describe. */
+  unknown: Set<string>;
 }
+
+const nodeName = (kind: string, id: readonly string[]) => [kind, ...id].join('\u0000');
 
 /** What the mark phase found reachable in one namespace. */
 class Marks {
-  readonly blobs = new Map<string, Level>();
-  readonly snapshots = new Map<string, Level>();
-  readonly ingests = new Set<string>();
-  private readonly queue: Array<{ ref: LabelRef; level: Level }> = [];
+  readonly levels = new Map<string, Level>();
+  private readonly queue: Array<{ name: string; level: Level }> = [];
 
-  constructor(private readonly objs: NamespaceObjects) {}
+  constructor(
+    private readonly objs: NamespaceObjects,
+    private readonly kinds: readonly GcKind[],
+  ) {}
 
-  blob(digest: string, level: Level): void {
-    if ((this.blobs.get(digest) ?? 0) >= level) return;
-    this.blobs.set(digest, level);
-    this.queue.push({ ref: { kind: 'content', digest }, level });
+  mark(kind: string, id: readonly string[], level: Level): void {
+    const name = nodeName(kind, id);
+    if ((this.levels.get(name) ?? 0) >= level) return;
+    this.levels.set(name, level);
+    this.queue.push({ name, level });
   }
 
-  snapshot(snapshotter: string, key: string, level: Level): void {
-    const id = snapshotId(snapshotter, key);
-    if ((this.snapshots.get(id) ?? 0) >= level) return;
-    this.snapshots.set(id, level);
-    this.queue.push({ ref: { kind: 'snapshot', snapshotter, key }, level });
+  /** Marks, in full, what the `gc.ref` labels among `labels` name. */
+  labels(labels: Readonly<Record<string, string>> | undefined): void {
+    for (const [key, value] of Object.entries(labels ?? {})) {
+      // An empty value references nothing.
+      if (value === '') continue;
+      for (const k of this.kinds) {
+        const id = k.label?.(key, value);
+        if (id) {
+          this.mark(k.kind, id, FULL);
+          break;
+        }
+      }
+    }
   }
 
-  ingest(ref: string): void {
-    if (this.ingests.has(ref)) return;
-    this.ingests.add(ref);
-    // An ingest keeps the blob it is expected to become, if the namespace already has it.
-    const expected = this.objs.ingests.get(ref)?.expected;
-    if (expected) this.blob(expected, FULL);
-  }
-
-  label(refs: LabelRef[]): void {
-    for (const r of refs) {
-      if (r.kind === 'content') this.blob(r.digest, FULL);
-      else this.snapshot(r.snapshotter, r.key, FULL);
+  /** Marks what a lease resource names, at the lease's level; a type no kind claims names nothing. */
+  leased(type: string, id: string, level: Level): void {
+    for (const k of this.kinds) {
+      const parts = k.leased?.(type, id);
+      if (parts) return this.mark(k.kind, parts, level);
     }
   }
 
   /** Follows references from everything marked until nothing new is reached. */
   drain(): void {
     for (let next = this.queue.pop(); next; next = this.queue.pop()) {
-      const { ref, level } = next;
-      if (ref.kind === 'content') {
-        const rec = this.objs.blobs.get(ref.digest);
-        if (rec && level === FULL) this.label(labelRefs(rec.labels));
-      } else {
-        const entry = this.objs.snapshots.get(ref.snapshotter)?.get(ref.key);
-        if (!entry) continue;
-        if (entry.rec.parent !== '') this.snapshot(ref.snapshotter, entry.rec.parent, level);
-        if (level === FULL) this.label(labelRefs(entry.rec.labels));
-      }
+      const node = this.objs.nodes.get(next.name);
+      if (!node) continue;
+      for (const ref of node.hooks.references?.(node.value, node.id) ?? []) this.mark(ref.kind, ref.id, ref.full ? FULL : next.level);
+      if (next.level === FULL) this.labels(node.hooks.labels?.(node.value));
     }
   }
 }
-
-const snapshotId = (snapshotter: string, key: string) => `${snapshotter}\u0000${key}`;
 
 export interface MetadataCollectorOptions {
   logger?: Logger;
@@ -140,7 +138,7 @@ export class MetadataCollector {
   async collect(ctx: Context = context()): Promise<CollectionStats> {
     const startedAt = Date.now();
     const t0 = performance.now();
-    const removed = this.markAndSweep();
+    const { removed, skipped } = this.sweepAll();
     const pauseMs = performance.now() - t0;
     // The sweep is on disk before any backend object goes: a power loss must not bring back a
     // record whose file was removed (with group durability the sweep commits unsynced).
@@ -159,26 +157,39 @@ export class MetadataCollector {
       }),
     );
     const backendMs = performance.now() - t1;
-    return { startedAt, pauseMs, backendMs, totalMs: performance.now() - t0, removed, backendRemoved };
+    return { startedAt, pauseMs, backendMs, totalMs: performance.now() - t0, removed, skipped, backendRemoved };
   }
 
   /** Marks and sweeps in one synchronous write transaction; returns the records removed. */
-  markAndSweep(): CollectionStats['removed'] {
-    const removed = { leases: 0, blobs: 0, ingests: 0, snapshots: 0 };
+  markAndSweep(): RemovedRecords {
+    return this.sweepAll().removed;
+  }
+
+  private sweepAll(): Pick<CollectionStats, 'removed' | 'skipped'> {
+    const kinds = [...this.hooks.kinds().values()];
+    const removed: RemovedRecords = { leases: 0 };
+    for (const k of kinds) if (k.root !== true) removed[k.kind] = 0;
+    const skipped: string[] = [];
     this.sweepingNow = true;
     try {
       this.db.update((tx) => {
         const now = this.now();
         for (const ns of namespaces(tx)) {
-          const objs = readNamespace(tx, ns);
-          const { marks, expired } = mark(tx, objs, now);
-          sweep(tx, objs, marks, expired, removed);
+          const objs = readNamespace(tx, ns, this.hooks);
+          if (objs.unknown.size > 0) {
+            // Their records may reference anything: sweeping without them could remove what they keep.
+            this.logger.debug('namespace not collected: it holds records of kinds no gc hooks describe', { namespace: ns, kinds: [...objs.unknown].join(',') });
+            skipped.push(ns);
+            continue;
+          }
+          const { marks, expired } = mark(objs, kinds, now);
+          sweep(tx, objs, kinds, marks, expired, removed);
         }
       });
     } finally {
       this.sweepingNow = false;
     }
-    return removed;
+    return { removed, skipped };
   }
 }
 
@@ -191,43 +202,41 @@ function namespaces(tx: ReadTx): string[] {
   return out;
 }
 
-function readNamespace(tx: ReadTx, ns: string): NamespaceObjects {
-  const objs: NamespaceObjects = { ns, leases: new Map(), leased: new Map(), blobs: new Map(), ingests: new Map(), snapshots: new Map() };
-  for (const { key, value } of tx.range<LeaseRecord>(objectsPrefix(ns, 'leases'))) {
-    const id = parseObjectKey(key, 'leases');
-    if (id) objs.leases.set(id[0], value);
-  }
-  for (const { key } of tx.range(objectsPrefix(ns, 'leased'))) {
-    const parts = parseObjectKey(key, 'leased', 3);
-    if (!parts) continue;
-    const [lease, type, id] = parts;
-    let list = objs.leased.get(lease);
-    if (!list) objs.leased.set(lease, (list = []));
-    list.push({ lmdbKey: key, type, id });
-  }
-  for (const { key, value } of tx.range<BlobRecord>(objectsPrefix(ns, 'blobs'))) {
-    const id = parseObjectKey(key, 'blobs');
-    if (id) objs.blobs.set(id[0], value);
-  }
-  for (const { key, value } of tx.range<IngestRecord>(objectsPrefix(ns, 'ingests'))) {
-    const id = parseObjectKey(key, 'ingests');
-    if (id) objs.ingests.set(id[0], value);
-  }
-  for (const { key, value } of tx.range<SnapshotMetaRecord>(objectsPrefix(ns, 'snapshots'))) {
-    const parts = parseObjectKey(key, 'snapshots', 2);
-    if (!parts) continue;
-    const snapshotter = parts[0];
-    let m = objs.snapshots.get(snapshotter);
-    if (!m) objs.snapshots.set(snapshotter, (m = new Map()));
-    m.set(value.key, { lmdbKey: key, rec: value });
+function readNamespace(tx: ReadTx, ns: string, hooks: GcHooks): NamespaceObjects {
+  const objs: NamespaceObjects = { ns, leases: new Map(), leased: new Map(), nodes: new Map(), byKind: new Map(), unknown: new Set() };
+  const kinds = hooks.kinds();
+  for (const { key, value } of tx.range<unknown>(namespaceObjectsPrefix(ns))) {
+    const split = splitObjectKey(key);
+    if (!split) continue;
+    const { kind, parts } = split;
+    if (kind === 'leases') {
+      if (parts.length === 1) objs.leases.set(parts[0], value as LeaseRecord);
+    } else if (kind === 'leased') {
+      if (parts.length !== 3) continue;
+      const [lease, type, id] = parts;
+      let list = objs.leased.get(lease);
+      if (!list) objs.leased.set(lease, (list = []));
+      list.push({ lmdbKey: key, type, id });
+    } else {
+      const k = kinds.get(kind);
+      if (!k) {
+        objs.unknown.add(kind);
+        continue;
+      }
+      if (parts.length !== (k.parts ?? 1)) continue;
+      const node: Node = { key, id: k.id?.(parts, value) ?? parts, value, hooks: k };
+      objs.nodes.set(nodeName(kind, node.id), node);
+      let list = objs.byKind.get(kind);
+      if (!list) objs.byKind.set(kind, (list = []));
+      list.push(node);
+    }
   }
   return objs;
 }
 
 /** Marks everything reachable from the namespace's roots; returns the marks and the expired leases. */
-function mark(tx: ReadTx, objs: NamespaceObjects, now: number): { marks: Marks; expired: string[] } {
-  const { ns } = objs;
-  const marks = new Marks(objs);
+function mark(objs: NamespaceObjects, kinds: readonly GcKind[], now: number): { marks: Marks; expired: string[] } {
+  const marks = new Marks(objs, kinds);
   const expired: string[] = [];
   for (const [id, lease] of objs.leases) {
     const expiry = parseExpiry(lease.labels[GC_EXPIRE]);
@@ -236,71 +245,31 @@ function mark(tx: ReadTx, objs: NamespaceObjects, now: number): { marks: Marks; 
       continue;
     }
     const level = GC_FLAT in lease.labels ? FLAT : FULL;
-    for (const r of objs.leased.get(id) ?? []) {
-      if (r.type === 'content') marks.blob(r.id, level);
-      else if (r.type === 'ingests') marks.ingest(r.id);
-      else if (r.type.startsWith('snapshots/')) marks.snapshot(r.type.slice('snapshots/'.length), r.id, level);
-    }
+    for (const r of objs.leased.get(id) ?? []) marks.leased(r.type, r.id, level);
   }
-  for (const { key, value } of tx.range<ImageRecord>(objectsPrefix(ns, 'images'))) {
-    if (!parseObjectKey(key, 'images')) continue;
-    if (value.target?.digest) marks.blob(value.target.digest, FULL);
-    marks.label(labelRefs(value.labels));
+  for (const node of objs.nodes.values()) {
+    const { root } = node.hooks;
+    if (root === true || root?.(node.value, now)) marks.mark(node.hooks.kind, node.id, FULL);
   }
-  for (const { key, value } of tx.range<ContainerRecord>(objectsPrefix(ns, 'containers'))) {
-    if (!parseObjectKey(key, 'containers')) continue;
-    if (value.snapshotter && value.snapshotKey) marks.snapshot(value.snapshotter, value.snapshotKey, FULL);
-    marks.label(labelRefs(value.labels));
-  }
-  for (const [digest, rec] of objs.blobs) if (GC_ROOT in (rec.labels ?? {})) marks.blob(digest, FULL);
-  for (const [snapshotter, m] of objs.snapshots) {
-    for (const [key, { rec }] of m) {
-      // A commit in flight holds its snapshot until it settles (containerd's commit runs under
-      // the database lock, so its collector never sees one).
-      if (GC_ROOT in rec.labels || rec.committing) marks.snapshot(snapshotter, key, FULL);
-    }
-  }
-  for (const [ref, rec] of objs.ingests) if (rec.expireAt !== undefined && rec.expireAt > now) marks.ingest(ref);
   marks.drain();
   return { marks, expired };
 }
 
 /** Removes, in the collection's transaction, every record of the namespace that was not marked. */
-function sweep(tx: WriteTx, objs: NamespaceObjects, marks: Marks, expired: string[], removed: CollectionStats['removed']): void {
+function sweep(tx: WriteTx, objs: NamespaceObjects, kinds: readonly GcKind[], marks: Marks, expired: string[], removed: RemovedRecords): void {
   const { ns } = objs;
   for (const id of expired) {
     tx.remove(objectsPrefix(ns, 'leases', id));
     for (const r of objs.leased.get(id) ?? []) tx.remove(r.lmdbKey);
     removed.leases++;
   }
-  for (const digest of objs.blobs.keys()) {
-    if (marks.blobs.has(digest)) continue;
-    tx.remove(objectsPrefix(ns, 'blobs', digest));
-    removed.blobs++;
-  }
-  for (const ref of objs.ingests.keys()) {
-    if (marks.ingests.has(ref)) continue;
-    tx.remove(objectsPrefix(ns, 'ingests', ref));
-    removed.ingests++;
-  }
-  for (const [snapshotter, m] of objs.snapshots) {
-    const gone = new Set<string>();
-    for (const [key, { lmdbKey }] of m) {
-      if (marks.snapshots.has(snapshotId(snapshotter, key))) continue;
-      tx.remove(lmdbKey);
-      gone.add(key);
-      removed.snapshots++;
-    }
-    // A kept parent forgets its removed children (a kept snapshot's parent is always kept).
-    const parents = new Set<string>();
-    for (const key of gone) {
-      const parent = m.get(key)!.rec.parent;
-      if (parent !== '' && !gone.has(parent)) parents.add(parent);
-    }
-    for (const p of parents) {
-      const entry = m.get(p);
-      if (!entry) continue;
-      tx.put(entry.lmdbKey, { ...entry.rec, children: entry.rec.children.filter((c) => !gone.has(c)) });
-    }
+  for (const k of kinds) {
+    if (k.root === true) continue;
+    const all = objs.byKind.get(k.kind) ?? [];
+    const unreached = all.filter((n) => !marks.levels.has(nodeName(k.kind, n.id)));
+    if (unreached.length === 0) continue;
+    if (k.sweep) k.sweep(tx, unreached, all);
+    else for (const n of unreached) tx.remove(n.key);
+    removed[k.kind] += unreached.length;
   }
 }

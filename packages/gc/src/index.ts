@@ -4,7 +4,7 @@
  * `io.containerd.gc.v1 scheduler` plugin with containerd's policy.
  */
 export * from './labels';
-export * from './duration';
+export { parseDuration } from '@berth/plugin';
 export { MetadataCollector, type MetadataCollectorOptions } from './collector';
 export { GcScheduler, DEFAULT_POLICY, formatDuration, type SchedulerPolicy, type SchedulerStats } from './scheduler';
 export { schedulerPlugin, GcSchedulerToken, GC_PLUGIN_TYPE, type SchedulerConfig } from './plugin';

@@ -1,8 +1,7 @@
 import { InvalidArgumentError } from '@berth/errdefs';
 import { GarbageCollectorToken, GcHooksToken, METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/metadata';
-import { definePlugin, token } from '@berth/plugin';
+import { definePlugin, parseDuration, token } from '@berth/plugin';
 import { MetadataCollector } from './collector';
-import { parseDuration } from './duration';
 import { GcScheduler } from './scheduler';
 
 export const GC_PLUGIN_TYPE = 'io.containerd.gc.v1';

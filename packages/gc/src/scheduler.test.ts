@@ -10,6 +10,7 @@ const stats = (pauseMs = 1): CollectionStats => ({
   backendMs: 0,
   totalMs: pauseMs,
   removed: { leases: 0, blobs: 0, ingests: 0, snapshots: 0 },
+  skipped: [],
   backendRemoved: {},
 });
 
@@ -38,6 +39,20 @@ describe('GcScheduler', () => {
     expect(runs[0] - started).toBeGreaterThanOrEqual(29);
     await sleep(20);
     expect(runs).toHaveLength(1);
+  });
+
+  it('collects again one interval after a first collection that had to skip a namespace', async () => {
+    const runs: number[] = [];
+    const s = new GcScheduler(async () => {
+      runs.push(Date.now());
+      return { ...stats(2), skipped: runs.length === 1 ? ['default'] : [] }; // interval 98 ms
+    }, { startupDelayMs: 10, pauseThreshold: 0.02 });
+    open.push(s);
+    s.start();
+    while (runs.length < 2) await sleep(5);
+    expect(runs[1] - runs[0]).toBeGreaterThanOrEqual(97);
+    await sleep(250);
+    expect(runs).toHaveLength(2);
   });
 
   it('collects at once on a deletion when none is pending, then waits out the interval', async () => {

@@ -174,7 +174,9 @@ export class GcScheduler implements GarbageCollector {
       let retryMs: number | undefined;
       try {
         const stats = await this.collect();
-        this.collected = true;
+        // A collection that had to leave a namespace alone is no complete one: the next due
+        // check collects again (at startup, the kinds' owners may not have registered yet).
+        if (stats.skipped.length === 0) this.collected = true;
         this.kept.collections++;
         this.kept.pauseMs += stats.pauseMs;
         const { pauseThreshold } = this.policy;
@@ -188,10 +190,8 @@ export class GcScheduler implements GarbageCollector {
         this.logger.debug('garbage collected', {
           d: formatDuration(stats.pauseMs),
           total: formatDuration(stats.totalMs),
-          leases: removed.leases,
-          blobs: removed.blobs,
-          ingests: removed.ingests,
-          snapshots: removed.snapshots,
+          ...removed,
+          ...(stats.skipped.length > 0 ? { skipped: stats.skipped.join(',') } : {}),
           files: Object.values(backendRemoved).reduce((a, b) => a + b, 0),
         });
         for (const w of waiters) w.resolve(stats);

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Context, context } from '@berth/context';
-import { LocalContentStore, MetadataContentStore } from '@berth/content';
+import { LocalContentStore, MetadataContentStore, contentGcKinds } from '@berth/content';
 import { GcHooks, LmdbContainerStore, LmdbImageStore, LmdbLeaseManager, MetadataDb } from '@berth/metadata';
-import { MetadataSnapshotter, NativeSnapshotter } from '@berth/snapshots';
+import { MetadataSnapshotter, NativeSnapshotter, snapshotsGcKind } from '@berth/snapshots';
 import { tempDir } from '@berth/testing';
 import { MetadataCollector, type MetadataCollectorOptions } from './collector';
 
@@ -32,6 +32,7 @@ export class GcWorld {
     this.leases = new LmdbLeaseManager(db);
     this.content = new MetadataContentStore(db, backend);
     this.snapshots = new MetadataSnapshotter(db, 'native', native);
+    for (const kind of [...contentGcKinds, snapshotsGcKind]) this.hooks.registerKind(kind);
     this.hooks.registerBackend('content', () => this.content.collectBackend());
     this.hooks.registerBackend('snapshotter/native', async (c) => (await this.snapshots.cleanup(c)).snapshots.length);
     this.gc = new MetadataCollector(db, this.hooks, options);

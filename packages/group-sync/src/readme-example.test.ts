@@ -1,15 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { writeGrouped } from '../examples/grouped-writes';
 
 describe('README example: grouped durability', () => {
-  it('is the code the README shows', () => {
-    const readme = readFileSync(join(__dirname, '../README.md'), 'utf8');
-    expect(readme).toContain(readFileSync(join(__dirname, '../examples/grouped-writes.ts'), 'utf8').trim());
-  });
-
   it('waits for one flush that covers every commit, and the records are there when reopened', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'berth-group-sync-'));
     try {

@@ -8,12 +8,6 @@ import { unpackTarball } from '../examples/unpack-tarball';
 
 /** The README's library example, run as written: import busybox, unpack, mount a view. */
 describe('README example: import and unpack a tarball without the daemon', () => {
-  it('is the code the README shows', () => {
-    const readme = readFileSync(join(__dirname, '../README.md'), 'utf8');
-    const code = readFileSync(join(__dirname, '../examples/unpack-tarball.ts'), 'utf8');
-    expect(readme).toContain(code.trim());
-  });
-
   it.each(['docker', 'oci'] as const)('imports the busybox %s archive, unpacks it and mounts a view with /bin/busybox', async (format) => {
     const work = tempDir('berth-images-example-');
     const rootfs = join(work.path, 'rootfs');

@@ -7,4 +7,5 @@ export * from './container-store';
 export * from './lease-manager';
 export * from './leases';
 export * from './gc-hooks';
+export * from './gc-kinds';
 export * from './plugin';

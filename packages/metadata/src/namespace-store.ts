@@ -3,7 +3,7 @@ import { validate } from '@berth/identifiers';
 import { token } from '@berth/plugin';
 import { MetadataDb } from './db';
 import { validateLabel, validateLabels } from './labels';
-import { NamespaceRecord, namespaceKey, namespacesPrefix, objectsPrefix } from './schema';
+import { NamespaceRecord, namespaceKey, namespaceObjectsPrefix, namespacesPrefix, objectsPrefix } from './schema';
 
 /** Namespaces and their labels. Namespaces isolate metadata; blobs are still stored once. */
 export interface NamespaceStore {
@@ -94,7 +94,7 @@ export class LmdbNamespaceStore implements NamespaceStore {
       if (held.length > 0) {
         throw new FailedPreconditionError(`namespace "${name}" must be empty, but it still has ${held.join(', ')}`);
       }
-      for (const { key } of [...tx.range(['v1', 'ns', name])]) tx.remove(key);
+      for (const { key } of [...tx.range(namespaceObjectsPrefix(name))]) tx.remove(key);
       tx.remove(namespaceKey(name));
     });
   }

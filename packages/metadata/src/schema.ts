@@ -17,11 +17,17 @@
  *     kind 'leases'      key <id>                    LeaseRecord
  *     kind 'leased'      key <lease id>, <type>, <id>  a lease's resource; <type> is 'content',
  *                                                     'ingests' or 'snapshots/<snapshotter>'
+ *     kind <a.b>         key as its owner defines    an extension kind: another package's records
+ *                                                     (a name with a dot, so that it never meets a
+ *                                                     built-in kind); deleted with the namespace
  * ['v1', 'seq', <name>]                         -> number       counters (backend ingest refs...)
  * ```
  *
  * References kept for the garbage collector (containerd 1.6's model; the collector walks them
- * from the roots and removes every blob, ingest, snapshot and lease record it did not reach):
+ * from the roots and removes every blob, ingest, snapshot and lease record it did not reach).
+ * The collector knows none of the record types: each kind's owner describes its roots, edges and
+ * sweep to it as a `GcKind` registered on `GcHooks` (images and containers: gc-kinds.ts here;
+ * blobs and ingests: @berth/content; snapshots: @berth/snapshots). The edges are:
  *
  * - roots: every lease that has not expired (label `containerd.io/gc.expire`, RFC 3339; an
  *   unparsable value means no expiry); every image; every container; every blob or snapshot
@@ -43,7 +49,9 @@
  *   make a namespace non-empty. Leases do not hold images or containers (containerd 1.6 does not
  *   attach those to the call's lease either).
  *
- * Changing the tree means bumping SCHEMA_VERSION and adding a migration in migrations.ts.
+ * Changing the tree means bumping SCHEMA_VERSION and adding a migration in migrations.ts (an
+ * extension kind adds records, not a layout: a collector that does not know it leaves its
+ * namespace alone, see GcHooks).
  * Other packages build keys with the builders below and read them with `parseNamespaceKey` and
  * `parseObjectKey`, never by position (tools/boundaries checks it).
  */
@@ -58,6 +66,13 @@ export type Key = Array<string | number>;
 export const OBJECT_KINDS = ['images', 'blobs', 'containers', 'snapshots', 'leases', 'leased', 'ingests'] as const;
 export type ObjectKind = (typeof OBJECT_KINDS)[number];
 
+/**
+ * A kind another package keeps per namespace (`io.acme.widgets`): any name with a dot, which no
+ * built-in kind has. Its records are deleted with their namespace and do not keep it non-empty;
+ * the garbage collector handles them once their owner registers a `GcKind` for them.
+ */
+export type ExtensionKind = `${string}.${string}`;
+
 /** Key of the schema version. */
 export const schemaKey = (): Key => ['schema'];
 
@@ -66,8 +81,11 @@ export const namespaceKey = (ns: string): Key => ['v1', 'namespaces', ns];
 export const namespacesPrefix = (): Key => ['v1', 'namespaces'];
 
 /** Key of one object of a kind in a namespace; `objectsPrefix` ranges over a kind (or below). */
-export const objectKey = (ns: string, kind: ObjectKind, ...key: string[]): Key => ['v1', 'ns', ns, kind, ...key];
-export const objectsPrefix = (ns: string, kind: ObjectKind, ...key: string[]): Key => ['v1', 'ns', ns, kind, ...key];
+export const objectKey = (ns: string, kind: ObjectKind | ExtensionKind, ...key: string[]): Key => ['v1', 'ns', ns, kind, ...key];
+export const objectsPrefix = (ns: string, kind: ObjectKind | ExtensionKind, ...key: string[]): Key => ['v1', 'ns', ns, kind, ...key];
+
+/** The prefix of every object of a namespace, of all kinds. */
+export const namespaceObjectsPrefix = (ns: string): Key => ['v1', 'ns', ns];
 
 /** The namespace a namespace record's key names, or undefined for any other key. */
 export function parseNamespaceKey(key: Key): string | undefined {
@@ -79,9 +97,15 @@ export function parseNamespaceKey(key: Key): string | undefined {
  * has exactly `parts` of them (1 for most kinds, 2 for snapshots, 3 for leased); undefined for
  * any other key. Other packages read keys through this, never by position.
  */
-export function parseObjectKey(key: Key, kind: ObjectKind, parts = 1): string[] | undefined {
+export function parseObjectKey(key: Key, kind: ObjectKind | ExtensionKind, parts = 1): string[] | undefined {
   if (key.length !== 4 + parts || key[0] !== 'v1' || key[1] !== 'ns' || key[3] !== kind) return undefined;
   return key.slice(4).map(String);
+}
+
+/** The namespace, kind and id parts of any object key, or undefined for any other key. */
+export function splitObjectKey(key: Key): { namespace: string; kind: string; parts: string[] } | undefined {
+  if (key.length < 5 || key[0] !== 'v1' || key[1] !== 'ns') return undefined;
+  return { namespace: String(key[2]), kind: String(key[3]), parts: key.slice(4).map(String) };
 }
 
 /** The namespace of an object key, or undefined for any other key. */

@@ -25,6 +25,7 @@ import type { SnapshotsService } from '@berth/snapshots';
 export {
   definePlugin,
   hostPlatform,
+  parseDuration,
   SkipPluginError,
   token,
   type InitContext,
@@ -42,7 +43,7 @@ export type { Differ, LayerDescriptor } from '@berth/diff';
 export type { Exchange, Forwarder, Publisher, Subscriber, Subscription } from '@berth/events';
 export type { ImagesService } from '@berth/images';
 export type { LeasesService } from '@berth/leases';
-export type { ContainerStore, GcHooks, ImageStore, Lease, LeaseManager, MetadataDb, NamespaceStore } from '@berth/metadata';
+export type { ContainerStore, GcHooks, GcKind, GcRecord, GcRef, ImageStore, Lease, LeaseManager, MetadataDb, NamespaceStore } from '@berth/metadata';
 export type { NamespacesService } from '@berth/namespaces';
 export type { Info as SnapshotInfo, Mount, SnapshotsService, Snapshotter } from '@berth/snapshots';
 

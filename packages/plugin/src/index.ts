@@ -9,3 +9,4 @@ export * from './types';
 export * from './graph';
 export * from './config';
 export * from './modules';
+export * from './duration';

@@ -1,9 +1,8 @@
 import { ContainersServiceToken } from '@berth/containers';
 import { InvalidArgumentError } from '@berth/errdefs';
 import { EVENT_PLUGIN_TYPE } from '@berth/events';
-import { parseDuration } from '@berth/gc';
 import { NamespacesServiceToken } from '@berth/namespaces';
-import { definePlugin } from '@berth/plugin';
+import { definePlugin, parseDuration } from '@berth/plugin';
 import { SnapshotsServiceToken } from '@berth/snapshots';
 import { TasksServiceToken } from '@berth/tasks';
 import { RestartMonitor } from './restart-monitor';

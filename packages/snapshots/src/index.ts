@@ -14,3 +14,4 @@ export { OverlaySnapshotter, overlaySupported, type OverlaySnapshotterOptions } 
 export { NativeSnapshotter } from './native';
 export { MetadataSnapshotter, type SnapshotMetaRecord, type BackendSnapshotter } from './metadata-snapshotter';
 export { SnapshotsService, SnapshotsServiceToken } from './service';
+export { snapshotsGcKind } from './gc-kind';

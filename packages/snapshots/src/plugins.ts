@@ -10,6 +10,7 @@ import { SkipPluginError, definePlugin, hostPlatform } from '@berth/plugin';
 import { LocalSnapshotter } from './local';
 import { MetadataSnapshotter, type BackendSnapshotter } from './metadata-snapshotter';
 import { NativeSnapshotter } from './native';
+import { snapshotsGcKind } from './gc-kind';
 import { OverlaySnapshotter, overlaySupported } from './overlay';
 import { SnapshotsService, SnapshotsServiceToken } from './service';
 import { ProxySnapshotter } from './proxy-snapshotter';
@@ -85,6 +86,8 @@ export const snapshotsServicePlugin = definePlugin<undefined, SnapshotsService>(
   provides: [SnapshotsServiceToken],
   init: async (ctx) => {
     const db = ctx.get(MetadataDbToken);
+    // The garbage collector learns the snapshot records of every snapshotter through one kind.
+    ctx.onClose(ctx.get(GcHooksToken).registerKind(snapshotsGcKind));
     const layers = new Map<string, Snapshotter>();
     for (const [id, backend] of ctx.getAll<BackendSnapshotter>(SNAPSHOTTER_PLUGIN_TYPE)) {
       const layer = new MetadataSnapshotter(db, id, backend, ctx.logger);

@@ -1,5 +1,6 @@
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { type Project, ROOT, importsOf, isTest, parseEdges, problems, projects, sources } from './rules';
 
 /**
  * The workspace's module boundaries, checked from the sources (this repo keeps Nx plugin-free,
@@ -8,61 +9,11 @@ import { join, relative } from 'node:path';
  *   imports also as a TypeScript project reference (so `tsc -b` builds in the right order);
  * - tags: `scope:base` libraries use only base libraries; libraries never use apps or tools;
  *   `scope:testing` is for tests only; a `scope:example` plugin uses only @berth/plugin-sdk, and
- *   nothing in production uses it.
+ *   nothing in production uses it;
+ * - subsystems: `scope:metadata` uses none, and a `scope:subsystem` package uses another only
+ *   along an edge of the table in ARCHITECTURE.md (the rules themselves are in rules.ts).
  */
-const ROOT = join(__dirname, '..', '..', '..');
-
-interface Project {
-  dir: string;
-  name: string;
-  tags: string[];
-  deps: Set<string>;
-  devDeps: Set<string>;
-  references: Set<string>;
-}
-
-function projects(): Map<string, Project> {
-  const out = new Map<string, Project>();
-  for (const group of ['packages', 'apps', 'tools']) {
-    for (const entry of readdirSync(join(ROOT, group))) {
-      const dir = join(ROOT, group, entry);
-      const pj = join(dir, 'package.json');
-      if (!existsSync(pj)) continue;
-      const pkg = JSON.parse(readFileSync(pj, 'utf8'));
-      const tsconfig = join(dir, 'tsconfig.json');
-      const references = new Set<string>();
-      if (existsSync(tsconfig)) {
-        for (const r of JSON.parse(readFileSync(tsconfig, 'utf8')).references ?? []) references.add(join(dir, r.path));
-      }
-      out.set(pkg.name, {
-        dir,
-        name: pkg.name,
-        tags: pkg.nx?.tags ?? [],
-        deps: new Set(Object.keys(pkg.dependencies ?? {})),
-        devDeps: new Set(Object.keys(pkg.devDependencies ?? {})),
-        references,
-      });
-    }
-  }
-  return out;
-}
-
-function sources(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d)) {
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (p.endsWith('.ts') && !p.endsWith('.d.ts')) out.push(p);
-    }
-  };
-  if (existsSync(join(dir, 'src'))) walk(join(dir, 'src'));
-  return out;
-}
-
-const IMPORT = /(?:import|export)\s[^'"]*?from\s+['"](@berth\/[a-z0-9-]+)(?:\/[a-z0-9-]+)?['"]|require\(\s*['"](@berth\/[a-z0-9-]+)(?:\/[a-z0-9-]+)?['"]\s*\)/g;
-
-const isTest = (file: string) => /\.test\.ts$|test-(helpers?|support)\.ts$|testsuite\.ts$/.test(file);
+const EDGES = parseEdges(readFileSync(join(ROOT, 'ARCHITECTURE.md'), 'utf8'));
 
 describe('module boundaries', () => {
   const all = projects();
@@ -71,8 +22,7 @@ describe('module boundaries', () => {
   const cases = [...all.values()].flatMap((p) =>
     sources(p.dir).flatMap((file) => {
       const found: Array<[string, string, string, boolean]> = [];
-      for (const m of readFileSync(file, 'utf8').matchAll(IMPORT)) {
-        const target = m[1] ?? m[2];
+      for (const target of importsOf(readFileSync(file, 'utf8'))) {
         if (target !== p.name) found.push([p.name, relative(ROOT, file), target, isTest(file)]);
       }
       return found;
@@ -95,17 +45,56 @@ describe('module boundaries', () => {
     }
   });
 
-  it.each(cases.filter(([, , , test]) => !test))('%s: %s may use %s (tags)', (name, _file, target) => {
-    const from = all.get(name)!.tags;
-    const to = all.get(target)?.tags ?? [];
-    const problems: string[] = [];
-    if (from.includes('type:lib') && (to.includes('type:app') || to.includes('type:tool'))) problems.push('a library uses an app or tool');
-    if (from.includes('scope:base') && !to.includes('scope:base')) problems.push('a base library uses a non-base project');
-    if (!from.includes('scope:testing') && !from.includes('type:tool') && to.includes('scope:testing')) problems.push('production code uses the test helpers');
-    // An example plugin is written as a third party would: against the SDK alone.
-    if (from.includes('scope:example') && target !== '@berth/plugin-sdk') problems.push('an example plugin uses more than @berth/plugin-sdk');
-    if (to.includes('scope:example')) problems.push('production code uses an example');
-    expect(problems).toEqual([]);
+  it.each(cases.filter(([, , , test]) => !test))('%s: %s may use %s (tags, subsystem edges)', (name, _file, target) => {
+    expect(problems(all.get(name)!, target, all.get(target), EDGES)).toEqual([]);
+  });
+
+  it('uses every subsystem edge ARCHITECTURE.md declares, and declares a row for every subsystem', () => {
+    const used = new Set(cases.filter(([, , , test]) => !test).map(([from, , to]) => `${from} -> ${to}`));
+    const unused = [...EDGES].flatMap(([from, tos]) => [...tos].filter((to) => !used.has(`${from} -> ${to}`)).map((to) => `${from} -> ${to}`));
+    expect(unused).toEqual([]);
+    const subsystems = [...all.values()].filter((p) => p.tags.includes('scope:subsystem')).map((p) => p.name);
+    expect(subsystems.filter((n) => !EDGES.has(n))).toEqual([]);
+    expect([...EDGES.keys()].filter((n) => !subsystems.includes(n))).toEqual([]);
+  });
+});
+
+describe('the boundary rules catch violations', () => {
+  const lib = (name: string, scope: string): Project => ({ dir: '', name, tags: ['type:lib', scope], deps: new Set(), devDeps: new Set(), references: new Set() });
+  const edges = parseEdges(`# x\n## Subsystem edges\n\n| from | imports | why |\n| --- | --- | --- |\n| gc | - | hooks only |\n| images | content, \`diff\` | layers |\n`);
+  const gc = lib('@berth/gc', 'scope:subsystem');
+  const images = lib('@berth/images', 'scope:subsystem');
+  const content = lib('@berth/content', 'scope:subsystem');
+  const metadata = lib('@berth/metadata', 'scope:metadata');
+
+  it('reads the edge table', () => {
+    expect(edges).toEqual(new Map([['@berth/gc', new Set()], ['@berth/images', new Set(['@berth/content', '@berth/diff'])]]));
+  });
+
+  it.each([
+    ['gc imports content', gc, content, ['@berth/gc -> @berth/content is not a subsystem edge of ARCHITECTURE.md']],
+    ['content imports images (edges have a direction)', content, images, ['@berth/content has no row in ARCHITECTURE.md\'s subsystem edges']],
+    ['metadata imports content', metadata, content, ['metadata uses a subsystem']],
+    ['a base package imports metadata', lib('@berth/log', 'scope:base'), metadata, ['a base library uses a non-base project']],
+    ['a subsystem imports the test helpers', gc, lib('@berth/testing', 'scope:testing'), ['production code uses the test helpers']],
+  ])('%s', (_what, from, to, expected) => {
+    expect(problems(from, to.name, to, edges)).toEqual(expected);
+  });
+
+  it.each([
+    ['images imports content (a declared edge)', images, content],
+    ['gc imports metadata (the layer below)', gc, metadata],
+  ])('allows %s', (_what, from, to) => {
+    expect(problems(from, to.name, to, edges)).toEqual([]);
+  });
+
+  it("finds a violation in a source's text", () => {
+    // Put together at run time, so that this file's own scan does not see the imports.
+    const text = ['import { BlobRecord } from', "'@berth/content';\nconst s = require(", "'@berth/snapshots/plugins');\n"].join(' ');
+    expect(importsOf(text).flatMap((t) => problems(gc, t, lib(t, 'scope:subsystem'), edges))).toEqual([
+      '@berth/gc -> @berth/content is not a subsystem edge of ARCHITECTURE.md',
+      '@berth/gc -> @berth/snapshots is not a subsystem edge of ARCHITECTURE.md',
+    ]);
   });
 });
 
