@@ -1,8 +1,9 @@
 import { runSoak } from './soak';
 
 /**
- * `node tools/reliability/dist/soak-main.js [--minutes M] [--clients N] [--seed S]`: the soak
- * against a fresh berthd (default 10 minutes, 64 clients). Exits 1 when a bound of the issue is
+ * `node tools/reliability/dist/soak-main.js [--minutes M] [--clients N] [--seed S] [--daemon containerd]`:
+ * the soak against a fresh berthd (default 10 minutes, 64 clients), or the same load against
+ * containerd 1.6 for comparison. Exits 1 when a bound of the issue is
  * broken: RSS after warm-up +10%, fd or mount growth, a shim left, Version p99 over 50 ms, errors.
  */
 async function main(): Promise<void> {
@@ -11,7 +12,10 @@ async function main(): Promise<void> {
     const i = args.indexOf(`--${name}`);
     return i >= 0 ? Number(args[i + 1]) : def;
   };
-  const r = await runSoak({ durationMs: flag('minutes', 10) * 60_000, clients: flag('clients', 64), seed: flag('seed', 1) });
+  const d = args.indexOf('--daemon');
+  const daemon = d >= 0 ? args[d + 1] : 'berthd';
+  if (daemon !== 'berthd' && daemon !== 'containerd') throw new Error(`--daemon: berthd or containerd, not ${daemon}`);
+  const r = await runSoak({ durationMs: flag('minutes', 10) * 60_000, clients: flag('clients', 64), seed: flag('seed', 1), daemon });
   const broken = [
     r.rssGrowth > 0.1 && `RSS grew ${(r.rssGrowth * 100).toFixed(1)}% after warm-up`,
     r.after.fds > r.before.fds && `fds grew from ${r.before.fds} to ${r.after.fds}`,

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { containers as capi, content as kapi, eventsService, images as iapi, snapshots as sapi, tasks as tapi, version as vapi } from '@berth/api';
 import { Client, createClient } from '@berth/grpc';
 import { mountsUnder } from '@berth/mount';
-import { TestDaemon, cleanupShims, ociSpec, openFds, populateBusybox, rssMiB, runcContainer, shimsOf } from '@berth/testing';
+import { ReferenceContainerd, TestDaemon, cleanupShims, ociSpec, openFds, populateBusybox, rssMiB, runcContainer, shimsOf } from '@berth/testing';
 import { percentile, rng } from './stats';
 import { VersionProbe } from './version-probe';
 
@@ -38,6 +38,11 @@ export interface SoakOptions {
   seed?: number;
   /** Where progress lines go. Default stdout. */
   log?: (line: string) => void;
+  /**
+   * The daemon under the soak: berthd (default), or containerd 1.6 for the same load side by side
+   * (its exchange neither bounds nor logs what slow subscribers miss: no drop figures).
+   */
+  daemon?: 'berthd' | 'containerd';
 }
 
 /** One row of the soak's time series. */
@@ -186,7 +191,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   const log = options.log ?? ((l: string) => process.stdout.write(l + '\n'));
   const random = rng(options.seed ?? 1);
   const config = options.eventQueueLimit ? `[plugins."io.containerd.event.v1.exchange"]\n  queue_limit = ${options.eventQueueLimit}\n` : '';
-  const daemon = await TestDaemon.start({ logLevel: 'info', config });
+  const daemon = options.daemon === 'containerd' ? await ReferenceContainerd.start() : await TestDaemon.start({ logLevel: 'info', config });
+  const name = options.daemon ?? 'berthd';
   const pid = daemon.pid!;
   const ops: Record<string, number> = {};
   const errors: Record<string, number> = {};
@@ -212,7 +218,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     await sleep(1000);
 
     const before = { rssMiB: rssMiB(pid), fds: openFds(pid), mounts: mountCount(daemon.dir) };
-    log(`berthd pid ${pid} on ${daemon.dir}; idle: RSS ${before.rssMiB.toFixed(1)} MiB, ${before.fds} fds, ${before.mounts} mounts`);
+    log(`${name} pid ${pid} on ${daemon.dir}; idle: RSS ${before.rssMiB.toFixed(1)} MiB, ${before.fds} fds, ${before.mounts} mounts`);
     log(`${nClients} clients for ${(options.durationMs / 1000).toFixed(0)} s (warm-up ${(warmupMs / 1000).toFixed(0)} s), ${thinkMs} ms between operations`);
 
     const taskSlots = new Slots(options.taskConcurrency ?? 4);
