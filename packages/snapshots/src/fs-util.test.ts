@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '@berth/testing';
-import { diskUsage, walkUsage } from './fs-util';
+import { WALK_LIMIT, diskUsage, walkUsage } from './fs-util';
 
 describe('diskUsage', () => {
   it('counts what the walk counts: blocks of distinct inodes, hard links once, byte names, the root included', async () => {
@@ -18,8 +18,13 @@ describe('diskUsage', () => {
       await sparse.close();
 
       const walked = await walkUsage(root);
-      expect(walked.inodes).toBe(7);
+      expect(walked?.inodes).toBe(7);
       expect(await diskUsage(root)).toEqual(walked);
+      // Past the walk's limit du counts: the same figures.
+      await fsp.mkdir(join(root, 'many'));
+      for (let i = 0; i < WALK_LIMIT; i++) await fsp.writeFile(join(root, 'many', String(i)), 'x');
+      expect(await walkUsage(root, WALK_LIMIT)).toBeUndefined();
+      expect(await diskUsage(root)).toEqual(await walkUsage(root));
     } finally {
       dir.remove();
     }

@@ -7,16 +7,24 @@ import type { Usage } from './types';
  * Returns the disk usage of a tree as containerd computes it: every distinct inode (hard links
  * once) at or under `root`, its allocated blocks in bytes (st_blocks * 512), the root included.
  *
- * GNU du counts exactly that (`-B1` for bytes, `--inodes` for the count), in C and off the
- * event loop: a commit of a 400-file layer walked it in 25 ms of one-at-a-time lstat calls
- * through the libuv pool, and a 100,000-file layer took seconds. Where du is missing or fails,
- * the tree is walked here.
+ * A tree of up to {@link WALK_LIMIT} entries is walked here, many lstat calls in flight at once
+ * (busybox's 421 entries: a few milliseconds, where one call at a time took 25 ms). A larger one
+ * is counted by GNU du, in C in its own process (`-B1` for bytes, `--inodes` for the count): a
+ * 100,000-file layer's commit walked for seconds. Where du is missing or fails, the walk goes on
+ * to the end.
  */
 export async function diskUsage(root: string): Promise<Usage> {
+  const small = await walkUsage(root, WALK_LIMIT);
+  if (small) return small;
   const [bytes, inodes] = await Promise.all([du(['-s', '-B1', '--', root]), du(['-s', '--inodes', '--', root])]);
   if (bytes !== undefined && inodes !== undefined) return { size: bytes, inodes };
-  return walkUsage(root);
+  return (await walkUsage(root, Infinity))!;
 }
+
+/** The most entries {@link diskUsage} walks itself before it asks du. */
+export const WALK_LIMIT = 4096;
+/** lstat and readdir calls a walk keeps in flight (the libuv pool runs four at a time). */
+const WALK_CONCURRENCY = 32;
 
 const DU_PATH = ['/usr/bin/du', '/bin/du'].find((p) => existsSync(p));
 
@@ -29,25 +37,42 @@ async function du(args: string[]): Promise<number | undefined> {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
-/** {@link diskUsage} computed here, one lstat at a time. */
-export async function walkUsage(root: string): Promise<Usage> {
+/**
+ * {@link diskUsage} computed here, by walking the tree; undefined as soon as it has met more
+ * than `limit` entries.
+ */
+export async function walkUsage(root: string, limit = Infinity): Promise<Usage | undefined> {
   const seen = new Set<string>();
   let size = 0;
+  let entries = 0;
+  let active = 0;
+  const queue: Array<() => void> = [];
+  const slot = async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active >= WALK_CONCURRENCY) await new Promise<void>((resume) => queue.push(resume));
+    active++;
+    try {
+      return await fn();
+    } finally {
+      active--;
+      queue.shift()?.();
+    }
+  };
   // Paths as bytes: a layer's file names need not be UTF-8.
   const visit = async (path: Buffer): Promise<void> => {
-    const st = await fsp.lstat(path, { bigint: true });
+    if (++entries > limit) return;
+    const st = await slot(() => fsp.lstat(path, { bigint: true }));
     const id = `${st.dev}:${st.ino}`;
     if (!seen.has(id)) {
       seen.add(id);
       size += Number(st.blocks) * 512;
     }
-    if (st.isDirectory()) {
-      const names = await fsp.readdir(path, { encoding: 'buffer' });
-      for (const name of names) await visit(Buffer.concat([path, SLASH, name]));
+    if (st.isDirectory() && entries <= limit) {
+      const names = await slot(() => fsp.readdir(path, { encoding: 'buffer' }));
+      await Promise.all(names.map((name) => visit(Buffer.concat([path, SLASH, name]))));
     }
   };
   await visit(Buffer.from(root));
-  return { size, inodes: seen.size };
+  return entries > limit ? undefined : { size, inodes: seen.size };
 }
 
 const SLASH = Buffer.from('/');
