@@ -35,7 +35,8 @@ describe('berthd lifecycle', () => {
       expect(readdirSync(cacheDir.path).filter((f) => f.endsWith('.bin'))).toHaveLength(1);
       const second = await start({ env });
       const s = stats(second.output)!;
-      expect(s.hits).toBeGreaterThan(100);
+      // Every module came from the cache: the bundle and what it leaves in node_modules (about 50).
+      expect(s.hits).toBeGreaterThan(10);
       expect(s.misses + s.rejected).toBe(0);
       // The daemon it serves is the same daemon.
       expect((await second.client(version.VersionService).version({})).version).toBeTruthy();

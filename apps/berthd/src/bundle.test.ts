@@ -1,0 +1,57 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BERTHD_MAIN, TestDaemon, tempDir } from '@berth/testing';
+
+/**
+ * The bundle berthd runs (dist/berthd.js, made by scripts/bundle.js): what it leaves out so that
+ * plugin modules share the daemon's packages, and that bin/berthd, the README's program and the
+ * tests' TestDaemon, runs it. Every test that starts a TestDaemon runs the bundle.
+ */
+const APP = join(__dirname, '..');
+const REPO = join(APP, '..', '..');
+const { EXTERNAL, SHARED } = require(join(APP, 'scripts', 'bundle.js')) as { EXTERNAL: string[]; SHARED: string[] };
+
+/** A package's runtime dependencies, from its package.json in node_modules. */
+function dependencies(name: string): string[] {
+  const pkg = JSON.parse(readFileSync(join(REPO, 'node_modules', name, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+  return Object.keys(pkg.dependencies ?? {});
+}
+
+describe('the berthd bundle', () => {
+  it('is what bin/berthd and TestDaemon run', () => {
+    expect(BERTHD_MAIN).toBe(join(APP, 'bin', 'berthd'));
+    expect(readFileSync(BERTHD_MAIN, 'utf8')).toContain("require('../dist/berthd.js').main(");
+  });
+
+  it('leaves out what @berth/plugin-sdk loads, and everything that loads in turn', () => {
+    const shared = new Set(SHARED);
+    for (const name of ['@berth/plugin', '@berth/context']) expect(shared).toContain(name);
+    for (const name of SHARED) for (const dep of dependencies(name)) expect({ [name]: dep, shared: shared.has(dep) }).toEqual({ [name]: dep, shared: true });
+    expect(EXTERNAL).toEqual(expect.arrayContaining(SHARED));
+  });
+
+  it('holds no character above U+00FF (V8 would keep its whole source at two bytes a character)', () => {
+    const source = readFileSync(join(APP, 'dist', 'berthd.js'), 'utf8');
+    expect(source.match(/[\u0100-\uffff]/g) ?? []).toEqual([]);
+  });
+
+  it("shares @berth/plugin with plugin modules: an SDK SkipPluginError reports skip, not error", async () => {
+    const dir = tempDir('berth-bundle-');
+    const sdk = join(REPO, 'node_modules', '@berth', 'plugin-sdk');
+    const module = join(dir.path, 'skips.js');
+    writeFileSync(
+      module,
+      `const { SkipPluginError, PluginTypes } = require(${JSON.stringify(sdk)});\n` +
+        "exports.plugins = [{ type: PluginTypes.internal, id: 'skips', init: () => { throw new SkipPluginError('nothing to do here'); } }];\n",
+    );
+    const d = await TestDaemon.start({ logLevel: 'info', config: `plugin_modules = [${JSON.stringify(module)}]\n` });
+    try {
+      const res = await d.ctr(['plugins', 'ls', 'id==skips']);
+      expect(res.stdout).toMatch(/io\.containerd\.internal\.v1\s+skips\s+\S+\s+skip\s*$/m);
+      expect(d.output).toMatch(/msg="plugins initialized" ok=\d+ skip=1 error=0/);
+    } finally {
+      await d.cleanup();
+      dir.remove();
+    }
+  });
+});
