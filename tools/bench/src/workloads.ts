@@ -297,7 +297,7 @@ export const WORKLOADS: Record<string, Workload> = {
     name: 'start-to-ready',
     unit: 'ms',
     lowerIsBetter: true,
-    run: async (d) => ({ 'start-to-ready': d.startMs }),
+    run: async (d) => ({ 'start-to-ready': d.startMs, 'start CPU': d.startCpuMs }),
   },
   rss: {
     name: 'idle RSS',
