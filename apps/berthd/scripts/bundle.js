@@ -3,10 +3,13 @@
 // (package.json reads, stats, realpaths), which took most of its time; see tools/bench/README.md.
 //
 // It bundles tsc's output, not the TypeScript sources: tsyringe reads the decorator metadata tsc
-// emits, which esbuild does not. Left out, and loaded from node_modules as before:
-// - SHARED: what a plugin module (plugin_modules) loads through @berth/plugin-sdk, so that the
-//   module and the daemon share one copy (SkipPluginError, tsyringe's registrations), and the
-//   code cache, which bin/berthd installs before the bundle compiles;
+// emits, which esbuild does not. What a plugin module shares with the daemon (@berth/plugin and
+// what it loads) is bundled too, and handed to plugin modules by src/shared-modules.ts. Left out,
+// and loaded from node_modules as before:
+// - the code cache, which bin/berthd installs before the bundle compiles;
+// - @berth/plugin's native-import.js, the one file that calls import(): the code cache leaves
+//   such a file to Node (a script compiled from cached data cannot import on Node 20), and the
+//   bundle must not be one;
 // - native addons and what wraps them (lmdb loads its binary relative to its own files);
 // - what loads only on demand (prom-client with [metrics], undici on a first pull, grpc-js's
 //   proto-loader).
@@ -17,11 +20,11 @@ const { dirname, join, relative } = require('node:path');
 const APP = join(__dirname, '..');
 const OUT = join(APP, 'dist', 'berthd.js');
 
-const SHARED = ['@berth/plugin', '@berth/context', '@berth/errdefs', '@berth/identifiers', '@berth/log', '@berth/compile-cache', 'tsyringe', 'tslib', 'reflect-metadata'];
+const CODE_CACHE = ['@berth/compile-cache'];
 const NATIVE = ['lmdb', 'msgpackr', 'msgpackr-extract'];
 // @grpc/proto-loader: grpc-js loads it for channelz and ORCA, which berthd does not serve.
 const ON_DEMAND = ['prom-client', 'undici', '@grpc/proto-loader'];
-const EXTERNAL = [...SHARED, ...NATIVE, ...ON_DEMAND];
+const EXTERNAL = [...CODE_CACHE, ...NATIVE, ...ON_DEMAND];
 
 /**
  * Gives each bundled module that reads `__dirname` or `__filename` its own file's values (a
@@ -41,6 +44,17 @@ const ownPaths = {
   },
 };
 
+/** Leaves files that call `import()` out of the bundle, required by their path from it. */
+const dynamicImports = {
+  name: 'dynamic-imports',
+  setup(build) {
+    build.onResolve({ filter: /^\.\/native-import$/ }, (args) => {
+      const file = realpathSync(join(args.resolveDir, 'native-import.js'));
+      return { path: `./${relative(dirname(OUT), file)}`, external: true };
+    });
+  },
+};
+
 /** Builds dist/berthd.js and its source map; resolves to esbuild's metafile. */
 async function bundle() {
   const result = await build({
@@ -55,7 +69,7 @@ async function bundle() {
     sourcemap: 'linked',
     sourcesContent: false,
     banner: { js: 'const __berthBundleDir = __dirname;' },
-    plugins: [ownPaths],
+    plugins: [dynamicImports, ownPaths],
     metafile: true,
     logLevel: 'warning',
   });
@@ -76,7 +90,7 @@ function latin1(file) {
   if (escaped !== source) writeFileSync(file, escaped);
 }
 
-module.exports = { EXTERNAL, SHARED, bundle };
+module.exports = { EXTERNAL, bundle };
 
 if (require.main === module) {
   bundle().catch((err) => {

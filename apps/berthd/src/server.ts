@@ -16,6 +16,7 @@ import { DaemonConfig } from './config';
 import type { DebugServer } from './debug-server';
 import { proxyPlugins } from './proxy-plugins';
 import { RootLock } from './root-lock';
+import { shareWithPluginModules } from './shared-modules';
 import { BERTH_VERSION, CONTAINERD_API_VERSION } from './version';
 
 export interface DaemonOptions {
@@ -93,7 +94,11 @@ export class Daemon {
     const endpoints: Endpoints = {};
     try {
       const base = [...(options.registrations ?? builtinPlugins), ...proxyPlugins(config.proxy_plugins, logger)];
-      const modules = config.plugin_modules.length > 0 ? await loadPluginModules(config.plugin_modules, { baseDir: process.cwd(), existing: base, logger }) : [];
+      let modules: Registration[] = [];
+      if (config.plugin_modules.length > 0) {
+        shareWithPluginModules();
+        modules = await loadPluginModules(config.plugin_modules, { baseDir: process.cwd(), existing: base, logger });
+      }
       plugins = await loadPlugins([...base, ...modules], {
         root: config.root,
         state: config.state,
