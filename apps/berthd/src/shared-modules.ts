@@ -5,7 +5,8 @@ import { dirname } from 'node:path';
  * The packages a plugin module (`plugin_modules`) reaches through @berth/plugin-sdk, by the
  * names it requires them by, with how berthd loads its own copy. A plugin module must get the
  * daemon's copy of each: the loader tells a skip from a failure by `instanceof SkipPluginError`,
- * and tsyringe keeps its registrations in module state. `tslib` is what tsyringe loads.
+ * and tsyringe keeps its registrations in module state. What these load in turn needs no entry:
+ * a package given from the cache runs none of its own requires.
  */
 export const SHARED_MODULES: Readonly<Record<string, () => unknown>> = {
   '@berth/plugin': () => require('@berth/plugin'),
@@ -15,7 +16,6 @@ export const SHARED_MODULES: Readonly<Record<string, () => unknown>> = {
   '@berth/identifiers': () => require('@berth/identifiers'),
   '@berth/log': () => require('@berth/log'),
   tsyringe: () => require('tsyringe'),
-  tslib: () => require('tslib'),
   'reflect-metadata': () => require('reflect-metadata'),
 };
 
