@@ -9,7 +9,7 @@ import { imagesGrpcPlugin, imagesServicePlugin } from '@berth/images/plugins';
 import { healthGrpcPlugin, introspectionGrpcPlugin, introspectionServicePlugin } from '@berth/introspection/plugins';
 import { leasesGrpcPlugin, leasesServicePlugin } from '@berth/leases/plugins';
 import { metadataPlugin } from '@berth/metadata';
-import { cgroupsMonitorPlugin } from '@berth/metrics';
+import { cgroupsMonitorPlugin } from '@berth/metrics/plugins';
 import { namespacesGrpcPlugin, namespacesServicePlugin } from '@berth/namespaces/plugins';
 import type { Registration } from '@berth/plugin';
 import { restartPlugin } from '@berth/restart';

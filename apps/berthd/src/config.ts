@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse, stringify } from 'smol-toml';
 import { InvalidArgumentError } from '@berth/errdefs';
-import { parseTcpAddress } from '@berth/metrics';
 import { Registration, pluginKey } from '@berth/plugin';
 
 /** Where berthd looks for its config when no --config is given; absent means built-in defaults. */
@@ -136,6 +135,8 @@ export function parseConfig(text: string, source = 'config'): DaemonConfig {
     }
   }
   if (cfg.metrics.address !== '') {
+    // Loaded only here: @berth/metrics brings prom-client, which a daemon without metrics never needs.
+    const { parseTcpAddress } = require('@berth/metrics') as typeof import('@berth/metrics');
     try {
       parseTcpAddress(cfg.metrics.address);
     } catch (err) {

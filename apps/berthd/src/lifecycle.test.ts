@@ -35,7 +35,9 @@ describe('berthd lifecycle', () => {
       expect(readdirSync(cacheDir.path).filter((f) => f.endsWith('.bin'))).toHaveLength(1);
       const second = await start({ env });
       const s = stats(second.output)!;
-      expect(s.hits).toBeGreaterThan(100);
+      // What loaded before the log line came from the cache: the bundle (the native addons it
+      // leaves out load later, with the plugins).
+      expect(s.hits).toBeGreaterThan(0);
       expect(s.misses + s.rejected).toBe(0);
       // The daemon it serves is the same daemon.
       expect((await second.client(version.VersionService).version({})).version).toBeTruthy();

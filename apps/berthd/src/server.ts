@@ -7,16 +7,16 @@ import { FailedPreconditionError } from '@berth/errdefs';
 import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, withReplyBarrier } from '@berth/grpc';
 import { METADATA_PLUGIN_TYPE, type MetadataDb } from '@berth/metadata';
 import type { Logger } from '@berth/log';
-import { GrpcServerMetrics, MetricsServer } from '@berth/metrics';
+import type { GrpcServerMetrics, MetricsServer } from '@berth/metrics';
 import { Registration, loadPluginModules } from '@berth/plugin';
 import { LoadedPlugins, loadPlugins } from '@berth/plugin/loader';
 import { TtrpcServer, TtrpcServicePlugin } from '@berth/ttrpc';
 import { builtinPlugins } from './builtins';
 import { DaemonConfig } from './config';
-import { DebugServer } from './debug-server';
+import type { DebugServer } from './debug-server';
 import { proxyPlugins } from './proxy-plugins';
-import { buildRegistry } from './metrics';
 import { RootLock } from './root-lock';
+import { shareWithPluginModules } from './shared-modules';
 import { BERTH_VERSION, CONTAINERD_API_VERSION } from './version';
 
 export interface DaemonOptions {
@@ -94,7 +94,11 @@ export class Daemon {
     const endpoints: Endpoints = {};
     try {
       const base = [...(options.registrations ?? builtinPlugins), ...proxyPlugins(config.proxy_plugins, logger)];
-      const modules = config.plugin_modules.length > 0 ? await loadPluginModules(config.plugin_modules, { baseDir: process.cwd(), existing: base, logger }) : [];
+      let modules: Registration[] = [];
+      if (config.plugin_modules.length > 0) {
+        shareWithPluginModules();
+        modules = await loadPluginModules(config.plugin_modules, { baseDir: process.cwd(), existing: base, logger });
+      }
       plugins = await loadPlugins([...base, ...modules], {
         root: config.root,
         state: config.state,
@@ -106,7 +110,9 @@ export class Daemon {
       });
       // Calls are counted only when something reads the counts (metrics or the debug endpoint).
       const counted = config.metrics.address !== '' || config.debug.address !== '';
-      const grpcMetrics = counted ? new GrpcServerMetrics({ histogram: config.metrics.grpc_histogram }) : undefined;
+      // The metrics and debug modules (prom-client, node:http, node:inspector) load only then.
+      const metrics = counted ? (require('@berth/metrics') as typeof import('@berth/metrics')) : undefined;
+      const grpcMetrics = metrics ? new metrics.GrpcServerMetrics({ histogram: config.metrics.grpc_histogram }) : undefined;
       const server = new grpc.Server({
         'grpc.max_receive_message_length': config.grpc.max_recv_message_size,
         'grpc.max_send_message_length': config.grpc.max_send_message_size,
@@ -133,12 +139,14 @@ export class Daemon {
         for (const svc of instance.ttrpcServices ?? []) ttrpc.register(svc);
         if (instance.ttrpcServices?.length) logger.debug('registered ttrpc service', { id });
       }
-      if (grpcMetrics && config.metrics.address !== '') {
+      if (metrics && grpcMetrics && config.metrics.address !== '') {
+        const { buildRegistry } = require('./metrics') as typeof import('./metrics');
         const { registry, dispose } = buildRegistry(plugins, grpcMetrics);
-        endpoints.metrics = await MetricsServer.listen(config.metrics.address, registry, logger, dispose);
+        endpoints.metrics = await metrics.MetricsServer.listen(config.metrics.address, registry, logger, dispose);
       }
       if (grpcMetrics && config.debug.address !== '') {
         await claimSocket(config.debug.address);
+        const { DebugServer } = require('./debug-server') as typeof import('./debug-server');
         endpoints.debug = await DebugServer.listen({ ...config.debug, logger, inFlight: () => grpcMetrics.inFlight() });
       }
       await Daemon.listen(server, ttrpc, config, logger);

@@ -153,6 +153,22 @@ describe('compile cache', () => {
     expect(stdout).toBe('true');
   });
 
+  it('leaves the loader to Node under --enable-source-maps, so that stack traces are mapped', async () => {
+    writeFileSync(join(dir, 'thrower.js'), 'exports.work = () => { throw new Error("mapped?"); };\n//# sourceMappingURL=thrower.js.map\n');
+    const map = { version: 3, file: 'thrower.js', sources: ['thrower.ts'], names: [], mappings: 'AAAA' };
+    writeFileSync(join(dir, 'thrower.js.map'), JSON.stringify(map));
+    const script = `
+      const { installCompileCache } = require(${JSON.stringify(LIB)});
+      const cache = installCompileCache(${JSON.stringify(cacheDir)});
+      try { require(${JSON.stringify(join(dir, 'thrower.js'))}).work(); } catch (err) {
+        process.stdout.write(JSON.stringify({ installed: cache !== undefined, frame: err.stack.split('\\n')[1] }));
+      }`;
+    const { stdout } = await run(process.execPath, ['--enable-source-maps', '-e', script]);
+    const out = JSON.parse(stdout) as { installed: boolean; frame: string };
+    expect(out.installed).toBe(false);
+    expect(out.frame).toContain('thrower.ts');
+  });
+
   it('saveIfStale writes after misses, and not again while the file is fresh and every module hit', async () => {
     const script = (label: string) => `
       const { installCompileCache } = require(${JSON.stringify(LIB)});

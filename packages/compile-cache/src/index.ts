@@ -297,12 +297,14 @@ let active: CompileCache | undefined;
 
 /**
  * Installs a cache in this thread's loader, once: in `dir`, by default `BERTH_COMPILE_CACHE`, else
- * {@link defaultCompileCacheDir}; `BERTH_COMPILE_CACHE=off` (or 0) leaves the loader alone.
+ * {@link defaultCompileCacheDir}; `BERTH_COMPILE_CACHE=off` (or 0) leaves the loader alone, and so
+ * does a process run with `--enable-source-maps`: Node maps stack traces only for the modules it
+ * compiles itself.
  */
 export function installCompileCache(dir?: string): CompileCache | undefined {
   if (active) return active;
   const setting = dir ?? process.env.BERTH_COMPILE_CACHE;
-  if (setting === 'off' || setting === '0') return undefined;
+  if (setting === 'off' || setting === '0' || process.sourceMapsEnabled) return undefined;
   active = new CompileCache(setting || defaultCompileCacheDir()).install();
   return active;
 }

@@ -24,7 +24,8 @@ export const introspectionGrpcPlugin = definePlugin<undefined, GrpcServicePlugin
   requires: ['io.containerd.service.v1'],
   init: (ctx) => {
     const svc = ctx.get(IntrospectionServiceToken);
-    svc.uuid();
+    // The uuid file is made by the first Server call, as containerd does: not at every start on a
+    // new root, where its fsync took 5-30 ms of the start here.
     const service = createService(
       api.IntrospectionService,
       {

@@ -4,7 +4,6 @@ import { RUNTIME_V2_PLUGIN_TYPE, TaskManagerToken } from '@berth/runtime';
 import { context } from '@berth/context';
 import type { Registry } from 'prom-client';
 import { CgroupsMonitor } from './cgroups-monitor';
-import { registerTaskMetrics } from './task-metrics';
 
 export const MONITOR_PLUGIN_TYPE = 'io.containerd.monitor.v1';
 
@@ -53,7 +52,10 @@ export const cgroupsMonitorPlugin = definePlugin<CgroupsMonitorConfig, CgroupsMo
     return {
       monitor,
       registerMetrics: (registry) => {
-        if (!ctx.config.no_prometheus) registerTaskMetrics(registry, monitor, version);
+        if (ctx.config.no_prometheus) return;
+        // Loaded here: prom-client is needed only by a daemon that serves metrics.
+        const { registerTaskMetrics } = require('./task-metrics') as typeof import('./task-metrics');
+        registerTaskMetrics(registry, monitor, version);
       },
     };
   },

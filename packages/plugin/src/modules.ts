@@ -2,6 +2,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from '@berth/log';
 import { Registration, pluginKey } from './types';
+import { nativeImport } from './native-import';
 
 /**
  * The plugin type under which a plugin module that could not be used is reported (its own
@@ -78,9 +79,6 @@ function resolveModule(spec: string, baseDir: string): string {
   if (spec.startsWith('./') || spec.startsWith('../')) return require.resolve(resolve(baseDir, spec));
   return require.resolve(spec, { paths: [baseDir, process.cwd(), __dirname] });
 }
-
-// A dynamic import that the CommonJS output keeps as an import (an ES module cannot be required on Node 20).
-const nativeImport = new Function('url', 'return import(url)') as (url: string) => Promise<unknown>;
 
 async function importModule(spec: string, baseDir: string): Promise<unknown> {
   let file: string;

@@ -5,8 +5,12 @@ import { Client, MethodDescriptor, createClient } from '@berth/grpc';
 import { CtrOptions, CtrResult, runCtr } from './ctr';
 import { tempDir } from './temp';
 
-/** The built berthd entry point in this repository. */
-export const BERTHD_MAIN = resolve(__dirname, '../../../apps/berthd/dist/main.js');
+/**
+ * The berthd program in this repository, as the README's quick start runs it: bin/berthd, which
+ * runs the bundle the build makes (apps/berthd/dist/berthd.js).
+ */
+export const BERTHD_MAIN = resolve(__dirname, '../../../apps/berthd/bin/berthd');
+const BERTHD_BUNDLE = resolve(__dirname, '../../../apps/berthd/dist/berthd.js');
 
 export interface TestDaemonOptions {
   /** Extra TOML appended to the generated config (root, state and address are set). */
@@ -62,7 +66,7 @@ export class TestDaemon {
 
   /** Starts a daemon and waits until its socket serves. */
   static async start(options: TestDaemonOptions = {}): Promise<TestDaemon> {
-    if (!existsSync(BERTHD_MAIN)) throw new Error(`${BERTHD_MAIN} is missing: build first (npm run build)`);
+    if (!existsSync(BERTHD_BUNDLE)) throw new Error(`${BERTHD_BUNDLE} is missing: build first (npm run build)`);
     const dir = options.dir ?? tempDir('berthd-test-').path;
     const d = new TestDaemon(dir, options);
     await d.launch();

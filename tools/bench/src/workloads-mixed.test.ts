@@ -22,7 +22,7 @@ describe('mixed workload', () => {
     const calls: string[] = [];
     const fake = (name: string): Workload => ({ name, unit: 'ms', lowerIsBetter: true, run: async () => (calls.push(name), {}) });
     const w = mixedWorkload(Object.fromEntries(MIXED.map((m) => [m, fake(m)])));
-    const d = { kind: 'berthd' as const, address: '', pid: process.pid, startMs: 0, ctr: async () => ({ code: 0, stdout: '', stderr: '' }), cleanup: async () => undefined };
+    const d = { kind: 'berthd' as const, address: '', pid: process.pid, startMs: 0, startCpuMs: 0, ctr: async () => ({ code: 0, stdout: '', stderr: '' }), cleanup: async () => undefined };
     const out = await w.run(d, 10);
     expect(calls).toEqual([...MIXED, ...MIXED, ...MIXED]);
     for (const r of [1, 2, 3]) expect(out[`mixed: RSS after round ${r} (MiB)`]).toBeGreaterThan(10);

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { BenchDaemon } from './daemons';
-import { rssMiB } from './daemons';
+import { cpuMs, rssMiB } from './daemons';
 import type { Workload } from './workloads';
+
+export { cpuMs };
 
 /*
  * The mixed run: one daemon goes through most of the other workloads in turn, three times, as an
@@ -26,22 +28,6 @@ export const MIXED = [
 ] as const;
 
 const ROUNDS = 3;
-
-/**
- * CPU time of a process and of the children it waited for (mount and copy helpers, runc when the
- * daemon runs it), in milliseconds, from /proc/<pid>/stat.
- */
-export function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // The fields after the command name, which may hold spaces and parentheses: utime, stime,
-  // cutime and cstime are the 14th to 17th fields overall.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-  return (ticks * 1000) / CLOCK_TICKS;
-}
-
-/** USER_HZ: the unit of /proc's CPU times (100 on every Linux this runs on). */
-const CLOCK_TICKS = 100;
 
 /** The high-water mark of a process's resident memory, in MiB. */
 export function peakRssMiB(pid: number): number {
