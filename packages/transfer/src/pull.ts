@@ -85,7 +85,8 @@ export async function pull(
     if (ctx.signal.aborted) throw abortError(ctx.signal, `pull ${reference}`);
     throw err;
   } finally {
-    await client.close();
+    // The connections close behind the reply: nothing of the pull waits on them any more.
+    void client.close().catch(() => undefined);
   }
 }
 
