@@ -105,15 +105,20 @@ class OffloadedDigest implements IngestDigest {
   }
 }
 
+/** How long the hashing thread stays up with no digest open. */
+export const HASH_THREAD_IDLE_MS = 30_000;
+
 const WORKER_SCRIPT = __filename.endsWith('.ts') ? join(__dirname, '../dist/hash-worker-main.js') : join(__dirname, 'hash-worker-main.js');
 
 /**
- * The one hashing thread of the process, started with the first offloaded digest. It keeps the
- * process alive only while someone waits for a digest, and a crash fails the open digests (their
- * commits fail; the next writer starts a new thread).
+ * The one hashing thread of the process, started with the first offloaded digest and ended after
+ * {@link HASH_THREAD_IDLE_MS} with none open (a daemon that ingested once does not keep its
+ * memory). It keeps the process alive only while someone waits for a digest, and a crash fails the
+ * open digests (their commits fail; the next writer starts a new thread).
  */
 class HashThread {
   private worker: Worker | undefined;
+  private idle: NodeJS.Timeout | undefined;
   private nextId = 1;
   private nextSeq = 1;
   private readonly active = new Set<number>();
@@ -124,6 +129,8 @@ class HashThread {
   open(path: string, algorithm: DigestAlgorithm, upTo: number): number {
     const id = this.nextId++;
     this.active.add(id);
+    clearTimeout(this.idle);
+    this.idle = undefined;
     this.ensure();
     this.send({ op: 'open', id, path, algorithm, upTo });
     return id;
@@ -148,6 +155,15 @@ class HashThread {
     this.lost.delete(id);
     if (!this.active.delete(id)) return;
     this.send({ op: 'close', id });
+    if (this.active.size === 0) {
+      const w = this.worker;
+      this.idle = setTimeout(() => {
+        if (this.worker !== w || this.active.size > 0) return;
+        this.worker = undefined;
+        void w?.terminate();
+      }, HASH_THREAD_IDLE_MS);
+      this.idle.unref();
+    }
   }
 
   private ensure(): Worker {
