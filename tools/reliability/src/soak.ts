@@ -26,6 +26,12 @@ export interface SoakOptions {
   /** The exchange's per-subscriber queue (`queue_limit`); the daemon's default (1024) when unset. */
   eventQueueLimit?: number;
   /**
+   * Events of 4 KiB a second that one more client publishes (Events.Publish, topic `/soak/filler`).
+   * Default 0. The short soak sets it, so that a stalled subscriber overflows its queue however
+   * few operations a loaded machine gets through (what HTTP/2 and the socket buffer comes first).
+   */
+  fillerEventsPerSecond?: number;
+  /**
    * Mean pause of a client between two operations, in milliseconds (uniform in [0.5x, 1.5x]).
    * Default 1000: 64 clients then offer about 64 operations a second, a load the daemon serves
    * without queueing on a 2-core machine; 0 runs every client flat out (a saturation test, where
@@ -330,7 +336,22 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       log(formatRow(row));
     };
     log(ROW_HEADER);
-    const running = [...Array.from({ length: nClients }, (_, i) => worker(i))];
+    const filler = async (perSecond: number) => {
+      const c = connect(daemon.address);
+      const event = { typeUrl: 'soak.Filler', value: Buffer.alloc(4096, 0x66) };
+      try {
+        while (!stop.aborted) {
+          await record('publish', () => c.events.publish({ topic: '/soak/filler', event }));
+          await sleep(1000 / perSecond, stop);
+        }
+      } finally {
+        c.close();
+      }
+    };
+    const running = [
+      ...Array.from({ length: nClients }, (_, i) => worker(i)),
+      ...(options.fillerEventsPerSecond ? [filler(options.fillerEventsPerSecond)] : []),
+    ];
     while (performance.now() - t0 < options.durationMs) {
       await sleep(Math.min(250, options.durationMs - (performance.now() - t0)));
       if (!rssBaselineMiB && performance.now() - t0 >= warmupMs) rssBaselineMiB = rssMiB(pid);
