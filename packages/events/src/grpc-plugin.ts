@@ -5,8 +5,15 @@ import { GRPC_PLUGIN_TYPE, GrpcServicePlugin, createService } from '@berth/grpc'
 import { definePlugin } from '@berth/plugin';
 import { TtrpcServicePlugin, createTtrpcService } from '@berth/ttrpc';
 import type { Envelope } from '@berth/api/events';
+import { encodeEnvelopeOnce } from './encode-once';
 import type { Subscription } from './exchange';
 import { EVENT_PLUGIN_TYPE, ExchangeToken } from './plugin';
+
+/** containerd's Events service, with Subscribe's replies encoded once per event. */
+const EventsServiceEncodeOnce = {
+  ...eventsService.EventsService,
+  subscribe: { ...eventsService.EventsService.subscribe, responseSerialize: encodeEnvelopeOnce },
+};
 
 /** The events API plugin: gRPC Publish/Forward/Subscribe and ttrpc Forward. */
 export interface EventsApiPlugin extends GrpcServicePlugin, TtrpcServicePlugin {
@@ -39,7 +46,7 @@ export const eventsGrpcPlugin = definePlugin<undefined, EventsApiPlugin>({
     };
 
     const grpcService = createService(
-      eventsService.EventsService,
+      EventsServiceEncodeOnce,
       {
         publish: async (req, call) => {
           await exchange.publishAny(call, req.topic, req.event);

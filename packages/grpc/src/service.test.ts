@@ -80,7 +80,12 @@ describe('withReplyBarrier', () => {
 
 describe('callContext', () => {
   /** A stand-in for a grpc-js server call: metadata, no deadline, and the 'cancelled' event. */
-  const fakeCall = () => Object.assign(new EventEmitter(), { metadata: new grpc.Metadata(), getDeadline: () => Infinity }) as unknown as Parameters<typeof callContext>[0];
+  const fakeCall = () => Object.assign(new EventEmitter(), { metadata: new grpc.Metadata(), getDeadline: () => Infinity, cancelled: false }) as unknown as Parameters<typeof callContext>[0];
+  /** What grpc-js does when the client cancels: the flag, then the event. */
+  const cancel = (c: Parameters<typeof callContext>[0]) => {
+    (c as { cancelled: boolean }).cancelled = true;
+    (c as unknown as EventEmitter).emit('cancelled');
+  };
 
   it('gives the same signal every time, aborted when the client cancels', () => {
     const c = fakeCall();
@@ -88,7 +93,7 @@ describe('callContext', () => {
     const signal = ctx.signal;
     expect(ctx.signal).toBe(signal);
     expect(signal.aborted).toBe(false);
-    (c as unknown as EventEmitter).emit('cancelled');
+    cancel(c);
     expect(signal.aborted).toBe(true);
     expect(isCanceled(signal.reason)).toBe(true);
   });
@@ -96,7 +101,7 @@ describe('callContext', () => {
   it('shows a cancellation that came before anyone asked for the signal', () => {
     const c = fakeCall();
     const { ctx } = callContext(c);
-    (c as unknown as EventEmitter).emit('cancelled');
+    cancel(c);
     expect(ctx.signal.aborted).toBe(true);
     expect(ctx.signal.reason).toBeInstanceOf(CanceledError);
   });
@@ -105,8 +110,27 @@ describe('callContext', () => {
     const c = fakeCall();
     const { ctx, done } = callContext(c);
     done();
-    (c as unknown as EventEmitter).emit('cancelled');
+    cancel(c);
     expect(ctx.signal.aborted).toBe(false);
+  });
+
+  it('answers aborted without making the signal, and agrees with it', () => {
+    const c = fakeCall();
+    const { ctx, aborted } = callContext(c);
+    expect(aborted()).toBe(false);
+    expect((c as unknown as EventEmitter).listenerCount('cancelled')).toBe(0);
+    cancel(c);
+    expect(aborted()).toBe(true);
+    expect(ctx.signal.aborted).toBe(true);
+  });
+
+  it('listens for the cancel only once the signal is asked for', () => {
+    const c = fakeCall();
+    const { ctx, done } = callContext(c);
+    void ctx.signal;
+    expect((c as unknown as EventEmitter).listenerCount('cancelled')).toBe(1);
+    done();
+    expect((c as unknown as EventEmitter).listenerCount('cancelled')).toBe(0);
   });
 
   it('reads the namespace and lease headers', () => {

@@ -74,6 +74,8 @@ export class MetadataDb {
   private readonly listeners = new Set<(m: Mutation) => void>();
   /** Group durability's syncs (undefined with commit durability). */
   private readonly group: GroupSync | undefined;
+  /** The read side of every view and update: one object, not four closures per transaction. */
+  private readonly reader: ReadTx;
 
   private constructor(
     readonly path: string,
@@ -81,6 +83,7 @@ export class MetadataDb {
     readonly durability: 'commit' | 'group',
   ) {
     if (durability === 'group') this.group = new GroupSync(env, `metadata database ${path}`);
+    this.reader = readTx(env);
   }
 
   /** Opens (creating if needed) the database in a directory and brings its schema up to date. */
@@ -128,7 +131,7 @@ export class MetadataDb {
    * from the same read transaction, so `fn` must not await.
    */
   view<T>(fn: (tx: ReadTx) => T): T {
-    return fn(this.readTx());
+    return fn(this.reader);
   }
 
   /** Updates committed and not yet known to be on disk (group durability; always 0 otherwise). */
@@ -154,14 +157,13 @@ export class MetadataDb {
   update<T>(fn: (tx: WriteTx) => T): T {
     let deletions = false;
     const env = this.env;
-    const read = this.readTx();
     const tx: WriteTx = {
-      ...read,
+      ...this.reader,
       put: (key, value) => void env.putSync(key, value),
       remove: (key) => env.removeSync(key),
       ensureNamespace: (ns) => {
         const k = namespaceKey(ns);
-        if (env.get(k) === undefined) env.putSync(k, { labels: {}, createdAt: Date.now() } satisfies NamespaceRecord);
+        if (!env.doesExist(k)) env.putSync(k, { labels: {}, createdAt: Date.now() } satisfies NamespaceRecord);
       },
       markDeletion: () => {
         deletions = true;
@@ -192,27 +194,33 @@ export class MetadataDb {
     await this.group?.close();
     await this.env.close();
   }
+}
 
-  private readTx(): ReadTx {
-    const env = this.env;
-    return {
-      get: <T>(key: Key) => env.get(key) as T | undefined,
-      has: (key) => env.get(key) !== undefined,
-      range: function* <T>(prefix: Key) {
-        for (const entry of env.getRange({ start: prefix })) {
-          const key = asKey(entry.key);
-          if (!startsWith(key, prefix)) return;
-          yield { key, value: entry.value as T };
-        }
-      },
-      hasUnder: (prefix) => {
-        for (const entry of env.getRange({ start: prefix })) {
-          const key = asKey(entry.key);
-          if (!startsWith(key, prefix)) return false;
-          if (key.length > prefix.length) return true;
-        }
-        return false;
-      },
-    };
-  }
+/**
+ * The reads of a transaction over `env`. lmdb-js serves every read of one synchronous run from
+ * the same read transaction (or from the write transaction inside `transactionSync`), so one
+ * object serves them all. `has` asks lmdb whether the key is there without decoding the value
+ * (with `get`, a blob's existence check on every Read call decoded its record: a third of the
+ * check's cost).
+ */
+function readTx(env: RootDatabase<unknown, Key>): ReadTx {
+  return {
+    get: <T>(key: Key) => env.get(key) as T | undefined,
+    has: (key) => env.doesExist(key),
+    range: function* <T>(prefix: Key) {
+      for (const entry of env.getRange({ start: prefix })) {
+        const key = asKey(entry.key);
+        if (!startsWith(key, prefix)) return;
+        yield { key, value: entry.value as T };
+      }
+    },
+    hasUnder: (prefix) => {
+      for (const entry of env.getRange({ start: prefix })) {
+        const key = asKey(entry.key);
+        if (!startsWith(key, prefix)) return false;
+        if (key.length > prefix.length) return true;
+      }
+      return false;
+    },
+  };
 }

@@ -44,7 +44,8 @@ async function main(argv: string[]): Promise<number> {
         try {
           const result = await w.run(d, n);
           for (const [figure, value] of Object.entries(result)) {
-            const f = figures.get(figure) ?? { name: figure, unit: figure.includes('total ms') ? 'ms' : figure.includes('%') ? '%' : figure.includes('(MiB)') ? 'MiB' : w.unit, lowerIsBetter: w.lowerIsBetter, berthd: [], containerd: [], containerd2: [] };
+            const cpuFigure = figure.startsWith('daemon CPU ms');
+            const f = figures.get(figure) ?? { name: figure, unit: cpuFigure || figure.includes('total ms') ? 'ms' : figure.includes('%') ? '%' : figure.includes('(MiB)') ? 'MiB' : w.unit, lowerIsBetter: cpuFigure || w.lowerIsBetter, berthd: [], containerd: [], containerd2: [] };
             f[kind]!.push(value);
             figures.set(figure, f);
           }

@@ -22,7 +22,8 @@ export async function perOp(n: number, fn: (i: number) => Promise<unknown>): Pro
 
 const digestOf = (i: number) => `sha256:${i.toString(16).padStart(64, '0')}`;
 
-function image(name: string, i: number): images.Image {
+/** An image record whose target is the i-th made-up manifest digest. */
+export function image(name: string, i: number): images.Image {
   return {
     name,
     labels: { bench: 'yes' },

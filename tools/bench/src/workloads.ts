@@ -12,6 +12,7 @@ import { BenchDaemon, DaemonKind, rssMiB } from './daemons';
 import { API_WORKLOADS, container, perOp } from './workloads-api';
 import { median } from './stats';
 import { GC_WORKLOADS } from './workloads-gc';
+import { PERCALL_WORKLOADS } from './workloads-percall';
 import { PULL_WORKLOADS } from './workloads-pull';
 import { TASK_WORKLOADS } from './workloads-tasks';
 import { UNPACK_WORKLOADS } from './workloads-unpack';
@@ -255,6 +256,7 @@ const metricsOverhead: Workload = {
 
 export const WORKLOADS: Record<string, Workload> = {
   ...API_WORKLOADS,
+  ...PERCALL_WORKLOADS,
   ...GC_WORKLOADS,
   ...TASK_WORKLOADS,
   ...UNPACK_WORKLOADS,
@@ -286,11 +288,13 @@ export const WORKLOADS: Record<string, Workload> = {
       await ingestVariant(d.address, v, 'bench-get');
       const get = ['--address', d.address, 'content', 'get', v.digest];
       await run(CTR_PATH, get); // warm up (page cache, code paths)
+      const cpuBefore = cpuMs(d.pid);
       const speed = mibps(await timed(() => run(CTR_PATH, get)));
+      const cpu = cpuMs(d.pid) - cpuBefore;
       const limit = await hashLimit(file.path);
       await run(CTR_PATH, ['--address', d.address, 'content', 'rm', v.digest]);
       process.stderr.write(`  ${d.kind} get ${speed.toFixed(0)} MiB/s (sha256sum ${limit.toFixed(0)} MiB/s)\n`);
-      return { 'ctr content get 256 MiB': speed };
+      return { 'ctr content get 256 MiB': speed, 'daemon CPU ms per get of 256 MiB': cpu };
     },
   },
   start: {
