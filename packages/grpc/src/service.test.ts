@@ -2,11 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { DataLossError } from '@berth/errdefs';
+import { CanceledError, DataLossError, isCanceled } from '@berth/errdefs';
 import { nullLogger } from '@berth/log';
 import { callContext, withReplyBarrier, type GrpcService } from './service';
-import { EventEmitter } from 'node:events';
-import { CanceledError, isCanceled } from '@berth/errdefs';
 
 /** A service of raw byte messages: `Echo` (unary) answers its request. */
 const passThrough = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
@@ -78,66 +76,92 @@ describe('withReplyBarrier', () => {
   });
 });
 
-describe('callContext', () => {
-  /** A stand-in for a grpc-js server call: metadata, no deadline, and the 'cancelled' event. */
-  const fakeCall = () => Object.assign(new EventEmitter(), { metadata: new grpc.Metadata(), getDeadline: () => Infinity, cancelled: false }) as unknown as Parameters<typeof callContext>[0];
-  /** What grpc-js does when the client cancels: the flag, then the event. */
-  const cancel = (c: Parameters<typeof callContext>[0]) => {
-    (c as { cancelled: boolean }).cancelled = true;
-    (c as unknown as EventEmitter).emit('cancelled');
+describe('callContext, on calls of a real server', () => {
+  let dir: string;
+  let server: grpc.Server;
+  let client: grpc.Client & { Echo: (req: Buffer, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res?: Buffer) => void) => grpc.ClientUnaryCall };
+  /** What the server does with each call; it answers when `handle` resolves. */
+  let handle: (call: grpc.ServerUnaryCall<Buffer, Buffer>) => Promise<void>;
+  const failures: unknown[] = [];
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'berth-grpc-ctx-'));
+    server = new grpc.Server();
+    server.addService(definition, {
+      Echo: (c: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) =>
+        handle(c).then(
+          () => cb(null, c.request),
+          (err) => (failures.push(err), cb(null, c.request)),
+        ),
+    });
+    const address = `unix://${join(dir, 's.sock')}`;
+    await new Promise<void>((resolve, reject) => server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+    const Client = grpc.makeGenericClientConstructor(definition, 'Echo');
+    client = new Client(address, grpc.credentials.createInsecure()) as typeof client;
+  });
+
+  afterEach(async () => {
+    client.close();
+    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    rmSync(dir, { recursive: true, force: true });
+    expect(failures.splice(0)).toEqual([]);
+  });
+
+  /** Sends one call with `headers`; `cancelWhen` cancels it from the client once it resolves. */
+  const send = (headers: Record<string, string> = {}, cancelWhen?: Promise<unknown>) =>
+    new Promise<grpc.ServiceError | null>((resolve) => {
+      const md = new grpc.Metadata();
+      for (const [k, v] of Object.entries(headers)) md.set(k, v);
+      const c = client.Echo(Buffer.from('x'), md, (err) => resolve(err));
+      void cancelWhen?.then(() => c.cancel());
+    });
+  const until = async (cond: () => boolean) => {
+    while (!cond()) await new Promise((r) => setTimeout(r, 2));
   };
 
-  it('gives the same signal every time, aborted when the client cancels', () => {
-    const c = fakeCall();
-    const { ctx } = callContext(c);
-    const signal = ctx.signal;
-    expect(ctx.signal).toBe(signal);
-    expect(signal.aborted).toBe(false);
-    cancel(c);
-    expect(signal.aborted).toBe(true);
-    expect(isCanceled(signal.reason)).toBe(true);
+  it('reads the namespace and lease headers, and makes no signal nor cancel listener unless asked', async () => {
+    let seen: unknown;
+    handle = async (c) => {
+      const { ctx, aborted, done } = callContext(c);
+      seen = { namespace: ctx.namespace, lease: ctx.lease, aborted: aborted(), listeners: c.listenerCount('cancelled') };
+      done();
+    };
+    expect(await send({ 'containerd-namespace': 'ns1', 'containerd-lease': 'l1' })).toBeNull();
+    expect(seen).toEqual({ namespace: 'ns1', lease: 'l1', aborted: false, listeners: 0 });
   });
 
-  it('shows a cancellation that came before anyone asked for the signal', () => {
-    const c = fakeCall();
-    const { ctx } = callContext(c);
-    cancel(c);
-    expect(ctx.signal.aborted).toBe(true);
-    expect(ctx.signal.reason).toBeInstanceOf(CanceledError);
+  it('aborts the signal, asked for before the client cancels, with a CanceledError; done() detaches the listener', async () => {
+    let asked!: () => void;
+    const signalAsked = new Promise<void>((r) => (asked = r));
+    let seen: unknown;
+    handle = async (c) => {
+      const { ctx, aborted, done } = callContext(c);
+      const signal = ctx.signal;
+      const listening = c.listenerCount('cancelled');
+      asked();
+      await until(() => signal.aborted);
+      seen = { same: ctx.signal === signal, canceled: isCanceled(signal.reason), aborted: aborted(), listening };
+      done();
+      seen = { ...(seen as object), after: c.listenerCount('cancelled') };
+    };
+    expect((await send({}, signalAsked))?.code).toBe(grpc.status.CANCELLED);
+    await until(() => seen !== undefined && 'after' in (seen as object));
+    expect(seen).toEqual({ same: true, canceled: true, aborted: true, listening: 1, after: 0 });
   });
 
-  it('stops listening once the call is done', () => {
-    const c = fakeCall();
-    const { ctx, done } = callContext(c);
-    done();
-    cancel(c);
-    expect(ctx.signal.aborted).toBe(false);
-  });
-
-  it('answers aborted without making the signal, and agrees with it', () => {
-    const c = fakeCall();
-    const { ctx, aborted } = callContext(c);
-    expect(aborted()).toBe(false);
-    expect((c as unknown as EventEmitter).listenerCount('cancelled')).toBe(0);
-    cancel(c);
-    expect(aborted()).toBe(true);
-    expect(ctx.signal.aborted).toBe(true);
-  });
-
-  it('listens for the cancel only once the signal is asked for', () => {
-    const c = fakeCall();
-    const { ctx, done } = callContext(c);
-    void ctx.signal;
-    expect((c as unknown as EventEmitter).listenerCount('cancelled')).toBe(1);
-    done();
-    expect((c as unknown as EventEmitter).listenerCount('cancelled')).toBe(0);
-  });
-
-  it('reads the namespace and lease headers', () => {
-    const c = fakeCall();
-    c.metadata.set('containerd-namespace', 'ns1');
-    c.metadata.set('containerd-lease', 'l1');
-    const { ctx } = callContext(c);
-    expect({ namespace: ctx.namespace, lease: ctx.lease }).toEqual({ namespace: 'ns1', lease: 'l1' });
+  it('shows a cancel that came before the signal was asked for, on aborted() and then on the signal', async () => {
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    let seen: unknown;
+    handle = async (c) => {
+      const { ctx, aborted, done } = callContext(c);
+      started();
+      await until(aborted);
+      seen = { aborted: ctx.signal.aborted, reason: ctx.signal.reason instanceof CanceledError };
+      done();
+    };
+    expect((await send({}, running))?.code).toBe(grpc.status.CANCELLED);
+    await until(() => seen !== undefined);
+    expect(seen).toEqual({ aborted: true, reason: true });
   });
 });
