@@ -61,10 +61,10 @@ export interface FetcherOptions {
 }
 
 /**
- * Where {@link Fetcher.fetchTo} delivers a blob's bytes, in order. A chunk is the registry's
- * buffer, not a copy: keep it or copy it before the returned promise settles. While a returned
- * promise is pending the connection is paused (backpressure); a rejection ends the fetch with
- * that error.
+ * Where {@link Fetcher.fetchTo} delivers a blob's bytes, in order. Each chunk is handed over as
+ * the connection read it (no copy; it is the sink's to keep). While a returned promise is pending
+ * the connection is paused (backpressure); a throw or a rejection ends the fetch with that error,
+ * with no retry.
  */
 export type FetchSink = (chunk: Buffer) => void | Promise<void>;
 
@@ -283,7 +283,8 @@ export class Fetcher {
         });
       } catch (err) {
         if (signal.aborted) throw abortError(signal, context);
-        if (err instanceof BerthError || err instanceof SinkError) throw err instanceof SinkError ? err.cause : err;
+        if (err instanceof SinkError) throw err.cause;
+        if (err instanceof BerthError) throw err;
         // The connection dropped: resume from the next byte on the same host.
         let error: Error = transportError(err, 'GET', res.url.href, this.http.limitsFor(host));
         while (!opened) {
