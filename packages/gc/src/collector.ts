@@ -90,7 +90,7 @@ class Marks {
       for (const k of this.kinds) {
         const id = k.label?.(key, value);
         if (id) {
-          this.mark(k.kind, id, FULL, () => ({ from, via: `label ${key}` }));
+          this.mark(k.kind, id, FULL, this.trace && (() => ({ from, via: `label ${key}` })));
           break;
         }
       }
@@ -101,7 +101,7 @@ class Marks {
   leased(type: string, id: string, level: Level, lease?: string): void {
     for (const k of this.kinds) {
       const parts = k.leased?.(type, id);
-      if (parts) return this.mark(k.kind, parts, level, () => ({ from: { kind: 'leases', id: [lease ?? ''] }, via: `lease resource ${type}` }));
+      if (parts) return this.mark(k.kind, parts, level, this.trace && (() => ({ from: { kind: 'leases', id: [lease ?? ''] }, via: `lease resource ${type}` })));
     }
   }
 
@@ -110,9 +110,10 @@ class Marks {
     for (let next = this.queue.pop(); next; next = this.queue.pop()) {
       const node = this.objs.nodes.get(next.name);
       if (!node) continue;
-      const from: GcObject = { kind: node.hooks.kind, id: node.id };
+      // Only an explanation pays for the record of where each mark came from.
+      const from: GcObject | undefined = this.trace && { kind: node.hooks.kind, id: node.id };
       for (const ref of node.hooks.references?.(node.value, node.id) ?? []) {
-        this.mark(ref.kind, ref.id, ref.full ? FULL : next.level, () => ({ from, via: ref.edge ?? 'reference' }));
+        this.mark(ref.kind, ref.id, ref.full ? FULL : next.level, this.trace && (() => ({ from, via: ref.edge ?? 'reference' })));
       }
       if (next.level === FULL) this.labels(node.hooks.labels?.(node.value), from);
     }
@@ -320,7 +321,7 @@ function mark(objs: NamespaceObjects, kinds: readonly GcKind[], now: number, tra
   }
   for (const node of objs.nodes.values()) {
     const { root } = node.hooks;
-    if (root === true || root?.(node.value, now)) marks.mark(node.hooks.kind, node.id, FULL, () => ({ via: rootReason(node) }));
+    if (root === true || root?.(node.value, now)) marks.mark(node.hooks.kind, node.id, FULL, trace && (() => ({ via: rootReason(node) })));
   }
   marks.drain();
   return { marks, expired };
