@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { berthGc, berthNamespaces } from '@berth/api';
 import { kindOf } from '@berth/errdefs';
@@ -13,6 +13,23 @@ import { TestDaemon, cleanupShims, ctrEventsDuring, rejectionOf, shimsOf, tempDi
  * snapshots and a lease. The collector is kept quiet (it runs only when asked), so that what
  * explain calls unreferenced is still there to be explained and then collected.
  */
+const CGROUPS = '/sys/fs/cgroup';
+/** A freezer cgroup of this test's own, the parent of the task that will not die. */
+const ICE = `berth-system-ice-${process.pid}`;
+
+/** Removes the (empty) cgroup directories runc made for `path` in every v1 hierarchy. */
+function removeCgroups(path: string): void {
+  for (const controller of existsSync(CGROUPS) ? readdirSync(CGROUPS) : []) {
+    try {
+      rmdirSync(join(CGROUPS, controller, path));
+    } catch {
+      /* absent, or not a hierarchy */
+    }
+  }
+}
+
+const freezer = (state: 'FROZEN' | 'THAWED') => writeFileSync(join(CGROUPS, 'freezer', ICE, 'freezer.state'), state);
+
 describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () => {
   const work = tempDir('berth-system-');
   let d: TestDaemon;
@@ -31,7 +48,9 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
     d = await TestDaemon.start({
       logLevel: 'info',
       // No collection unless asked for (a huge interval, no mutation or deletion trigger).
-      config: '\n[plugins."io.containerd.gc.v1.scheduler"]\npause_threshold = 0.00001\ndeletion_threshold = 1000000000\nmutation_threshold = 0\n',
+      config:
+        '\n[plugins."io.containerd.gc.v1.scheduler"]\npause_threshold = 0.00001\ndeletion_threshold = 1000000000\nmutation_threshold = 0\n' +
+        '\n[plugins."io.containerd.service.v1.berth-namespaces-service"]\nkill_timeout = "3s"\n',
     });
     admin = d.client(berthNamespaces.NamespacesService);
     img = await busyboxImage();
@@ -49,12 +68,15 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
   }, 180_000);
 
   afterAll(async () => {
+    if (existsSync(join(CGROUPS, 'freezer', ICE))) freezer('THAWED');
     if (d) {
       await cleanupShims(d.address, d.dir);
       await d.cleanup();
     }
+    // runc removes a task's own cgroup; the parents it made for ctr's `/<namespace>/<id>` stay.
+    for (const path of ['doomed', 'keeper', 'stuck', `${ICE}/ice`, ICE]) removeCgroups(path);
     work.remove();
-  });
+  }, 60_000);
 
   it('plain containerd Namespaces.Delete and berth Delete without cascade both refuse a non-empty namespace', async () => {
     const res = await d.ctr(['namespaces', 'rm', 'doomed']);
@@ -187,6 +209,34 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
 
     // Deleting it again: it is gone.
     expect(await kindOfRejection(admin.delete({ name: 'doomed', cascade: true }))).toBe('not-found');
+  }, 120_000);
+
+  it('stops at a task that will not die, naming it and what it removed; deleting again finishes once it can', async () => {
+    mkdirSync(join(CGROUPS, 'freezer', ICE));
+    await ok(['images', 'import', await buildBusyboxImage(work.path)], 'stuck');
+    await ok(['run', '-d', '--cgroup', `/${ICE}/ice`, BUSYBOX_IMAGE, 'ice', 'sleep', '1000'], 'stuck');
+    // Frozen from its parent cgroup: the task's own state says running, and SIGKILL waits.
+    freezer('FROZEN');
+    let err: Error;
+    try {
+      err = await rejectionOf(admin.delete({ name: 'stuck', cascade: true }));
+    } finally {
+      freezer('THAWED');
+    }
+    expect(kindOf(err)).toBe('deadline-exceeded');
+    expect(err.message).toBe(
+      'cascade delete of namespace "stuck" stopped (removed before: nothing; removals are not undone, delete again to finish): ' +
+        'removing task ice: task did not exit within 3000 ms of SIGKILL: context deadline exceeded',
+    );
+    expect(await ok(['namespaces', 'ls', '-q'])).toContain('stuck');
+    expect(await ok(['containers', 'ls', '-q'], 'stuck')).toBe('ice\n');
+
+    // The collector is quiet here: what the import left unreferenced is still a blob of the namespace.
+    const again = await admin.delete({ name: 'stuck', cascade: true });
+    expect(again).toEqual({ tasks: 1, containers: 1, images: 1, leases: 0, snapshots: 2, ingests: 0, blobs: again.blobs });
+    expect(again.blobs).toBeGreaterThanOrEqual(3);
+    expect(await ok(['namespaces', 'ls', '-q'])).not.toContain('stuck');
+    expect(shimsOf(d.address).filter((s) => s.namespace === 'stuck')).toEqual([]);
   }, 120_000);
 
   it.each([

@@ -172,32 +172,41 @@ export class NamespaceAdminService {
     }
   }
 
-  /** Kills a task's processes with SIGKILL, waits for its exit, and deletes it (its shim exits). */
+  /**
+   * Kills a task's processes with SIGKILL, waits for its exit, and deletes it (its shim exits).
+   * DeadlineExceeded when the task has not exited `killTimeoutMs` after the cascade started on
+   * it (resuming a paused one included): its processes may be frozen or stuck in the kernel.
+   */
   private async killTask(ctx: Context, id: string, status: taskTypes.Status): Promise<void> {
     const { tasks } = this.deps;
-    // A frozen task cannot act on SIGKILL until it is thawed.
-    if (status === taskTypes.Status.PAUSED || status === taskTypes.Status.PAUSING) await tasks.resume(ctx, { containerId: id });
-    if (status !== taskTypes.Status.STOPPED) {
+    const timeout = AbortSignal.timeout(this.killTimeoutMs);
+    const stepCtx = context({ namespace: ctx.namespace, signal: AbortSignal.any([ctx.signal, timeout]) });
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineExceededError(`task did not exit within ${this.killTimeoutMs} ms of SIGKILL`)), this.killTimeoutMs);
+    });
+    const exited = async () => {
+      // A frozen task cannot act on SIGKILL until it is thawed.
+      if (status === taskTypes.Status.PAUSED || status === taskTypes.Status.PAUSING) await tasks.resume(stepCtx, { containerId: id });
+      if (status === taskTypes.Status.STOPPED) return;
       try {
-        await tasks.kill(ctx, { containerId: id, execId: '', signal: 9, all: true });
+        await tasks.kill(stepCtx, { containerId: id, execId: '', signal: 9, all: true });
       } catch (err) {
         // It may have exited between the list and the kill.
         this.logger.debug('kill of a task being deleted failed', { id, error: (err as Error).message });
       }
-      const timeout = AbortSignal.timeout(this.killTimeoutMs);
-      const waitCtx = context({ namespace: ctx.namespace, signal: AbortSignal.any([ctx.signal, timeout]) });
-      let timer: NodeJS.Timeout | undefined;
-      const expired = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new DeadlineExceededError(`task did not exit within ${this.killTimeoutMs} ms of SIGKILL`)), this.killTimeoutMs);
-      });
-      try {
-        await Promise.race([tasks.wait(waitCtx, { containerId: id, execId: '' }), expired]);
-      } catch (err) {
-        if (timeout.aborted) throw new DeadlineExceededError(`task did not exit within ${this.killTimeoutMs} ms of SIGKILL`, { cause: err });
-        throw err;
-      } finally {
-        clearTimeout(timer);
-      }
+      await tasks.wait(stepCtx, { containerId: id, execId: '' });
+    };
+    const run = exited();
+    // Once the deadline won, what the task still does is nobody's to await: never unhandled.
+    run.catch(() => undefined);
+    try {
+      await Promise.race([run, expired]);
+    } catch (err) {
+      if (timeout.aborted) throw new DeadlineExceededError(`task did not exit within ${this.killTimeoutMs} ms of SIGKILL`, { cause: err });
+      throw err;
+    } finally {
+      clearTimeout(timer);
     }
     await tasks.delete(ctx, { containerId: id });
   }

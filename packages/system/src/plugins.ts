@@ -7,7 +7,8 @@ import { ImagesServiceToken } from '@berth/images';
 import { LeasesServiceToken } from '@berth/leases';
 import { GarbageCollectorToken } from '@berth/metadata';
 import { NamespacesServiceToken } from '@berth/namespaces';
-import { definePlugin } from '@berth/plugin';
+import { InvalidArgumentError } from '@berth/errdefs';
+import { definePlugin, parseDuration } from '@berth/plugin';
 import { SnapshotsServiceToken } from '@berth/snapshots';
 import { TasksServiceToken } from '@berth/tasks';
 import { GcAdminService, GcAdminServiceToken, explainTarget } from './gc-admin';
@@ -15,18 +16,36 @@ import { NamespaceAdminService, NamespaceAdminServiceToken, type SharedSize } fr
 
 const SERVICE_PLUGIN_TYPE = 'io.containerd.service.v1';
 
+/** `[plugins."io.containerd.service.v1.berth-namespaces-service"]`. */
+export interface NamespaceAdminConfig {
+  /**
+   * How long a cascading delete waits for a task to exit once it sent SIGKILL (resuming a paused
+   * task included) before it stops with DeadlineExceeded naming the task; a Go duration. Default "10s".
+   */
+  kill_timeout: string;
+}
+
 /**
  * `io.containerd.service.v1 berth-namespaces-service`: namespace delete with cascade and usage,
  * over the other services (it requires its own type, so it loads after the services registered
  * before it: register it after them).
  */
-export const namespaceAdminServicePlugin = definePlugin<undefined, NamespaceAdminService>({
+export const namespaceAdminServicePlugin = definePlugin<NamespaceAdminConfig, NamespaceAdminService>({
   type: SERVICE_PLUGIN_TYPE,
   id: 'berth-namespaces-service',
   requires: [SERVICE_PLUGIN_TYPE],
   provides: [NamespaceAdminServiceToken],
+  config: {
+    defaults: () => ({ kill_timeout: '10s' }),
+    parse: (section, d) => {
+      const v = section.kill_timeout ?? d.kill_timeout;
+      if (typeof v !== 'string' || parseDuration(v) <= 0) throw new InvalidArgumentError(`kill_timeout must be a positive duration such as "10s", not ${JSON.stringify(v)}`);
+      return { kill_timeout: v };
+    },
+  },
   init: (ctx) =>
     new NamespaceAdminService({
+      killTimeoutMs: parseDuration(ctx.config.kill_timeout),
       namespaces: ctx.get(NamespacesServiceToken),
       tasks: ctx.get(TasksServiceToken),
       containers: ctx.get(ContainersServiceToken),
