@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { berthGc, berthNamespaces } from '@berth/api';
+import { berthGc, berthNamespaces, content } from '@berth/api';
 import { kindOf } from '@berth/errdefs';
 import { BUSYBOX_IMAGE, type BuiltImage, buildBusyboxImage, busyboxImage } from '@berth/fixtures';
 import { TestDaemon, cleanupShims, ctrEventsDuring, rejectionOf, shimsOf, tempDir } from '@berth/testing';
@@ -130,6 +130,17 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
   it('reports usage per namespace, shared blobs apart, with totals matching du within 1%', async () => {
     // Nothing unreferenced on disk: du sees exactly what the records name.
     await gc().collect({});
+    // An ingest in progress in doomed: 5000 bytes of 8000 written, then the writer goes away.
+    const writer = d.client(content.ContentService, 'doomed').write();
+    const req = (m: Partial<content.WriteContentRequest>): content.WriteContentRequest => ({
+      action: content.WriteAction.STAT, ref: 'half-written', total: 8000, expected: '', offset: 0, data: Buffer.alloc(0), labels: {}, ...m,
+    });
+    writer.write(req({}));
+    await writer.read();
+    writer.write(req({ action: content.WriteAction.WRITE, data: Buffer.alloc(5000, 7) }));
+    expect((await writer.read())?.offset).toBe(5000);
+    writer.end();
+    while ((await writer.read()) !== undefined);
     const usage = await admin.usage({ name: '' });
     const byName = Object.fromEntries(usage.namespaces.map((n) => [n.name, n]));
     expect(Object.keys(byName).sort()).toEqual(['doomed', 'keeper']);
@@ -160,7 +171,8 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
     // The whole directories add only their own blocks (a few KiB per snapshot).
     const whole = du([overlay, blobs]);
     expect(whole - (snapshotsDu + contentDu)).toBeLessThan(16384 * (layers.length + 1));
-    expect(usage.ingests).toEqual({ count: 0, bytes: 0 });
+    expect(usage.ingests).toEqual({ count: 1, bytes: 5000 });
+    expect(byName.doomed.ingests).toEqual({ count: 1, bytes: 5000 });
 
     const one = await admin.usage({ name: 'keeper' });
     expect(one.namespaces.map((n) => n.name)).toEqual(['keeper']);
@@ -173,7 +185,7 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
     const events = await ctrEventsDuring(d, [], async () => {
       removed = await admin.delete({ name: 'doomed', cascade: true });
     });
-    expect(removed).toEqual({ tasks: 1, containers: 1, images: 2, leases: 1, snapshots: 4, ingests: 0, blobs: removed!.blobs });
+    expect(removed).toEqual({ tasks: 1, containers: 1, images: 2, leases: 1, snapshots: 4, ingests: 1, blobs: removed!.blobs });
     expect(removed!.blobs).toBeGreaterThanOrEqual(3);
     // The events each subsystem publishes for its removals (the shim's /tasks/exit and
     // /tasks/delete first), children's snapshots before their parent's, the namespace last.
