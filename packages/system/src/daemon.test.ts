@@ -64,6 +64,9 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
     // Kept by their own label (the collector would otherwise take them: no lease holds them).
     await ok(['snapshots', 'label', 'extra-active', 'containerd.io/gc.root=yes'], 'doomed');
     await ok(['snapshots', 'label', 'extra-view', 'containerd.io/gc.root=yes'], 'doomed');
+    // One on the other snapshotter: the cascade goes through every one.
+    await ok(['snapshots', '--snapshotter', 'native', 'prepare', 'native-active'], 'doomed');
+    await ok(['snapshots', '--snapshotter', 'native', 'label', 'native-active', 'containerd.io/gc.root=yes'], 'doomed');
     await ok(['leases', 'create', '--id', 'held', '--expires', '0'], 'doomed');
   }, 180_000);
 
@@ -80,11 +83,11 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
 
   it('plain containerd Namespaces.Delete and berth Delete without cascade both refuse a non-empty namespace', async () => {
     const res = await d.ctr(['namespaces', 'rm', 'doomed']);
-    expect(res.stderr).toMatch(/namespace "doomed" must be empty, but it still has images, blobs, containers, snapshots on "overlayfs" snapshotter: failed precondition/);
+    expect(res.stderr).toMatch(/namespace "doomed" must be empty, but it still has images, blobs, containers, snapshots on "native" snapshotter, snapshots on "overlayfs" snapshotter: failed precondition/);
     const err = await rejectionOf(admin.delete({ name: 'doomed', cascade: false }));
     expect({ kind: kindOf(err), message: err.message }).toEqual({
       kind: 'failed-precondition',
-      message: 'namespace "doomed" must be empty, but it still has images, blobs, containers, snapshots on "overlayfs" snapshotter: failed precondition',
+      message: 'namespace "doomed" must be empty, but it still has images, blobs, containers, snapshots on "native" snapshotter, snapshots on "overlayfs" snapshotter: failed precondition',
     });
     expect(await ok(['namespaces', 'ls', '-q'])).toBe('doomed\nkeeper\n');
   });
@@ -151,8 +154,12 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
     expect(byName.keeper.content!.exclusive!.count).toBe(0);
     expect(byName.keeper.content!.shared!.count).toBe(byName.keeper.content!.total!.count);
     expect(byName.keeper.content!.total!.count).toBeGreaterThanOrEqual(3);
-    // doomed: the layer, the container's snapshot, extra-active and extra-view.
-    expect(byName.doomed.snapshots!.total!.count).toBe(4);
+    // doomed: the layer, the container's snapshot, extra-active and extra-view; native-active.
+    expect(byName.doomed.snapshots!.total!.count).toBe(5);
+    expect(byName.doomed.snapshotters.map((s) => [s.snapshotter, s.snapshots!.total!.count])).toEqual([
+      ['native', 1],
+      ['overlayfs', 4],
+    ]);
     expect(byName.doomed.snapshots!.shared!.count).toBe(0);
     expect(usage.content!.count).toBe(byName.keeper.content!.total!.count);
 
@@ -160,16 +167,18 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
     // it: hard links once, the directory's own blocks included) and each blob file. Not counted:
     // the stores' bookkeeping directories (`snapshots/<id>` with its `work`, `blobs/sha256`).
     const overlay = join(d.root, 'io.containerd.snapshotter.v1.overlayfs', 'snapshots');
+    const native = join(d.root, 'io.containerd.snapshotter.v1.native', 'snapshots');
     const blobs = join(d.root, 'io.containerd.content.v1.content', 'blobs', 'sha256');
     const du = (paths: string[]) => Number(/^(\d+)\s+total$/m.exec(execFileSync('du', ['-s', '-B1', '-c', ...paths]).toString())![1]);
-    const layers = readdirSync(overlay).map((id) => join(overlay, id, 'fs')).filter((p) => existsSync(p));
+    // A native snapshot's layer is its directory.
+    const layers = [...readdirSync(overlay).map((id) => join(overlay, id, 'fs')), ...readdirSync(native).map((id) => join(native, id))].filter((p) => existsSync(p));
     const blobFiles = readdirSync(blobs).map((f) => join(blobs, f));
     const snapshotsDu = du(layers);
     const contentDu = du(blobFiles);
     expect(Math.abs(usage.snapshots!.bytes - snapshotsDu) / snapshotsDu).toBeLessThan(0.01);
     expect(Math.abs(usage.content!.bytes - contentDu) / contentDu).toBeLessThan(0.01);
     // The whole directories add only their own blocks (a few KiB per snapshot).
-    const whole = du([overlay, blobs]);
+    const whole = du([overlay, native, blobs]);
     expect(whole - (snapshotsDu + contentDu)).toBeLessThan(16384 * (layers.length + 1));
     expect(usage.ingests).toEqual({ count: 1, bytes: 5000 });
     expect(byName.doomed.ingests).toEqual({ count: 1, bytes: 5000 });
@@ -185,7 +194,7 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
     const events = await ctrEventsDuring(d, [], async () => {
       removed = await admin.delete({ name: 'doomed', cascade: true });
     });
-    expect(removed).toEqual({ tasks: 1, containers: 1, images: 2, leases: 1, snapshots: 4, ingests: 1, blobs: removed!.blobs });
+    expect(removed).toEqual({ tasks: 1, containers: 1, images: 2, leases: 1, snapshots: 5, ingests: 1, blobs: removed!.blobs });
     expect(removed!.blobs).toBeGreaterThanOrEqual(3);
     // The events each subsystem publishes for its removals (the shim's /tasks/exit and
     // /tasks/delete first), children's snapshots before their parent's, the namespace last.
@@ -195,6 +204,7 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
       'doomed /containers/delete {"id":"sleeper"}',
       `doomed /images/delete {"name":"${BUSYBOX_IMAGE}"}`,
       'doomed /images/delete {"name":"docker.io/library/doomed:extra"}',
+      'doomed /snapshot/remove {"key":"native-active"}',
       'doomed /snapshot/remove {"key":"extra-active"}',
       'doomed /snapshot/remove {"key":"extra-view"}',
       'doomed /snapshot/remove {"key":"sleeper"}',
