@@ -10,6 +10,14 @@ import type { SnapshotsService } from '@berth/snapshots';
 /** Names the object to explain: a blob by digest, or a snapshot by snapshotter and key. */
 export type ExplainTarget = { digest: string } | { snapshotter: string; key: string };
 
+/** Berth's garbage collector operations (berth.services.gc.v1). */
+export interface GcAdmin {
+  /** Runs a collection and returns its statistics. */
+  collect(ctx: Context): Promise<CollectionStats>;
+  /** Explains why an object of the context's namespace is kept. */
+  explain(ctx: Context, target: ExplainTarget): Promise<GcExplanation>;
+}
+
 /** The services a collection and an explanation go through. */
 export interface GcAdminDeps {
   collector: GarbageCollector;
@@ -23,7 +31,7 @@ export interface GcAdminDeps {
  * explanation is the collector's own marking (`MetadataCollector.explain` in @berth/gc), run
  * over the kinds' GcKind hooks exactly as a collection would run it, not a second set of rules.
  */
-export class GcAdminService {
+export class GcAdminService implements GcAdmin {
   constructor(private readonly deps: GcAdminDeps) {}
 
   /** Runs a collection (after the scheduler's schedule_delay) and returns its statistics. */
@@ -67,4 +75,4 @@ export function explainTarget(req: { digest: string; snapshotter: string; key: s
 }
 
 /** The in-process service behind berth.services.gc.v1. */
-export const GcAdminServiceToken = token<GcAdminService>('io.containerd.service.v1/berth-gc');
+export const GcAdminServiceToken = token<GcAdmin>('io.containerd.service.v1/berth-gc');

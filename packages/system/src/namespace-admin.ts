@@ -58,6 +58,17 @@ export interface UsageReport {
   ingests: Size;
 }
 
+/** Berth's namespace operations beyond containerd's (berth.services.namespaces.v1). */
+export interface NamespaceAdmin {
+  /**
+   * Deletes a namespace; with `cascade`, everything in it first (see {@link NamespaceAdminService.delete}).
+   * Returns what the cascade removed.
+   */
+  delete(ctx: Context, name: string, options?: { cascade?: boolean }): Promise<CascadeRemoved>;
+  /** Reports the disk usage of one namespace, or of all when `name` is empty. */
+  usage(ctx: Context, name?: string): Promise<UsageReport>;
+}
+
 /** The services a namespace's objects are removed and measured through (their tokens' instances). */
 export interface NamespaceAdminDeps {
   namespaces: NamespacesService;
@@ -85,7 +96,7 @@ const add = (s: Size, bytes: number) => {
  * containerd would (/tasks/delete, /containers/delete, /images/delete, /snapshot/remove,
  * /content/delete, /namespaces/delete) and obeys that subsystem's rules.
  */
-export class NamespaceAdminService {
+export class NamespaceAdminService implements NamespaceAdmin {
   private readonly logger: Logger;
   private readonly killTimeoutMs: number;
 
@@ -133,8 +144,10 @@ export class NamespaceAdminService {
   private async cascade(ctx: Context, removed: CascadeRemoved): Promise<void> {
     const { tasks, containers, images, leases, snapshots, content } = this.deps;
     for (const t of (await tasks.list(ctx)).tasks) {
-      await this.step(`task ${t.id}`, () => this.killTask(ctx, t.id, t.status));
-      removed.tasks++;
+      if (await this.step(`task ${t.id}`, () => this.killTask(ctx, t.id, t.status))) removed.tasks++;
+      // Its container at once: a restart monitor (containerd.io/restart.status) must not find
+      // it without a task and start one again.
+      if (await this.step(`container ${t.id}`, () => containers.delete(ctx, t.id))) removed.containers++;
     }
     for (const c of await containers.list(ctx)) {
       if (await this.step(`container ${c.id}`, () => containers.delete(ctx, c.id))) removed.containers++;
@@ -308,4 +321,4 @@ export function childrenFirst(infos: readonly SnapshotInfo[]): SnapshotInfo[] {
 }
 
 /** The in-process service behind berth.services.namespaces.v1. */
-export const NamespaceAdminServiceToken = token<NamespaceAdminService>('io.containerd.service.v1/berth-namespaces');
+export const NamespaceAdminServiceToken = token<NamespaceAdmin>('io.containerd.service.v1/berth-namespaces');

@@ -11,8 +11,8 @@ import { InvalidArgumentError } from '@berth/errdefs';
 import { definePlugin, parseDuration } from '@berth/plugin';
 import { SnapshotsServiceToken } from '@berth/snapshots';
 import { TasksServiceToken } from '@berth/tasks';
-import { GcAdminService, GcAdminServiceToken, explainTarget } from './gc-admin';
-import { NamespaceAdminService, NamespaceAdminServiceToken, type SharedSize } from './namespace-admin';
+import { type GcAdmin, GcAdminService, GcAdminServiceToken, explainTarget } from './gc-admin';
+import { type NamespaceAdmin, NamespaceAdminService, NamespaceAdminServiceToken, type SharedSize } from './namespace-admin';
 
 const SERVICE_PLUGIN_TYPE = 'io.containerd.service.v1';
 
@@ -30,7 +30,7 @@ export interface NamespaceAdminConfig {
  * over the other services (it requires its own type, so it loads after the services registered
  * before it: register it after them).
  */
-export const namespaceAdminServicePlugin = definePlugin<NamespaceAdminConfig, NamespaceAdminService>({
+export const namespaceAdminServicePlugin = definePlugin<NamespaceAdminConfig, NamespaceAdmin>({
   type: SERVICE_PLUGIN_TYPE,
   id: 'berth-namespaces-service',
   requires: [SERVICE_PLUGIN_TYPE],
@@ -58,7 +58,7 @@ export const namespaceAdminServicePlugin = definePlugin<NamespaceAdminConfig, Na
 });
 
 /** `io.containerd.service.v1 berth-gc-service`: collect now and explain, over the gc scheduler. */
-export const gcAdminServicePlugin = definePlugin<undefined, GcAdminService>({
+export const gcAdminServicePlugin = definePlugin<undefined, GcAdmin>({
   type: SERVICE_PLUGIN_TYPE,
   id: 'berth-gc-service',
   requires: [SERVICE_PLUGIN_TYPE, GC_PLUGIN_TYPE],
