@@ -123,21 +123,24 @@ export class NamespaceAdminService implements NamespaceAdmin {
    */
   async delete(ctx: Context, name: string, options: { cascade?: boolean } = {}): Promise<CascadeRemoved> {
     const removed: CascadeRemoved = { tasks: 0, containers: 0, images: 0, leases: 0, snapshots: 0, ingests: 0, blobs: 0 };
-    if (options.cascade) {
-      await this.mustExist(name);
-      // No lease of the caller's: nothing the cascade does should join one.
-      const nsCtx = context({ namespace: name, signal: ctx.signal });
-      try {
-        await this.cascade(nsCtx, removed);
-      } catch (err) {
-        const done = Object.entries(removed)
-          .filter(([, n]) => n > 0)
-          .map(([k, n]) => `${n} ${k}`)
-          .join(', ');
-        throw wrap(err, `cascade delete of namespace "${name}" stopped (removed before: ${done || 'nothing'}; removals are not undone, delete again to finish)`);
-      }
+    if (!options.cascade) {
+      await this.deps.namespaces.delete(ctx, name);
+      return removed;
     }
-    await this.deps.namespaces.delete(ctx, name);
+    await this.mustExist(name);
+    // No lease of the caller's: nothing the cascade does should join one.
+    const nsCtx = context({ namespace: name, signal: ctx.signal });
+    try {
+      await this.cascade(nsCtx, removed);
+      // FailedPrecondition here when a client created something in the namespace meanwhile.
+      await this.deps.namespaces.delete(ctx, name);
+    } catch (err) {
+      const done = Object.entries(removed)
+        .filter(([, n]) => n > 0)
+        .map(([k, n]) => `${n} ${k}`)
+        .join(', ');
+      throw wrap(err, `cascade delete of namespace "${name}" stopped (removed before: ${done || 'nothing'}; removals are not undone, delete again to finish)`);
+    }
     return removed;
   }
 
