@@ -1,0 +1,6 @@
+export * from './netns';
+export * from './config';
+export * from './result';
+export * from './invoke';
+export * from './cache';
+export * from './cni';

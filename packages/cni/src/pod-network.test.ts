@@ -1,0 +1,104 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createNetns, isNetns, removeNetns } from './netns';
+import { TestNetwork, fetchTcp, hostLinks, hostportChainsExist, natTable, portmapRulesOf, removeUnusedHostportChains } from './test-helpers';
+
+jest.setTimeout(120_000);
+
+/** Real bridge, host-local and portmap plugins from /usr/lib/cni on a private bridge and subnet. */
+describe('pods on a bridge network with host-local and portmap', () => {
+  let net: TestNetwork;
+  let chainsBefore: boolean;
+
+  beforeAll(() => {
+    chainsBefore = hostportChainsExist();
+    net = new TestNetwork();
+  });
+  afterAll(async () => {
+    await net.cleanup();
+    if (!chainsBefore) removeUnusedHostportChains();
+  });
+
+  it('gives three pods distinct addresses that the host reaches, forwards a host port on 127.0.0.1, and tears down leaving nothing', async () => {
+    const natBefore = natTable();
+    const linksBefore = hostLinks();
+    const plugin = net.plugin();
+    const pods = ['pod-a', 'pod-b', 'pod-c'];
+    const netns: Record<string, string> = {};
+    const ips: Record<string, string> = {};
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    for (const [i, id] of pods.entries()) {
+      netns[id] = await createNetns({ root: net.netnsRoot });
+      const res = await plugin.setup(id, netns[id], {
+        pod: { namespace: 'default', name: id, uid: `uid-${id}` },
+        portMappings: i === 0 ? [{ hostPort, containerPort: 8080, protocol: 'TCP', hostIP: '127.0.0.1' }, { hostPort: 0, containerPort: 9 }] : [],
+      });
+      ips[id] = res.ip;
+      expect(res.ip.startsWith(`${net.subnet}.`)).toBe(true);
+      expect(res.additionalIps).toEqual([]);
+      expect(res.interfaces.eth0).toMatchObject({ sandbox: netns[id], ipConfigs: [{ ip: res.ip, gateway: `${net.subnet}.1` }] });
+      expect(res.interfaces.lo.ipConfigs.map((c) => c.ip)).toContain('127.0.0.1');
+      // No default route out: the pod only reaches its own subnet.
+      expect(res.routes).toEqual([]);
+    }
+    expect(new Set(Object.values(ips)).size).toBe(3);
+    expect(net.allocations().sort()).toEqual(Object.values(ips).sort());
+    expect(hostLinks()).toContain(net.bridge);
+
+    // The host reaches a listener in each pod by its address (the bridge is their gateway).
+    for (const id of pods) await net.listen(netns[id], 8080, `hello from ${id}\n`);
+    for (const id of pods) expect(await fetchTcp(ips[id], 8080)).toBe(`hello from ${id}\n`);
+    // portmap: 127.0.0.1:hostPort reaches pod-a's 8080 (portmap turns on route_localnet and masquerades).
+    expect(await fetchTcp('127.0.0.1', hostPort)).toBe('hello from pod-a\n');
+    const portmap = portmapRulesOf(net.name);
+    expect(portmap.rules.length).toBeGreaterThan(0);
+    expect(portmap.chains.length).toBe(1);
+
+    // CHECK agrees with what ADD cached.
+    await plugin.check('pod-a', netns['pod-a']);
+
+    // Teardown with a fresh instance, as after a restart of the caller: only the cache tells
+    // it the port mappings and results.
+    const restarted = net.plugin();
+    for (const id of pods) {
+      await restarted.teardown(id, netns[id]);
+      await removeNetns(netns[id]);
+    }
+    expect(net.allocations()).toEqual([]);
+    expect(readdirSync(join(net.cacheDir, 'results'))).toEqual([]);
+    expect(portmapRulesOf(net.name).rules).toEqual([]);
+    const natAfter = natTable();
+    for (const c of portmap.chains) expect(natAfter.some((l) => l.includes(c))).toBe(false);
+    // Whatever else changed in the nat table was there before or is portmap's shared chains.
+    expect(natAfter.filter((l) => !natBefore.includes(l) && !/CNI-HOSTPORT-|^:(PREROUTING|INPUT|OUTPUT|POSTROUTING) /.test(l))).toEqual([]);
+    // The veths went with the namespaces; only the bridge stays (the bridge plugin never removes it).
+    expect(hostLinks().filter((l) => !linksBefore.includes(l) && l !== net.bridge)).toEqual([]);
+    expect(readdirSync(net.netnsRoot)).toEqual([]);
+    await expect(fetchTcp('127.0.0.1', hostPort, 3000)).rejects.toThrow();
+  });
+
+  it('tears down twice, and after the namespace is gone, without error and without leaks', async () => {
+    const plugin = net.plugin();
+    const a = await createNetns({ root: net.netnsRoot });
+    const b = await createNetns({ root: net.netnsRoot });
+    const ra = await plugin.setup('twice', a, { portMappings: [{ hostPort: 20000 + Math.floor(Math.random() * 20000), containerPort: 80 }] });
+    const rb = await plugin.setup('gone', b);
+    expect(net.allocations().sort()).toEqual([ra.ip, rb.ip].sort());
+
+    await plugin.teardown('twice', a);
+    await plugin.teardown('twice', a);
+    await removeNetns(a);
+    await plugin.teardown('twice', a);
+
+    // The namespace disappears before DEL (a crash, a reboot): DEL runs with CNI_NETNS="".
+    await removeNetns(b);
+    expect(isNetns(b)).toBe(false);
+    await plugin.teardown('gone', b);
+    await plugin.teardown('gone', b);
+
+    expect(net.allocations()).toEqual([]);
+    expect(portmapRulesOf(net.name).rules).toEqual([]);
+    // No veth is left on the bridge.
+    expect(readdirSync(`/sys/class/net/${net.bridge}/brif`)).toEqual([]);
+  });
+});
