@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError, UnknownError } from '@berth/errdefs';
+import { AlreadyExistsError, InvalidArgumentError, UnknownError } from '@berth/errdefs';
 import { run } from '@berth/exec';
 
 /** Where containerd (and `ip netns`) keep named network namespaces. */
@@ -32,7 +32,12 @@ export async function createNetns(options: CreateNetnsOptions = {}): Promise<str
   mkdirSync(root, { recursive: true, mode: 0o755 });
   const path = join(root, name);
   // O_EXCL: two pods must never share a name; mode 0 as containerd creates it (root reads anyway).
-  closeSync(openSync(path, 'wx', 0o000));
+  try {
+    closeSync(openSync(path, 'wx', 0o000));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AlreadyExistsError(`network namespace ${path}`, { cause: err });
+    throw err;
+  }
   try {
     const res = await run('/usr/bin/unshare', [`--net=${path}`, '/bin/true']);
     if (res.code !== 0) throw new UnknownError(`create network namespace ${path}: unshare: ${res.stderr.toString().trim() || `exit status ${res.code}`}`);
