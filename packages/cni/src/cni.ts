@@ -232,9 +232,7 @@ export class CniNetworkPlugin implements NetworkPlugin {
       try {
         await this.delNetwork(t, id, netns, args ?? t.cached?.cniArgs ?? cniArgs(id, {}), caps ?? t.cached?.capabilityArgs ?? capabilityArgs({}));
       } catch (err) {
-        const msg = (err as Error).message;
-        // As containerd: a plugin that no longer finds what it would delete has nothing to do.
-        if (msg.includes('not found') || (netns === '' && msg.includes('no such file or directory'))) {
+        if (isIgnorableDelError(err as Error, netns)) {
           this.cache.delete(t.config.name, id, t.ifName);
           continue;
         }
@@ -269,9 +267,20 @@ export class CniNetworkPlugin implements NetworkPlugin {
     prevResult: CniResult | undefined,
   ): Promise<CniResult | undefined> {
     let prev = prevResult;
+    let delError: Error | undefined;
     for (const plugin of plugins) {
       const config = pluginStdin(list, plugin, prev, caps);
-      const out = await invokePlugin({ command, type: plugin.type, containerId: id, netns, ifName, args, config }, { binDirs: this.binDirs, timeoutMs: this.timeoutMs });
+      const call = invokePlugin({ command, type: plugin.type, containerId: id, netns, ifName, args, config }, { binDirs: this.binDirs, timeoutMs: this.timeoutMs });
+      if (command === 'DEL') {
+        // Unlike libcni, a failing DEL does not stop the plugins before it in the chain from
+        // releasing theirs (an address, a veth); the first error is still reported.
+        await call.catch((err: Error) => {
+          delError ??= err;
+          if (!isIgnorableDelError(err, netns)) this.log.warn('CNI DEL failed, going on with the rest of the chain', { id, plugin: plugin.type, error: err.message });
+        });
+        continue;
+      }
+      const out = await call;
       if (command === 'ADD') {
         try {
           prev = parseResult(out);
@@ -280,8 +289,14 @@ export class CniNetworkPlugin implements NetworkPlugin {
         }
       }
     }
+    if (delError) throw delError;
     return prev;
   }
+}
+
+/** As containerd: a DEL that no longer finds what it would delete has nothing left to do. */
+function isIgnorableDelError(err: Error, netns: string): boolean {
+  return err.message.includes('not found') || (netns === '' && err.message.includes('no such file or directory'));
 }
 
 /**
