@@ -1,4 +1,4 @@
-import { FailedPreconditionError, InvalidArgumentError, wrap } from '@berth/errdefs';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, wrap } from '@berth/errdefs';
 import { type Logger, nullLogger } from '@berth/log';
 import { type CacheEntry, DEFAULT_CACHE_DIR, ResultCache, decodeConfig, encodeConfig } from './cache';
 import { type Network, type NetworkConfigList, type PluginConfig, compareVersions, loadNetworks } from './config';
@@ -163,6 +163,7 @@ export class CniNetworkPlugin implements NetworkPlugin {
   async setup(id: string, netnsPath: string, options: AttachOptions = {}): Promise<SetupResult> {
     checkId(id);
     if (netnsPath === '') throw new InvalidArgumentError('setup needs a network namespace path');
+    if (!isNetns(netnsPath)) throw new NotFoundError(`network namespace ${netnsPath}`);
     const networks = this.readyNetworks();
     const args = cniArgs(id, options);
     const caps = capabilityArgs(options);

@@ -1,6 +1,6 @@
 import { chmodSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isDeadlineExceeded, isFailedPrecondition } from '@berth/errdefs';
+import { isDeadlineExceeded, isFailedPrecondition, isInvalidArgument, isNotFound } from '@berth/errdefs';
 import { rejectionOf } from '@berth/testing';
 import { CniPluginError } from './invoke';
 import { createNetns } from './netns';
@@ -68,6 +68,16 @@ describe('plugin failures', () => {
     const err = await rejectionOf(plugin.setup('nobin', ns));
     expect(isFailedPrecondition(err)).toBe(true);
     expect(err.message).toBe(`failed to setup network for sandbox "nobin": failed to find plugin "no-such-plugin" in path [${net.binDir} ${DEBIAN_CNI_BIN}]: failed precondition`);
+    expect(traces(net)).toEqual(clean);
+  });
+
+  it('refuses a namespace path that is not a mounted network namespace, and a bad sandbox id, before running any plugin', async () => {
+    const net = network();
+    const missing = join(net.dir, 'not-a-netns');
+    expect(isNotFound(await rejectionOf(net.plugin().setup('p', missing)))).toBe(true);
+    writeFileSync(missing, '');
+    expect((await rejectionOf(net.plugin().setup('p', missing))).message).toBe(`network namespace ${missing}: not found`);
+    expect(isInvalidArgument(await rejectionOf(net.plugin().setup('../p', '/proc/self/ns/net')))).toBe(true);
     expect(traces(net)).toEqual(clean);
   });
 

@@ -21,6 +21,19 @@ export function natTable(): string[] {
     .map((l) => l.replace(/ \[\d+:\d+\]$/, ''));
 }
 
+/**
+ * Every table's chains and rules (iptables-save, no comments or counters) that could be a pod's
+ * on this network: CNI chains, or a mention of the bridge, the subnet or the network name. Other
+ * programs' rules are left out, so that they can change meanwhile.
+ */
+export function iptablesOf(net: { name: string; bridge: string; subnet: string }): string[] {
+  return sh('iptables-save', [])
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .map((l) => l.replace(/ \[\d+:\d+\]$/, ''))
+    .filter((l) => /CNI-/.test(l) || l.includes(net.bridge) || l.includes(`${net.subnet}.`) || l.includes(net.name));
+}
+
 /** The nat rules portmap made for a network (their comment names it) and the chains they jump to. */
 export function portmapRulesOf(networkName: string): { rules: string[]; chains: string[] } {
   const rules = natTable().filter((l) => l.startsWith('-A ') && l.includes(`name: \\"${networkName}\\"`));
