@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { NetworkConfigList } from './config';
+import { type NetworkConfigList, parseConfigList } from './config';
 import type { CniResult } from './result';
 
 /** Where libcni keeps its cache; host-local keeps its allocations under `<this>/networks`. */
@@ -82,16 +82,13 @@ export class ResultCache {
 
 /** Encodes a configuration list for a cache entry. */
 export function encodeConfig(config: NetworkConfigList): string {
-  const { source: _source, ...rest } = config;
-  return Buffer.from(JSON.stringify(rest)).toString('base64');
+  return Buffer.from(config.text).toString('base64');
 }
 
-/** Decodes a cache entry's configuration list; undefined when it is not one. */
+/** Decodes a cache entry's configuration list; undefined when it is not a valid one. */
 export function decodeConfig(config: string): NetworkConfigList | undefined {
   try {
-    const o = JSON.parse(Buffer.from(config, 'base64').toString('utf8')) as NetworkConfigList;
-    if (typeof o.name !== 'string' || !Array.isArray(o.plugins)) return undefined;
-    return { ...o, disableCheck: o.disableCheck === true, source: '(cached)' };
+    return parseConfigList(Buffer.from(config, 'base64').toString('utf8'), '(cached)');
   } catch {
     return undefined;
   }

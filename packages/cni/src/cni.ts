@@ -1,7 +1,7 @@
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, wrap } from '@berth/errdefs';
 import { type Logger, nullLogger } from '@berth/log';
 import { type CacheEntry, DEFAULT_CACHE_DIR, ResultCache, decodeConfig, encodeConfig } from './cache';
-import { type Network, type NetworkConfigList, type PluginConfig, compareVersions, loadNetworks } from './config';
+import { type GoCniConfig, LOOPBACK_NETWORK, type Network, type NetworkConfigList, type PluginConfig, compareVersions, goCniConfig, loadNetworks } from './config';
 import { type CniCommand, invokePlugin } from './invoke';
 import { isNetns } from './netns';
 import { type CniResult, type SetupResult, mergeResults, parseResult } from './result';
@@ -25,6 +25,8 @@ export interface CniOptions {
   pluginTimeoutMs?: number;
   /** Whether the built-in loopback network comes first. Default: true. */
   loopback?: boolean;
+  /** Interface name prefix of the configured networks (eth0, eth1, ...). Default: `eth`. */
+  ifPrefix?: string;
   /** Networks needed to be ready. Default: 2 with loopback (lo + eth0), else 1 (containerd's count). */
   minNetworks?: number;
   /** Default: logs nothing. */
@@ -77,7 +79,7 @@ export interface NetworkStatus {
   reason: string;
   /** '' when ready, else `Network plugin returns error: cni plugin not initialized`. */
   message: string;
-  /** The networks loaded, loopback first. */
+  /** The networks loaded, loopback first (only loopback after a failed load, as with go-cni). */
   networks: NetworkConfigList[];
   /** Why the last load failed (a file that does not parse, an empty directory); '' if it did not. */
   lastLoadError: string;
@@ -112,6 +114,7 @@ export class CniNetworkPlugin implements NetworkPlugin {
   private readonly maxConfNum: number;
   private readonly timeoutMs: number;
   private readonly loopback: boolean;
+  private readonly ifPrefix: string;
   private readonly minNetworks: number;
   private readonly cache: ResultCache;
   private readonly log: Logger;
@@ -122,17 +125,24 @@ export class CniNetworkPlugin implements NetworkPlugin {
     this.maxConfNum = options.maxConfNum ?? 1;
     this.timeoutMs = options.pluginTimeoutMs ?? 60_000;
     this.loopback = options.loopback ?? true;
+    this.ifPrefix = options.ifPrefix ?? 'eth';
     this.minNetworks = options.minNetworks ?? (this.loopback ? 2 : 1);
     this.cache = new ResultCache(options.cacheDir ?? DEFAULT_CACHE_DIR);
     this.log = options.logger ?? nullLogger;
   }
 
+  /** Loads the networks; after a failed load only loopback is left, as with go-cni. */
   private load(): { networks: Network[]; error?: Error } {
     try {
-      return { networks: loadNetworks({ confDir: this.confDir, maxConfNum: this.maxConfNum, loopback: this.loopback }) };
+      return { networks: loadNetworks({ confDir: this.confDir, maxConfNum: this.maxConfNum, loopback: this.loopback, ifPrefix: this.ifPrefix }) };
     } catch (err) {
-      return { networks: [], error: err as Error };
+      return { networks: this.loopback ? [{ config: LOOPBACK_NETWORK, ifName: 'lo' }] : [], error: err as Error };
     }
+  }
+
+  /** Describes the networks as go-cni's GetConfig does (containerd's verbose `cniconfig`). */
+  cniConfig(): GoCniConfig {
+    return goCniConfig(this.load().networks, { binDirs: this.binDirs, confDir: this.confDir, maxConfNum: this.maxConfNum, ifPrefix: this.ifPrefix });
   }
 
   /** Reads the configuration directory and reports readiness as containerd's CRI Status does. */

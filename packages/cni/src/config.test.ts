@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { isFailedPrecondition, isInvalidArgument, isNotFound } from '@berth/errdefs';
 import { rejectionOf, tempDir } from '@berth/testing';
 import { CniNetworkPlugin, capabilityArgs, cniArgs, pluginStdin } from './cni';
-import { LOOPBACK_NETWORK, loadNetworks } from './config';
+import { LOOPBACK_NETWORK, goJson, loadNetworks } from './config';
 import { mergeResults, parseResult } from './result';
 
 const bridge = (name: string, version = '1.0.0') => ({ cniVersion: version, name, type: 'bridge', bridge: 'br-x', ipam: { type: 'host-local', subnet: '10.99.1.0/24' } });
@@ -29,7 +29,15 @@ describe('loading network configurations as go-cni does', () => {
     expect(nets[0].config).toBe(LOOPBACK_NETWORK);
     expect(LOOPBACK_NETWORK).toMatchObject({ cniVersion: '0.3.1', plugins: [{ type: 'loopback' }] });
     // A .conf is a one-plugin list with the list's name and version.
-    expect(nets[1].config).toEqual({ name: 'b', cniVersion: '1.0.0', disableCheck: false, plugins: [bridge('b')], source: join(dir.path, '20-b.conf') });
+    expect(nets[1].config).toEqual({
+      name: 'b',
+      cniVersion: '1.0.0',
+      disableCheck: false,
+      plugins: [bridge('b')],
+      source: join(dir.path, '20-b.conf'),
+      // libcni's generated list: compact, keys sorted.
+      text: '{"cniVersion":"1.0.0","name":"b","plugins":[{"bridge":"br-x","cniVersion":"1.0.0","ipam":{"subnet":"10.99.1.0/24","type":"host-local"},"name":"b","type":"bridge"}]}',
+    });
   });
 
   it('loads up to maxConfNum files, or all with 0, as eth0, eth1, ...', () => {
@@ -66,6 +74,10 @@ describe('loading network configurations as go-cni does', () => {
     expect(err!.message).toMatch(message);
   });
 
+  it("writes generated JSON as Go's encoding/json: compact, sorted keys, <, > and & escaped", () => {
+    expect(goJson({ b: '<&>', a: [{ d: 1, c: [true, null] }] })).toBe('{"a":[{"c":[true,null],"d":1}],"b":"\\u003c\\u0026\\u003e"}');
+  });
+
   it('reports an empty or missing directory as NotFound', () => {
     expect(() => loadNetworks({ confDir: join(dir.path, 'missing') })).toThrow(`no network config found in ${join(dir.path, 'missing')}: not found`);
     expect(isNotFound(rejectionOfSync(() => loadNetworks({ confDir: dir.path })))).toBe(true);
@@ -75,7 +87,8 @@ describe('loading network configurations as go-cni does', () => {
     const confDir = join(dir.path, 'net.d');
     const cni = new CniNetworkPlugin({ binDir: '/usr/lib/cni', confDir, cacheDir: join(dir.path, 'cache') });
     const notReady = { ready: false, reason: 'NetworkPluginNotReady', message: 'Network plugin returns error: cni plugin not initialized' };
-    expect(cni.status()).toMatchObject({ ...notReady, networks: [], lastLoadError: `no network config found in ${confDir}: not found` });
+    // As with go-cni, a failed load leaves loopback alone, which is one network short.
+    expect(cni.status()).toMatchObject({ ...notReady, networks: [LOOPBACK_NETWORK], lastLoadError: `no network config found in ${confDir}: not found` });
     const err = await rejectionOf(cni.setup('pod', '/proc/self/ns/net'));
     expect(isFailedPrecondition(err)).toBe(true);
     expect(err.message).toBe(`cni plugin not initialized: no network config found in ${confDir}: not found`);
@@ -92,6 +105,37 @@ describe('loading network configurations as go-cni does', () => {
     expect(cni.status()).toMatchObject({ ...notReady, lastLoadError: expect.stringContaining(`invalid CNI network configuration ${join(confDir, '05-b.conf')}`) });
     rmSync(join(confDir, '05-b.conf'));
     expect(cni.status()).toMatchObject({ ready: true, networks: [expect.anything(), expect.objectContaining({ name: 'a' })] });
+
+    // containerd's verbose `cniconfig` is go-cni's GetConfig.
+    expect(cni.cniConfig()).toEqual({
+      PluginDirs: ['/usr/lib/cni'],
+      PluginConfDir: confDir,
+      PluginMaxConfNum: 1,
+      Prefix: 'eth',
+      Networks: [
+        {
+          Config: {
+            Name: 'cni-loopback',
+            CNIVersion: '0.3.1',
+            Plugins: [{ Network: { type: 'loopback', ipam: {}, dns: {} }, Source: '{"type":"loopback"}' }],
+            Source: '{\n"cniVersion": "0.3.1",\n"name": "cni-loopback",\n"plugins": [{\n  "type": "loopback"\n}]\n}',
+          },
+          IFName: 'lo',
+        },
+        {
+          Config: {
+            Name: 'a',
+            CNIVersion: '1.0.0',
+            Plugins: [
+              { Network: { type: 'bridge', ipam: {}, dns: {} }, Source: '{"type":"bridge"}' },
+              { Network: { type: 'portmap', capabilities: { portMappings: true }, ipam: {}, dns: {} }, Source: '{"capabilities":{"portMappings":true},"type":"portmap"}' },
+            ],
+            Source: JSON.stringify(list('a')),
+          },
+          IFName: 'eth0',
+        },
+      ],
+    });
 
     // Without loopback one network is enough.
     expect(new CniNetworkPlugin({ confDir, loopback: false }).status().ready).toBe(true);

@@ -20,6 +20,8 @@ export interface NetworkConfigList {
   plugins: PluginConfig[];
   /** The file it was read from; '' for a list built in code. */
   source: string;
+  /** The list as JSON text: the file as written, or (for a `.conf`) the list made from it, as libcni keeps it. */
+  text: string;
 }
 
 /** A network a pod is attached to: its configuration and the interface name inside the pod. */
@@ -38,6 +40,8 @@ export const LOOPBACK_NETWORK: NetworkConfigList = Object.freeze({
   disableCheck: false,
   plugins: [{ type: 'loopback' }],
   source: '',
+  // The text go-cni parses for it, which `crictl info` shows as this network's Source.
+  text: '{\n"cniVersion": "0.3.1",\n"name": "cni-loopback",\n"plugins": [{\n  "type": "loopback"\n}]\n}',
 });
 
 /** File extensions go-cni reads from the configuration directory. */
@@ -101,7 +105,7 @@ export function parseConfigList(text: string, source = ''): NetworkConfigList {
   if (!Array.isArray(o.plugins)) throw invalid(source, "no 'plugins' list");
   if (o.plugins.length === 0) throw invalid(source, 'the plugins list is empty');
   const plugins = o.plugins.map((p, i) => checkPlugin(source, p, `plugin ${i}`));
-  return { name, cniVersion, disableCheck: o.disableCheck === true, plugins, source };
+  return { name, cniVersion, disableCheck: o.disableCheck === true, plugins, source, text };
 }
 
 /** Parses a single-plugin `.conf`/`.json` and turns it into a one-plugin list. Errors name `source`. */
@@ -111,7 +115,8 @@ export function parseConfig(text: string, source = ''): NetworkConfigList {
   if (typeof o.type !== 'string' || o.type === '') throw invalid(source, Array.isArray(o.plugins) ? "network type not found (a plugins list belongs in a .conflist file)" : 'network type not found');
   const name = checkName(source, o.name);
   const cniVersion = checkVersion(source, o.cniVersion);
-  return { name, cniVersion, disableCheck: false, plugins: [checkPlugin(source, o, 'the plugin')], source };
+  const plugin = checkPlugin(source, o, 'the plugin');
+  return { name, cniVersion, disableCheck: false, plugins: [plugin], source, text: goJson({ name, cniVersion, plugins: [plugin] }) };
 }
 
 /** How {@link loadNetworks} reads the configuration directory. */
@@ -157,4 +162,61 @@ export function loadNetworks(options: LoadOptions): Network[] {
     if (i === max) break;
   }
   return networks;
+}
+
+/**
+ * Marshals a JSON value as Go's encoding/json marshals a map[string]interface{}: compact, object
+ * keys sorted, and <, > and & escaped. libcni keeps plugin and generated list bytes this way.
+ */
+export function goJson(value: unknown): string {
+  const sortKeys = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(sortKeys);
+    if (v === null || typeof v !== 'object') return v;
+    return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]));
+  };
+  return JSON.stringify(sortKeys(value)).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** One plugin as go-cni's GetConfig shows it: libcni's parsed NetConf and its bytes. */
+export interface GoCniPluginConfig {
+  Network: { cniVersion?: string; name?: string; type?: string; capabilities?: Record<string, boolean>; ipam: { type?: string }; dns: Record<string, unknown> };
+  Source: string;
+}
+
+/** go-cni's ConfigResult, which containerd's CRI Status puts under `cniconfig` in its verbose info. */
+export interface GoCniConfig {
+  PluginDirs: string[];
+  PluginConfDir: string;
+  PluginMaxConfNum: number;
+  Prefix: string;
+  Networks: { Config: { Name: string; CNIVersion: string; Plugins: GoCniPluginConfig[]; Source: string }; IFName: string }[];
+}
+
+/** Describes loaded networks as go-cni's GetConfig does. */
+export function goCniConfig(networks: Network[], where: { binDirs: readonly string[]; confDir: string; maxConfNum: number; ifPrefix: string }): GoCniConfig {
+  // libcni's NetConf, in its field order, with empty fields left out as its omitempty tags say
+  // (ipam and dns are structs, so they always appear).
+  const netConf = (p: PluginConfig): GoCniPluginConfig['Network'] => {
+    const ipam = p.ipam as { type?: unknown } | undefined;
+    const dns = (p.dns ?? {}) as Record<string, unknown>;
+    const present = (v: unknown) => v !== undefined && v !== '' && !(Array.isArray(v) && v.length === 0);
+    return {
+      ...(typeof p.cniVersion === 'string' && p.cniVersion ? { cniVersion: p.cniVersion } : {}),
+      ...(typeof p.name === 'string' && p.name ? { name: p.name } : {}),
+      type: p.type,
+      ...(p.capabilities && Object.keys(p.capabilities).length > 0 ? { capabilities: p.capabilities } : {}),
+      ipam: typeof ipam?.type === 'string' && ipam.type ? { type: ipam.type } : {},
+      dns: Object.fromEntries(['nameservers', 'domain', 'search', 'options'].filter((k) => present(dns[k])).map((k) => [k, dns[k]])),
+    };
+  };
+  return {
+    PluginDirs: [...where.binDirs],
+    PluginConfDir: where.confDir,
+    PluginMaxConfNum: where.maxConfNum,
+    Prefix: where.ifPrefix,
+    Networks: networks.map((n) => ({
+      Config: { Name: n.config.name, CNIVersion: n.config.cniVersion, Plugins: n.config.plugins.map((p) => ({ Network: netConf(p), Source: goJson(p) })), Source: n.config.text },
+      IFName: n.ifName,
+    })),
+  };
 }
