@@ -4,3 +4,4 @@ export * from './result';
 export * from './invoke';
 export * from './cache';
 export * from './cni';
+export * from './bandwidth';
