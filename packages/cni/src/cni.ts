@@ -281,7 +281,10 @@ export class CniNetworkPlugin implements NetworkPlugin {
     let delError: Error | undefined;
     for (const plugin of plugins) {
       const config = pluginStdin(list, plugin, prev, caps);
-      const call = invokePlugin({ command, type: plugin.type, containerId: id, netns, ifName, args, config }, { binDirs: this.binDirs, timeoutMs: this.timeoutMs });
+      const started = Date.now();
+      const call = invokePlugin({ command, type: plugin.type, containerId: id, netns, ifName, args, config }, { binDirs: this.binDirs, timeoutMs: this.timeoutMs }).finally(() => {
+        if (this.log.enabled('debug')) this.log.debug('CNI plugin ran', { id, network: list.name, plugin: plugin.type, command, ifname: ifName, ms: Date.now() - started });
+      });
       if (command === 'DEL') {
         // Unlike libcni, a failing DEL does not stop the plugins before it in the chain from
         // releasing theirs (an address, a veth); the first error is still reported.

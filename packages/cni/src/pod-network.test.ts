@@ -1,4 +1,7 @@
-import { readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { rejectionOf } from '@berth/testing';
+import { CniPluginError } from './invoke';
 import { join } from 'node:path';
 import { createNetns, isNetns, removeNetns } from './netns';
 import { TestNetwork, fetchTcp, hostLinks, hostportChainsExist, iptablesOf, portmapRulesOf, removeUnusedHostportChains } from './test-helpers';
@@ -27,12 +30,18 @@ describe('pods on a bridge network with host-local and portmap', () => {
     const netns: Record<string, string> = {};
     const ips: Record<string, string> = {};
     const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    for (const id of pods) netns[id] = await createNetns({ root: net.netnsRoot });
+    // All three at once, as a kubelet starts pods: host-local's lock keeps the addresses apart.
+    const results = await Promise.all(
+      pods.map((id, i) =>
+        plugin.setup(id, netns[id], {
+          pod: { namespace: 'default', name: id, uid: `uid-${id}` },
+          portMappings: i === 0 ? [{ hostPort, containerPort: 8080, protocol: 'TCP', hostIP: '127.0.0.1' }, { hostPort: 0, containerPort: 9 }] : [],
+        }),
+      ),
+    );
     for (const [i, id] of pods.entries()) {
-      netns[id] = await createNetns({ root: net.netnsRoot });
-      const res = await plugin.setup(id, netns[id], {
-        pod: { namespace: 'default', name: id, uid: `uid-${id}` },
-        portMappings: i === 0 ? [{ hostPort, containerPort: 8080, protocol: 'TCP', hostIP: '127.0.0.1' }, { hostPort: 0, containerPort: 9 }] : [],
-      });
+      const res = results[i];
       ips[id] = res.ip;
       expect(res.ip.startsWith(`${net.subnet}.`)).toBe(true);
       expect(res.additionalIps).toEqual([]);
@@ -54,8 +63,18 @@ describe('pods on a bridge network with host-local and portmap', () => {
     expect(portmap.rules.length).toBeGreaterThan(0);
     expect(portmap.chains.length).toBe(1);
 
-    // CHECK agrees with what ADD cached.
+    // One result per (network, container, interface), in libcni's layout, for DEL after a restart.
+    expect(readdirSync(join(net.cacheDir, 'results')).sort()).toEqual(pods.flatMap((id) => [`${net.name}-${id}-eth0`, `cni-loopback-${id}-lo`]).sort());
+    const entry = JSON.parse(readFileSync(join(net.cacheDir, 'results', `${net.name}-pod-a-eth0`), 'utf8'));
+    expect(entry).toMatchObject({ kind: 'cniCacheV1', containerId: 'pod-a', ifName: 'eth0', networkName: net.name, capabilityArgs: { portMappings: [{ hostPort }] } });
+    expect(entry.cniArgs).toContainEqual(['K8S_POD_NAME', 'pod-a']);
+
+    // CHECK agrees with what ADD cached, and the real plugins notice when the pod lost its address.
     await plugin.check('pod-a', netns['pod-a']);
+    execFileSync('nsenter', [`--net=${netns['pod-c']}`, 'ip', 'addr', 'flush', 'dev', 'eth0']);
+    const checkErr = await rejectionOf(plugin.check('pod-c', netns['pod-c']));
+    expect(checkErr).toBeInstanceOf(CniPluginError);
+    expect(checkErr.message).toMatch(/^plugin type="bridge" failed \(check\): /);
 
     // Teardown with a fresh instance, as after a restart of the caller: only the cache tells
     // it the port mappings and results.
