@@ -220,14 +220,20 @@ export class CniNetworkPlugin implements NetworkPlugin {
   async teardown(id: string, netnsPath: string, options: AttachOptions = {}): Promise<void> {
     checkId(id);
     const given = Object.values(options).some((v) => v !== undefined);
-    const cached = this.cache.list(id);
-    const targets: Target[] = [];
-    for (const e of cached) {
+    const cached = new Map<string, Target>();
+    for (const e of this.cache.list(id)) {
       const config = decodeConfig(e.config);
-      if (config) targets.push({ config, ifName: e.ifName, cached: e });
+      if (config) cached.set(`${e.networkName}/${e.ifName}`, { config, ifName: e.ifName, cached: e });
     }
+    // In the configured order (loopback first, as go-cni removes), then what only the cache knows.
     const { networks, error } = this.load();
-    for (const n of networks) if (!targets.some((t) => t.config.name === n.config.name && t.ifName === n.ifName)) targets.push({ config: n.config, ifName: n.ifName });
+    const targets: Target[] = [];
+    for (const n of networks) {
+      const key = `${n.config.name}/${n.ifName}`;
+      targets.push(cached.get(key) ?? { config: n.config, ifName: n.ifName });
+      cached.delete(key);
+    }
+    targets.push(...cached.values());
     if (targets.length === 0) {
       // Nothing was cached for this pod and nothing is configured: there is nothing to undo.
       this.log.warn('network teardown: no cached result and no configured network', { id, error: error?.message });

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { rejectionOf } from '@berth/testing';
 import { CniPluginError } from './invoke';
 import { join } from 'node:path';
@@ -120,6 +120,27 @@ describe('pods on a bridge network with host-local and portmap', () => {
     expect(net.allocations()).toEqual([]);
     expect(portmapRulesOf(net.name).rules).toEqual([]);
     // No veth is left on the bridge.
+    expect(readdirSync(`/sys/class/net/${net.bridge}/brif`)).toEqual([]);
+  });
+  it('tears down from the cache what ADD did after the configuration is gone (the network not ready)', async () => {
+    const plugin = net.plugin();
+    const ns = await createNetns({ root: net.netnsRoot });
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const res = await plugin.setup('orphan', ns, { portMappings: [{ hostPort, containerPort: 80 }] });
+    expect(net.allocations()).toEqual([res.ip]);
+    expect(portmapRulesOf(net.name).rules.length).toBeGreaterThan(0);
+    const file = join(net.confDir, '10-test.conflist');
+    const saved = readFileSync(file, 'utf8');
+    rmSync(file);
+    try {
+      expect(plugin.status().ready).toBe(false);
+      await net.plugin().teardown('orphan', ns);
+    } finally {
+      writeFileSync(file, saved);
+    }
+    await removeNetns(ns);
+    expect(net.allocations()).toEqual([]);
+    expect(portmapRulesOf(net.name).rules).toEqual([]);
     expect(readdirSync(`/sys/class/net/${net.bridge}/brif`)).toEqual([]);
   });
 });
