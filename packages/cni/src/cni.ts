@@ -1,7 +1,7 @@
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, wrap } from '@berth/errdefs';
 import { type Logger, nullLogger } from '@berth/log';
 import { type CacheEntry, DEFAULT_CACHE_DIR, ResultCache, decodeConfig, encodeConfig } from './cache';
-import { type GoCniConfig, LOOPBACK_NETWORK, type Network, type NetworkConfigList, type PluginConfig, compareVersions, goCniConfig, loadNetworks } from './config';
+import { type GoCniConfig, LOOPBACK_NETWORK, type Network, type NetworkConfigList, type PluginConfig, compareVersions, goCniConfig, goCniLoadStatus, loadNetworks } from './config';
 import { type CniCommand, invokePlugin } from './invoke';
 import { isNetns } from './netns';
 import { type CniResult, type SetupResult, mergeResults, parseResult } from './result';
@@ -83,6 +83,8 @@ export interface NetworkStatus {
   networks: NetworkConfigList[];
   /** Why the last load failed (a file that does not parse, an empty directory); '' if it did not. */
   lastLoadError: string;
+  /** The same in containerd's words for `lastCNILoadStatus`: `OK`, or `cni config load failed: ...`. */
+  lastLoadStatus: string;
 }
 
 /** Attaches pods to networks and detaches them. */
@@ -155,6 +157,7 @@ export class CniNetworkPlugin implements NetworkPlugin {
       message: ready ? '' : `Network plugin returns error: ${NOT_INITIALIZED}`,
       networks: networks.map((n) => n.config),
       lastLoadError: error?.message ?? '',
+      lastLoadStatus: goCniLoadStatus(error),
     };
   }
 

@@ -88,21 +88,35 @@ describe('loading network configurations as go-cni does', () => {
     const cni = new CniNetworkPlugin({ binDir: '/usr/lib/cni', confDir, cacheDir: join(dir.path, 'cache') });
     const notReady = { ready: false, reason: 'NetworkPluginNotReady', message: 'Network plugin returns error: cni plugin not initialized' };
     // As with go-cni, a failed load leaves loopback alone, which is one network short.
-    expect(cni.status()).toMatchObject({ ...notReady, networks: [LOOPBACK_NETWORK], lastLoadError: `no network config found in ${confDir}: not found` });
+    expect(cni.status()).toMatchObject({
+      ...notReady,
+      networks: [LOOPBACK_NETWORK],
+      lastLoadError: `no network config found in ${confDir}: not found`,
+      lastLoadStatus: `cni config load failed: no network config found in ${confDir}: cni plugin not initialized: failed to load cni config`,
+    });
     const err = await rejectionOf(cni.setup('pod', '/proc/self/ns/net'));
     expect(isFailedPrecondition(err)).toBe(true);
     expect(err.message).toBe(`cni plugin not initialized: no network config found in ${confDir}: not found`);
 
     mkdirSync(confDir);
     writeFileSync(join(confDir, '10-a.conflist'), JSON.stringify(list('a')));
-    expect(cni.status()).toMatchObject({ ready: true, reason: '', message: '', lastLoadError: '' });
+    expect(cni.status()).toMatchObject({ ready: true, reason: '', message: '', lastLoadError: '', lastLoadStatus: 'OK' });
     expect(cni.status().networks.map((n) => n.name)).toEqual(['cni-loopback', 'a']);
 
     // A file sorting first takes over; a broken one makes the network not ready, naming it.
     writeFileSync(join(confDir, '05-b.conf'), JSON.stringify(bridge('b')));
     expect(cni.status().networks.map((n) => n.name)).toEqual(['cni-loopback', 'b']);
     writeFileSync(join(confDir, '05-b.conf'), '{');
-    expect(cni.status()).toMatchObject({ ...notReady, lastLoadError: expect.stringContaining(`invalid CNI network configuration ${join(confDir, '05-b.conf')}`) });
+    expect(cni.status()).toMatchObject({
+      ...notReady,
+      lastLoadError: expect.stringContaining(`invalid CNI network configuration ${join(confDir, '05-b.conf')}: `),
+      lastLoadStatus: expect.stringMatching(new RegExp(`^cni config load failed: failed to load CNI config file ${join(confDir, '05-b.conf')}: .*: invalid cni config: failed to load cni config$`)),
+    });
+    writeFileSync(join(confDir, '05-b.conf'), JSON.stringify(list('b')));
+    expect(cni.status().lastLoadStatus).toBe(`cni config load failed: network type not found in ${join(confDir, '05-b.conf')}: invalid cni config: failed to load cni config`);
+    writeFileSync(join(confDir, '04-b.conflist'), JSON.stringify({ ...list('b'), plugins: [] }));
+    expect(cni.status().lastLoadStatus).toBe(`cni config load failed: CNI config list in config file ${join(confDir, '04-b.conflist')} has no networks, skipping: invalid cni config: failed to load cni config`);
+    rmSync(join(confDir, '04-b.conflist'));
     rmSync(join(confDir, '05-b.conf'));
     expect(cni.status()).toMatchObject({ ready: true, networks: [expect.anything(), expect.objectContaining({ name: 'a' })] });
 

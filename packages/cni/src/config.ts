@@ -60,8 +60,38 @@ export function compareVersions(a: string, b: string): number {
   return 0;
 }
 
-function invalid(source: string, what: string): InvalidArgumentError {
-  return new InvalidArgumentError(`invalid CNI network configuration ${source || '(inline)'}: ${what}`);
+/**
+ * Returned when a network configuration does not parse or lacks what a plugin run needs; names
+ * the file. `goCniReason` words the same failure as go-cni does, for containerd's
+ * `lastCNILoadStatus`.
+ */
+export class CniConfigError extends InvalidArgumentError {
+  readonly file: string;
+  readonly detail: string;
+  readonly goCniReason: string;
+
+  constructor(file: string, detail: string, problem: 'no-type' | 'no-plugins' | 'other' = 'other') {
+    super(`invalid CNI network configuration ${file || '(inline)'}: ${detail}`);
+    this.file = file;
+    this.detail = detail;
+    if (problem === 'no-type') this.goCniReason = `network type not found in ${file}: invalid cni config`;
+    else if (problem === 'no-plugins') this.goCniReason = `CNI config list in config file ${file} has no networks, skipping: invalid cni config`;
+    else this.goCniReason = `failed to load CNI config ${file.endsWith('.conflist') ? 'list file' : 'file'} ${file}: ${detail}: invalid cni config`;
+  }
+}
+
+function invalid(source: string, what: string, problem?: 'no-type' | 'no-plugins'): CniConfigError {
+  return new CniConfigError(source, what, problem);
+}
+
+/**
+ * Words a load outcome as containerd's CRI Status shows it in `lastCNILoadStatus`: `OK`, or
+ * `cni config load failed: <go-cni's reason>: failed to load cni config`.
+ */
+export function goCniLoadStatus(err: unknown): string {
+  if (err === undefined) return 'OK';
+  const reason = (err as { goCniReason?: unknown }).goCniReason;
+  return `cni config load failed: ${typeof reason === 'string' ? reason : (err as Error).message}: failed to load cni config`;
 }
 
 function checkVersion(source: string, v: unknown): string {
@@ -103,7 +133,7 @@ export function parseConfigList(text: string, source = ''): NetworkConfigList {
   const name = checkName(source, o.name);
   const cniVersion = checkVersion(source, o.cniVersion);
   if (!Array.isArray(o.plugins)) throw invalid(source, "no 'plugins' list");
-  if (o.plugins.length === 0) throw invalid(source, 'the plugins list is empty');
+  if (o.plugins.length === 0) throw invalid(source, 'the plugins list is empty', 'no-plugins');
   const plugins = o.plugins.map((p, i) => checkPlugin(source, p, `plugin ${i}`));
   return { name, cniVersion, disableCheck: o.disableCheck === true, plugins, source, text };
 }
@@ -112,7 +142,7 @@ export function parseConfigList(text: string, source = ''): NetworkConfigList {
 export function parseConfig(text: string, source = ''): NetworkConfigList {
   const o = parseJson(source, text);
   // A conflist saved as .conf has no type: say so rather than failing on a missing binary.
-  if (typeof o.type !== 'string' || o.type === '') throw invalid(source, Array.isArray(o.plugins) ? "network type not found (a plugins list belongs in a .conflist file)" : 'network type not found');
+  if (typeof o.type !== 'string' || o.type === '') throw invalid(source, Array.isArray(o.plugins) ? 'network type not found (a plugins list belongs in a .conflist file)' : 'network type not found', 'no-type');
   const name = checkName(source, o.name);
   const cniVersion = checkVersion(source, o.cniVersion);
   const plugin = checkPlugin(source, o, 'the plugin');
@@ -150,12 +180,17 @@ export function loadNetworks(options: LoadOptions): Network[] {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     names = [];
   }
-  if (names.length === 0) throw new NotFoundError(`no network config found in ${options.confDir}`);
+  if (names.length === 0) throw Object.assign(new NotFoundError(`no network config found in ${options.confDir}`), { goCniReason: `no network config found in ${options.confDir}: cni plugin not initialized` });
   const networks: Network[] = options.loopback === false ? [] : [{ config: LOOPBACK_NETWORK, ifName: 'lo' }];
   let i = 0;
   for (const name of names) {
     const file = join(options.confDir, name);
-    const text = readFileSync(file, 'utf8');
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw invalid(file, `cannot read it: ${(err as Error).message}`);
+    }
     const config = name.endsWith('.conflist') ? parseConfigList(text, file) : parseConfig(text, file);
     networks.push({ config, ifName: `${prefix}${i}` });
     i++;
