@@ -328,7 +328,8 @@ function isIgnorableDelError(err: Error, netns: string): boolean {
  */
 export function pluginStdin(list: NetworkConfigList, plugin: PluginConfig, prevResult: CniResult | undefined, caps: Record<string, unknown>): Record<string, unknown> {
   const config: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: list.cniVersion };
-  if (prevResult !== undefined) config.prevResult = prevResult;
+  // libcni hands prevResult on as it re-reads it, with an empty dns object when there was none.
+  if (prevResult !== undefined) config.prevResult = { dns: {}, ...prevResult };
   const runtimeConfig: Record<string, unknown> = {};
   for (const [cap, on] of Object.entries(plugin.capabilities ?? {})) if (on && caps[cap] !== undefined) runtimeConfig[cap] = caps[cap];
   if (Object.keys(runtimeConfig).length > 0) config.runtimeConfig = runtimeConfig;
@@ -352,14 +353,22 @@ export function cniArgs(id: string, options: AttachOptions): [string, string][] 
   return out;
 }
 
-/** The capability arguments containerd passes: port mappings with a host port, dns, bandwidth, pod annotations. */
+/**
+ * The capability arguments containerd passes: port mappings with a host port, dns, bandwidth,
+ * pod annotations. Keys are spelled as containerd sends them (go-cni's structs carry no JSON
+ * tags, so `HostPort`, `Servers`, `IngressRate`, and all four bandwidth fields, zeros included);
+ * the plugins, in Go, read keys without regard to case.
+ */
 export function capabilityArgs(options: AttachOptions): Record<string, unknown> {
   const caps: Record<string, unknown> = { 'io.kubernetes.cri.pod-annotations': options.podAnnotations ?? {} };
   const ports = (options.portMappings ?? [])
     .filter((p) => p.hostPort > 0)
-    .map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: (p.protocol ?? 'tcp').toLowerCase(), hostIP: p.hostIP ?? '' }));
+    .map((p) => ({ HostPort: p.hostPort, ContainerPort: p.containerPort, Protocol: (p.protocol ?? 'tcp').toLowerCase(), HostIP: p.hostIP ?? '' }));
   if (ports.length > 0) caps.portMappings = ports;
-  if (options.dns) caps.dns = { servers: options.dns.servers ?? [], searches: options.dns.searches ?? [], options: options.dns.options ?? [] };
-  if (options.bandwidth) caps.bandwidth = options.bandwidth;
+  if (options.dns) caps.dns = { Servers: options.dns.servers ?? [], Searches: options.dns.searches ?? [], Options: options.dns.options ?? [] };
+  if (options.bandwidth) {
+    const b = options.bandwidth;
+    caps.bandwidth = { IngressRate: b.ingressRate ?? 0, IngressBurst: b.ingressBurst ?? 0, EgressRate: b.egressRate ?? 0, EgressBurst: b.egressBurst ?? 0 };
+  }
   return caps;
 }

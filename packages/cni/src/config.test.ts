@@ -176,14 +176,14 @@ describe('what a plugin is given', () => {
       name: 'pods',
       cniVersion: '1.0.0',
       capabilities: { portMappings: true, bandwidth: true, dns: false },
-      prevResult: prev,
-      runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '' }] },
+      prevResult: { ...prev, dns: {} },
+      runtimeConfig: { portMappings: [{ HostPort: 8080, ContainerPort: 80, Protocol: 'tcp', HostIP: '' }] },
     });
     expect(pluginStdin(net, { type: 'bridge' }, undefined, caps)).toEqual({ type: 'bridge', name: 'pods', cniVersion: '1.0.0' });
     expect(pluginStdin(net, { type: 'x', capabilities: { 'io.kubernetes.cri.pod-annotations': true } }, undefined, caps).runtimeConfig).toEqual({ 'io.kubernetes.cri.pod-annotations': { a: 'b' } });
   });
 
-  it('keeps port mappings with a host port only, protocols lowercased, as containerd', () => {
+  it('keeps port mappings with a host port only, protocols lowercased, keys spelled as containerd sends them', () => {
     expect(
       capabilityArgs({
         portMappings: [
@@ -195,8 +195,8 @@ describe('what a plugin is given', () => {
       }),
     ).toEqual({
       'io.kubernetes.cri.pod-annotations': {},
-      portMappings: [{ hostPort: 53, containerPort: 53, protocol: 'udp', hostIP: '127.0.0.1' }],
-      bandwidth: { ingressRate: 1000, ingressBurst: 2000 },
+      portMappings: [{ HostPort: 53, ContainerPort: 53, Protocol: 'udp', HostIP: '127.0.0.1' }],
+      bandwidth: { IngressRate: 1000, IngressBurst: 2000, EgressRate: 0, EgressBurst: 0 },
     });
     expect(capabilityArgs({ portMappings: [{ hostPort: 0, containerPort: 1 }] })).toEqual({ 'io.kubernetes.cri.pod-annotations': {} });
   });

@@ -201,15 +201,19 @@ export function loadNetworks(options: LoadOptions): Network[] {
 
 /**
  * Marshals a JSON value as Go's encoding/json marshals a map[string]interface{}: compact, object
- * keys sorted, and <, > and & escaped. libcni keeps plugin and generated list bytes this way.
+ * keys sorted, and <, > and & escaped; objects at paths `isStruct` accepts keep their key order,
+ * as Go structs do. libcni keeps plugin and generated list bytes this way.
  */
-export function goJson(value: unknown): string {
-  const sortKeys = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(sortKeys);
+export function goJson(value: unknown, isStruct: (path: readonly string[]) => boolean = () => false): string {
+  // A Go struct marshals in field order (here: the order the object was built in), a map sorted.
+  const sortKeys = (v: unknown, path: string[]): unknown => {
+    if (Array.isArray(v)) return v.map((x, i) => sortKeys(x, [...path, String(i)]));
     if (v === null || typeof v !== 'object') return v;
-    return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]));
+    const keys = Object.keys(v);
+    if (!isStruct(path)) keys.sort();
+    return Object.fromEntries(keys.map((k) => [k, sortKeys((v as Record<string, unknown>)[k], [...path, k])]));
   };
-  return JSON.stringify(sortKeys(value)).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(sortKeys(value, [])).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** One plugin as go-cni's GetConfig shows it: libcni's parsed NetConf and its bytes. */

@@ -2,6 +2,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError, DeadlineExceededError, FailedPreconditionError, UnknownError } from '@berth/errdefs';
 import { run } from '@berth/exec';
+import { goJson } from './config';
 
 /** The three CNI commands a runtime sends (spec 1.0; VERSION is not used). */
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK';
@@ -92,6 +93,17 @@ function pluginError(call: PluginCall, stdout: string, stderr: string, status: s
   return new CniPluginError(call, { code: 0, msg: text ? `netplugin failed: ${JSON.stringify(text)}` : `netplugin failed with no error message: ${status}`, details: '' });
 }
 
+const STRUCT_CAPABILITIES = ['portMappings', 'dns', 'bandwidth'];
+
+/**
+ * Writes a plugin's stdin byte for byte as containerd 1.6 does (checked with recording plugins
+ * under its CRI plugin): libcni marshals the configuration as a map (keys sorted), while the
+ * port mappings, dns and bandwidth inside runtimeConfig are go-cni structs (field order).
+ */
+export function stdinText(config: Record<string, unknown>): string {
+  return goJson(config, (p) => p[0] === 'runtimeConfig' && STRUCT_CAPABILITIES.includes(p[1]) && (p.length === 2 || (p[1] === 'portMappings' && p.length === 3)));
+}
+
 /**
  * Runs one plugin with the CNI environment (added to this process's, so that plugins find
  * iptables and friends on PATH) and its configuration on stdin. Resolves with the parsed stdout
@@ -109,7 +121,7 @@ export async function invokePlugin(call: PluginCall, options: InvokeOptions): Pr
     CNI_ARGS: call.args.map(([k, v]) => `${k}=${v}`).join(';'),
     CNI_PATH: options.binDirs.join(':'),
   };
-  const res = await run(path, [], { env, input: JSON.stringify(call.config), timeoutMs: options.timeoutMs });
+  const res = await run(path, [], { env, input: stdinText(call.config), timeoutMs: options.timeoutMs });
   if (res.timedOut) throw new DeadlineExceededError(`plugin type="${call.type}" (${call.command.toLowerCase()}) was killed after ${options.timeoutMs} ms`);
   const stdout = res.stdout.toString();
   if (res.code !== 0) throw pluginError(call, stdout, res.stderr.toString(), res.signal ? `signal ${res.signal}` : `exit status ${res.code}`);

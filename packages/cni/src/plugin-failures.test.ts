@@ -131,7 +131,7 @@ describe('plugin failures', () => {
     const calls = readFileSync(log, 'utf8')
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as { plugin: string; env: string; stdin: Record<string, unknown> });
+      .map((l) => ({ ...(JSON.parse(l) as { plugin: string; env: string; stdin: Record<string, unknown> }), stdinText: l.slice(l.indexOf('"stdin":') + 8, -1) }));
     expect(calls.map((c) => `${c.stdin.type}:${/CNI_COMMAND=(\w+)/.exec(c.env)![1]}`)).toEqual(['rec-a:ADD', 'rec-b:ADD', 'rec-a:CHECK', 'rec-b:CHECK', 'rec-b:DEL', 'rec-a:DEL']);
     expect(calls[0].env.split('|').filter(Boolean)).toEqual([
       'CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=sb-1;K8S_POD_UID=u-1',
@@ -142,11 +142,17 @@ describe('plugin failures', () => {
       `CNI_PATH=${net.binDir}:${DEBIAN_CNI_BIN}`,
     ]);
     const [addA, addB, , , delB, delA] = calls.map((c) => c.stdin);
-    expect(addA).toEqual({ type: 'rec-a', name: net.name, cniVersion: '1.0.0', capabilities: { portMappings: true }, runtimeConfig: { portMappings: [{ hostPort: 8443, containerPort: 443, protocol: 'tcp', hostIP: '' }] } });
-    expect(addB).toMatchObject({ prevResult: { ips: [{ address: 'fd00::5/64', interface: 0 }] }, runtimeConfig: { dns: { servers: ['10.0.0.10'], searches: [], options: [] } } });
+    // As containerd 1.6.20 sends them (checked with recording plugins under its CRI plugin): keys
+    // sorted, capability keys spelled as go-cni's structs, only declared capabilities.
+    expect(calls[0].stdinText).toBe(
+      `{"capabilities":{"portMappings":true},"cniVersion":"1.0.0","name":"${net.name}","runtimeConfig":{"portMappings":[{"HostPort":8443,"ContainerPort":443,"Protocol":"tcp","HostIP":""}]},"type":"rec-a"}`,
+    );
+    expect(calls[1].stdinText).toContain('"runtimeConfig":{"dns":{"Servers":["10.0.0.10"],"Searches":[],"Options":[]}}');
+    expect(addB).toMatchObject({ prevResult: { ips: [{ address: 'fd00::5/64', interface: 0 }] }, runtimeConfig: { dns: { Servers: ['10.0.0.10'], Searches: [], Options: [] } } });
     // DEL without options still gets ADD's arguments and capabilities from the cache, and its final result.
-    expect(delB).toEqual({ ...addB, prevResult: res.results[net.name] });
-    expect(delA).toEqual({ ...addA, prevResult: res.results[net.name] });
+    expect(delB).toEqual({ ...addB, prevResult: { ...res.results[net.name], dns: {} } });
+    expect(delA).toEqual({ ...addA, prevResult: { ...res.results[net.name], dns: {} } });
+    expect(calls[5].stdinText).toMatch(/"prevResult":\{"cniVersion":"1.0.0","dns":\{\},"interfaces":\[\{"name":"eth0"\}\],"ips":\[/);
     expect(calls[5].env).toContain('K8S_POD_NAME=web');
     expect(traces(net).cache).toEqual([]);
   });

@@ -66,7 +66,7 @@ describe('pods on a bridge network with host-local and portmap', () => {
     // One result per (network, container, interface), in libcni's layout, for DEL after a restart.
     expect(readdirSync(join(net.cacheDir, 'results')).sort()).toEqual(pods.flatMap((id) => [`${net.name}-${id}-eth0`, `cni-loopback-${id}-lo`]).sort());
     const entry = JSON.parse(readFileSync(join(net.cacheDir, 'results', `${net.name}-pod-a-eth0`), 'utf8'));
-    expect(entry).toMatchObject({ kind: 'cniCacheV1', containerId: 'pod-a', ifName: 'eth0', networkName: net.name, capabilityArgs: { portMappings: [{ hostPort }] } });
+    expect(entry).toMatchObject({ kind: 'cniCacheV1', containerId: 'pod-a', ifName: 'eth0', networkName: net.name, capabilityArgs: { portMappings: [{ HostPort: hostPort, ContainerPort: 8080, Protocol: 'tcp', HostIP: '127.0.0.1' }] } });
     expect(entry.cniArgs).toContainEqual(['K8S_POD_NAME', 'pod-a']);
 
     // CHECK agrees with what ADD cached, and the real plugins notice when the pod lost its address.
