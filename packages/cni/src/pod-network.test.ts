@@ -13,14 +13,13 @@ describe('pods on a bridge network with host-local and portmap', () => {
   let net: TestNetwork;
   let chainsBefore: boolean;
 
-  beforeAll(() => {
-    chainsBefore = hostportChainsExist();
-    net = new TestNetwork();
-  });
-  afterAll(async () => {
-    await net.cleanup();
+  beforeAll(() => (chainsBefore = hostportChainsExist()));
+  afterAll(() => {
     if (!chainsBefore) removeUnusedHostportChains();
   });
+  // A network of its own per test, so that one failing leaves nothing in the next one's way.
+  beforeEach(() => (net = new TestNetwork()));
+  afterEach(() => net.cleanup());
 
   it('gives three pods distinct addresses that the host reaches, forwards a host port on 127.0.0.1, and tears down leaving nothing', async () => {
     const iptablesBefore = iptablesOf(net);
