@@ -4,7 +4,7 @@ import { type CacheEntry, DEFAULT_CACHE_DIR, ResultCache, decodeConfig, encodeCo
 import { type GoCniConfig, LOOPBACK_NETWORK, type Network, type NetworkConfigList, type PluginConfig, compareVersions, goCniConfig, goCniLoadStatus, loadNetworks } from './config';
 import { type CniCommand, invokePlugin } from './invoke';
 import { isNetns } from './netns';
-import { type CniResult, type SetupResult, mergeResults, parseResult } from './result';
+import { type CniResult, type IpPreference, type SetupResult, mergeResults, parseResult } from './result';
 
 /** go-cni's error when fewer networks than required are loaded; containerd reports it as is. */
 export const NOT_INITIALIZED = 'cni plugin not initialized';
@@ -29,6 +29,8 @@ export interface CniOptions {
   ifPrefix?: string;
   /** Networks needed to be ready. Default: 2 with loopback (lo + eth0), else 1 (containerd's count). */
   minNetworks?: number;
+  /** Which address of eth0 is the pod IP (containerd's `ip_pref`). Default: ipv4. */
+  ipPreference?: IpPreference;
   /** Default: logs nothing. */
   logger?: Logger;
 }
@@ -120,6 +122,7 @@ export class CniNetworkPlugin implements NetworkPlugin {
   private readonly minNetworks: number;
   private readonly cache: ResultCache;
   private readonly log: Logger;
+  private readonly ipPreference: IpPreference;
 
   constructor(options: CniOptions = {}) {
     this.binDirs = typeof options.binDir === 'string' ? [options.binDir] : [...(options.binDir ?? ['/opt/cni/bin'])];
@@ -131,6 +134,7 @@ export class CniNetworkPlugin implements NetworkPlugin {
     this.minNetworks = options.minNetworks ?? (this.loopback ? 2 : 1);
     this.cache = new ResultCache(options.cacheDir ?? DEFAULT_CACHE_DIR);
     this.log = options.logger ?? nullLogger;
+    this.ipPreference = options.ipPreference ?? 'ipv4';
   }
 
   /** Loads the networks; after a failed load only loopback is left, as with go-cni. */
@@ -193,7 +197,7 @@ export class CniNetworkPlugin implements NetworkPlugin {
       throw wrap(failed.reason, `failed to setup network for sandbox "${id}"`);
     }
     const parts = networks.map((n, i) => ({ networkName: n.config.name, ifName: n.ifName, result: (outcomes[i] as PromiseFulfilledResult<CniResult>).value }));
-    return mergeResults(parts, networks.find((n) => n.ifName !== 'lo')?.ifName ?? 'eth0');
+    return mergeResults(parts, networks.find((n) => n.ifName !== 'lo')?.ifName ?? 'eth0', this.ipPreference);
   }
 
   /**

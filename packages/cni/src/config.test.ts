@@ -243,6 +243,17 @@ describe('results', () => {
     expect(Object.keys(merged.results)).toEqual(['cni-loopback', 'pods']);
   });
 
+  it.each([
+    ['ipv4', '10.0.0.2', ['fd00::1', 'fd00::2', '10.0.0.3']],
+    ['ipv6', 'fd00::1', ['fd00::2', '10.0.0.2', '10.0.0.3']],
+    ['cni', 'fd00::1', ['fd00::2', '10.0.0.2', '10.0.0.3']],
+  ] as const)('picks the pod IP by ip_pref %s', (pref, ip, additional) => {
+    const result = { cniVersion: '1.0.0', ips: ['fd00::1/64', 'fd00::2/64', '10.0.0.2/24', '10.0.0.3/24'].map((address) => ({ address })) };
+    expect(mergeResults([{ networkName: 'n', ifName: 'eth0', result }], 'eth0', pref)).toMatchObject({ ip, additionalIps: additional });
+    const v4only = { cniVersion: '1.0.0', ips: [{ address: '10.0.0.9/24' }] };
+    expect(mergeResults([{ networkName: 'n', ifName: 'eth0', result: v4only }], 'eth0', pref)).toMatchObject({ ip: '10.0.0.9', additionalIps: [] });
+  });
+
   it('reads 0.2.0 results (ip4/ip6) and refuses what is not a result', () => {
     expect(parseResult({ cniVersion: '0.2.0', ip4: { ip: '10.0.0.5/24', gateway: '10.0.0.1', routes: [{ dst: '0.0.0.0/0' }] }, dns: {} })).toEqual({
       cniVersion: '0.2.0',

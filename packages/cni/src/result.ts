@@ -8,6 +8,9 @@ export interface CniResult {
   [key: string]: unknown;
 }
 
+/** Which address becomes the pod IP: the first IPv4 (containerd's default), the first IPv6, or the first the plugins returned. */
+export type IpPreference = 'ipv4' | 'ipv6' | 'cni';
+
 /** One address on an interface, without the prefix length, and its gateway. */
 export interface IpConfig {
   ip: string;
@@ -65,10 +68,10 @@ const isIpv4 = (ip: string) => /^\d+\.\d+\.\d+\.\d+$/.test(ip);
 /**
  * Merges per-network results (each attached as `ifName`) into one view: interfaces by name with
  * their addresses (an address without an interface index belongs to its network's interface),
- * and the pod IP chosen as containerd chooses it: the first IPv4 on `defaultIfName`, the rest
- * additional.
+ * and the pod IP chosen as containerd chooses it (`ip_pref`): by default the first IPv4 on
+ * `defaultIfName`, the rest additional in their order.
  */
-export function mergeResults(parts: { networkName: string; ifName: string; result: CniResult }[], defaultIfName: string): SetupResult {
+export function mergeResults(parts: { networkName: string; ifName: string; result: CniResult }[], defaultIfName: string, ipPreference: IpPreference = 'ipv4'): SetupResult {
   const out: SetupResult = { ip: '', additionalIps: [], interfaces: {}, routes: [], dns: [], results: {} };
   for (const { networkName, ifName, result } of parts) {
     out.results[networkName] = result;
@@ -82,7 +85,7 @@ export function mergeResults(parts: { networkName: string; ifName: string; resul
     if (result.dns) out.dns.push({ nameservers: result.dns.nameservers ?? [], domain: result.dns.domain, search: result.dns.search ?? [], options: result.dns.options ?? [] });
   }
   const ips = (out.interfaces[defaultIfName]?.ipConfigs ?? []).map((c) => c.ip);
-  const first = ips.find(isIpv4) ?? ips[0];
+  const first = ipPreference === 'cni' ? ips[0] : (ips.find((ip) => isIpv4(ip) === (ipPreference === 'ipv4')) ?? ips[0]);
   if (first !== undefined) {
     out.ip = first;
     out.additionalIps = ips.filter((ip, i) => i !== ips.indexOf(first));
