@@ -1,4 +1,4 @@
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, wrap } from '@berth/errdefs';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnknownError, wrap } from '@berth/errdefs';
 import { type Logger, nullLogger } from '@berth/log';
 import { type CacheEntry, DEFAULT_CACHE_DIR, ResultCache, decodeConfig, encodeConfig } from './cache';
 import { type GoCniConfig, LOOPBACK_NETWORK, type Network, type NetworkConfigList, type PluginConfig, compareVersions, goCniConfig, goCniLoadStatus, loadNetworks } from './config';
@@ -301,9 +301,11 @@ export class CniNetworkPlugin implements NetworkPlugin {
       if (command === 'DEL') {
         // Unlike libcni, a failing DEL does not stop the plugins before it in the chain from
         // releasing theirs (an address, a veth); the first error is still reported.
+        // One that no longer finds its part has done its DEL.
         await call.catch((err: Error) => {
+          if (isIgnorableDelError(err, netns)) return;
           delError ??= err;
-          if (!isIgnorableDelError(err, netns)) this.log.warn('CNI DEL failed, going on with the rest of the chain', { id, plugin: plugin.type, error: err.message });
+          this.log.warn('CNI DEL failed, going on with the rest of the chain', { id, plugin: plugin.type, error: err.message });
         });
         continue;
       }
@@ -312,7 +314,7 @@ export class CniNetworkPlugin implements NetworkPlugin {
         try {
           prev = parseResult(out);
         } catch (err) {
-          throw new InvalidArgumentError(`plugin type="${plugin.type}" (add) printed an invalid result: ${(err as Error).message}`, { bare: true });
+          throw new UnknownError(`plugin type="${plugin.type}" (add) printed an invalid result: ${(err as Error).message}`);
         }
       }
     }

@@ -97,6 +97,24 @@ describe('plugin failures', () => {
     expect((await rejectionOf(net.plugin().setup('p4', ns))).message).toMatch(/^failed to setup network for sandbox "p4": plugin type="says-no" \(add\) printed a result that is not JSON/);
   });
 
+  it('lets the plugins before a failing DEL release theirs, throws its error and keeps the cache entry for a retry', async () => {
+    const net = network((p) => [p.bridgePlugin, { type: 'del-fails' }]);
+    const script = (fail: boolean) => `cat >/dev/null; if [ "$CNI_COMMAND" = DEL ] && ${fail}; then echo '{"code":11,"msg":"busy, try again"}'; exit 1; fi; [ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion":"1.0.0"}'; exit 0`;
+    scriptPlugin(net, 'del-fails', script(true));
+    const plugin = net.plugin();
+    const ns = await createNetns({ root: net.netnsRoot });
+    await plugin.setup('sticky', ns);
+    expect(net.allocations().length).toBe(1);
+    const err = await rejectionOf(plugin.teardown('sticky', ns));
+    expect(err.message).toBe('failed to destroy network for sandbox "sticky": plugin type="del-fails" failed (del): busy, try again');
+    expect(err.cause).toMatchObject({ code: 11 });
+    // bridge ran anyway: the veth and the address are gone; the entry stays for the retry.
+    expect(traces(net)).toEqual({ ...clean, cache: [`${net.name}-sticky-eth0`] });
+    scriptPlugin(net, 'del-fails', script(false));
+    await plugin.teardown('sticky', ns);
+    expect(traces(net)).toEqual(clean);
+  });
+
   it('kills a plugin that hangs, as DeadlineExceeded', async () => {
     const net = network(() => [{ type: 'hangs' }]);
     scriptPlugin(net, 'hangs', 'exec sleep 60');
