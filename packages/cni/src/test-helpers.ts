@@ -1,6 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from '@berth/testing';
@@ -72,12 +73,24 @@ export function hostLinks(): string[] {
   return sh('ip', ['-o', 'link', 'show']).split('\n').filter(Boolean).map((l) => l.split(': ')[1].split('@')[0]);
 }
 
-/** Picks a 10.99.x.0/24 that no host route uses. */
-function freeSubnet(): string {
+/**
+ * Picks a 10.99.x.0/24 that no host route uses and reserves it with a lock file (test files run
+ * in parallel, and a bridge's route appears only with its first pod); a reservation older than
+ * an hour is a crashed run's and is taken over.
+ */
+function reserveSubnet(): { subnet: string; release(): void } {
   const routes = sh('ip', ['-4', 'route', 'show']);
   for (;;) {
     const x = 100 + (randomBytes(1)[0] % 150);
-    if (!routes.includes(`10.99.${x}.`)) return `10.99.${x}`;
+    if (routes.includes(`10.99.${x}.`)) continue;
+    const lock = join(tmpdir(), `berth-cni-subnet-10.99.${x}`);
+    try {
+      if (existsSync(lock) && Date.now() - statSync(lock).mtimeMs > 3600_000) rmSync(lock, { force: true });
+      closeSync(openSync(lock, 'wx'));
+    } catch {
+      continue;
+    }
+    return { subnet: `10.99.${x}`, release: () => rmSync(lock, { force: true }) };
   }
 }
 
@@ -110,6 +123,7 @@ export class TestNetwork {
   /** A bin dir searched before the Debian plugins, for plugins a test writes. */
   readonly binDir: string;
   private readonly remove: () => void;
+  private readonly releaseSubnet: () => void;
   private readonly children = new Set<ChildProcess>();
 
   constructor(plugins?: (parts: NetworkParts) => PluginConfig[], cniVersion = '1.0.0') {
@@ -119,7 +133,9 @@ export class TestNetwork {
     const id = randomBytes(3).toString('hex');
     this.name = `berth-test-${id}`;
     this.bridge = `bt${id}`;
-    this.subnet = freeSubnet();
+    const reservation = reserveSubnet();
+    this.subnet = reservation.subnet;
+    this.releaseSubnet = reservation.release;
     this.confDir = join(this.dir, 'conf');
     this.cacheDir = join(this.dir, 'cache');
     this.dataDir = join(this.dir, 'ipam');
@@ -174,6 +190,7 @@ export class TestNetwork {
     natDelete(rules, chains);
     if (hostLinks().includes(this.bridge)) sh('ip', ['link', 'delete', this.bridge]);
     this.remove();
+    this.releaseSubnet();
   }
 }
 
