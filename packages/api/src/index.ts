@@ -49,8 +49,6 @@ export * as transfer from './gen/containerd/services/transfer/v1/transfer';
 export * as streaming from './barrels/streaming';
 /** grpc.health.v1. */
 export * as health from './gen/grpc/health/v1/health';
-/** runtime.v1: Kubernetes' CRI (RuntimeService, ImageService), served by @berth/cri. */
-export * as cri from './gen/runtime/v1/api';
 
 // Events.
 /** containerd.events: event payloads (the image events are in `images`). */
