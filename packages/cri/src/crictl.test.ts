@@ -7,8 +7,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImageServiceService, RuntimeServiceService } from '@berth/api/cri';
 import { isNotFound } from '@berth/errdefs';
-import { type CrictlResult, TestDaemon, rejectionOf, runCrictl } from '@berth/testing';
-import { type CriWorld, json, startCriWorld } from './test-support';
+import { type CrictlResult, TestDaemon, TestRegistry, rejectionOf, runCrictl } from '@berth/testing';
+import { buildImage, busyboxSpec } from '@berth/fixtures';
+import { type CriWorld, json, push, startCriWorld } from './test-support';
 
 jest.setTimeout(180_000);
 
@@ -223,5 +224,44 @@ describe('crictl: bad input', () => {
     const r = await crictl('pull', '127.0.0.1:1/missing:1');
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('failed to pull and unpack image \\"127.0.0.1:1/missing:1\\"');
+  });
+});
+
+describe('crictl: pull with credentials from the request', () => {
+  let registry: TestRegistry;
+  let ref: string;
+  const spec = (image: string, serverAddress = '', extra: Record<string, string> = {}) => ({
+    image: { image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' },
+    auth: { username: '', password: '', auth: '', serverAddress, identityToken: '', registryToken: '', ...extra },
+  });
+
+  beforeAll(async () => {
+    registry = await TestRegistry.start({ auth: { kind: 'basic', username: 'kube', password: 's3cret' } });
+    const image = await buildImage({ ...busyboxSpec('x'), runConfig: { Cmd: ['sh'], Env: ['AUTH=1'] } });
+    await push(registry, { repo: 'cri/private', tag: '1', image }, { username: 'kube', secret: 's3cret' });
+    ref = `${registry.host}/cri/private:1`;
+  });
+  afterAll(async () => {
+    await registry?.stop();
+  });
+  beforeEach(removeAllImages);
+
+  it('refuses an anonymous pull', async () => {
+    const r = await crictl('pull', ref);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`failed to pull and unpack image \\"${ref}\\"`);
+  });
+
+  it.each([
+    ['--creds user:password', () => ['--creds', 'kube:s3cret']],
+    ['--auth base64(user:password)', () => ['--auth', Buffer.from('kube:s3cret').toString('base64')]],
+  ])('pulls with %s', async (_what, flags) => {
+    expect(await ok('pull', ...flags(), ref)).toMatch(/^Image is up to date for sha256:[a-f0-9]{64}\n$/);
+  });
+
+  it('uses the credentials only for the host server_address names', async () => {
+    const images = daemon.client(ImageServiceService);
+    await rejectionOf(images.pullImage(spec(ref, 'https://registry.example.com', { username: 'kube', password: 's3cret' })));
+    expect((await images.pullImage(spec(ref, `http://${registry.host}`, { username: 'kube', password: 's3cret' }))).imageRef).toMatch(/^sha256:/);
   });
 });

@@ -35,8 +35,9 @@ export interface CriWorld {
   cleanup(): Promise<void>;
 }
 
-async function push(registry: TestRegistry, s: SeededImage): Promise<void> {
-  const client = new RegistryClient({ hosts: staticHosts({ scheme: 'http' }) });
+/** Pushes an image's blobs and manifest into the registry (with basic credentials when given). */
+export async function push(registry: TestRegistry, s: SeededImage, auth?: { username: string; secret: string }): Promise<void> {
+  const client = new RegistryClient({ hosts: staticHosts({ scheme: 'http' }), credentials: auth && (async () => auth) });
   try {
     const ref = `${registry.host}/${s.repo}`;
     for (const d of [...s.image.layers, s.image.config]) await client.push(ref, d, s.image.blobs.get(d.digest)!);
