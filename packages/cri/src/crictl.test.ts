@@ -194,6 +194,14 @@ describe('crictl: images', () => {
     expect(await images.removeImage({ image: { image: busyboxId(), annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' } })).toEqual({});
   });
 
+  it('five RemoveImage calls by id at once all answer OK (critest "Image Manager" does this)', async () => {
+    await ok('pull', 'busybox:berth');
+    const images = daemon.client(ImageServiceService);
+    const spec = { image: busyboxId(), annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' };
+    expect(await Promise.all([1, 2, 3, 4, 5].map(() => images.removeImage({ image: spec })))).toEqual([{}, {}, {}, {}, {}]);
+    expect(await ok('images', '-q')).toBe('');
+  });
+
   it('imagefsinfo: the overlayfs directory, with the unpacked layers counted', async () => {
     const empty = json(await ok('imagefsinfo'));
     expect(empty.status.imageFilesystems).toEqual([
