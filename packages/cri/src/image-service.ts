@@ -1,6 +1,6 @@
 import type { ContentStore } from '@berth/content';
 import { type Context, withNamespace } from '@berth/context';
-import { NotFoundError, UnknownError, isAlreadyExists, isNotFound, wrap } from '@berth/errdefs';
+import { NotFoundError, UnknownError, errorOfKind, isAlreadyExists, isNotFound, kindOf, wrap } from '@berth/errdefs';
 import {
   type Image,
   type ImagesService,
@@ -127,7 +127,12 @@ export class CriImageService {
     try {
       await this.options.transferrer.transfer(ctx, source, target, () => undefined, ['OCIRegistry', 'ImageStore']);
     } catch (err) {
-      throw wrap(err, `failed to pull and unpack image ${JSON.stringify(reference)}`);
+      // containerd 1.6's CRI words a resolve failure `failed to resolve reference "<ref>": ...`
+      // (the transfer service, as containerd 2.x's, says `failed to resolve image: ...`).
+      const inner = err instanceof Error ? err.message : String(err);
+      const resolve = /^failed to resolve image: /.exec(inner);
+      const message = resolve ? `failed to resolve reference ${JSON.stringify(reference)}: ${inner.slice(resolve[0].length)}` : inner;
+      throw errorOfKind(kindOf(err), `failed to pull and unpack image ${JSON.stringify(reference)}: ${message}`, { cause: err, bare: true });
     }
     const image = await this.options.images.get(ctx, reference);
     const { configDigest } = await this.resolve(ctx, image.target);
