@@ -25,7 +25,7 @@ describe('CRI config', () => {
   });
 
   it.each([
-    [{ containerd: { default_runtime_name: 'kata' } }, 'no corresponding runtime configured in `containerd.runtimes` for `containerd` `default_runtime_name = "kata"`'],
+    [{ containerd: { default_runtime_name: 'kata' } }, 'invalid plugin config: no corresponding runtime configured in `containerd.runtimes` for `containerd` `default_runtime_name = "kata"'],
     [{ containerd: { runtimes: { x: {} } } }, 'containerd.runtimes.x.runtime_type is required'],
     [{ stream_server_port: 10010 }, 'stream_server_port must be a string, not 10010'],
     [{ stream_server_port: '70000' }, 'stream_server_port must be a port number in a string, not "70000"'],

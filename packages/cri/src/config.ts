@@ -131,7 +131,8 @@ export function parseCriConfig(section: Section, d: CriConfig = defaultCriConfig
   }
   const defaultRuntime = str(c, 'default_runtime_name', d.containerd.default_runtime_name, 'containerd.');
   if (!(defaultRuntime in runtimes)) {
-    throw new InvalidArgumentError(`no corresponding runtime configured in \`containerd.runtimes\` for \`containerd\` \`default_runtime_name = "${defaultRuntime}"\``);
+    // containerd's text, unbalanced backtick included.
+    throw new InvalidArgumentError(`invalid plugin config: no corresponding runtime configured in \`containerd.runtimes\` for \`containerd\` \`default_runtime_name = "${defaultRuntime}"`, { bare: true });
   }
 
   const cni = table(section, 'cni', '');

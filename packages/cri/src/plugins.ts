@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { ContentServiceToken } from '@berth/content';
 import { GRPC_PLUGIN_TYPE, type GrpcServicePlugin } from '@berth/grpc';
 import { ImagesServiceToken } from '@berth/images';
-import { definePlugin } from '@berth/plugin';
+import { definePlugin, hostPlatform } from '@berth/plugin';
 import { SnapshotsServiceToken } from '@berth/snapshots';
 import { TRANSFER_PLUGIN_TYPE, TransferrerToken } from '@berth/transfer/plugins';
 import { type CriConfig, defaultCriConfig, parseCriConfig } from './config';
@@ -34,6 +34,8 @@ export function createCriPlugin(options: CriPluginOptions) {
     type: GRPC_PLUGIN_TYPE,
     id: 'cri',
     requires: ['io.containerd.service.v1', TRANSFER_PLUGIN_TYPE],
+    // containerd lists it with the host's platform (`ctr plugins ls`).
+    platforms: [hostPlatform()],
     config: { defaults: defaultCriConfig, parse: (section, d) => parseCriConfig(section, d) },
     init: (ctx) => {
       const config = ctx.config;
