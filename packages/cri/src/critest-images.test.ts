@@ -1,5 +1,5 @@
 /**
- * critest v1.37's image specs ("Image Manager") against berthd and against containerd 1.6.20's
+ * critest v1.37's image and runtime info specs ("Image Manager", "Runtime info") against berthd and against containerd 1.6.20's
  * CRI plugin, with look-alikes of critest's test images (busybox-static based, the users and
  * tags each spec expects) in a loopback registry that hosts.toml puts in place of gcr.io,
  * registry.k8s.io and k8s.gcr.io. Every spec that passes on containerd must pass on berthd.
@@ -68,7 +68,7 @@ async function critest(socket: string, dir: string, args: string[]): Promise<{ s
   return { specs, output };
 }
 
-run('critest v1.37 image specs: berthd passes every one containerd 1.6.20 passes', () => {
+run('critest v1.37 image and runtime info specs: berthd passes every one containerd 1.6.20 passes', () => {
   let registry: TestRegistry;
   let dir: { path: string; remove(): void };
   let criConfig: string;
@@ -91,6 +91,8 @@ run('critest v1.37 image specs: berthd passes every one containerd 1.6.20 passes
     }
     const confDir = join(dir.path, 'net.d');
     mkdirSync(confDir);
+    // A network config makes both report NetworkReady ("Runtime info" checks it); no pod runs.
+    writeFileSync(join(confDir, '10-critest.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'critest', plugins: [{ type: 'bridge', bridge: 'cni-critest0' }] }));
     const section = 'plugins."io.containerd.grpc.v1.cri"';
     criConfig = `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(confDir)}\n[${section}.registry]\n  config_path = ${JSON.stringify(hostsDir)}\n`;
     berthd = await TestDaemon.start({ config: criConfig, logLevel: 'info' });
@@ -104,15 +106,15 @@ run('critest v1.37 image specs: berthd passes every one containerd 1.6.20 passes
     dir?.remove();
   });
 
-  it('runs "Image Manager" on both and compares spec by spec', async () => {
-    const args = ['--ginkgo.focus=Image Manager', '--ginkgo.skip=with digest'];
+  it('runs "Image Manager" and "Runtime info" on both and compares spec by spec', async () => {
+    const args = ['--ginkgo.focus=Image Manager|Runtime info', '--ginkgo.skip=with digest'];
     const c = await critest(containerd.address, dir.path, args);
     const b = await critest(berthd.address, dir.path, args);
     const table = (r: { specs: SpecResult[] }) => Object.fromEntries(r.specs.filter((s) => s.outcome !== 'skipped').map((s) => [s.name, s.outcome]));
     const onContainerd = table(c);
     const onBerthd = table(b);
-    process.stderr.write(`critest Image Manager:\n${Object.keys({ ...onContainerd, ...onBerthd }).sort().map((n) => `  containerd ${onContainerd[n] ?? '-'}  berthd ${onBerthd[n] ?? '-'}  ${n}`).join('\n')}\n`);
-    expect(Object.keys(onContainerd).length).toBeGreaterThanOrEqual(9);
+    process.stderr.write(`critest:\n${Object.keys({ ...onContainerd, ...onBerthd }).sort().map((n) => `  containerd ${onContainerd[n] ?? '-'}  berthd ${onBerthd[n] ?? '-'}  ${n}`).join('\n')}\n`);
+    expect(Object.keys(onContainerd).length).toBeGreaterThanOrEqual(11);
     const regressions = Object.keys(onContainerd).filter((n) => onContainerd[n] === 'passed' && onBerthd[n] !== 'passed');
     expect({ regressions, output: regressions.length ? b.output.slice(-4000) : '' }).toEqual({ regressions: [], output: '' });
   });
