@@ -1,5 +1,6 @@
 /**
- * critest v1.37's image and runtime info specs ("Image Manager", "Runtime info") against berthd and against containerd 1.6.20's
+ * critest v1.37's image and runtime info specs ("Image Manager", "Image Consistency", "Runtime
+ * info", "Idempotence RemoveImage") against berthd and against containerd 1.6.20's
  * CRI plugin, with look-alikes of critest's test images (busybox-static based, the users and
  * tags each spec expects) in a loopback registry that hosts.toml puts in place of gcr.io,
  * registry.k8s.io and k8s.gcr.io. Every spec that passes on containerd must pass on berthd.
@@ -107,14 +108,16 @@ run('critest v1.37 image and runtime info specs: berthd passes every one contain
   });
 
   it('runs "Image Manager" and "Runtime info" on both and compares spec by spec', async () => {
-    const args = ['--ginkgo.focus=Image Manager|Runtime info', '--ginkgo.skip=with digest'];
+    // Only specs that run no pod: "Image Identifier Consistency" starts sandboxes, which would
+    // run CNI plugins on this machine from containerd (and are UNIMPLEMENTED in berthd yet).
+    const args = ['--ginkgo.focus=Image Manager|Runtime info|Image Consistency|Idempotence RemoveImage', '--ginkgo.skip=with digest'];
     const c = await critest(containerd.address, dir.path, args);
     const b = await critest(berthd.address, dir.path, args);
     const table = (r: { specs: SpecResult[] }) => Object.fromEntries(r.specs.filter((s) => s.outcome !== 'skipped').map((s) => [s.name, s.outcome]));
     const onContainerd = table(c);
     const onBerthd = table(b);
     process.stderr.write(`critest:\n${Object.keys({ ...onContainerd, ...onBerthd }).sort().map((n) => `  containerd ${onContainerd[n] ?? '-'}  berthd ${onBerthd[n] ?? '-'}  ${n}`).join('\n')}\n`);
-    expect(Object.keys(onContainerd).length).toBeGreaterThanOrEqual(11);
+    expect(Object.keys(onContainerd).length).toBeGreaterThanOrEqual(15);
     const regressions = Object.keys(onContainerd).filter((n) => onContainerd[n] === 'passed' && onBerthd[n] !== 'passed');
     expect({ regressions, output: regressions.length ? b.output.slice(-4000) : '' }).toEqual({ regressions: [], output: '' });
   });
