@@ -6,4 +6,3 @@ export * from './config';
 export * from './references';
 export * from './image-service';
 export * from './runtime-info';
-export * from './cni-status';

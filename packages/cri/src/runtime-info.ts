@@ -1,5 +1,5 @@
 import type { CriConfig } from './config';
-import { type CniLoadResult, loadCniConfigs } from './cni-status';
+import { CniNetworkPlugin } from '@berth/cni';
 
 /** CRI's runtime API version. */
 export const CRI_VERSION = '0.1.0';
@@ -28,6 +28,8 @@ export interface RuntimeStatusInfo {
  * changes); the runtime is always ready.
  */
 export class RuntimeInfo {
+  private readonly network: CniNetworkPlugin;
+
   constructor(
     private readonly options: {
       config: CriConfig;
@@ -36,24 +38,20 @@ export class RuntimeInfo {
       /** The daemon's root and state (for the verbose config). */
       paths: { rootDir: string; stateDir: string; containerdRootDir: string; containerdEndpoint: string };
     },
-  ) {}
+  ) {
+    const { cni } = options.config;
+    this.network = new CniNetworkPlugin({ binDir: cni.bin_dir, confDir: cni.conf_dir, maxConfNum: cni.max_conf_num });
+  }
 
   version(): { version: string; runtimeName: string; runtimeVersion: string; runtimeApiVersion: string } {
     return { version: CRI_VERSION, runtimeName: 'containerd', runtimeVersion: this.options.runtimeVersion, runtimeApiVersion: CRI_RUNTIME_API_VERSION };
   }
 
-  private cni(): Promise<CniLoadResult> {
-    return loadCniConfigs(this.options.config.cni.conf_dir, this.options.config.cni.max_conf_num);
-  }
-
   async status(verbose: boolean): Promise<RuntimeStatusInfo> {
-    const cni = await this.cni();
-    const networkReady = cni.networks.length >= 2;
+    const network = this.network.status();
     const conditions: RuntimeConditionInfo[] = [
       { type: 'RuntimeReady', status: true, reason: '', message: '' },
-      networkReady
-        ? { type: 'NetworkReady', status: true, reason: '', message: '' }
-        : { type: 'NetworkReady', status: false, reason: 'NetworkPluginNotReady', message: 'Network plugin returns error: cni plugin not initialized' },
+      { type: 'NetworkReady', status: network.ready, reason: network.reason, message: network.message },
     ];
     const c = this.options.config;
     const handlers = ['', ...Object.keys(c.containerd.runtimes).sort()];
@@ -61,14 +59,8 @@ export class RuntimeInfo {
     const info: Record<string, string> = {
       config: JSON.stringify(this.verboseConfig()),
       golang: JSON.stringify(process.version),
-      cniconfig: JSON.stringify({
-        PluginDirs: [c.cni.bin_dir],
-        PluginConfDir: c.cni.conf_dir,
-        PluginMaxConfNum: c.cni.max_conf_num,
-        Prefix: 'eth',
-        Networks: cni.networks,
-      }),
-      lastCNILoadStatus: cni.error ?? 'OK',
+      cniconfig: JSON.stringify(this.network.cniConfig()),
+      lastCNILoadStatus: network.lastLoadStatus,
     };
     return { conditions, handlers, info };
   }
