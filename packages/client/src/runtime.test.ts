@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '@berth/fixtures';
 import { AlreadyExistsError, GrpcCode, NotFoundError, toGrpcStatus } from '@berth/errdefs';
@@ -10,6 +11,12 @@ import { RUNTIME_DAEMONS, type Target, collector } from './test-support';
  * content, snapshots, images, containers made from the busybox image (imported without unpack,
  * so the client unpacks it), tasks with stdio, exec, tty, kill, events and error mapping.
  */
+async function chunksOf(stream: AsyncIterable<Buffer>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const c of stream) out.push(c);
+  return out;
+}
+
 describe.each(RUNTIME_DAEMONS)('@berth/client against %s', (_name, start) => {
   const NS = 'client-test';
   let daemon: Target;
@@ -95,6 +102,9 @@ describe.each(RUNTIME_DAEMONS)('@berth/client against %s', (_name, start) => {
     expect(r.exitedAt!.getTime()).toBeGreaterThan(Date.now() - 60_000);
     const snaps = await client.snapshots().list();
     expect(snaps.filter((s) => s.kind === 'committed')).toHaveLength(1);
+    // The image keeps its unpacked snapshot through its config blob's GC label, as containerd's unpacker sets it.
+    const manifest = JSON.parse(Buffer.concat(await chunksOf(client.content.read((await client.images.get(BUSYBOX_IMAGE)).target.digest))).toString());
+    expect((await client.content.info(manifest.config.digest)).labels['containerd.io/gc.ref.snapshot.overlayfs']).toBe(snaps.find((s) => s.kind === 'committed')!.name);
     expect((await client.snapshots().usage(snaps.find((s) => s.kind === 'committed')!.name)).size).toBeGreaterThan(1_000_000);
   });
 
@@ -105,6 +115,21 @@ describe.each(RUNTIME_DAEMONS)('@berth/client against %s', (_name, start) => {
   ])('runs `sh` reading its script from stdin (%s)', async (_what, script, stdout, code) => {
     const r = await run(`sh-${code}-${stdout.length}`, ['sh'], { stdin: script });
     expect([r.stdout, r.code]).toEqual([stdout, code]);
+  });
+
+  it('has the shim write stdout and stderr to a log file', async () => {
+    const log = join(tmp.path, 'task.log');
+    const container = await client.containers.create('logged', BUSYBOX_IMAGE, { args: ['sh', '-c', 'echo out; echo err >&2; exit 4'] });
+    try {
+      const task = await container.newTask({ logFile: log });
+      const exited = task.wait();
+      await task.start();
+      expect((await exited).code).toBe(4);
+      await task.delete();
+      expect(readFileSync(log, 'utf8').split('\n').sort().join(' ').trim()).toBe('err out');
+    } finally {
+      await container.delete();
+    }
   });
 
   it('runs as a user named in the image, and with stderr apart', async () => {

@@ -1,5 +1,6 @@
 import { RUNTIME_SPEC_TYPE_URLS, packJsonAny, tasks, task as taskTypes } from '@berth/api';
 import type { protobuf } from '@berth/api';
+import { InvalidArgumentError } from '@berth/errdefs';
 import { ProcessIO, type StdioOptions } from './cio';
 import { type Connection, type RequestOptions, type Scope, callOptions } from './connection';
 import type { Spec } from './spec';
@@ -30,7 +31,7 @@ export function signalNumber(signal: string | number): number {
   if (typeof signal === 'number') return signal;
   if (/^\d+$/.test(signal)) return Number(signal);
   const n = SIGNALS[signal.toUpperCase().startsWith('SIG') ? signal.toUpperCase() : `SIG${signal.toUpperCase()}`];
-  if (n === undefined) throw new Error(`unknown signal ${signal}`);
+  if (n === undefined) throw new InvalidArgumentError(`unknown signal ${signal}`);
   return n;
 }
 

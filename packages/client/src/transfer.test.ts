@@ -85,6 +85,13 @@ describe.each(TRANSFER_DAEMONS)('@berth/client pull and push against %s', (_name
     await expect(collect(op)).rejects.toThrow(`failed to resolve image: ${registry.host}/berth/multi:missing: not found`);
   });
 
+  it('cancels a pull when its signal aborts', async () => {
+    const abort = new AbortController();
+    const op = client.withNamespace('client-pull-abort').pull(`${registry.host}/berth/multi:1`, { plainHttp: true, signal: abort.signal });
+    abort.abort();
+    await expect(op.done).rejects.toThrow(/cancel/i);
+  });
+
   it('pushes an image with progress, and the registry then serves it', async () => {
     const src = `${registry.host}/berth/multi:1`;
     const dst = `${registry.host}/berth/pushed:${daemon.name.replace(/[^a-z0-9]/g, '')}`;

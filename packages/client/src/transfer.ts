@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { packAny, unpackAny } from '@berth/api';
 import { AuthRequest, AuthResponse, AuthType, ImageStore, OCIRegistry, Progress, transfer, streaming } from '@berth/api/transfer';
+import { UnavailableError } from '@berth/errdefs';
 import type { DuplexCall } from '@berth/grpc';
 import type { protobuf } from '@berth/api';
 import { type Connection, type RequestOptions, type Scope, callOptions } from './connection';
@@ -111,7 +112,7 @@ async function openStream(conn: Connection, scope: Scope, id: string, signal?: A
   const call = conn.service(streaming.StreamingService).stream(callOptions(scope, { signal }));
   call.write(packAny(streaming.StreamInit, { id }));
   const ack = await call.read();
-  if (ack === undefined) throw new Error(`stream ${id} ended before the server acknowledged it`);
+  if (ack === undefined) throw new UnavailableError(`stream ${id} ended before the server acknowledged it`);
   return call;
 }
 
