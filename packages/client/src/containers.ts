@@ -108,8 +108,25 @@ export class Container {
     return this.info;
   }
 
-  /** Deletes the container record, and its snapshot unless `keepSnapshot`. */
-  async delete(o: RequestOptions & { keepSnapshot?: boolean } = {}): Promise<void> {
+  /**
+   * Deletes the container record, and its snapshot unless `keepSnapshot`. With `force`, a task
+   * is first killed (SIGKILL, every process) and deleted; without, a task makes it fail.
+   */
+  async delete(o: RequestOptions & { keepSnapshot?: boolean; force?: boolean } = {}): Promise<void> {
+    if (o.force) {
+      const task = await this.task(o).catch((err) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      });
+      if (task) {
+        const exited = task.wait(o);
+        await task.kill('SIGKILL', { ...o, all: true }).catch((err) => {
+          if (!isNotFound(err)) throw err;
+        });
+        await exited.catch(() => undefined);
+        await task.delete(o);
+      }
+    }
     await this.conn.service(containers.ContainersService).delete({ id: this.id }, callOptions(this.scope, o));
     if (!o.keepSnapshot && this.record.snapshotKey) {
       await this.conn
