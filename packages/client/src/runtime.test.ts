@@ -201,7 +201,7 @@ describe.each(RUNTIME_DAEMONS)('@berth/client against %s', (_name, start) => {
       const exited = task.wait();
       await task.start();
       const out = collector();
-      const exec = await task.exec('e1', container.spec.process, { args: ['sh', '-c', 'echo exec-ok; exit 3'], stdout: out.stream });
+      const exec = await task.exec('e1', { args: ['sh', '-c', 'echo exec-ok; exit 3'], stdout: out.stream });
       const execExit = exec.wait();
       expect(await exec.start()).toBeGreaterThan(0);
       expect((await execExit).code).toBe(3);
@@ -209,7 +209,7 @@ describe.each(RUNTIME_DAEMONS)('@berth/client against %s', (_name, start) => {
       await exec.delete();
 
       const ttyOut = collector();
-      const shell = await task.exec('e2', container.spec.process, { args: ['sh'], terminal: true, stdin: 'pipe', stdout: ttyOut.stream });
+      const shell = await task.exec('e2', { args: ['sh'], terminal: true, stdin: 'pipe', stdout: ttyOut.stream });
       const shellExit = shell.wait();
       await shell.start();
       await shell.resize(77, 22);

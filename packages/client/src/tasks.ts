@@ -1,4 +1,4 @@
-import { RUNTIME_SPEC_TYPE_URLS, packJsonAny, tasks, task as taskTypes } from '@berth/api';
+import { RUNTIME_SPEC_TYPE_URLS, containers, packJsonAny, tasks, task as taskTypes, unpackJsonAny } from '@berth/api';
 import type { protobuf } from '@berth/api';
 import { InvalidArgumentError } from '@berth/errdefs';
 import { ProcessIO, type StdioOptions } from './cio';
@@ -147,10 +147,15 @@ export class Task extends Process {
   }
 
   /**
-   * Creates an exec process in the running task (not started): the task's process spec with
-   * the given args, env, cwd and user, with a terminal when `terminal` is set.
+   * Creates an exec process in the running task (not started): the container's process spec
+   * (or `o.base`) with the given args, env, cwd and user, with a terminal when `terminal` is set.
    */
-  async exec(execId: string, base: Spec['process'], o: ExecOptions): Promise<Process> {
+  async exec(execId: string, o: ExecOptions & { base?: Spec['process'] }): Promise<Process> {
+    let base = o.base;
+    if (!base) {
+      const c = (await this.conn.service(containers.ContainersService).get({ id: this.containerId }, this.opts(o))).container!;
+      base = c.spec ? unpackJsonAny<Spec>(c.spec).process : undefined;
+    }
     const io = await ProcessIO.create(`${this.containerId}-${execId}`, o);
     try {
       const spec = { ...base, args: o.args, terminal: !!o.terminal, ...(o.env ? { env: o.env } : {}), ...(o.cwd ? { cwd: o.cwd } : {}), ...(o.user ? { user: o.user } : {}) };

@@ -85,6 +85,16 @@ describe.each(TRANSFER_DAEMONS)('@berth/client pull and push against %s', (_name
     await expect(collect(op)).rejects.toThrow(`failed to resolve image: ${registry.host}/berth/multi:missing: not found`);
   });
 
+  it('pushes to a registry that wants credentials, with the callback', async () => {
+    const dst = `${secured.host}/berth/pushed:${daemon.name.replace(/[^a-z0-9]/g, '')}`;
+    const asked: string[] = [];
+    await collect(client.push(dst, { source: `${registry.host}/berth/multi:1`, plainHttp: true, credentials: (host) => (asked.push(host), auth) }));
+    expect(asked.length).toBeGreaterThan(0);
+    const back = client.withNamespace('client-push-auth-check');
+    await collect(back.pull(dst, { plainHttp: true, unpack: false, credentials: () => auth }));
+    expect((await back.images.get(dst)).target.digest).toBe(multi.manifest.digest);
+  });
+
   it('cancels a pull when its signal aborts', async () => {
     const abort = new AbortController();
     const op = client.withNamespace('client-pull-abort').pull(`${registry.host}/berth/multi:1`, { plainHttp: true, signal: abort.signal });
