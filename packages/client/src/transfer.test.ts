@@ -1,6 +1,6 @@
 import { type BuiltImage, buildImage, multiLayerSpec } from '@berth/fixtures';
-import { NotFoundError } from '@berth/errdefs';
-import { TestRegistry } from '@berth/testing';
+import { GrpcCode, NotFoundError, NotImplementedError, toGrpcStatus } from '@berth/errdefs';
+import { ReferenceContainerd, TestRegistry } from '@berth/testing';
 import { type BerthClient, type TransferEvent, connect } from './index';
 import { TRANSFER_DAEMONS, type Target, seed } from './test-support';
 
@@ -112,5 +112,34 @@ describe.each(TRANSFER_DAEMONS)('@berth/client pull and push against %s', (_name
     const back = client.withNamespace('client-push-check');
     await collect(back.pull(dst, { plainHttp: true, unpack: false }));
     expect((await back.images.get(dst)).target.digest).toBe(multi.manifest.digest);
+  });
+});
+
+describe('@berth/client pull against containerd 1.6, which has no Transfer API', () => {
+  let daemon: ReferenceContainerd;
+  beforeAll(async () => {
+    daemon = await ReferenceContainerd.start();
+  }, 60_000);
+  afterAll(async () => {
+    await daemon?.cleanup();
+  });
+
+  it('fails with NotImplemented (UNIMPLEMENTED) and ends the progress iterator', async () => {
+    const client = await connect({ address: daemon.address });
+    try {
+      const op = client.pull('127.0.0.1:1/none:1', { plainHttp: true });
+      const err = await op.done.catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NotImplementedError);
+      expect(toGrpcStatus(err).code).toBe(GrpcCode.UNIMPLEMENTED);
+      const events: TransferEvent[] = [];
+      await expect(
+        (async () => {
+          for await (const e of op) events.push(e);
+        })(),
+      ).rejects.toBeInstanceOf(NotImplementedError);
+      expect(events).toEqual([]);
+    } finally {
+      client.close();
+    }
   });
 });
