@@ -3,9 +3,8 @@ import { InvalidArgumentError, NotFoundError, isNotFound } from '@berth/errdefs'
 import { ProcessIO, type StdioOptions } from './cio';
 import { type Connection, type RequestOptions, type Scope, callOptions } from './connection';
 import { type Platform, ensureUnpacked, resolveImage, withTemporaryLease } from './image-content';
-import { type Spec, type SpecOptions, applyImageConfig, applySpecOptions, applyUser, defaultSpec } from './spec';
+import { type Spec, type SpecOptions, applyImageConfig, applySpecOptions, applyUser, defaultSpec, resolveUser, rootfsFileReader } from '@berth/oci-spec';
 import { Task } from './tasks';
-import { resolveUser, rootfsFileReader } from './user';
 
 /** The runtime containers run with unless told otherwise. */
 export const DEFAULT_RUNTIME = 'io.containerd.runc.v2';

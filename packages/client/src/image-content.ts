@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { content, diff, leases, snapshots, types } from '@berth/api';
 import { FailedPreconditionError, NotFoundError, isAlreadyExists, isNotFound } from '@berth/errdefs';
 import { type Connection, type Scope, callOptions } from './connection';
-import type { ImageRuntimeConfig } from './spec';
+import type { ImageRuntimeConfig } from '@berth/oci-spec';
 
 /** An OCI platform. */
 export interface Platform {

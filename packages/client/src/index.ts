@@ -21,5 +21,5 @@ export type { Descriptor, Platform } from './image-content';
 export type { StdioOptions } from './cio';
 export type { ExecOptions, ExitStatus, Process, ProcessStatus, Task } from './tasks';
 export type { BlobState, Credentials, CredentialsCallback, PullOptions, PushOptions, RegistryOptions, TransferEvent, TransferOperation, TransferTotals } from './transfer';
-export * from './spec';
-export { resolveUser, rootfsFileReader } from './user';
+// The spec helpers, so that a client program needs one import.
+export * from '@berth/oci-spec';

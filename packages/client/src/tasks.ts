@@ -3,7 +3,7 @@ import type { protobuf } from '@berth/api';
 import { InvalidArgumentError } from '@berth/errdefs';
 import { ProcessIO, type StdioOptions } from './cio';
 import { type Connection, type RequestOptions, type Scope, callOptions } from './connection';
-import type { Spec } from './spec';
+import type { Spec } from '@berth/oci-spec';
 
 /** How a process ended. */
 export interface ExitStatus {
