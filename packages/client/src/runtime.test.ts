@@ -139,7 +139,8 @@ describe.each(RUNTIME_DAEMONS)('@berth/client against %s', (_name, start) => {
       const exited = task.wait();
       await task.start();
       const deadline = Date.now() + 10_000;
-      while (!existsSync(join(shared, 'file')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      // The line comes through the stdout FIFO, the file through the mount: wait for both.
+      while (!(existsSync(join(shared, 'file')) && out.text().endsWith('\n')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       expect(out.text()).toBe('hi /tmp boxed\n');
       expect(readFileSync(join(shared, 'file'), 'utf8')).toBe('written\n');
       // cgroups v1, at the spec's cgroupsPath /<namespace>/<id>.
