@@ -128,14 +128,15 @@ export async function ensureUnpacked(conn: Connection, scope: Scope, image: Reso
 }
 
 /**
- * Runs `fn` under the scope's lease, or under a temporary one (an hour at most) deleted after:
+ * Runs `fn` under the scope's lease, or under a temporary one (expiring after `expireMs`, an
+ * hour by default) deleted after:
  * what `fn` makes (snapshots, content) is safe from a garbage collection until something else
  * references it, as containerd's client does with `WithLease`.
  */
-export async function withTemporaryLease<T>(conn: Connection, scope: Scope, fn: (leased: Scope) => Promise<T>): Promise<T> {
+export async function withTemporaryLease<T>(conn: Connection, scope: Scope, fn: (leased: Scope) => Promise<T>, expireMs = 3600_000): Promise<T> {
   if (scope.lease) return fn(scope);
   const svc = conn.service(leases.LeasesService);
-  const expire = new Date(Date.now() + 3600_000).toISOString().replace(/\.\d+Z$/, 'Z');
+  const expire = new Date(Date.now() + expireMs).toISOString().replace(/\.\d+Z$/, 'Z');
   const lease = await svc.create({ id: `berth-client-${Date.now()}-${randomBytes(3).toString('hex')}`, labels: { 'containerd.io/gc.expire': expire } }, callOptions(scope));
   try {
     return await fn({ ...scope, lease: lease.lease!.id });
