@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '@berth/fixtures';
-import { AlreadyExistsError, GrpcCode, NotFoundError, toGrpcStatus } from '@berth/errdefs';
+import { AlreadyExistsError, CanceledError, GrpcCode, NotFoundError, toGrpcStatus } from '@berth/errdefs';
 import { tempDir } from '@berth/testing';
 import { type BerthClient, type DaemonEvent, type Task, connect } from './index';
 import { RUNTIME_DAEMONS, type Target, collector } from './test-support';
@@ -289,6 +289,14 @@ describe.each(RUNTIME_DAEMONS)('@berth/client against %s', (_name, start) => {
     await new Promise((r) => setTimeout(r, 300));
     other.close();
     await expect(reading).resolves.toBe(0);
+  });
+
+  it('ends at once with a signal aborted before the call', async () => {
+    const aborted = AbortSignal.abort();
+    const seen: DaemonEvent[] = [];
+    for await (const e of client.events([], { signal: aborted })) seen.push(e);
+    expect(seen).toEqual([]);
+    await expect(client.version({ signal: aborted })).rejects.toBeInstanceOf(CanceledError);
   });
 
   it('maps errors: a missing container, a container that exists, a task of no container', async () => {
