@@ -1,8 +1,8 @@
-import { type BuiltImage, buildImage, multiLayerSpec } from '@berth/fixtures';
+import { type BuiltImage, buildImage, busyboxSpec, multiLayerSpec } from '@berth/fixtures';
 import { GrpcCode, NotFoundError, NotImplementedError, toGrpcStatus } from '@berth/errdefs';
 import { ReferenceContainerd, TestRegistry } from '@berth/testing';
 import { type BerthClient, type TransferEvent, connect } from './index';
-import { TRANSFER_DAEMONS, type Target, seed } from './test-support';
+import { TRANSFER_DAEMONS, type Target, seed, seedIndex } from './test-support';
 
 /*
  * Pull and push through the Transfer API, the same cases against berthd and containerd 2.4.2,
@@ -93,6 +93,24 @@ describe.each(TRANSFER_DAEMONS)('@berth/client pull and push against %s', (_name
     const back = client.withNamespace('client-push-auth-check');
     await collect(back.pull(dst, { plainHttp: true, unpack: false, credentials: () => auth }));
     expect((await back.images.get(dst)).target.digest).toBe(multi.manifest.digest);
+  });
+
+  it("makes a container from a multi-platform index: the host's manifest, its config and its snapshot", async () => {
+    const amd64 = await buildImage({ ...busyboxSpec('index:amd64'), runConfig: { Env: ['ARCH=amd64'], Cmd: ['sh'] } });
+    const arm64 = await buildImage({ ...busyboxSpec('index:arm64'), architecture: 'arm64', variant: 'v8', runConfig: { Env: ['ARCH=arm64'], Cmd: ['sh'] } });
+    await seedIndex(registry, 'berth/index', '1', [arm64, amd64]);
+    const ref = `${registry.host}/berth/index:1`;
+    const c = client.withNamespace('client-index');
+    await collect(c.pull(ref, { plainHttp: true }));
+    const container = await c.containers.create('from-index', ref);
+    try {
+      const host = process.arch === 'arm64' ? 'arm64' : 'amd64';
+      expect(container.spec.process).toMatchObject({ args: ['sh'], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', `ARCH=${host}`] });
+      const parent = (await c.snapshots().stat('from-index')).parent;
+      expect(parent).toBe(amd64.diffIds[0]);
+    } finally {
+      await container.delete();
+    }
   });
 
   it('cancels a pull when its signal aborts', async () => {
