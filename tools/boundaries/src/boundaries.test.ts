@@ -77,6 +77,7 @@ describe('the boundary rules catch violations', () => {
     ['metadata imports content', metadata, content, ['metadata uses a subsystem']],
     ['a base package imports metadata', lib('@berth/log', 'scope:base'), metadata, ['a base library uses a non-base project']],
     ['a subsystem imports the test helpers', gc, lib('@berth/testing', 'scope:testing'), ['production code uses the test helpers']],
+    ['the client imports a subsystem', lib('@berth/client', 'scope:client'), content, ['a client library uses more than base and wire packages']],
   ])('%s', (_what, from, to, expected) => {
     expect(problems(from, to.name, to, edges)).toEqual(expected);
   });
@@ -84,6 +85,7 @@ describe('the boundary rules catch violations', () => {
   it.each([
     ['images imports content (a declared edge)', images, content],
     ['gc imports metadata (the layer below)', gc, metadata],
+    ['the client imports a wire package', lib('@berth/client', 'scope:client'), lib('@berth/grpc', 'scope:base')],
   ])('allows %s', (_what, from, to) => {
     expect(problems(from, to.name, to, edges)).toEqual([]);
   });

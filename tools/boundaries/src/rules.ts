@@ -88,6 +88,7 @@ export function parseEdges(markdown: string): Edges {
 /**
  * What is wrong with production code of `from` importing `target` (nothing: an empty list):
  * - a library never uses an app or a tool; base uses only base; test helpers stay in tests;
+ * - a client (`scope:client`) uses only base and wire packages (never a daemon's subsystem);
  * - an example plugin uses only @berth/plugin-sdk, and nothing uses an example;
  * - metadata uses no subsystem, and a subsystem uses another subsystem only along an edge of
  *   `edges` (so @berth/gc, whose row is empty, uses none).
@@ -99,6 +100,8 @@ export function problems(from: Project, target: string, to: Project | undefined,
   if (fromTags.includes('type:lib') && (toTags.includes('type:app') || toTags.includes('type:tool'))) out.push('a library uses an app or tool');
   if (fromTags.includes('scope:base') && !toTags.includes('scope:base')) out.push('a base library uses a non-base project');
   if (!fromTags.includes('scope:testing') && !fromTags.includes('type:tool') && toTags.includes('scope:testing')) out.push('production code uses the test helpers');
+  // A client talks to a daemon over its API only: the wire and the base, never a daemon's part.
+  if (fromTags.includes('scope:client') && !toTags.includes('scope:base')) out.push('a client library uses more than base and wire packages');
   // An example plugin is written as a third party would: against the SDK alone.
   if (fromTags.includes('scope:example') && target !== '@berth/plugin-sdk') out.push('an example plugin uses more than @berth/plugin-sdk');
   if (toTags.includes('scope:example')) out.push('production code uses an example');
