@@ -48,6 +48,7 @@ const config: Config = {
   projects: projects(),
   testTimeout: 60_000,
   globalSetup: '<rootDir>/tools/jest/global-setup.js',
+  globalTeardown: '<rootDir>/tools/jest/global-teardown.js',
   // Tests start daemons, mount filesystems and spawn ctr: two workers on a 2-core machine.
   maxWorkers: 2,
 };

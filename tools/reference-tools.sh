@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Builds the reference tools from the Go module proxy with `go install`, only when a binary is
-# missing or reports another module version: the containerd 2.x ctr and containerd, and
+# missing or reports another module version: the containerd 2.x ctr and containerd,
 # Prometheus' prom2json (the Prometheus text-format parser, expfmt, that the metrics tests read
-# berthd's /v1/metrics with).
+# berthd's /v1/metrics with), and cri-tools' crictl and critest (the CRI client and conformance
+# suite).
 #
 #   bash tools/reference-tools.sh      prints one line per tool: installed / already present
 #
 # They live outside the repository, in $BERTH_REFERENCE_DIR (default below), so every clone on
 # the machine shares one build. Tests find them there (packages/testing: CTR2_PATH,
-# CONTAINERD2_PATH). A cold build takes a few minutes; a run with nothing to do takes well under
-# a second.
+# CONTAINERD2_PATH, PROM2JSON_PATH, CRICTL_PATH, CRITEST_PATH). A cold build takes a few
+# minutes; a run with nothing to do takes well under a second.
 set -euo pipefail
 
 # The one place the versions are pinned.
@@ -72,4 +73,52 @@ else
     exit 1
   fi
   echo "reference-tools: prom2json $prom2json_version installed ($prom2json_bin/prom2json, $((SECONDS - start)) s)"
+fi
+
+# cri-tools: crictl (the CRI command-line client) and critest (the CRI conformance suite), both
+# pure Go, in their own prefix so that their version is pinned apart from containerd's. The
+# version is stamped in with -X as cri-tools' Makefile does (else both report "unknown").
+critools_version=v1.37.0
+critools_module=sigs.k8s.io/cri-tools
+critools_bin="${BERTH_REFERENCE_DIR:-/usr/local/lib/berth-reference}/cri-tools-${critools_version#v}/bin"
+critools_ldflags="-X $critools_module/pkg/version.Version=$critools_version"
+if has_version "$critools_bin/crictl" "$critools_module" "$critools_version"; then
+  echo "reference-tools: crictl $critools_version already present ($critools_bin/crictl)"
+else
+  mkdir -p "$critools_bin"
+  start=$SECONDS
+  (cd / && CGO_ENABLED=0 GOBIN="$critools_bin" "$go_cmd" install -trimpath -ldflags "$critools_ldflags" \
+    "$critools_module/cmd/crictl@$critools_version")
+  if ! has_version "$critools_bin/crictl" "$critools_module" "$critools_version"; then
+    echo "reference-tools: $critools_bin/crictl does not report $critools_module $critools_version after go install" >&2
+    exit 1
+  fi
+  echo "reference-tools: crictl $critools_version installed ($critools_bin/crictl, $((SECONDS - start)) s)"
+fi
+# critest is a Go test binary (`go test -c`), which `go install` cannot build. It is built inside
+# the module's own directory in the module cache, where cri-tools' go.mod and go.sum are the main
+# module's (so its replace directives and sums apply); -mod=mod fetches the dependencies through
+# the module proxy. A test binary's build info says "(devel)", so its version is read from
+# `critest -version`, which runs no test.
+critest_has_version() {
+  [[ -x "$1" ]] && "$1" -version 2>/dev/null | grep -qx "critest version: $critools_version"
+}
+if critest_has_version "$critools_bin/critest"; then
+  echo "reference-tools: critest $critools_version already present ($critools_bin/critest)"
+else
+  mkdir -p "$critools_bin"
+  start=$SECONDS
+  critools_dir="$(cd / && "$go_cmd" mod download -json "$critools_module@$critools_version" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  if [[ -z "$critools_dir" || ! -f "$critools_dir/go.mod" ]]; then
+    echo "reference-tools: go mod download found no directory for $critools_module@$critools_version" >&2
+    exit 1
+  fi
+  (cd "$critools_dir" && CGO_ENABLED=0 "$go_cmd" test -c -trimpath -mod=mod -ldflags "$critools_ldflags" \
+    -o "$critools_bin/critest" ./cmd/critest)
+  if ! critest_has_version "$critools_bin/critest"; then
+    echo "reference-tools: $critools_bin/critest does not report $critools_version after go test -c" >&2
+    exit 1
+  fi
+  echo "reference-tools: critest $critools_version installed ($critools_bin/critest, $((SECONDS - start)) s)"
 fi

@@ -5,6 +5,12 @@ const { execFileSync } = require('node:child_process');
 const { join } = require('node:path');
 
 module.exports = async function globalSetup() {
+  // Read here, put back by global-teardown.js.
+  try {
+    globalThis.__berthIpForward = require('node:fs').readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+  } catch {
+    globalThis.__berthIpForward = undefined;
+  }
   const root = join(__dirname, '..', '..');
   execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b', 'apps/berthd', 'apps/berth', 'packages/testing', 'packages/example-plugin', 'tools/fixtures'], { cwd: root, stdio: 'inherit' });
   execFileSync(process.execPath, [join(root, 'apps/berthd/scripts/stamp-revision.js')], { cwd: root, stdio: 'inherit' });

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { containersGrpcPlugin, containersServicePlugin } from '@berth/containers/plugins';
+import { createCriPlugin } from '@berth/cri/plugins';
 import { contentGrpcPlugin, contentPlugin, contentServicePlugin } from '@berth/content/plugins';
 import { diffGrpcPlugin, diffServicePlugin, walkingDifferPlugin } from '@berth/diff/plugins';
 import { exchangePlugin } from '@berth/events';
@@ -19,10 +20,14 @@ import { streamingGrpcPlugin, streamingManagerPlugin } from '@berth/streaming/pl
 import { gcAdminGrpcPlugin, gcAdminServicePlugin, namespaceAdminGrpcPlugin, namespaceAdminServicePlugin } from '@berth/system/plugins';
 import { tasksGrpcPlugin, tasksServicePlugin } from '@berth/tasks/plugins';
 import { localTransferPlugin, transferGrpcPlugin } from '@berth/transfer/plugins';
+import { SERVER_VERSION } from './version';
 import { versionGrpcPlugin } from './version-plugin';
 
 /** Shims publish events through `<this launcher> publish` when ttrpc is not available. */
 const runtimeV2Plugin = createRuntimeV2Plugin({ publishBinary: resolve(__dirname, '../bin/berthd') });
+
+/** Kubernetes' CRI reports the version the containerd Version service reports. */
+const criPlugin = createCriPlugin({ runtimeVersion: SERVER_VERSION });
 
 /**
  * The plugins berthd is built with, in registration order. The load order is computed from
@@ -67,6 +72,7 @@ export const builtinPlugins: readonly Registration[] = [
   streamingGrpcPlugin,
   transferGrpcPlugin,
   versionGrpcPlugin,
+  criPlugin,
   namespaceAdminGrpcPlugin,
   gcAdminGrpcPlugin,
 ];

@@ -6,6 +6,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as cri from './cri';
 import * as api from './index';
 
 interface MethodDefinition {
@@ -51,6 +52,16 @@ const SERVICES: Array<[string, ServiceDefinition, string]> = [
   ['berth.services.namespaces.v1.Namespaces', api.berthNamespaces.NamespacesService, 'Delete Usage'],
   ['berth.services.gc.v1.GC', api.berthGc.GCService, 'Collect Explain'],
   ['containerd.services.events.ttrpc.v1.Events', api.ttrpcEvents.EventsService, 'Forward'],
+  [
+    'runtime.v1.RuntimeService',
+    cri.RuntimeServiceService,
+    'Version RunPodSandbox StopPodSandbox RemovePodSandbox PodSandboxStatus ListPodSandbox StreamPodSandboxes> CreateContainer ' +
+      'StartContainer StopContainer RemoveContainer ListContainers StreamContainers> ContainerStatus UpdateContainerResources ' +
+      'ReopenContainerLog ExecSync Exec Attach PortForward ContainerStats ListContainerStats StreamContainerStats> PodSandboxStats ' +
+      'ListPodSandboxStats StreamPodSandboxStats> UpdateRuntimeConfig Status CheckpointContainer CheckpointPod RestorePod ' +
+      'GetContainerEvents> ListMetricDescriptors ListPodSandboxMetrics StreamPodSandboxMetrics> RuntimeConfig UpdatePodSandboxResources',
+  ],
+  ['runtime.v1.ImageService', cri.ImageServiceService, 'ListImages StreamImages> ImageStatus PullImage RemoveImage ImageFsInfo'],
   [
     'containerd.task.v2.Task',
     api.shim.TaskService,

@@ -12,6 +12,7 @@ import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { InvalidArgumentError } from '@berth/errdefs';
 
 /** Where a process's stdio goes. */
 export interface StdioOptions {
@@ -50,7 +51,7 @@ export class ProcessIO {
   /** Makes the FIFOs (or the log URI) and starts copying. */
   static async create(id: string, o: StdioOptions = {}): Promise<ProcessIO> {
     if (o.logFile) {
-      if (o.stdin || o.terminal) throw new Error('a log file takes no stdin and no terminal');
+      if (o.stdin || o.terminal) throw new InvalidArgumentError('a log file takes no stdin and no terminal');
       const uri = `file://${o.logFile}`;
       return new ProcessIO({ stdin: '', stdout: uri, stderr: uri, terminal: false });
     }

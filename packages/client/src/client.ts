@@ -306,9 +306,11 @@ export class BerthClient {
    */
   events(filters: string[] = [], o: { signal?: AbortSignal } = {}): AsyncIterable<DaemonEvent> {
     const signal = o.signal ? AbortSignal.any([o.signal, this.conn.closeSignal]) : this.conn.closeSignal;
-    const stream = this.conn.service(eventsService.EventsService).subscribe({ filters }, this.opts({ signal }));
+    const subscribe = () => this.conn.service(eventsService.EventsService).subscribe({ filters }, this.opts({ signal }));
     return {
       async *[Symbol.asyncIterator]() {
+        if (signal.aborted) return;
+        const stream = subscribe();
         try {
           for await (const env of stream) {
             let event: Record<string, unknown> | undefined;

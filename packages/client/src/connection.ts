@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { UnavailableError } from '@berth/errdefs';
+import { CanceledError, UnavailableError } from '@berth/errdefs';
 import { type CallOptions, type Client, type MethodDescriptor, createClient, unixChannel } from '@berth/grpc';
 
 type Definition = Record<string, MethodDescriptor<any, any>>;
@@ -78,8 +78,14 @@ export interface RequestOptions {
   timeout?: number;
 }
 
-/** The grpc call options of a scope and request options. */
+/**
+ * The grpc call options of a scope and request options.
+ *
+ * @throws CanceledError when the signal has already aborted (@berth/grpc's client listens for
+ *   the abort event, which a signal fires once).
+ */
 export function callOptions(scope: Scope, o: RequestOptions = {}): CallOptions {
+  if (o.signal?.aborted) throw new CanceledError('call cancelled before it started');
   return {
     namespace: scope.namespace,
     ...(scope.lease ? { lease: scope.lease } : {}),

@@ -2,10 +2,9 @@ import { RUNTIME_SPEC_TYPE_URLS, containers, images, packJsonAny, snapshots, tas
 import { InvalidArgumentError, NotFoundError, isNotFound } from '@berth/errdefs';
 import { ProcessIO, type StdioOptions } from './cio';
 import { type Connection, type RequestOptions, type Scope, callOptions } from './connection';
-import { type Platform, ensureUnpacked, resolveImage } from './image-content';
-import { type Spec, type SpecOptions, applyImageConfig, applySpecOptions, applyUser, defaultSpec } from './spec';
+import { type Platform, ensureUnpacked, resolveImage, withTemporaryLease } from './image-content';
+import { type Spec, type SpecOptions, applyImageConfig, applySpecOptions, applyUser, defaultSpec, resolveUser, rootfsFileReader } from '@berth/oci-spec';
 import { Task } from './tasks';
-import { resolveUser, rootfsFileReader } from './user';
 
 /** The runtime containers run with unless told otherwise. */
 export const DEFAULT_RUNTIME = 'io.containerd.runc.v2';
@@ -108,8 +107,25 @@ export class Container {
     return this.info;
   }
 
-  /** Deletes the container record, and its snapshot unless `keepSnapshot`. */
-  async delete(o: RequestOptions & { keepSnapshot?: boolean } = {}): Promise<void> {
+  /**
+   * Deletes the container record, and its snapshot unless `keepSnapshot`. With `force`, a task
+   * is first killed (SIGKILL, every process) and deleted; without, a task makes it fail.
+   */
+  async delete(o: RequestOptions & { keepSnapshot?: boolean; force?: boolean } = {}): Promise<void> {
+    if (o.force) {
+      const task = await this.task(o).catch((err) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      });
+      if (task) {
+        const exited = task.wait(o);
+        await task.kill('SIGKILL', { ...o, all: true }).catch((err) => {
+          if (!isNotFound(err)) throw err;
+        });
+        await exited.catch(() => undefined);
+        await task.delete(o);
+      }
+    }
     await this.conn.service(containers.ContainersService).delete({ id: this.id }, callOptions(this.scope, o));
     if (!o.keepSnapshot && this.record.snapshotKey) {
       await this.conn
@@ -131,40 +147,44 @@ export class Container {
  */
 export async function createContainer(conn: Connection, scope: Scope, id: string, imageName: string, o: NewContainerOptions = {}): Promise<Container> {
   if (id === '') throw new InvalidArgumentError('container id must not be empty');
-  const image = (await conn.service(images.ImagesService).get({ name: imageName }, callOptions(scope, o))).image!;
-  const target = image.target!;
-  const resolved = await resolveImage(conn, scope, { mediaType: target.mediaType, digest: target.digest, size: target.size }, o.platform);
-  const snapshotter = o.snapshotter ?? DEFAULT_SNAPSHOTTER;
-  await ensureUnpacked(conn, scope, resolved, snapshotter);
-  const key = o.snapshotKey ?? id;
-  const snaps = conn.service(snapshots.SnapshotsService);
-  const prepared = await snaps.prepare({ snapshotter, key, parent: resolved.chainIds[resolved.chainIds.length - 1] ?? '', labels: {} }, callOptions(scope, o));
-  try {
-    const spec = applyImageConfig(defaultSpec(scope.namespace, id), resolved.runtime);
-    const user = o.user ?? resolved.runtime.User ?? '';
-    if (user !== '') applyUser(spec, resolveUser(user, rootfsFileReader(prepared.mounts)));
-    applySpecOptions(spec, o, resolved.runtime);
-    o.customize?.(spec);
-    const r = await conn.service(containers.ContainersService).create(
-      {
-        container: {
-          id,
-          labels: o.labels ?? {},
-          image: imageName,
-          runtime: { name: o.runtime ?? DEFAULT_RUNTIME },
-          spec: packJsonAny(RUNTIME_SPEC_TYPE_URLS.spec, spec),
-          snapshotter,
-          snapshotKey: key,
-          extensions: {},
+  // Under a lease until the record exists: a collection in between would take the snapshot.
+  const record = await withTemporaryLease(conn, scope, async (leased) => {
+    const image = (await conn.service(images.ImagesService).get({ name: imageName }, callOptions(leased, o))).image!;
+    const target = image.target!;
+    const resolved = await resolveImage(conn, leased, { mediaType: target.mediaType, digest: target.digest, size: target.size }, o.platform);
+    const snapshotter = o.snapshotter ?? DEFAULT_SNAPSHOTTER;
+    await ensureUnpacked(conn, leased, resolved, snapshotter);
+    const key = o.snapshotKey ?? id;
+    const snaps = conn.service(snapshots.SnapshotsService);
+    const prepared = await snaps.prepare({ snapshotter, key, parent: resolved.chainIds[resolved.chainIds.length - 1] ?? '', labels: {} }, callOptions(leased, o));
+    try {
+      const spec = applyImageConfig(defaultSpec(scope.namespace, id), resolved.runtime);
+      const user = o.user ?? resolved.runtime.User ?? '';
+      if (user !== '') applyUser(spec, resolveUser(user, rootfsFileReader(prepared.mounts)));
+      applySpecOptions(spec, o, resolved.runtime);
+      o.customize?.(spec);
+      const r = await conn.service(containers.ContainersService).create(
+        {
+          container: {
+            id,
+            labels: o.labels ?? {},
+            image: imageName,
+            runtime: { name: o.runtime ?? DEFAULT_RUNTIME },
+            spec: packJsonAny(RUNTIME_SPEC_TYPE_URLS.spec, spec),
+            snapshotter,
+            snapshotKey: key,
+            extensions: {},
+          },
         },
-      },
-      callOptions(scope, o),
-    );
-    return new Container(conn, scope, r.container!);
-  } catch (err) {
-    await snaps.remove({ snapshotter, key }, callOptions(scope)).catch(() => undefined);
-    throw err;
-  }
+        callOptions(leased, o),
+      );
+      return r.container!;
+    } catch (err) {
+      await snaps.remove({ snapshotter, key }, callOptions(leased)).catch(() => undefined);
+      throw err;
+    }
+  });
+  return new Container(conn, scope, record);
 }
 
 /** Containers of a namespace. */

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { content, diff, leases, snapshots, types } from '@berth/api';
 import { FailedPreconditionError, NotFoundError, isAlreadyExists, isNotFound } from '@berth/errdefs';
 import { type Connection, type Scope, callOptions } from './connection';
-import type { ImageRuntimeConfig } from './spec';
+import type { ImageRuntimeConfig } from '@berth/oci-spec';
 
 /** An OCI platform. */
 export interface Platform {
@@ -99,11 +99,7 @@ export async function ensureUnpacked(conn: Connection, scope: Scope, image: Reso
     );
   const top = image.chainIds[image.chainIds.length - 1];
   if (top === undefined || (await exists(top))) return false;
-  const leaseSvc = conn.service(leases.LeasesService);
-  const expire = new Date(Date.now() + 3600_000).toISOString().replace(/\.\d+Z$/, 'Z');
-  const lease = await leaseSvc.create({ id: `unpack-${Date.now()}-${randomBytes(3).toString('hex')}`, labels: { 'containerd.io/gc.expire': expire } }, callOptions(scope));
-  const leased: Scope = { ...scope, lease: lease.lease!.id };
-  try {
+  return withTemporaryLease(conn, scope, async (leased) => {
     let parent = '';
     for (let i = 0; i < image.layers.length; i++) {
       const chainId = image.chainIds[i];
@@ -128,7 +124,23 @@ export async function ensureUnpacked(conn: Connection, scope: Scope, image: Reso
     const label = `containerd.io/gc.ref.snapshot.${snapshotter}`;
     await cs.update({ info: { ...info.info!, labels: { ...info.info!.labels, [label]: top } }, updateMask: [`labels.${label}`] }, callOptions(scope));
     return true;
+  });
+}
+
+/**
+ * Runs `fn` under the scope's lease, or under a temporary one (expiring after `expireMs`, an
+ * hour by default) deleted after:
+ * what `fn` makes (snapshots, content) is safe from a garbage collection until something else
+ * references it, as containerd's client does with `WithLease`.
+ */
+export async function withTemporaryLease<T>(conn: Connection, scope: Scope, fn: (leased: Scope) => Promise<T>, expireMs = 3600_000): Promise<T> {
+  if (scope.lease) return fn(scope);
+  const svc = conn.service(leases.LeasesService);
+  const expire = new Date(Date.now() + expireMs).toISOString().replace(/\.\d+Z$/, 'Z');
+  const lease = await svc.create({ id: `berth-client-${Date.now()}-${randomBytes(3).toString('hex')}`, labels: { 'containerd.io/gc.expire': expire } }, callOptions(scope));
+  try {
+    return await fn({ ...scope, lease: lease.lease!.id });
   } finally {
-    await leaseSvc.delete({ id: lease.lease!.id, sync: false }, callOptions(scope)).catch(() => undefined);
+    await svc.delete({ id: lease.lease!.id, sync: false }, callOptions(scope)).catch(() => undefined);
   }
 }

@@ -22,5 +22,5 @@ export type { StdioOptions } from './cio';
 export type { Collection, Explanation, NamespaceRemoval, NamespaceUsage, Reference, SharedSize, Size, Usage } from './system';
 export type { ExecOptions, ExitStatus, Process, ProcessStatus, Task } from './tasks';
 export type { BlobState, Credentials, CredentialsCallback, PullOptions, PushOptions, RegistryOptions, TransferEvent, TransferOperation, TransferTotals } from './transfer';
-export * from './spec';
-export { resolveUser, rootfsFileReader } from './user';
+// The spec helpers, so that a client program needs one import.
+export * from '@berth/oci-spec';

@@ -1,10 +1,11 @@
 import { busyboxImage } from '@berth/fixtures';
 import { TestDaemon, TestRegistry, cleanupShims } from '@berth/testing';
+import { eventsOfARun } from '../examples/events-of-a-run';
 import { pullAndRun } from '../examples/pull-and-run';
 import { seed } from './test-support';
 
 /** The README's example, run as printed against a real berthd and a loopback registry. */
-describe('README example: pull with progress, then run echo hello', () => {
+describe('README examples: pull with progress and run echo hello; events of a run', () => {
   let registry: TestRegistry;
   let daemon: TestDaemon;
 
@@ -28,5 +29,11 @@ describe('README example: pull with progress, then run echo hello', () => {
     const image = await busyboxImage();
     const r = await pullAndRun(daemon.address, ref);
     expect(r).toEqual({ progress: expect.arrayContaining([`layer ${image.layers[0].digest.slice(7, 19)} extracted`, `saved ${ref}`]), output: 'hello\n', code: 0 });
+  });
+
+  it('sees the task created, started, exited and deleted, and the exit code', async () => {
+    // After the first case, which pulled the image into the example namespace.
+    const r = await eventsOfARun(daemon.address, `${registry.host}/library/busybox:1`);
+    expect(r).toEqual({ topics: ['/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete'], code: 3 });
   });
 });

@@ -1,8 +1,9 @@
-import { RUNTIME_SPEC_TYPE_URLS, packJsonAny, tasks, task as taskTypes } from '@berth/api';
+import { RUNTIME_SPEC_TYPE_URLS, containers, packJsonAny, tasks, task as taskTypes, unpackJsonAny } from '@berth/api';
 import type { protobuf } from '@berth/api';
+import { InvalidArgumentError } from '@berth/errdefs';
 import { ProcessIO, type StdioOptions } from './cio';
 import { type Connection, type RequestOptions, type Scope, callOptions } from './connection';
-import type { Spec } from './spec';
+import type { Spec } from '@berth/oci-spec';
 
 /** How a process ended. */
 export interface ExitStatus {
@@ -30,7 +31,7 @@ export function signalNumber(signal: string | number): number {
   if (typeof signal === 'number') return signal;
   if (/^\d+$/.test(signal)) return Number(signal);
   const n = SIGNALS[signal.toUpperCase().startsWith('SIG') ? signal.toUpperCase() : `SIG${signal.toUpperCase()}`];
-  if (n === undefined) throw new Error(`unknown signal ${signal}`);
+  if (n === undefined) throw new InvalidArgumentError(`unknown signal ${signal}`);
   return n;
 }
 
@@ -146,10 +147,15 @@ export class Task extends Process {
   }
 
   /**
-   * Creates an exec process in the running task (not started): the task's process spec with
-   * the given args, env, cwd and user, with a terminal when `terminal` is set.
+   * Creates an exec process in the running task (not started): the container's process spec
+   * (or `o.base`) with the given args, env, cwd and user, with a terminal when `terminal` is set.
    */
-  async exec(execId: string, base: Spec['process'], o: ExecOptions): Promise<Process> {
+  async exec(execId: string, o: ExecOptions & { base?: Spec['process'] }): Promise<Process> {
+    let base = o.base;
+    if (!base) {
+      const c = (await this.conn.service(containers.ContainersService).get({ id: this.containerId }, this.opts(o))).container!;
+      base = c.spec ? unpackJsonAny<Spec>(c.spec).process : undefined;
+    }
     const io = await ProcessIO.create(`${this.containerId}-${execId}`, o);
     try {
       const spec = { ...base, args: o.args, terminal: !!o.terminal, ...(o.env ? { env: o.env } : {}), ...(o.cwd ? { cwd: o.cwd } : {}), ...(o.user ? { user: o.user } : {}) };

@@ -57,6 +57,30 @@ export async function seed(registry: TestRegistry, repo: string, tag: string, im
   }
 }
 
+/**
+ * Pushes images into `repo` by digest and an OCI index of them under `tag`, each manifest with
+ * its image's platform (from its config).
+ */
+export async function seedIndex(registry: TestRegistry, repo: string, tag: string, images: BuiltImage[]): Promise<Buffer> {
+  const client = new RegistryClient({ hosts: staticHosts({ scheme: 'http' }) });
+  try {
+    const ref = `${registry.host}/${repo}`;
+    const manifests = [];
+    for (const img of images) {
+      for (const d of [...img.layers, img.config]) await client.push(ref, d, img.blobs.get(d.digest)!);
+      await client.push(ref, img.manifest, img.blobs.get(img.manifest.digest)!);
+      const config = JSON.parse(img.blobs.get(img.config.digest)!.toString());
+      manifests.push({ ...img.manifest, platform: { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) } });
+    }
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests }));
+    const digest = `sha256:${require('node:crypto').createHash('sha256').update(index).digest('hex')}`;
+    await client.push(`${ref}:${tag}`, { mediaType: 'application/vnd.oci.image.index.v1+json', digest, size: index.length }, index);
+    return index;
+  } finally {
+    await client.close();
+  }
+}
+
 /** A writable that keeps what it is given, as text. */
 export function collector(): { stream: import('node:stream').Writable; text(): string } {
   const { PassThrough } = require('node:stream') as typeof import('node:stream');

@@ -1,8 +1,8 @@
-import { type BuiltImage, buildImage, multiLayerSpec } from '@berth/fixtures';
-import { NotFoundError } from '@berth/errdefs';
-import { TestRegistry } from '@berth/testing';
+import { type BuiltImage, buildImage, busyboxSpec, multiLayerSpec } from '@berth/fixtures';
+import { GrpcCode, NotFoundError, NotImplementedError, toGrpcStatus } from '@berth/errdefs';
+import { ReferenceContainerd, TestRegistry } from '@berth/testing';
 import { type BerthClient, type TransferEvent, connect } from './index';
-import { TRANSFER_DAEMONS, type Target, seed } from './test-support';
+import { TRANSFER_DAEMONS, type Target, seed, seedIndex } from './test-support';
 
 /*
  * Pull and push through the Transfer API, the same cases against berthd and containerd 2.4.2,
@@ -85,6 +85,41 @@ describe.each(TRANSFER_DAEMONS)('@berth/client pull and push against %s', (_name
     await expect(collect(op)).rejects.toThrow(`failed to resolve image: ${registry.host}/berth/multi:missing: not found`);
   });
 
+  it('pushes to a registry that wants credentials, with the callback', async () => {
+    const dst = `${secured.host}/berth/pushed:${daemon.name.replace(/[^a-z0-9]/g, '')}`;
+    const asked: string[] = [];
+    await collect(client.push(dst, { source: `${registry.host}/berth/multi:1`, plainHttp: true, credentials: (host) => (asked.push(host), auth) }));
+    expect(asked.length).toBeGreaterThan(0);
+    const back = client.withNamespace('client-push-auth-check');
+    await collect(back.pull(dst, { plainHttp: true, unpack: false, credentials: () => auth }));
+    expect((await back.images.get(dst)).target.digest).toBe(multi.manifest.digest);
+  });
+
+  it("makes a container from a multi-platform index: the host's manifest, its config and its snapshot", async () => {
+    const amd64 = await buildImage({ ...busyboxSpec('index:amd64'), runConfig: { Env: ['ARCH=amd64'], Cmd: ['sh'] } });
+    const arm64 = await buildImage({ ...busyboxSpec('index:arm64'), architecture: 'arm64', variant: 'v8', runConfig: { Env: ['ARCH=arm64'], Cmd: ['sh'] } });
+    await seedIndex(registry, 'berth/index', '1', [arm64, amd64]);
+    const ref = `${registry.host}/berth/index:1`;
+    const c = client.withNamespace('client-index');
+    await collect(c.pull(ref, { plainHttp: true }));
+    const container = await c.containers.create('from-index', ref);
+    try {
+      const host = process.arch === 'arm64' ? 'arm64' : 'amd64';
+      expect(container.spec.process).toMatchObject({ args: ['sh'], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', `ARCH=${host}`] });
+      const parent = (await c.snapshots().stat('from-index')).parent;
+      expect(parent).toBe(amd64.diffIds[0]);
+    } finally {
+      await container.delete();
+    }
+  });
+
+  it('cancels a pull when its signal aborts', async () => {
+    const abort = new AbortController();
+    const op = client.withNamespace('client-pull-abort').pull(`${registry.host}/berth/multi:1`, { plainHttp: true, signal: abort.signal });
+    abort.abort();
+    await expect(op.done).rejects.toThrow(/cancel/i);
+  });
+
   it('pushes an image with progress, and the registry then serves it', async () => {
     const src = `${registry.host}/berth/multi:1`;
     const dst = `${registry.host}/berth/pushed:${daemon.name.replace(/[^a-z0-9]/g, '')}`;
@@ -95,5 +130,34 @@ describe.each(TRANSFER_DAEMONS)('@berth/client pull and push against %s', (_name
     const back = client.withNamespace('client-push-check');
     await collect(back.pull(dst, { plainHttp: true, unpack: false }));
     expect((await back.images.get(dst)).target.digest).toBe(multi.manifest.digest);
+  });
+});
+
+describe('@berth/client pull against containerd 1.6, which has no Transfer API', () => {
+  let daemon: ReferenceContainerd;
+  beforeAll(async () => {
+    daemon = await ReferenceContainerd.start();
+  }, 60_000);
+  afterAll(async () => {
+    await daemon?.cleanup();
+  });
+
+  it('fails with NotImplemented (UNIMPLEMENTED) and ends the progress iterator', async () => {
+    const client = await connect({ address: daemon.address });
+    try {
+      const op = client.pull('127.0.0.1:1/none:1', { plainHttp: true });
+      const err = await op.done.catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NotImplementedError);
+      expect(toGrpcStatus(err).code).toBe(GrpcCode.UNIMPLEMENTED);
+      const events: TransferEvent[] = [];
+      await expect(
+        (async () => {
+          for await (const e of op) events.push(e);
+        })(),
+      ).rejects.toBeInstanceOf(NotImplementedError);
+      expect(events).toEqual([]);
+    } finally {
+      client.close();
+    }
   });
 });

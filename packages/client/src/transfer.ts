@@ -6,10 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import { packAny, unpackAny } from '@berth/api';
 import { AuthRequest, AuthResponse, AuthType, ImageStore, OCIRegistry, Progress, transfer, streaming } from '@berth/api/transfer';
+import { CanceledError, UnavailableError } from '@berth/errdefs';
 import type { DuplexCall } from '@berth/grpc';
 import type { protobuf } from '@berth/api';
 import { type Connection, type RequestOptions, type Scope, callOptions } from './connection';
-import { type Platform, hostPlatform } from './image-content';
+import { type Platform, hostPlatform, withTemporaryLease } from './image-content';
 
 type Any = protobuf.Any;
 
@@ -111,7 +112,7 @@ async function openStream(conn: Connection, scope: Scope, id: string, signal?: A
   const call = conn.service(streaming.StreamingService).stream(callOptions(scope, { signal }));
   call.write(packAny(streaming.StreamInit, { id }));
   const ack = await call.read();
-  if (ack === undefined) throw new Error(`stream ${id} ended before the server acknowledged it`);
+  if (ack === undefined) throw new UnavailableError(`stream ${id} ended before the server acknowledged it`);
   return call;
 }
 
@@ -191,7 +192,11 @@ function run(conn: Connection, scope: Scope, o: RegistryOptions, request: (authS
   const cancel = new AbortController();
   const onAbort = () => cancel.abort();
   o.signal?.addEventListener('abort', onAbort, { once: true });
-  const done = (async () => {
+  // Under a lease, as ctr does: containerd collects streams no lease holds, so a collection
+  // between opening a stream and the Transfer call would lose it ("not found").
+  const done = withTemporaryLease(conn, scope, async (scope) => {
+    // A signal that aborted before a call starts is not seen by the call: check it here.
+    if (cancel.signal.aborted) throw new CanceledError('transfer cancelled before it started');
     const progressId = streamId('progress');
     const progress = await openStream(conn, scope, progressId, cancel.signal);
     let auth: DuplexCall<Any, Any> | undefined;
@@ -217,7 +222,7 @@ function run(conn: Connection, scope: Scope, o: RegistryOptions, request: (authS
       auth?.cancel();
       o.signal?.removeEventListener('abort', onAbort);
     }
-  })();
+  }, 24 * 3600_000);
   done.then(
     () => queue.end(),
     (err) => queue.end(err),

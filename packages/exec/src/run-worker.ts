@@ -35,5 +35,16 @@ port.on('message', (job: RunJob) => {
     child.stdin.on('error', () => undefined);
     child.stdin.end(job.input);
   }
-  child.once('close', (code, signal) => post({ id: job.id, code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(errs) }));
+  let timedOut = false;
+  const timer =
+    job.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          child.kill('SIGKILL');
+        }, job.timeoutMs);
+  child.once('close', (code, signal) => {
+    if (timer) clearTimeout(timer);
+    post({ id: job.id, code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(errs), timedOut });
+  });
 });

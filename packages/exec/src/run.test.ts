@@ -19,6 +19,12 @@ describe('run', () => {
     expect({ code: r.code, signal: r.signal }).toEqual({ code: null, signal: 'SIGKILL' });
   });
 
+  it('kills a program that runs past timeoutMs and says it timed out', async () => {
+    const r = await run('/bin/sleep', ['30'], { timeoutMs: 200 });
+    expect({ code: r.code, signal: r.signal, timedOut: r.timedOut }).toEqual({ code: null, signal: 'SIGKILL', timedOut: true });
+    expect((await run('/bin/true', [], { timeoutMs: 10_000 })).timedOut).toBe(false);
+  });
+
   it('honours cwd and env, and hands over fds from 3 on', async () => {
     const path = join(dir, 'out');
     const fd = openSync(path, 'w');

@@ -13,6 +13,8 @@ export interface RunOptions {
   stdout?: boolean;
   /** Open fds of this process handed to the program as its fds 3, 4, ... */
   fds?: readonly number[];
+  /** Kill the program with SIGKILL after this many milliseconds (`timedOut` then says so). Default: no limit. */
+  timeoutMs?: number;
 }
 
 /** How a program ended and what it wrote. */
@@ -21,6 +23,8 @@ export interface RunResult {
   signal: NodeJS.Signals | null;
   stdout: Buffer;
   stderr: Buffer;
+  /** True when the program was killed because it ran past `timeoutMs`. */
+  timedOut: boolean;
 }
 
 /** @internal A job as the worker receives it. */
@@ -33,11 +37,12 @@ export interface RunJob {
   input?: Uint8Array | string;
   stdout: boolean;
   fds: readonly number[];
+  timeoutMs?: number;
 }
 
 /** @internal What the worker answers. */
 export type RunOutcome =
-  | { id: number; code: number | null; signal: NodeJS.Signals | null; stdout: Uint8Array; stderr: Uint8Array }
+  | { id: number; code: number | null; signal: NodeJS.Signals | null; stdout: Uint8Array; stderr: Uint8Array; timedOut: boolean }
   | { id: number; error: { message: string; code?: string; errno?: number; syscall?: string; path?: string } };
 
 const WORKER_SCRIPT = __filename.endsWith('.ts') ? join(__dirname, '../dist/run-worker.js') : join(__dirname, 'run-worker.js');
@@ -66,7 +71,7 @@ function ensureWorker(): Worker {
     // Nothing to wait for: the worker must not keep a finished program alive.
     if (pending.size === 0) w.unref();
     if ('error' in o) job.reject(Object.assign(new Error(o.error.message), o.error));
-    else job.resolve({ code: o.code, signal: o.signal, stdout: asBuffer(o.stdout), stderr: asBuffer(o.stderr) });
+    else job.resolve({ code: o.code, signal: o.signal, stdout: asBuffer(o.stdout), stderr: asBuffer(o.stderr), timedOut: o.timedOut });
   });
   w.on('error', (err) => failAll(`exec worker failed: ${err.message}`));
   w.on('exit', (code) => failAll(`exec worker exited with code ${code}`));
@@ -84,7 +89,7 @@ function ensureWorker(): Worker {
 export function run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const w = ensureWorker();
   const id = nextId++;
-  const job: RunJob = { id, file, args: [...args], cwd: options.cwd, env: options.env, input: options.input, stdout: options.stdout ?? true, fds: options.fds ?? [] };
+  const job: RunJob = { id, file, args: [...args], cwd: options.cwd, env: options.env, input: options.input, stdout: options.stdout ?? true, fds: options.fds ?? [], timeoutMs: options.timeoutMs };
   return new Promise((resolve, reject) => {
     pending.set(id, { resolve, reject });
     // Referenced while a program runs, so that awaiting one keeps the process alive.

@@ -23,6 +23,12 @@ export interface ReferenceContainerdOptions {
   args?: readonly string[];
   /** Startup deadline in ms; 20000 by default. */
   timeoutMs?: number;
+  /**
+   * containerd 1.6 only: keep its CRI plugin (`io.containerd.grpc.v1.cri`) enabled. `config` must
+   * then set the plugin's `cni.conf_dir` under the test's directory: its default,
+   * /etc/cni/net.d, would be created and watched on the machine.
+   */
+  cri?: boolean;
 }
 
 /** What differs between the reference daemons: the binaries and the top of the config. */
@@ -121,9 +127,15 @@ export class ReferenceContainerd {
     if (!flavor.containerd || !flavor.ctr) throw new Error(`${flavor.name} is not installed (${flavor.install})`);
     mkdirSync(c.state, { recursive: true });
     const configPath = join(c.dir, 'config.toml');
+    let header = withDisabled(flavor.header, options.disabled ?? []);
+    if (options.cri) {
+      if (flavor !== CONTAINERD_1_6) throw new Error(`cri: only containerd 1.6's CRI plugin can be enabled here, not ${flavor.name}'s`);
+      if (!/conf_dir\s*=/.test(options.config ?? '')) throw new Error('cri: the config must set cni.conf_dir under the test directory');
+      header = header.replace(/"io\.containerd\.grpc\.v1\.cri",? ?/, '');
+    }
     writeFileSync(
       configPath,
-      `${withDisabled(flavor.header, options.disabled ?? [])}root = ${JSON.stringify(c.root)}\nstate = ${JSON.stringify(c.state)}\n` +
+      `${header}root = ${JSON.stringify(c.root)}\nstate = ${JSON.stringify(c.state)}\n` +
         (options.config ?? '') +
         `\n[grpc]\naddress = ${JSON.stringify(c.address)}\n`,
     );

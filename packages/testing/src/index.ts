@@ -1,5 +1,6 @@
 export * from './temp';
 export * from './ctr';
+export * from './crictl';
 export * from './daemon';
 export * from './containerd';
 export * from './events';

@@ -46,6 +46,20 @@ export const PROM2JSON_PATH = PROM2JSON_VERSION
   ? join(process.env.BERTH_REFERENCE_DIR ?? '/usr/local/lib/berth-reference', `prom2json-${PROM2JSON_VERSION}`, 'bin', 'prom2json')
   : undefined;
 
+/** The pinned cri-tools version (crictl and critest), e.g. "1.37.0". */
+export const CRI_TOOLS_VERSION = pinned('critools_version');
+
+const criTool = (name: string): string | undefined =>
+  CRI_TOOLS_VERSION
+    ? join(process.env.BERTH_REFERENCE_DIR ?? '/usr/local/lib/berth-reference', `cri-tools-${CRI_TOOLS_VERSION}`, 'bin', name)
+    : undefined;
+
+/** Where tools/reference-tools.sh installs crictl, the CRI command-line client. */
+export const CRICTL_PATH = criTool('crictl');
+
+/** Where tools/reference-tools.sh installs critest, the CRI conformance suite (a Go test binary). */
+export const CRITEST_PATH = criTool('critest');
+
 /** One sample as prom2json prints it: labels and value (a string, as Prometheus writes numbers). */
 export interface PromSample {
   labels?: Record<string, string>;

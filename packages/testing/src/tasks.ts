@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync,
 import { join } from 'node:path';
 import { containers } from '@berth/api';
 import { unmountAll } from '@berth/mount';
+import { defaultSpec } from '@berth/oci-spec';
 
 export const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
 
@@ -21,9 +22,12 @@ export function populateBusybox(dir: string): string {
   return dir;
 }
 
-/** ctr's default OCI spec (`ctr oci spec`), with the given args and a bundle-relative rootfs. */
+/**
+ * containerd's default OCI spec (@berth/oci-spec's, which is what `ctr oci spec` prints with
+ * containerd 2.x's masked paths), with the given args and a bundle-relative rootfs.
+ */
 export function ociSpec(args: string[], over: (spec: any) => void = () => undefined): any {
-  const spec = JSON.parse(execFileSync('ctr', ['oci', 'spec']).toString());
+  const spec: any = defaultSpec('default', '');
   spec.process.args = args;
   spec.process.env = ['PATH=/bin'];
   spec.root = { path: 'rootfs' };

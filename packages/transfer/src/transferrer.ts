@@ -61,7 +61,7 @@ export class LocalTransferrer implements Transferrer {
   private access(r: RegistrySource, ctx: Context): RegistryAccess {
     return {
       hosts: configureHosts({ hostDir: r.hostDir, defaultScheme: r.defaultScheme, headers: r.headers, logger: this.options.hostsLogger }),
-      credentials: r.authStream && credentialsFromStream(r.authStream, r.reference, ctx.signal),
+      credentials: r.credentials ?? (r.authStream && credentialsFromStream(r.authStream, r.reference, ctx.signal)),
     };
   }
 

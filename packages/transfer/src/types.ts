@@ -25,6 +25,11 @@ export interface RegistrySource {
   headers: Record<string, string>;
   /** The client's credentials stream, asked when a registry host answers 401. */
   authStream?: Stream;
+  /**
+   * Credentials given in process (the CRI plugin's PullImage auth); asked instead of
+   * `authStream` when both are set.
+   */
+  credentials?: CredentialsProvider;
 }
 
 /** ImageStore: images in the metadata store, to store into or to read from. */

@@ -3,8 +3,8 @@
  * /etc/group, as containerd's WithUser does. containerd mounts the snapshot to read them; this
  * reads the files straight from the snapshot's directories instead (the overlay's upper, then
  * lower directories in order; a bind mount's source), which needs no mount and no privilege
- * beyond reading the daemon's snapshot directories. The client therefore has to run on the
- * daemon's machine, which a unix socket implies.
+ * beyond reading the daemon's snapshot directories. The caller therefore has to run on the
+ * daemon's machine (as a client on the daemon's unix socket does).
  */
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,21 +1,20 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CTR2_PATH, CTR_PATH, tempDir } from '@berth/testing';
 import { DEFAULT_PATH_ENV, applyImageConfig, applySpecOptions, applyUser, defaultSpec } from './spec';
 import { resolveUser, rootfsFileReader } from './user';
 
 describe('defaultSpec', () => {
-  it("is containerd's default: ctr 1.6's `oci spec` with 2.x's two more masked paths, and ctr 2.4's but for the version", () => {
+  // A temp dir and ctr of its own: @berth/testing depends on this package. (@berth/client's
+  // tests compare the spec with ctr 2.4's as well.)
+  it("is containerd's default: ctr 1.6's `oci spec` with 2.x's two more masked paths", () => {
     // ctr builds its spec for an empty container id: the cgroup is then /<namespace>.
     const ours = defaultSpec('default', '');
-    const ctr16 = JSON.parse(execFileSync(CTR_PATH, ['oci', 'spec']).toString());
+    const ctr = ['/usr/bin/ctr', '/usr/local/bin/ctr'].find((p) => existsSync(p)) ?? 'ctr';
+    const ctr16 = JSON.parse(execFileSync(ctr, ['oci', 'spec']).toString());
     ctr16.linux.maskedPaths.push('/proc/interrupts', '/sys/devices/virtual/powercap');
     expect(ours).toEqual(ctr16);
-    if (CTR2_PATH) {
-      const ctr2 = JSON.parse(execFileSync(CTR2_PATH, ['oci', 'spec']).toString());
-      expect({ ...ours, ociVersion: ctr2.ociVersion, linux: { ...ours.linux, maskedPaths: [...ours.linux!.maskedPaths!].sort() } }).toEqual({ ...ctr2, linux: { ...ctr2.linux, maskedPaths: [...ctr2.linux.maskedPaths].sort() } });
-    }
   });
 
   it('puts the container in /<namespace>/<id>', () => {
@@ -65,8 +64,8 @@ describe('image config and options', () => {
 });
 
 describe('resolveUser over a snapshot\'s directories', () => {
-  const dir = tempDir('berth-client-user-');
-  afterAll(() => dir.remove());
+  const dir = { path: mkdtempSync(join(tmpdir(), 'berth-oci-spec-user-')) };
+  afterAll(() => rmSync(dir.path, { recursive: true, force: true }));
   // An overlay of two layers: the upper one replaces /etc/group and deletes /etc/shadow.
   const lower = join(dir.path, 'lower');
   const upper = join(dir.path, 'upper');
