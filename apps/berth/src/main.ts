@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { registerContainerCommands } from './commands/containers';
+import { registerGcCommands } from './commands/gc';
 import { registerImageCommands } from './commands/images';
 import { registerSystemCommands } from './commands/system';
 import { bashCompletion, zshCompletion } from './completion';
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerSystemCommands(program);
   registerImageCommands(program);
   registerContainerCommands(program);
+  registerGcCommands(program);
   program
     .command('completion')
     .description('print a shell completion script')

@@ -462,7 +462,7 @@ export function registerContainerCommands(program: Command): void {
         const task = await c.task();
         const base = c.spec.process;
         const env = f.env.length > 0 ? [...(base?.env ?? []).filter((e) => !f.env.some((o) => o.split('=')[0] === e.split('=')[0])), ...f.env] : undefined;
-        const proc = await task.exec(`exec-${randomBytes(6).toString('hex')}`, base, {
+        const proc = await task.exec(`exec-${randomBytes(6).toString('hex')}`, {
           args: command,
           ...(env ? { env } : {}),
           ...(f.workdir ? { cwd: f.workdir } : {}),

@@ -118,9 +118,13 @@ export function registerSystemCommands(program: Command): void {
     .action(async (names: string[], f: { force?: boolean }, cmd: Command) => {
       await withClient(cmd, async (client) => {
         for (const n of names) {
-          if (f.force) throw new CliError('--force needs the namespace cascade of berthd; not available in this build');
-          await client.namespaces.delete(n);
-          process.stdout.write(`${n}\n`);
+          if (f.force) {
+            const r = await client.system.deleteNamespace(n, { cascade: true });
+            process.stdout.write(`${n}: removed ${r.tasks} tasks, ${r.containers} containers, ${r.images} images, ${r.leases} leases, ${r.snapshots} snapshots, ${r.blobs} blob references, ${r.ingests} ingests\n`);
+          } else {
+            await client.namespaces.delete(n);
+            process.stdout.write(`${n}\n`);
+          }
         }
       });
     });
