@@ -17,6 +17,7 @@ import { restartPlugin } from '@berth/restart';
 import { createRuntimeV2Plugin } from '@berth/runtime';
 import { nativeSnapshotterPlugin, overlayfsSnapshotterPlugin, snapshotsGrpcPlugin, snapshotsServicePlugin } from '@berth/snapshots/plugins';
 import { streamingGrpcPlugin, streamingManagerPlugin } from '@berth/streaming/plugins';
+import { gcAdminGrpcPlugin, gcAdminServicePlugin, namespaceAdminGrpcPlugin, namespaceAdminServicePlugin } from '@berth/system/plugins';
 import { tasksGrpcPlugin, tasksServicePlugin } from '@berth/tasks/plugins';
 import { localTransferPlugin, transferGrpcPlugin } from '@berth/transfer/plugins';
 import { SERVER_VERSION } from './version';
@@ -52,6 +53,9 @@ export const builtinPlugins: readonly Registration[] = [
   namespacesServicePlugin,
   snapshotsServicePlugin,
   tasksServicePlugin,
+  // Berth's own services (berth.services.*) use the services above: registered after them.
+  namespaceAdminServicePlugin,
+  gcAdminServicePlugin,
   localTransferPlugin,
   restartPlugin,
   introspectionGrpcPlugin,
@@ -69,4 +73,6 @@ export const builtinPlugins: readonly Registration[] = [
   transferGrpcPlugin,
   versionGrpcPlugin,
   criPlugin,
+  namespaceAdminGrpcPlugin,
+  gcAdminGrpcPlugin,
 ];

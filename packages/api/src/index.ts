@@ -50,6 +50,12 @@ export * as streaming from './barrels/streaming';
 /** grpc.health.v1. */
 export * as health from './gen/grpc/health/v1/health';
 
+// Berth's own services (protos/berth), beside containerd's.
+/** berth.services.namespaces.v1: Delete with cascade, Usage per namespace. */
+export * as berthNamespaces from './gen/berth/services/namespaces/v1/namespaces';
+/** berth.services.gc.v1: Collect now, Explain why an object is kept. */
+export * as berthGc from './gen/berth/services/gc/v1/gc';
+
 // Events.
 /** containerd.events: event payloads (the image events are in `images`). */
 export * as events from './barrels/events';

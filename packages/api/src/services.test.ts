@@ -48,6 +48,9 @@ const SERVICES: Array<[string, ServiceDefinition, string]> = [
   ['containerd.services.transfer.v1.Transfer', api.transfer.TransferService, 'Transfer'],
   ['containerd.services.streaming.v1.Streaming', api.streaming.StreamingService, '<Stream>'],
   ['grpc.health.v1.Health', api.health.HealthService, 'Check Watch>'],
+  // Berth's own services (protos/berth), not containerd's.
+  ['berth.services.namespaces.v1.Namespaces', api.berthNamespaces.NamespacesService, 'Delete Usage'],
+  ['berth.services.gc.v1.GC', api.berthGc.GCService, 'Collect Explain'],
   ['containerd.services.events.ttrpc.v1.Events', api.ttrpcEvents.EventsService, 'Forward'],
   [
     'runtime.v1.RuntimeService',

@@ -50,6 +50,16 @@ export class ContentService {
     }
   }
 
+  /**
+   * Returns the bytes a blob of the caller's namespace takes on disk (allocated blocks), or
+   * undefined when the backend cannot tell (a proxy store). Blobs are stored once: a blob that
+   * other namespaces also have takes these bytes once in all. NotFound when the namespace has none.
+   */
+  async diskUsage(ctx: Context, digest: Digest): Promise<number | undefined> {
+    await this.store.info(ctx, digest);
+    return this.store.backend.diskUsage?.(digest);
+  }
+
   readerAt(ctx: Context, desc: DescriptorLike): Promise<ReaderAt> {
     return this.store.readerAt(ctx, desc);
   }

@@ -27,7 +27,7 @@ export const blobsGcKind: GcKind<BlobRecord> = {
 export const ingestsGcKind: GcKind<IngestRecord> = {
   kind: 'ingests',
   root: (ingest, now) => ingest.expireAt !== undefined && ingest.expireAt > now,
-  references: (ingest) => (ingest.expected ? [{ kind: 'blobs', id: [ingest.expected], full: true }] : []),
+  references: (ingest) => (ingest.expected ? [{ kind: 'blobs', id: [ingest.expected], full: true, edge: 'expected' }] : []),
   leased: (type, ref) => (type === 'ingests' ? [ref] : undefined),
 };
 

@@ -55,6 +55,21 @@ describe('LocalContentStore', () => {
     return w;
   }
 
+  describe('diskUsage', () => {
+    it("reports a blob's allocated blocks as du counts them; NotFound for an absent one", async () => {
+      const data = randomBytes(10_000);
+      const digest = digestOf(data);
+      const w = await open('usage', data.length, digest);
+      await w.write(data);
+      await w.commit(data.length, digest);
+      const stat = await fsp.stat(join(fx.root, 'blobs', 'sha256', digest.slice('sha256:'.length)));
+      expect(await store.diskUsage(digest)).toBe(stat.blocks * 512);
+      expect(await store.diskUsage(digest)).toBeGreaterThanOrEqual(10_000);
+      await expectError(store.diskUsage(digestOf(Buffer.from('absent'))), GrpcCode.NOT_FOUND, `content ${digestOf(Buffer.from('absent'))}: not found`);
+      await expectError(store.diskUsage('sha256:nope'), GrpcCode.INVALID_ARGUMENT);
+    });
+  });
+
   describe('on-disk layout', () => {
     it('keeps ingests in ingest/<sha256 of ref>/ and blobs in blobs/<alg>/<hex>', async () => {
       const data = randomBytes(1000);

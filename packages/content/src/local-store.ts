@@ -252,6 +252,17 @@ export class LocalContentStore implements ContentStore {
     }
   }
 
+  async diskUsage(digest: Digest): Promise<number> {
+    const parsed = parseDigest(digest);
+    try {
+      const stat = await fsp.stat(this.blobPath(parsed), { bigint: true });
+      if (stat.isFile()) return Number(stat.blocks) * 512;
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTDIR')) throw err;
+    }
+    throw new NotFoundError(`content ${digest}`);
+  }
+
   /** Returns the path of a blob, whether or not it exists. */
   blobPath(digest: ParsedDigest): string {
     return join(this.blobRoot, digest.algorithm, digest.hex);

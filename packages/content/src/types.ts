@@ -189,6 +189,11 @@ export interface Manager {
   walk(fn: (info: Info) => void | Promise<void>, filter?: InfoFilter): Promise<void>;
   /** Removes a blob; NotFound `content <digest>` when absent. Open readers keep working. */
   delete(digest: Digest): Promise<void>;
+  /**
+   * Returns the bytes a blob takes on disk (its allocated blocks, st_blocks * 512, as du counts
+   * them); NotFound `content <digest>` when absent. Stores that cannot tell (a proxy) leave it out.
+   */
+  diskUsage?(digest: Digest): Promise<number>;
 }
 
 /** Inspects and removes ingests. */

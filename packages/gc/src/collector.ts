@@ -1,6 +1,8 @@
 import { type Context, context } from '@berth/context';
 import { type Logger, nullLogger } from '@berth/log';
+import { NotFoundError } from '@berth/errdefs';
 import {
+  GC_ROOT,
   type CollectionStats,
   type GcHooks,
   type GcKind,
@@ -45,32 +47,50 @@ interface NamespaceObjects {
 
 const nodeName = (kind: string, id: readonly string[]) => [kind, ...id].join('\u0000');
 
+/** An object of the collector's graph, or a lease: the ends of an edge in an explanation. */
+export interface GcObject {
+  kind: string;
+  id: readonly string[];
+}
+
+/** How an object was first reached: from which object (none for a root), along what edge. */
+interface Why {
+  from?: GcObject;
+  via: string;
+}
+
 /** What the mark phase found reachable in one namespace. */
 class Marks {
   readonly levels = new Map<string, Level>();
   private readonly queue: Array<{ name: string; level: Level }> = [];
 
+  /**
+   * @param trace when given, records for each object how it was first reached (explanations);
+   *   a collection passes none and pays nothing for it.
+   */
   constructor(
     private readonly objs: NamespaceObjects,
     private readonly kinds: readonly GcKind[],
+    readonly trace?: Map<string, Why>,
   ) {}
 
-  mark(kind: string, id: readonly string[], level: Level): void {
+  mark(kind: string, id: readonly string[], level: Level, why?: () => Why): void {
     const name = nodeName(kind, id);
     if ((this.levels.get(name) ?? 0) >= level) return;
     this.levels.set(name, level);
+    if (this.trace && why && !this.trace.has(name)) this.trace.set(name, why());
     this.queue.push({ name, level });
   }
 
   /** Marks, in full, what the `gc.ref` labels among `labels` name. */
-  labels(labels: Readonly<Record<string, string>> | undefined): void {
+  labels(labels: Readonly<Record<string, string>> | undefined, from?: GcObject): void {
     for (const [key, value] of Object.entries(labels ?? {})) {
       // An empty value references nothing.
       if (value === '') continue;
       for (const k of this.kinds) {
         const id = k.label?.(key, value);
         if (id) {
-          this.mark(k.kind, id, FULL);
+          this.mark(k.kind, id, FULL, this.trace && (() => ({ from, via: `label ${key}` })));
           break;
         }
       }
@@ -78,10 +98,10 @@ class Marks {
   }
 
   /** Marks what a lease resource names, at the lease's level; a type no kind claims names nothing. */
-  leased(type: string, id: string, level: Level): void {
+  leased(type: string, id: string, level: Level, lease?: string): void {
     for (const k of this.kinds) {
       const parts = k.leased?.(type, id);
-      if (parts) return this.mark(k.kind, parts, level);
+      if (parts) return this.mark(k.kind, parts, level, this.trace && (() => ({ from: { kind: 'leases', id: [lease ?? ''] }, via: `lease resource ${type}` })));
     }
   }
 
@@ -90,10 +110,35 @@ class Marks {
     for (let next = this.queue.pop(); next; next = this.queue.pop()) {
       const node = this.objs.nodes.get(next.name);
       if (!node) continue;
-      for (const ref of node.hooks.references?.(node.value, node.id) ?? []) this.mark(ref.kind, ref.id, ref.full ? FULL : next.level);
-      if (next.level === FULL) this.labels(node.hooks.labels?.(node.value));
+      // Only an explanation pays for the record of where each mark came from.
+      const from: GcObject | undefined = this.trace && { kind: node.hooks.kind, id: node.id };
+      for (const ref of node.hooks.references?.(node.value, node.id) ?? []) {
+        this.mark(ref.kind, ref.id, ref.full ? FULL : next.level, this.trace && (() => ({ from, via: ref.edge ?? 'reference' })));
+      }
+      if (next.level === FULL) this.labels(node.hooks.labels?.(node.value), from);
     }
   }
+}
+
+/** One link of the chain of references that keeps an object. */
+export interface GcLink extends GcObject {
+  /** How the link before reaches this one; `root` for the first. */
+  via: string;
+}
+
+/** Why an object is kept, as the collector's own marking finds it. */
+export interface GcExplanation {
+  /** False when no root reaches the object: the next collection removes it. */
+  referenced: boolean;
+  /** From a root (an image, a container, a lease, a labelled or live record) to the object; empty when not referenced. */
+  chain: GcLink[];
+  /**
+   * Every root that keeps the object (the chain's first among them): all of them must go before
+   * a collection removes it. Empty when not referenced.
+   */
+  keptBy: GcObject[];
+  /** The namespace holds records of kinds no hooks describe, so collections leave it alone. */
+  skipped: boolean;
 }
 
 export interface MetadataCollectorOptions {
@@ -158,6 +203,48 @@ export class MetadataCollector {
     );
     const backendMs = performance.now() - t1;
     return { startedAt, pauseMs, backendMs, totalMs: performance.now() - t0, removed, skipped, backendRemoved };
+  }
+
+  /**
+   * Explains why `target` (a record of a kind the hooks describe, named by its id in references:
+   * `['sha256:...']` for a blob, `[snapshotter, key]` for a snapshot) is kept in namespace `ns`:
+   * the marking a collection would do now, in a read transaction, recording how each object was
+   * first reached. NotFound when the namespace has no such record.
+   */
+  explain(ns: string, target: GcObject): GcExplanation {
+    const kinds = [...this.hooks.kinds().values()];
+    return this.db.view((tx) => {
+      const objs = readNamespace(tx, ns, this.hooks);
+      const name = nodeName(target.kind, target.id);
+      if (!objs.nodes.has(name)) throw new NotFoundError(`${target.kind} ${target.id.join(' ')} in namespace "${ns}"`);
+      const trace = new Map<string, Why>();
+      const now = this.now();
+      const { marks } = mark(objs, kinds, now, trace);
+      const skipped = objs.unknown.size > 0;
+      if (!marks.levels.has(name)) return { referenced: false, chain: [], keptBy: [], skipped };
+      const chain: GcLink[] = [];
+      let at: GcObject | undefined = target;
+      // First reaches form a tree (an object is reached from one marked before it): this ends.
+      while (at) {
+        const why: Why = trace.get(nodeName(at.kind, at.id)) ?? { via: 'root' };
+        chain.push({ kind: at.kind, id: [...at.id], via: why.via });
+        if (why.from?.kind === 'leases') {
+          chain.push({ kind: 'leases', id: [...why.from.id], via: 'root' });
+          break;
+        }
+        at = why.from;
+      }
+      // Every root that reaches it on its own, each marked from alone: what must go before it can.
+      const keptBy = rootsOf(objs, now)
+        .roots.filter((r) => {
+          const alone = new Marks(objs, kinds);
+          r.seed(alone);
+          alone.drain();
+          return alone.levels.has(name);
+        })
+        .map((r) => ({ kind: r.object.kind, id: [...r.object.id] }));
+      return { referenced: true, chain: chain.reverse(), keptBy, skipped };
+    });
   }
 
   /** Marks and sweeps in one synchronous write transaction; returns the records removed. */
@@ -234,9 +321,15 @@ function readNamespace(tx: ReadTx, ns: string, hooks: GcHooks): NamespaceObjects
   return objs;
 }
 
-/** Marks everything reachable from the namespace's roots; returns the marks and the expired leases. */
-function mark(objs: NamespaceObjects, kinds: readonly GcKind[], now: number): { marks: Marks; expired: string[] } {
-  const marks = new Marks(objs, kinds);
+/** A root of the namespace's graph (an unexpired lease, or a record its kind calls a root), and how it marks. */
+interface Root {
+  object: GcObject;
+  seed(marks: Marks): void;
+}
+
+/** The namespace's roots at `now`, leases first, and its expired leases. */
+function rootsOf(objs: NamespaceObjects, now: number): { roots: Root[]; expired: string[] } {
+  const roots: Root[] = [];
   const expired: string[] = [];
   for (const [id, lease] of objs.leases) {
     const expiry = parseExpiry(lease.labels[GC_EXPIRE]);
@@ -245,14 +338,39 @@ function mark(objs: NamespaceObjects, kinds: readonly GcKind[], now: number): { 
       continue;
     }
     const level = GC_FLAT in lease.labels ? FLAT : FULL;
-    for (const r of objs.leased.get(id) ?? []) marks.leased(r.type, r.id, level);
+    roots.push({
+      object: { kind: 'leases', id: [id] },
+      seed: (marks) => {
+        for (const r of objs.leased.get(id) ?? []) marks.leased(r.type, r.id, level, id);
+      },
+    });
   }
   for (const node of objs.nodes.values()) {
     const { root } = node.hooks;
-    if (root === true || root?.(node.value, now)) marks.mark(node.hooks.kind, node.id, FULL);
+    if (root === true || root?.(node.value, now)) {
+      roots.push({
+        object: { kind: node.hooks.kind, id: node.id },
+        seed: (marks) => marks.mark(node.hooks.kind, node.id, FULL, marks.trace && (() => ({ via: rootReason(node) }))),
+      });
+    }
   }
+  return { roots, expired };
+}
+
+/** Marks everything reachable from the namespace's roots; returns the marks and the expired leases. */
+function mark(objs: NamespaceObjects, kinds: readonly GcKind[], now: number, trace?: Map<string, Why>): { marks: Marks; expired: string[] } {
+  const marks = new Marks(objs, kinds, trace);
+  const { roots, expired } = rootsOf(objs, now);
+  for (const r of roots) r.seed(marks);
   marks.drain();
   return { marks, expired };
+}
+
+/** Why a root is one, for explanations. */
+function rootReason(node: Node): string {
+  if (node.hooks.root === true) return 'root';
+  const labels = node.hooks.labels?.(node.value);
+  return labels && GC_ROOT in labels ? `root (label ${GC_ROOT})` : 'root (its kind keeps it: a live ingest, a commit in flight)';
 }
 
 /** Removes, in the collection's transaction, every record of the namespace that was not marked. */

@@ -5,8 +5,8 @@
  */
 export * from './labels';
 export { parseDuration } from '@berth/plugin';
-export { MetadataCollector, type MetadataCollectorOptions } from './collector';
+export { MetadataCollector, type MetadataCollectorOptions, type GcExplanation, type GcLink, type GcObject } from './collector';
 export { GcScheduler, DEFAULT_POLICY, formatDuration, type SchedulerPolicy, type SchedulerStats } from './scheduler';
-export { schedulerPlugin, GcSchedulerToken, GC_PLUGIN_TYPE, type SchedulerConfig } from './plugin';
+export { schedulerPlugin, GcSchedulerToken, GcExplainerToken, GC_PLUGIN_TYPE, type GcExplainer, type SchedulerConfig } from './plugin';
 export type { CollectionStats, GarbageCollector } from '@berth/metadata';
 export { GarbageCollectorToken } from '@berth/metadata';

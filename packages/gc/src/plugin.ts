@@ -1,13 +1,21 @@
 import { InvalidArgumentError } from '@berth/errdefs';
 import { GarbageCollectorToken, GcHooksToken, METADATA_PLUGIN_TYPE, MetadataDbToken } from '@berth/metadata';
 import { definePlugin, parseDuration, token } from '@berth/plugin';
-import { MetadataCollector } from './collector';
+import { type GcExplanation, type GcObject, MetadataCollector } from './collector';
 import { GcScheduler } from './scheduler';
 
 export const GC_PLUGIN_TYPE = 'io.containerd.gc.v1';
 
 /** The scheduler itself (its statistics included), for in-process users and tests. */
 export const GcSchedulerToken = token<GcScheduler>(`${GC_PLUGIN_TYPE}/scheduler`);
+
+/** Says why an object is kept, from the collector's own marking (see `MetadataCollector.explain`). */
+export interface GcExplainer {
+  explain(namespace: string, target: GcObject): GcExplanation;
+}
+
+/** The scheduler plugin's collector as an explainer. */
+export const GcExplainerToken = token<GcExplainer>(`${GC_PLUGIN_TYPE}/explainer`);
 
 /** `[plugins."io.containerd.gc.v1.scheduler"]`, containerd's keys and defaults. */
 export interface SchedulerConfig {
@@ -77,6 +85,7 @@ export const schedulerPlugin = definePlugin<SchedulerConfig, GcScheduler>({
       if (!collector.sweeping) scheduler.mutation(m);
     });
     ctx.provide(GarbageCollectorToken, scheduler);
+    ctx.provide(GcExplainerToken, collector);
     hooks.setCollector(scheduler);
     ctx.exports.PauseThreshold = String(c.pause_threshold);
     ctx.exports.DeletionThreshold = String(c.deletion_threshold);

@@ -22,6 +22,8 @@ export interface GcRef {
   id: readonly string[];
   /** Keeps the object in full even when the referrer is kept flat (an ingest's expected blob). */
   full?: boolean;
+  /** What the edge is, for explanations (`target`, `snapshot`, `parent`, `expected`); default `reference`. */
+  edge?: string;
 }
 
 /** One stored record of a kind, as the collector hands it to that kind's hooks. */

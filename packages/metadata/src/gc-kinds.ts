@@ -6,7 +6,7 @@ export const imagesGcKind: GcKind<ImageRecord> = {
   kind: 'images',
   root: true,
   labels: (image) => image.labels,
-  references: (image) => (image.target?.digest ? [{ kind: 'blobs', id: [image.target.digest] }] : []),
+  references: (image) => (image.target?.digest ? [{ kind: 'blobs', id: [image.target.digest], edge: 'target' }] : []),
 };
 
 /**
@@ -18,5 +18,5 @@ export const containersGcKind: GcKind<ContainerRecord> = {
   root: true,
   labels: (container) => container.labels,
   references: (container) =>
-    container.snapshotter && container.snapshotKey ? [{ kind: 'snapshots', id: [container.snapshotter, container.snapshotKey] }] : [],
+    container.snapshotter && container.snapshotKey ? [{ kind: 'snapshots', id: [container.snapshotter, container.snapshotKey], edge: 'snapshot' }] : [],
 };

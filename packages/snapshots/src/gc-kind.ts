@@ -19,7 +19,7 @@ export const snapshotsGcKind: GcKind<SnapshotMetaRecord> = {
   id: ([snapshotter], snapshot) => [snapshotter, snapshot.key],
   root: (snapshot) => GC_ROOT in snapshot.labels || !!snapshot.committing,
   labels: (snapshot) => snapshot.labels,
-  references: (snapshot, [snapshotter]) => (snapshot.parent !== '' ? [{ kind: 'snapshots', id: [snapshotter, snapshot.parent] }] : []),
+  references: (snapshot, [snapshotter]) => (snapshot.parent !== '' ? [{ kind: 'snapshots', id: [snapshotter, snapshot.parent], edge: 'parent' }] : []),
   label: (key, value) => {
     if (!key.startsWith(GC_REF_SNAPSHOT)) return undefined;
     const rest = key.slice(GC_REF_SNAPSHOT.length);
