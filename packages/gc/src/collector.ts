@@ -132,6 +132,11 @@ export interface GcExplanation {
   referenced: boolean;
   /** From a root (an image, a container, a lease, a labelled or live record) to the object; empty when not referenced. */
   chain: GcLink[];
+  /**
+   * Every root that keeps the object (the chain's first among them): all of them must go before
+   * a collection removes it. Empty when not referenced.
+   */
+  keptBy: GcObject[];
   /** The namespace holds records of kinds no hooks describe, so collections leave it alone. */
   skipped: boolean;
 }
@@ -213,9 +218,10 @@ export class MetadataCollector {
       const name = nodeName(target.kind, target.id);
       if (!objs.nodes.has(name)) throw new NotFoundError(`${target.kind} ${target.id.join(' ')} in namespace "${ns}"`);
       const trace = new Map<string, Why>();
-      const { marks } = mark(objs, kinds, this.now(), trace);
+      const now = this.now();
+      const { marks } = mark(objs, kinds, now, trace);
       const skipped = objs.unknown.size > 0;
-      if (!marks.levels.has(name)) return { referenced: false, chain: [], skipped };
+      if (!marks.levels.has(name)) return { referenced: false, chain: [], keptBy: [], skipped };
       const chain: GcLink[] = [];
       let at: GcObject | undefined = target;
       // First reaches form a tree (an object is reached from one marked before it): this ends.
@@ -228,7 +234,16 @@ export class MetadataCollector {
         }
         at = why.from;
       }
-      return { referenced: true, chain: chain.reverse(), skipped };
+      // Every root that reaches it on its own, each marked from alone: what must go before it can.
+      const keptBy = rootsOf(objs, now)
+        .roots.filter((r) => {
+          const alone = new Marks(objs, kinds);
+          r.seed(alone);
+          alone.drain();
+          return alone.levels.has(name);
+        })
+        .map((r) => ({ kind: r.object.kind, id: [...r.object.id] }));
+      return { referenced: true, chain: chain.reverse(), keptBy, skipped };
     });
   }
 
@@ -306,9 +321,15 @@ function readNamespace(tx: ReadTx, ns: string, hooks: GcHooks): NamespaceObjects
   return objs;
 }
 
-/** Marks everything reachable from the namespace's roots; returns the marks and the expired leases. */
-function mark(objs: NamespaceObjects, kinds: readonly GcKind[], now: number, trace?: Map<string, Why>): { marks: Marks; expired: string[] } {
-  const marks = new Marks(objs, kinds, trace);
+/** A root of the namespace's graph (an unexpired lease, or a record its kind calls a root), and how it marks. */
+interface Root {
+  object: GcObject;
+  seed(marks: Marks): void;
+}
+
+/** The namespace's roots at `now`, leases first, and its expired leases. */
+function rootsOf(objs: NamespaceObjects, now: number): { roots: Root[]; expired: string[] } {
+  const roots: Root[] = [];
   const expired: string[] = [];
   for (const [id, lease] of objs.leases) {
     const expiry = parseExpiry(lease.labels[GC_EXPIRE]);
@@ -317,12 +338,30 @@ function mark(objs: NamespaceObjects, kinds: readonly GcKind[], now: number, tra
       continue;
     }
     const level = GC_FLAT in lease.labels ? FLAT : FULL;
-    for (const r of objs.leased.get(id) ?? []) marks.leased(r.type, r.id, level, id);
+    roots.push({
+      object: { kind: 'leases', id: [id] },
+      seed: (marks) => {
+        for (const r of objs.leased.get(id) ?? []) marks.leased(r.type, r.id, level, id);
+      },
+    });
   }
   for (const node of objs.nodes.values()) {
     const { root } = node.hooks;
-    if (root === true || root?.(node.value, now)) marks.mark(node.hooks.kind, node.id, FULL, trace && (() => ({ via: rootReason(node) })));
+    if (root === true || root?.(node.value, now)) {
+      roots.push({
+        object: { kind: node.hooks.kind, id: node.id },
+        seed: (marks) => marks.mark(node.hooks.kind, node.id, FULL, marks.trace && (() => ({ via: rootReason(node) }))),
+      });
+    }
   }
+  return { roots, expired };
+}
+
+/** Marks everything reachable from the namespace's roots; returns the marks and the expired leases. */
+function mark(objs: NamespaceObjects, kinds: readonly GcKind[], now: number, trace?: Map<string, Why>): { marks: Marks; expired: string[] } {
+  const marks = new Marks(objs, kinds, trace);
+  const { roots, expired } = rootsOf(objs, now);
+  for (const r of roots) r.seed(marks);
   marks.drain();
   return { marks, expired };
 }

@@ -25,16 +25,22 @@ describe('MetadataCollector.explain', () => {
     const manifest = await w.blob(ctx, 'manifest', { [`${REF}.l.0`]: layer });
     const loose = await w.blob(ctx, 'loose');
     await w.image(ctx, 'img', manifest);
+    await w.image(ctx, 'img-2', manifest);
     expect(w.gc.explain(ns, { kind: 'blobs', id: [layer] })).toEqual({
       referenced: true,
       skipped: false,
+      keptBy: [
+        { kind: 'images', id: ['img'] },
+        { kind: 'images', id: ['img-2'] },
+      ],
+      // One of them, as the marking (depth first, the last root first) reached it.
       chain: [
-        { kind: 'images', id: ['img'], via: 'root' },
+        { kind: 'images', id: ['img-2'], via: 'root' },
         { kind: 'blobs', id: [manifest], via: 'target' },
         { kind: 'blobs', id: [layer], via: `label ${REF}.l.0` },
       ],
     });
-    expect(w.gc.explain(ns, { kind: 'blobs', id: [loose] })).toEqual({ referenced: false, skipped: false, chain: [] });
+    expect(w.gc.explain(ns, { kind: 'blobs', id: [loose] })).toEqual({ referenced: false, skipped: false, chain: [], keptBy: [] });
     await w.gc.collect();
     expect([w.has(ns, layer), w.has(ns, loose)]).toEqual([true, false]);
     expect(() => w.gc.explain(ns, { kind: 'blobs', id: [loose] })).toThrow(`blobs ${loose} in namespace "default": not found`);
@@ -57,10 +63,12 @@ describe('MetadataCollector.explain', () => {
 
     await w.leases.delete(ctx, 'build');
     await w.snapshots.update(ctx, { name: 'top', labels: { 'containerd.io/gc.root': 'yes' } }, ['labels.containerd.io/gc.root']);
-    expect(w.gc.explain(ns, { kind: 'snapshots', id: ['native', 'base'] }).chain).toEqual([
+    const base = w.gc.explain(ns, { kind: 'snapshots', id: ['native', 'base'] });
+    expect(base.chain).toEqual([
       { kind: 'snapshots', id: ['native', 'top'], via: 'root (label containerd.io/gc.root)' },
       { kind: 'snapshots', id: ['native', 'base'], via: 'parent' },
     ]);
+    expect(base.keptBy).toEqual([{ kind: 'snapshots', id: ['native', 'top'] }]);
     await w.gc.collect();
     expect(await w.snapshotNames(ns)).toEqual(['base', 'top']);
   });
@@ -68,7 +76,7 @@ describe('MetadataCollector.explain', () => {
   it('says a namespace holding records of a kind nobody describes is skipped', async () => {
     const blob = await w.blob(ctx, 'in a namespace with unknown records');
     w.db.update((tx) => tx.put(objectKey(ns, 'io.acme.widgets', 'w1'), { any: 'thing' }));
-    expect(w.gc.explain(ns, { kind: 'blobs', id: [blob] })).toEqual({ referenced: false, skipped: true, chain: [] });
+    expect(w.gc.explain(ns, { kind: 'blobs', id: [blob] })).toEqual({ referenced: false, skipped: true, chain: [], keptBy: [] });
     expect((await w.gc.collect()).skipped).toEqual([ns]);
     expect(w.has(ns, blob)).toBe(true);
   });

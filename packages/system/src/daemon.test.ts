@@ -97,6 +97,7 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
     expect(await gc('keeper').explain({ digest: layer, snapshotter: '', key: '' })).toEqual({
       referenced: true,
       skipped: false,
+      keptBy: [{ kind: 'images', id: [BUSYBOX_IMAGE], via: 'root' }],
       chain: [
         { kind: 'images', id: [BUSYBOX_IMAGE], via: 'root' },
         { kind: 'blobs', id: [img.manifest.digest], via: 'target' },
@@ -108,6 +109,11 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
     expect(snapshot.chain.at(-1)).toEqual({ kind: 'snapshots', id: ['overlayfs', img.diffIds[0]], via: 'label containerd.io/gc.ref.snapshot.overlayfs' });
     // A container keeps its own snapshot; a labelled snapshot keeps itself.
     const active = await gc('doomed').explain({ digest: '', snapshotter: 'overlayfs', key: 'sleeper' });
+    // Two images name the layer in doomed: both keep it.
+    expect((await gc('doomed').explain({ digest: layer, snapshotter: '', key: '' })).keptBy).toEqual([
+      { kind: 'images', id: [BUSYBOX_IMAGE], via: 'root' },
+      { kind: 'images', id: ['docker.io/library/doomed:extra'], via: 'root' },
+    ]);
     expect(active.chain).toEqual([
       { kind: 'containers', id: ['sleeper'], via: 'root' },
       { kind: 'snapshots', id: ['overlayfs', 'sleeper'], via: 'snapshot' },
@@ -122,7 +128,7 @@ describe('berth.services.namespaces.v1 and berth.services.gc.v1 on berthd', () =
     const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
     const res = await d.ctr(['content', 'ingest', '--expected-digest', digest, 'orphan'], { namespace: 'keeper', input: data });
     expect(res.code).toBe(0);
-    expect(await gc('keeper').explain({ digest, snapshotter: '', key: '' })).toEqual({ referenced: false, skipped: false, chain: [] });
+    expect(await gc('keeper').explain({ digest, snapshotter: '', key: '' })).toEqual({ referenced: false, skipped: false, chain: [], keptBy: [] });
     const stats = await gc().collect({});
     expect(stats.removed.blobs).toBeGreaterThanOrEqual(1);
     expect(stats.startedAt).toBeInstanceOf(Date);

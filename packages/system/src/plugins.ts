@@ -125,7 +125,12 @@ export const gcAdminGrpcPlugin = definePlugin<undefined, GrpcServicePlugin>({
         },
         explain: async (req, call) => {
           const e = await svc.explain(call, explainTarget(req));
-          return { referenced: e.referenced, skipped: e.skipped, chain: e.chain.map((l) => ({ kind: l.kind, id: [...l.id], via: l.via })) };
+          return {
+            referenced: e.referenced,
+            skipped: e.skipped,
+            chain: e.chain.map((l) => ({ kind: l.kind, id: [...l.id], via: l.via })),
+            keptBy: e.keptBy.map((r) => ({ kind: r.kind, id: [...r.id], via: 'root' })),
+          };
         },
       },
       ctx.logger,

@@ -84,6 +84,11 @@ export interface ExplainResponse {
    * the object stays whatever the chain says.
    */
   skipped: boolean;
+  /**
+   * Every root that keeps the object on its own (the chain's first among them), each with
+   * via "root": all of them must go before a collection removes it.
+   */
+  keptBy: Reference[];
 }
 
 function createBaseCollectRequest(): CollectRequest {
@@ -771,7 +776,7 @@ export const Reference: MessageFns<Reference> = {
 };
 
 function createBaseExplainResponse(): ExplainResponse {
-  return { referenced: false, chain: [], skipped: false };
+  return { referenced: false, chain: [], skipped: false, keptBy: [] };
 }
 
 export const ExplainResponse: MessageFns<ExplainResponse> = {
@@ -784,6 +789,9 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
     }
     if (message.skipped !== false) {
       writer.uint32(24).bool(message.skipped);
+    }
+    for (const v of message.keptBy) {
+      Reference.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -825,6 +833,14 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
             message.skipped = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.keptBy.push(Reference.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -842,6 +858,11 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
       referenced: isSet(object.referenced) ? globalThis.Boolean(object.referenced) : false,
       chain: globalThis.Array.isArray(object?.chain) ? object.chain.map((e: any) => Reference.fromJSON(e)) : [],
       skipped: isSet(object.skipped) ? globalThis.Boolean(object.skipped) : false,
+      keptBy: globalThis.Array.isArray(object?.keptBy)
+        ? object.keptBy.map((e: any) => Reference.fromJSON(e))
+        : globalThis.Array.isArray(object?.kept_by)
+        ? object.kept_by.map((e: any) => Reference.fromJSON(e))
+        : [],
     };
   },
 
@@ -856,6 +877,9 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
     if (message.skipped !== false) {
       obj.skipped = message.skipped;
     }
+    if (message.keptBy?.length) {
+      obj.keptBy = message.keptBy.map((e) => Reference.toJSON(e));
+    }
     return obj;
   },
 
@@ -867,6 +891,7 @@ export const ExplainResponse: MessageFns<ExplainResponse> = {
     message.referenced = object.referenced ?? false;
     message.chain = object.chain?.map((e) => Reference.fromPartial(e)) || [];
     message.skipped = object.skipped ?? false;
+    message.keptBy = object.keptBy?.map((e) => Reference.fromPartial(e)) || [];
     return message;
   },
 };
