@@ -163,6 +163,65 @@ describe('berth CLI against berthd', () => {
     expect(zsh.stdout).toMatch(/^#compdef berth/);
   }, 30_000);
 
+  describe("Berth's own services: ns rm --force, system df, gc explain", () => {
+    const ok = async (args: string[], namespace?: string) => {
+      const r = await daemon.ctr(args, namespace ? { namespace } : {});
+      expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 0, stderr: '' });
+      return r.stdout;
+    };
+
+    it('ns rm --force removes a namespace with a running task, images and snapshots; another namespace sharing its blobs keeps working', async () => {
+      expect(await berth(['pull', '--plain-http', busybox], { namespace: 'doomed' })).toMatchObject({ code: 0 });
+      expect(await berth(['run', '-d', '--name', 'sleeper', busybox, 'sleep', '600'], { namespace: 'doomed' })).toMatchObject({ code: 0 });
+      expect(await berth(['ns', 'rm', 'doomed'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/not empty|must be empty|FailedPrecondition|failed precondition/i) });
+      const r = await berth(['ns', 'rm', '--force', 'doomed']);
+      expect(r).toMatchObject({ code: 0, stdout: expect.stringMatching(/^doomed: removed 1 tasks, 1 containers, 1 images/) });
+      expect(await ok(['namespaces', 'ls', '-q'])).not.toMatch(/^doomed$/m);
+      for (const what of [['images', 'ls', '-q'], ['containers', 'ls', '-q'], ['tasks', 'ls'], ['snapshots', 'ls'], ['content', 'ls', '-q']]) {
+        expect((await ok(what, 'doomed')).split('\n').filter((l) => l.trim() !== '' && !/^(TASK|KEY|DIGEST)\s/.test(l))).toEqual([]);
+      }
+      // The namespace the tests run in still has the image, and runs it.
+      expect((await berth(['images', '-q'])).stdout).toContain(busybox);
+      expect(await berth(['gc'])).toMatchObject({ code: 0 });
+      expect(await berth(['run', '--rm', busybox, 'echo', 'still here'])).toMatchObject({ code: 0, stdout: 'still here\n' });
+    }, 120_000);
+
+    it('gc explain names image, manifest and layer for a kept blob, and says unreferenced for a collectable one', async () => {
+      const image = JSON.parse((await berth(['images', 'inspect', busybox])).stdout)[0] as { target: { digest: string } };
+      const manifest = JSON.parse(await ok(['content', 'get', image.target.digest], 'cli')) as { layers: Array<{ digest: string }> };
+      const layer = manifest.layers[0]!.digest;
+      const kept = await berth(['gc', 'explain', layer]);
+      expect(kept.code).toBe(0);
+      expect(kept.stdout).toContain(`image ${busybox}`);
+      expect(kept.stdout).toContain(`blob ${image.target.digest} (target)`);
+      expect(kept.stdout).toMatch(new RegExp(`blob ${layer} \\(label containerd.io/gc.ref.content`));
+      const data = Buffer.from(`nobody keeps me ${process.pid}\n`);
+      const { createHash } = await import('node:crypto');
+      const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+      const ingest = await daemon.ctr(['content', 'ingest', 'loose'], { namespace: 'cli', input: data });
+      expect(ingest.code).toBe(0);
+      expect(await berth(['gc', 'explain', digest])).toMatchObject({ code: 0, stdout: `${digest}: unreferenced; the next garbage collection removes it\n` });
+      expect(await berth(['gc', 'explain', 'not-a-ref'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/neither a digest/) });
+    }, 60_000);
+
+    it('system df: per namespace rows, and totals within 1% of du of the snapshot and content directories', async () => {
+      expect(await berth(['gc'])).toMatchObject({ code: 0 });
+      const table = await berth(['system', 'df']);
+      expect(table.stdout).toMatch(/^NAMESPACE +IMAGES +CONTAINERS +SNAPSHOTS +CONTENT +SHARED +EXCLUSIVE$/m);
+      expect(table.stdout).toMatch(/^cli +\d+ +\d+ /m);
+      const usage = JSON.parse((await berth(['system', 'df', '--json'])).stdout) as { snapshots: { bytes: number }; content: { bytes: number } };
+      const { execFileSync } = await import('node:child_process');
+      const { existsSync, readdirSync } = await import('node:fs');
+      const du = (paths: string[]) => Number(/^(\d+)\s+total$/m.exec(execFileSync('du', ['-s', '-B1', '-c', ...paths]).toString())![1]);
+      const overlay = join(daemon.root, 'io.containerd.snapshotter.v1.overlayfs', 'snapshots');
+      const blobs = join(daemon.root, 'io.containerd.content.v1.content', 'blobs', 'sha256');
+      const layers = readdirSync(overlay).map((id) => join(overlay, id, 'fs')).filter((p) => existsSync(p));
+      expect(Math.abs(usage.snapshots.bytes - du(layers)) / du(layers)).toBeLessThan(0.01);
+      const files = readdirSync(blobs).map((f) => join(blobs, f));
+      expect(Math.abs(usage.content.bytes - du(files)) / du(files)).toBeLessThan(0.01);
+    }, 60_000);
+  });
+
   describe('on a terminal (tmux)', () => {
     const session = `berth-cli-${process.pid}`;
     const tmux = (...args: string[]) => run('tmux', ['-L', session, ...args]);

@@ -67,6 +67,8 @@ export interface Explanation {
   chain: Reference[];
   /** True when the namespace holds records of a kind no collector knows, which keeps everything. */
   skipped: boolean;
+  /** Every root that keeps it (the chain goes through the first one marking reached). */
+  keptBy: Reference[];
 }
 
 /** What a collection did. */
@@ -133,7 +135,8 @@ export function systemApi(conn: Connection, scope: Scope) {
     /** Explains what keeps a blob (`{ digest }`) or a snapshot (`{ snapshotter, key }`) in the client's namespace. */
     explain: async (what: { digest: string } | { snapshotter: string; key: string }, o?: RequestOptions): Promise<Explanation> => {
       const r = await gc().explain('digest' in what ? { digest: what.digest, snapshotter: '', key: '' } : { digest: '', snapshotter: what.snapshotter, key: what.key }, opts(o));
-      return { referenced: r.referenced, chain: r.chain.map((c) => ({ kind: c.kind, id: c.id, via: c.via })), skipped: r.skipped };
+      const ref = (c: berthGc.Reference): Reference => ({ kind: c.kind, id: c.id, via: c.via });
+      return { referenced: r.referenced, chain: r.chain.map(ref), skipped: r.skipped, keptBy: r.keptBy.map(ref) };
     },
   };
 }

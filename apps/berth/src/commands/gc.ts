@@ -111,6 +111,9 @@ export function registerGcCommands(program: Command): void {
         }
         process.stdout.write(`${ref} is kept by:\n`);
         r.chain.forEach((link, i) => process.stdout.write(`${'  '.repeat(i + 1)}${i === 0 ? '' : '-> '}${describe(link)}\n`));
+        const root = r.chain[0];
+        const others = r.keptBy.filter((k) => !root || k.kind !== root.kind || k.id.join('/') !== root.id.join('/'));
+        if (others.length > 0) process.stdout.write(`also kept by: ${others.map(describe).join(', ')}\n`);
       });
     });
 }
