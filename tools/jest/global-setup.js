@@ -12,7 +12,7 @@ module.exports = async function globalSetup() {
     globalThis.__berthIpForward = undefined;
   }
   const root = join(__dirname, '..', '..');
-  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b', 'apps/berthd', 'packages/testing', 'packages/example-plugin', 'tools/fixtures'], { cwd: root, stdio: 'inherit' });
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b', 'apps/berthd', 'apps/berth', 'packages/testing', 'packages/example-plugin', 'tools/fixtures'], { cwd: root, stdio: 'inherit' });
   execFileSync(process.execPath, [join(root, 'apps/berthd/scripts/stamp-revision.js')], { cwd: root, stdio: 'inherit' });
   execFileSync(process.execPath, [join(root, 'apps/berthd/scripts/bundle.js')], { cwd: root, stdio: 'inherit' });
 };

@@ -2,6 +2,7 @@ import { content, eventsService, images, introspection, leases, namespaces, snap
 import { NotFoundError, isNotFound } from '@berth/errdefs';
 import { Connection, type RequestOptions, type Scope, callOptions } from './connection';
 import { ContainersApi } from './containers';
+import { systemApi } from './system';
 import type { Descriptor } from './image-content';
 import { type PullOptions, type PushOptions, type TransferOperation, pull, push } from './transfer';
 
@@ -283,6 +284,14 @@ export class BerthClient {
   /** Pushes a local image through the Transfer API; iterate for progress, await `done`. */
   push(reference: string, o?: PushOptions): TransferOperation {
     return push(this.conn, this.scope, reference, o);
+  }
+
+  /**
+   * Berth's own services: namespace delete with cascade, usage per namespace, garbage collection
+   * now and its explanations. containerd answers them NotImplemented.
+   */
+  get system(): ReturnType<typeof systemApi> {
+    return systemApi(this.conn, this.scope);
   }
 
   /** Containers of the client's namespace, and the tasks in them. */

@@ -96,6 +96,17 @@ describe('GcScheduler', () => {
     expect(runs).toHaveLength(2);
   });
 
+  it('runs collectNow at once, whatever schedule_delay and startup_delay say', async () => {
+    const { s, runs } = fake({ startupDelayMs: 3_600_000, scheduleDelayMs: 3_600_000 });
+    open.push(s);
+    s.start();
+    const asked = Date.now();
+    const st = await s.collectNow(context());
+    expect(st.startedAt).toBeGreaterThanOrEqual(asked);
+    expect(Date.now() - asked).toBeLessThan(1_000);
+    expect(runs).toHaveLength(1);
+  });
+
   it('skips a due collection with nothing to do and honours deletion_threshold', async () => {
     const { s, runs } = fake({ startupDelayMs: 10, deletionThreshold: 3, pauseThreshold: 0.5 }, 1);
     open.push(s);

@@ -112,6 +112,14 @@ export class GcScheduler implements GarbageCollector {
     return done;
   }
 
+  async collectNow(_ctx: Context = context()): Promise<CollectionStats> {
+    if (this.closed) throw new UnknownError('garbage collector is closed');
+    const done = new Promise<CollectionStats>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.triggered = true;
+    this.schedule(0);
+    return done;
+  }
+
   /** Statistics of past collections (a copy). */
   stats(): SchedulerStats {
     return { ...this.kept, intervalMs: this.intervalMs, recent: [...this.kept.recent] };

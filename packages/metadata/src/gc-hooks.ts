@@ -95,6 +95,11 @@ export interface GarbageCollector {
    * collection that started after this call has finished (files removed included).
    */
   scheduleAndWait(ctx: Context): Promise<CollectionStats>;
+  /**
+   * Runs a collection now (no `schedule_delay`; after the one running, if any) and resolves with
+   * its statistics: an operator's explicit request.
+   */
+  collectNow(ctx: Context): Promise<CollectionStats>;
 }
 
 /** The collector, provided by the `io.containerd.gc.v1 scheduler` plugin. */

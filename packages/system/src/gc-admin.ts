@@ -34,9 +34,9 @@ export interface GcAdminDeps {
 export class GcAdminService implements GcAdmin {
   constructor(private readonly deps: GcAdminDeps) {}
 
-  /** Runs a collection (after the scheduler's schedule_delay) and returns its statistics. */
+  /** Runs a collection now (not after the scheduler's schedule_delay) and returns its statistics. */
   collect(ctx: Context): Promise<CollectionStats> {
-    return this.deps.collector.scheduleAndWait(ctx);
+    return this.deps.collector.collectNow(ctx);
   }
 
   /**

@@ -1,0 +1,271 @@
+import { execFile, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { type ImageSpec, buildImage, busyboxImage, dir, file, pseudoRandom } from '@berth/fixtures';
+import { RegistryClient, staticHosts } from '@berth/remotes';
+import type { BuiltImage } from '@berth/fixtures';
+import { TestDaemon, TestRegistry, cleanupShims, tempDir } from '@berth/testing';
+
+const BERTH = join(__dirname, '../bin/berth');
+const run = promisify(execFile);
+const NO_GC = '[plugins."io.containerd.gc.v1.scheduler"]\n  schedule_delay = "1h"\n  startup_delay = "1h"\n  mutation_threshold = 1000000\n';
+
+/** Five gzip layers of incompressible 128 KiB files. */
+function fiveLayers(name: string): ImageSpec {
+  const layers = [];
+  for (let i = 0; i < 5; i++) layers.push({ entries: [dir(`l${i}`), file(`l${i}/data`, pseudoRandom(`berth-cli-${i}`, 128 << 10))] });
+  return { name, layers };
+}
+
+async function seed(registry: TestRegistry, repo: string, tag: string, img: BuiltImage): Promise<void> {
+  const client = new RegistryClient({ hosts: staticHosts({ scheme: 'http' }) });
+  try {
+    const ref = `${registry.host}/${repo}`;
+    for (const d of [...img.layers, img.config]) await client.push(ref, d, img.blobs.get(d.digest)!);
+    await client.push(`${ref}:${tag}`, img.manifest, img.blobs.get(img.manifest.digest)!);
+  } finally {
+    await client.close();
+  }
+}
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+describe('berth CLI against berthd', () => {
+  let daemon: TestDaemon;
+  let registry: TestRegistry;
+  let busybox: string;
+  let five: string;
+  const logs = tempDir('berth-cli-logs-');
+
+  /** Runs `berth ARGS` with the daemon's address; never throws, answers code and output. */
+  function berth(args: string[], o: { input?: string; namespace?: string } = {}): Promise<Result> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [BERTH, ...args], {
+        env: { ...process.env, BERTH_ADDRESS: daemon.address, CONTAINERD_NAMESPACE: o.namespace ?? 'cli', BERTH_LOG_DIR: logs.path },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+      child.stdin.end(o.input ?? '');
+    });
+  }
+
+  beforeAll(async () => {
+    daemon = await TestDaemon.start({ config: NO_GC });
+    registry = await TestRegistry.start();
+    await seed(registry, 'library/busybox', '1', await busyboxImage());
+    await seed(registry, 'berth/five', '1', await buildImage(fiveLayers('five')));
+    busybox = `${registry.host}/library/busybox:1`;
+    five = `${registry.host}/berth/five:1`;
+    const pulled = await berth(['pull', '--plain-http', busybox]);
+    expect(pulled).toMatchObject({ code: 0 });
+  }, 120_000);
+
+  afterAll(async () => {
+    await daemon?.stop();
+    if (daemon) await cleanupShims(daemon.address, daemon.dir);
+    await daemon?.cleanup();
+    await registry?.stop();
+    logs.remove();
+  });
+
+  it('pull to a pipe prints plain lines, one per layer and state, and a summary', async () => {
+    const r = await berth(['pull', '--plain-http', five]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toMatch(/\x1b/);
+    const lines = r.stdout.trimEnd().split('\n');
+    for (const state of ['complete', 'extracted']) expect(lines.filter((l) => l.startsWith('layer ') && l.includes(`: ${state}`))).toHaveLength(5);
+    expect(lines.at(-1)).toMatch(new RegExp(`^pulled ${five.replace(/[.]/g, '\\.')}: 7 blobs, [0-9.]+[kM]B in [0-9.]+s .*5 layers extracted$`));
+  }, 60_000);
+
+  it('every listing parses as JSON', async () => {
+    const created = await berth(['run', '-d', '--name', 'listed', busybox, 'sleep', '60']);
+    expect(created).toMatchObject({ code: 0, stdout: 'listed\n' });
+    try {
+      for (const args of [['ps', '--format', 'json'], ['ps', '-a', '--json'], ['images', '--json'], ['images', 'ls', '--format', 'json'], ['ns', 'ls', '--json'], ['version', '--json'], ['info', '--json']]) {
+        const r = await berth(args);
+        expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 0, stderr: '' });
+        expect(() => JSON.parse(r.stdout)).not.toThrow();
+      }
+      const ps = JSON.parse((await berth(['ps', '--json'])).stdout) as Array<{ ID: string; State: string; Image: string }>;
+      expect(ps).toEqual([expect.objectContaining({ ID: 'listed', State: 'running', Image: busybox })]);
+      expect((await berth(['ps', '--format', '{{.ID}} {{.State}}'])).stdout).toBe('listed running\n');
+    } finally {
+      await berth(['rm', '-f', 'listed']);
+    }
+  }, 60_000);
+
+  it.each([
+    ['the command exits 0', ['true'], 0],
+    ["the command's own exit code", ['sh', '-c', 'exit 5'], 5],
+    ['a command not found: 127', ['no-such-command'], 127],
+    ['a command that cannot be invoked: 126', ['/etc/passwd'], 126],
+  ])('run --rm: %s', async (_what, command, code) => {
+    const r = await berth(['run', '--rm', busybox, ...command]);
+    expect(r.code).toBe(code);
+    expect((await berth(['ps', '-a', '-q'])).stdout).toBe('');
+  }, 60_000);
+
+  it('run of an image that is nowhere: 125 with the error', async () => {
+    const r = await berth(['run', '--rm', '--plain-http', `${registry.host}/no/such:image`, 'true']);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/no\/such:image/);
+  }, 60_000);
+
+  it('run -i passes stdin; -e and -w reach the process', async () => {
+    const r = await berth(['run', '--rm', '-i', '-e', 'GREETING=hi', '-w', '/tmp', busybox, 'sh', '-c', 'read x; echo "$GREETING $x $(pwd)"'], { input: 'there\n' });
+    expect(r).toMatchObject({ code: 0, stdout: 'hi there /tmp\n' });
+  }, 60_000);
+
+  it('run -d, logs, exec, stop, start, rm', async () => {
+    expect(await berth(['run', '-d', '--name', 'web', busybox, 'sh', '-c', 'echo one; echo two; sleep 600'])).toMatchObject({ code: 0, stdout: 'web\n' });
+    try {
+      for (let i = 0; i < 50 && !(await berth(['logs', 'web'])).stdout.includes('two'); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await berth(['logs', 'web'])).toMatchObject({ code: 0, stdout: 'one\ntwo\n' });
+      expect(await berth(['logs', '--tail', '1', 'web'])).toMatchObject({ code: 0, stdout: 'two\n' });
+      expect(await berth(['exec', 'web', 'sh', '-c', 'echo in; exit 3'])).toMatchObject({ code: 3, stdout: 'in\n' });
+      expect(await berth(['rm', 'web'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/running/) });
+      expect(await berth(['stop', '-t', '1', 'web'])).toMatchObject({ code: 0 });
+      expect(JSON.parse((await berth(['ps', '-a', '--json'])).stdout)).toEqual([expect.objectContaining({ ID: 'web', State: 'stopped' })]);
+      expect(await berth(['start', 'web'])).toMatchObject({ code: 0 });
+      expect(JSON.parse((await berth(['ps', '--json'])).stdout)).toEqual([expect.objectContaining({ ID: 'web', State: 'running' })]);
+    } finally {
+      expect(await berth(['rm', '-f', 'web'])).toMatchObject({ code: 0, stdout: 'web\n' });
+    }
+    expect((await berth(['ps', '-a', '-q'])).stdout).toBe('');
+  }, 90_000);
+
+  it('bad input: a clear error and a non-zero code, never a stack', async () => {
+    for (const args of [['rm', 'nope'], ['images', 'inspect', 'nope:1'], ['run', '-v', 'relative:/x', busybox, 'true'], ['run', '--restart', 'sometimes', '-d', busybox], ['completion', 'fish'], ['ns', 'create', 'Bad Name']]) {
+      const r = await berth(args);
+      expect({ args, failed: r.code !== 0 }).toEqual({ args, failed: true });
+      expect(r.stderr).toMatch(/^(berth: |error: )/);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  }, 60_000);
+
+  it('completion scripts for bash and zsh are valid shell and know the commands', async () => {
+    const bash = await berth(['completion', 'bash']);
+    expect(bash.code).toBe(0);
+    await run('bash', ['-n', '-c', bash.stdout]);
+    const completed = await run('bash', ['-c', `${bash.stdout}\nCOMP_WORDS=(berth images l); COMP_CWORD=2; _berth_complete; echo "\${COMPREPLY[@]}"`]);
+    expect(completed.stdout.trim().split(' ')).toEqual(['ls', 'list']);
+    const zsh = await berth(['completion', 'zsh']);
+    expect(zsh.stdout).toMatch(/^#compdef berth/);
+  }, 30_000);
+
+  describe("Berth's own services: ns rm --force, system df, gc explain", () => {
+    const ok = async (args: string[], namespace?: string) => {
+      const r = await daemon.ctr(args, namespace ? { namespace } : {});
+      expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 0, stderr: '' });
+      return r.stdout;
+    };
+
+    it('ns rm --force removes a namespace with a running task, images and snapshots; another namespace sharing its blobs keeps working', async () => {
+      expect(await berth(['pull', '--plain-http', busybox], { namespace: 'doomed' })).toMatchObject({ code: 0 });
+      expect(await berth(['run', '-d', '--name', 'sleeper', busybox, 'sleep', '600'], { namespace: 'doomed' })).toMatchObject({ code: 0 });
+      expect(await berth(['ns', 'rm', 'doomed'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/not empty|must be empty|FailedPrecondition|failed precondition/i) });
+      const r = await berth(['ns', 'rm', '--force', 'doomed']);
+      expect(r).toMatchObject({ code: 0, stdout: expect.stringMatching(/^doomed: removed 1 tasks, 1 containers, 1 images/) });
+      expect(await ok(['namespaces', 'ls', '-q'])).not.toMatch(/^doomed$/m);
+      for (const what of [['images', 'ls', '-q'], ['containers', 'ls', '-q'], ['tasks', 'ls'], ['snapshots', 'ls'], ['content', 'ls', '-q']]) {
+        expect((await ok(what, 'doomed')).split('\n').filter((l) => l.trim() !== '' && !/^(TASK|KEY|DIGEST)\s/.test(l))).toEqual([]);
+      }
+      // The namespace the tests run in still has the image, and runs it.
+      expect((await berth(['images', '-q'])).stdout).toContain(busybox);
+      expect(await berth(['gc'])).toMatchObject({ code: 0 });
+      expect(await berth(['run', '--rm', busybox, 'echo', 'still here'])).toMatchObject({ code: 0, stdout: 'still here\n' });
+    }, 120_000);
+
+    it('gc explain names image, manifest and layer for a kept blob, and says unreferenced for a collectable one', async () => {
+      const image = JSON.parse((await berth(['images', 'inspect', busybox])).stdout)[0] as { target: { digest: string } };
+      const manifest = JSON.parse(await ok(['content', 'get', image.target.digest], 'cli')) as { layers: Array<{ digest: string }> };
+      const layer = manifest.layers[0]!.digest;
+      const kept = await berth(['gc', 'explain', layer]);
+      expect(kept.code).toBe(0);
+      expect(kept.stdout).toContain(`image ${busybox}`);
+      expect(kept.stdout).toContain(`blob ${image.target.digest} (target)`);
+      expect(kept.stdout).toMatch(new RegExp(`blob ${layer} \\(label containerd.io/gc.ref.content`));
+      const data = Buffer.from(`nobody keeps me ${process.pid}\n`);
+      const { createHash } = await import('node:crypto');
+      const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+      const ingest = await daemon.ctr(['content', 'ingest', 'loose'], { namespace: 'cli', input: data });
+      expect(ingest.code).toBe(0);
+      expect(await berth(['gc', 'explain', digest])).toMatchObject({ code: 0, stdout: `${digest}: unreferenced; the next garbage collection removes it\n` });
+      expect(await berth(['gc', 'explain', 'not-a-ref'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/neither a digest/) });
+    }, 60_000);
+
+    it('system df: per namespace rows, and totals within 1% of du of the snapshot and content directories', async () => {
+      expect(await berth(['gc'])).toMatchObject({ code: 0 });
+      const table = await berth(['system', 'df']);
+      expect(table.stdout).toMatch(/^NAMESPACE +IMAGES +CONTAINERS +SNAPSHOTS +CONTENT +SHARED +EXCLUSIVE$/m);
+      expect(table.stdout).toMatch(/^cli +\d+ +\d+ /m);
+      const usage = JSON.parse((await berth(['system', 'df', '--json'])).stdout) as { snapshots: { bytes: number }; content: { bytes: number } };
+      const { execFileSync } = await import('node:child_process');
+      const { existsSync, readdirSync } = await import('node:fs');
+      const du = (paths: string[]) => Number(/^(\d+)\s+total$/m.exec(execFileSync('du', ['-s', '-B1', '-c', ...paths]).toString())![1]);
+      const overlay = join(daemon.root, 'io.containerd.snapshotter.v1.overlayfs', 'snapshots');
+      const blobs = join(daemon.root, 'io.containerd.content.v1.content', 'blobs', 'sha256');
+      const layers = readdirSync(overlay).map((id) => join(overlay, id, 'fs')).filter((p) => existsSync(p));
+      expect(Math.abs(usage.snapshots.bytes - du(layers)) / du(layers)).toBeLessThan(0.01);
+      const files = readdirSync(blobs).map((f) => join(blobs, f));
+      expect(Math.abs(usage.content.bytes - du(files)) / du(files)).toBeLessThan(0.01);
+    }, 60_000);
+  });
+
+  describe('on a terminal (tmux)', () => {
+    const session = `berth-cli-${process.pid}`;
+    const tmux = (...args: string[]) => run('tmux', ['-L', session, ...args]);
+    const screen = async () => (await tmux('capture-pane', '-p', '-t', session)).stdout;
+    async function waitFor(re: RegExp, timeoutMs = 30_000): Promise<string> {
+      const until = Date.now() + timeoutMs;
+      let text = '';
+      while (Date.now() < until) {
+        text = await screen();
+        if (re.test(text)) return text;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`screen never matched ${re}:\n${text}`);
+    }
+
+    // A fresh tmux server (its own socket) for each test, so one test's leftovers never type into the next.
+    beforeEach(async () => {
+      await tmux('new-session', '-d', '-s', session, '-x', '100', '-y', '30', 'sh');
+    });
+    afterEach(async () => {
+      await tmux('kill-server').catch(() => undefined);
+    });
+
+    it('run -it --rm sh: a resize, commands, exit 5', async () => {
+      const env = `BERTH_ADDRESS=${daemon.address} CONTAINERD_NAMESPACE=cli`;
+      await tmux('send-keys', '-t', session, `clear; ${env} ${process.execPath} ${BERTH} run -it --rm ${busybox} sh; echo "berth exited $?"`, 'Enter');
+      await waitFor(/^\/ # ?$/m);
+      await tmux('send-keys', '-t', session, 'stty size', 'Enter');
+      await waitFor(/^30 100$/m);
+      await tmux('resize-window', '-t', session, '-x', '120', '-y', '40');
+      await tmux('send-keys', '-t', session, 'stty size; echo $((6 * 7))', 'Enter');
+      const afterResize = await waitFor(/^42$/m);
+      expect(afterResize).toMatch(/^40 120$/m);
+      await tmux('send-keys', '-t', session, 'exit 5', 'Enter');
+      await waitFor(/^berth exited 5$/m);
+      expect((await berth(['ps', '-a', '-q'])).stdout).toBe('');
+    }, 60_000);
+
+    it('pull on a terminal draws progress bars and ends with the summary', async () => {
+      const env = `BERTH_ADDRESS=${daemon.address} CONTAINERD_NAMESPACE=cli-tty`;
+      await tmux('send-keys', '-t', session, `clear; ${env} ${process.execPath} ${BERTH} pull --plain-http ${five}; echo "berth exited $?"`, 'Enter');
+      const text = await waitFor(/^berth exited 0$/m);
+      expect(text).toMatch(/pulled total +\|[█░]+\|/);
+      expect(text).toMatch(new RegExp(`^pulled ${five.replace(/[.]/g, '\\.')}: 7 blobs`, 'm'));
+    }, 60_000);
+  });
+});
