@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { runProgram } from './proc';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,20 +35,5 @@ export function runCrictl(socket: string, args: readonly string[], options: { ti
   if (!bin || !existsSync(bin)) return Promise.reject(new Error(`crictl ${CRI_TOOLS_VERSION} is not at ${bin}: run tools/reference-tools.sh`));
   const endpoint = `unix://${socket}`;
   const argv = ['--config', configFile(), '--timeout', '60s', '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin, argv, { env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-    });
-  });
+  return runProgram(bin, argv, { env: { PATH: process.env.PATH, HOME: process.env.HOME }, timeoutMs: options.timeoutMs ?? 120_000 });
 }

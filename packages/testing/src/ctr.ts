@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { runProgram } from './proc';
 import { existsSync } from 'node:fs';
 import { CTR2_PATH } from './reference-tools';
 
@@ -26,27 +26,10 @@ export const CTR_PATH = ['/usr/bin/ctr', '/usr/local/bin/ctr'].find((p) => exist
  */
 export function runCtr(address: string, args: readonly string[], options: CtrOptions = {}): Promise<CtrResult> {
   const argv = ['--address', address, ...(options.namespace ? ['--namespace', options.namespace] : []), ...args];
-  return new Promise((resolve, reject) => {
-    const child = spawn(options.ctr ?? CTR_PATH, argv, {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-    });
-    // ctr may exit before reading its stdin; that is its business, not a test failure.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.input ?? '');
+  return runProgram(options.ctr ?? CTR_PATH, argv, {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env },
+    ...(options.input !== undefined ? { input: options.input } : {}),
+    timeoutMs: options.timeoutMs ?? 30_000,
   });
 }
 
