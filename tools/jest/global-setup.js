@@ -15,4 +15,5 @@ module.exports = async function globalSetup() {
   execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b', 'apps/berthd', 'apps/berth', 'packages/testing', 'packages/example-plugin', 'tools/fixtures'], { cwd: root, stdio: 'inherit' });
   execFileSync(process.execPath, [join(root, 'apps/berthd/scripts/stamp-revision.js')], { cwd: root, stdio: 'inherit' });
   execFileSync(process.execPath, [join(root, 'apps/berthd/scripts/bundle.js')], { cwd: root, stdio: 'inherit' });
+  execFileSync(process.execPath, [join(root, 'apps/berth/scripts/bundle.js')], { cwd: root, stdio: 'inherit' });
 };

@@ -1,0 +1,20 @@
+// Bundles the berth CLI (dist/main.js and what it loads, as tsc built them) into dist/berth.js,
+// the file bin/berth runs. One file spares each run the module lookups (package.json reads,
+// stats, realpaths) of about 150 files: measured here, `berth version` takes 0.24-0.27 s of CPU
+// from the bundle against 0.32-0.35 s from the separate files. Requires made inside functions
+// stay lazy in the bundle (a command that prints help never runs the gRPC stack's modules).
+const { buildSync } = require('esbuild');
+const { join } = require('node:path');
+
+const APP = join(__dirname, '..');
+
+buildSync({
+  entryPoints: [join(APP, 'dist', 'main.js')],
+  outfile: join(APP, 'dist', 'berth.js'),
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  sourcemap: true,
+  logLevel: 'warning',
+});
