@@ -297,6 +297,26 @@ export const WORKLOADS: Record<string, Workload> = {
       return { 'ctr content get 256 MiB': speed, 'daemon CPU ms per get of 256 MiB': cpu };
     },
   },
+  'cli-version': {
+    name: 'berth version (the CLI from start to printed, against the daemon)',
+    unit: 'ms',
+    lowerIsBetter: true,
+    run: async (d) => {
+      // The CLI's own cost, the same against either daemon: next to it, Go's ctr and Node's bare start.
+      const berth = join(__dirname, '../../../apps/berth/bin/berth');
+      const times = async (cmd: string, args: string[]) => {
+        await run(cmd, args); // warm the page cache
+        const ms: number[] = [];
+        for (let i = 0; i < 5; i++) ms.push(await timed(() => run(cmd, args)));
+        return median(ms);
+      };
+      return {
+        'berth version': await times(process.execPath, [berth, '--address', d.address, 'version']),
+        'ctr version': await times(CTR_PATH, ['--address', d.address, 'version']),
+        'node -e 0': await times(process.execPath, ['-e', '0']),
+      };
+    },
+  },
   start: {
     name: 'start-to-ready',
     unit: 'ms',
