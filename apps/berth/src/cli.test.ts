@@ -144,6 +144,23 @@ describe('berth CLI against berthd', () => {
     expect((await berth(['ps', '-a', '-q'])).stdout).toBe('');
   }, 90_000);
 
+  it('stats: CPU, memory against the limit, pids of a running container', async () => {
+    expect(await berth(['run', '-d', '--name', 'busy', '-m', '64m', busybox, 'sh', '-c', 'while true; do :; done'])).toMatchObject({ code: 0 });
+    try {
+      const r = await berth(['stats', '--json', 'busy']);
+      expect(r).toMatchObject({ code: 0, stderr: '' });
+      const [s] = JSON.parse(r.stdout) as Array<{ id: string; cpuPercent: number; memoryBytes: number; memoryLimit: number; pids: number }>;
+      expect(s).toMatchObject({ id: 'busy', memoryLimit: 64 * 1024 * 1024, pids: 1 });
+      expect(s!.cpuPercent).toBeGreaterThan(5);
+      expect(s!.memoryBytes).toBeGreaterThan(0);
+      const table = await berth(['stats']);
+      expect(table.stdout).toMatch(/^CONTAINER +CPU % +MEM USAGE \/ LIMIT +MEM % +NET I\/O +BLOCK I\/O +PIDS$/m);
+      expect(table.stdout).toMatch(/^busy +[0-9.]+% +[0-9.]+[kMG]?B \/ 67.1MB +[0-9.]+% /m);
+    } finally {
+      await berth(['rm', '-f', 'busy']);
+    }
+  }, 60_000);
+
   it('bad input: a clear error and a non-zero code, never a stack', async () => {
     for (const args of [['rm', 'nope'], ['images', 'inspect', 'nope:1'], ['run', '-v', 'relative:/x', busybox, 'true'], ['run', '--restart', 'sometimes', '-d', busybox], ['completion', 'fish'], ['ns', 'create', 'Bad Name']]) {
       const r = await berth(args);

@@ -70,6 +70,12 @@ export * as runcOptions from './gen/containerd/runc/v1/options';
 /** ttrpc: Request, Response and KeyValue, the payloads of ttrpc frames. */
 export * as ttrpc from './gen/ttrpc/ttrpc';
 
+// Task statistics.
+/** io.containerd.cgroups.v1: a task's cgroup v1 Metrics (runc shim Stats, Tasks.Metrics). */
+export * as cgroupsV1 from './gen/io/containerd/cgroups/v1/metrics';
+/** io.containerd.cgroups.v2: a task's cgroup v2 Metrics. */
+export * as cgroupsV2 from './gen/io/containerd/cgroups/v2/metrics';
+
 // Helpers, and the two well-known types almost every caller needs.
 export { Any } from './gen/google/protobuf/any';
 export { Empty } from './gen/google/protobuf/empty';

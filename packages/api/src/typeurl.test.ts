@@ -130,7 +130,7 @@ describe('typeurl registry', () => {
   });
 
   it.each([
-    ['an unknown type URL', () => unpackAny({ typeUrl: 'io.containerd.cgroups.v1.Metrics', value: Buffer.alloc(0) }), /unknown type url "io.containerd.cgroups.v1.Metrics": invalid argument/],
+    ['an unknown type URL', () => unpackAny({ typeUrl: 'io.containerd.example.v1.Unknown', value: Buffer.alloc(0) }), /unknown type url "io.containerd.example.v1.Unknown": invalid argument/],
     ['a mismatched type', () => unpackAnyAs(packAny(TaskExit, {}), TaskCreate), /expected an Any of "containerd.events.TaskCreate", got "containerd.events.TaskExit"/],
     ['an unregistered message type', () => typeUrlOf(Descriptor), /not registered/],
     ['packing an unregistered message type', () => packAny(Descriptor, {}), /not registered/],

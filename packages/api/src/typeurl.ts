@@ -18,6 +18,8 @@ import * as namespaceEvents from './gen/containerd/events/namespace';
 import * as snapshotEvents from './gen/containerd/events/snapshot';
 import * as taskEvents from './gen/containerd/events/task';
 import * as runcOptions from './gen/containerd/runc/v1/options';
+import { Metrics as CgroupsV1Metrics } from './gen/io/containerd/cgroups/v1/metrics';
+import { Metrics as CgroupsV2Metrics } from './gen/io/containerd/cgroups/v2/metrics';
 import * as imageEvents from './gen/containerd/services/images/v1/image_events';
 import { StreamInit } from './gen/containerd/services/streaming/v1/stream_init';
 import * as transferContainer from './gen/containerd/types/transfer/container';
@@ -129,6 +131,9 @@ registerAll('containerd.types.transfer', {
 // A stream's first frame, and the server's ack of it (an Any of Empty with an empty value).
 registerAll('containerd.services.streaming.v1', { StreamInit });
 registerAll('google.protobuf', { Empty });
+// A task's cgroup statistics, as the runc shim answers Stats (and Tasks.Metrics passes on).
+registerAll('io.containerd.cgroups.v1', { Metrics: CgroupsV1Metrics });
+registerAll('io.containerd.cgroups.v2', { Metrics: CgroupsV2Metrics });
 
 /** Returns `url` without a leading `type.googleapis.com/`. */
 export function normalizeTypeUrl(url: string): string {

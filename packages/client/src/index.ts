@@ -20,7 +20,7 @@ export type { Container, ContainerInfo, NewContainerOptions } from './containers
 export type { Descriptor, Platform } from './image-content';
 export type { StdioOptions } from './cio';
 export type { Collection, Explanation, NamespaceRemoval, NamespaceUsage, Reference, SharedSize, Size, Usage } from './system';
-export type { ExecOptions, ExitStatus, Process, ProcessStatus, Task } from './tasks';
+export type { ExecOptions, ExitStatus, Process, ProcessStatus, Task, TaskStats } from './tasks';
 export type { BlobState, Credentials, CredentialsCallback, PullOptions, PushOptions, RegistryOptions, TransferEvent, TransferOperation, TransferTotals } from './transfer';
 // The spec helpers, so that a client program needs one import.
 export * from '@berth/oci-spec';

@@ -1,4 +1,4 @@
-import { RUNTIME_SPEC_TYPE_URLS, containers, packJsonAny, tasks, task as taskTypes, unpackJsonAny } from '@berth/api';
+import { RUNTIME_SPEC_TYPE_URLS, cgroupsV1, cgroupsV2, containers, packJsonAny, tasks, task as taskTypes, unpackAny, unpackJsonAny } from '@berth/api';
 import type { protobuf } from '@berth/api';
 import { InvalidArgumentError } from '@berth/errdefs';
 import { ProcessIO, type StdioOptions } from './cio';
@@ -147,6 +147,17 @@ export class Task extends Process {
   }
 
   /**
+   * The task's resource use, read from its cgroup statistics (v1 or v2, as the shim reports them):
+   * CPU time, memory in use and its limit (undefined when unlimited), processes, block I/O and
+   * network bytes.
+   */
+  async stats(o?: RequestOptions): Promise<TaskStats> {
+    const m = await this.metrics(o);
+    if (m.typeUrl === '') throw new InvalidArgumentError(`task ${this.containerId} reported no metrics`);
+    return taskStats(unpackAny({ typeUrl: m.typeUrl, value: m.data }) as cgroupsV1.Metrics | cgroupsV2.Metrics, m.typeUrl, m.timestamp);
+  }
+
+  /**
    * Creates an exec process in the running task (not started): the container's process spec
    * (or `o.base`) with the given args, env, cwd and user, with a terminal when `terminal` is set.
    */
@@ -179,4 +190,59 @@ export class Task extends Process {
       this.io?.close();
     }
   }
+}
+
+/** A task's resource use at one moment (see {@link Task.stats}). */
+export interface TaskStats {
+  timestamp?: Date;
+  /** CPU time used, in nanoseconds. */
+  cpuNs: number;
+  /** Memory in use (without the page cache on cgroup v1, as Docker counts it), in bytes. */
+  memoryBytes: number;
+  /** The memory limit in bytes; undefined when there is none. */
+  memoryLimit?: number;
+  pids: number;
+  blockRead: number;
+  blockWrite: number;
+  netRx: number;
+  netTx: number;
+}
+
+/** The unlimited memory limit as cgroup v1 reports it (a page-rounded 2^63 - 1), and above. */
+const UNLIMITED = 2 ** 62;
+
+/** A cgroup counter (a decimal string: they reach 2^63 - 1) as a number. */
+const n = (v: string | undefined): number => Number(v ?? 0);
+const sum = <T>(list: readonly T[] | undefined, pick: (e: T) => string): number => (list ?? []).reduce((a, e) => a + n(pick(e)), 0);
+
+function taskStats(m: cgroupsV1.Metrics | cgroupsV2.Metrics, typeUrl: string, timestamp?: Date): TaskStats {
+  const net = { netRx: sum(m.network, (e) => e.rxBytes), netTx: sum(m.network, (e) => e.txBytes) };
+  const at = timestamp ? { timestamp } : {};
+  if (typeUrl.endsWith('cgroups.v2.Metrics')) {
+    const v2 = m as cgroupsV2.Metrics;
+    const limit = n(v2.memory?.usageLimit);
+    return {
+      ...at,
+      cpuNs: n(v2.cpu?.usageUsec) * 1000,
+      memoryBytes: Math.max(0, n(v2.memory?.usage) - n(v2.memory?.inactiveFile)),
+      ...(limit > 0 && limit < UNLIMITED ? { memoryLimit: limit } : {}),
+      pids: n(v2.pids?.current),
+      blockRead: sum(v2.io?.usage, (e) => e.rbytes),
+      blockWrite: sum(v2.io?.usage, (e) => e.wbytes),
+      ...net,
+    };
+  }
+  const v1 = m as cgroupsV1.Metrics;
+  const limit = n(v1.memory?.usage?.limit);
+  const io = (op: string) => sum((v1.blkio?.ioServiceBytesRecursive ?? []).filter((e) => e.op.toLowerCase() === op), (e) => e.value);
+  return {
+    ...at,
+    cpuNs: n(v1.cpu?.usage?.total),
+    memoryBytes: Math.max(0, n(v1.memory?.usage?.usage) - n(v1.memory?.totalInactiveFile)),
+    ...(limit > 0 && limit < UNLIMITED ? { memoryLimit: limit } : {}),
+    pids: n(v1.pids?.current),
+    blockRead: io('read'),
+    blockWrite: io('write'),
+    ...net,
+  };
 }
