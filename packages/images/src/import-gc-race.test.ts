@@ -100,7 +100,9 @@ describe('imports racing garbage collection (stock ctr, real berthd)', () => {
         await d.cleanup();
       }
     }
-  });
+    // 40 imports through ctr and two daemon starts: about 10 s on a quiet machine, and five
+    // times that when the machine is busy, which jest's default 60 s did not always cover.
+  }, 240_000);
 
   it(`${CLIENTS} clients importing overlapping images, removing them and collecting: every import completes`, async () => {
     const d = await TestDaemon.start({ config: CONSTANT_GC, logLevel: 'info' });
