@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(containerd runc attr zstd busybox-static docker-registry apache2-utils openssl strace containernetworking-plugins iptables tmux)
+debian_packages=(containerd runc attr zstd busybox-static docker-registry apache2-utils openssl strace containernetworking-plugins iptables tmux catatonit)
 
 missing=()
 for p in "${debian_packages[@]}"; do

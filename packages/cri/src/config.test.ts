@@ -9,11 +9,13 @@ describe('CRI config', () => {
     expect(parseCriConfig({})).toEqual(defaultCriConfig());
     expect(defaultCriConfig()).toMatchObject({
       sandbox_image: 'registry.k8s.io/pause:3.6',
+      restrict_oom_score_adj: false,
+      netns_mounts_under: '/var/run/netns',
       stream_server_address: '127.0.0.1',
       stream_server_port: '0',
       max_container_log_line_size: 16384,
       containerd: { snapshotter: 'overlayfs', default_runtime_name: 'runc', runtimes: { runc: { runtime_type: 'io.containerd.runc.v2' } } },
-      cni: { bin_dir: '/opt/cni/bin', conf_dir: '/etc/cni/net.d', max_conf_num: 1 },
+      cni: { bin_dir: '/opt/cni/bin', conf_dir: '/etc/cni/net.d', max_conf_num: 1, cache_dir: '/var/lib/cni' },
       registry: { config_path: '' },
     });
   });
@@ -35,6 +37,8 @@ describe('CRI config', () => {
     [{ registry: { config_path: '/etc/containerd/certs.d', mirrors: {} } }, '`mirrors` cannot be set when `config_path` is provided'],
     [{ max_container_log_line_size: '16k' }, 'max_container_log_line_size must be an integer, not "16k"'],
     [{ cni: 'x' }, 'cni must be a table'],
+    [{ netns_mounts_under: 'netns' }, 'netns_mounts_under must be an absolute path, not "netns"'],
+    [{ restrict_oom_score_adj: 'yes' }, 'restrict_oom_score_adj must be a boolean, not "yes"'],
   ])('refuses %j', (section, message) => {
     expect(() => parseCriConfig(section as Record<string, unknown>)).toThrow(message);
   });

@@ -5,7 +5,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type BuiltImage, buildImage, busyboxSpec } from '@berth/fixtures';
+import { existsSync, readFileSync } from 'node:fs';
+import { type BuiltImage, buildImage, busyboxSpec, dir as dirEntry, file as fileEntry } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
 import { TestRegistry, tempDir } from '@berth/testing';
 
@@ -95,4 +96,32 @@ export async function startCriWorld(): Promise<CriWorld> {
 /** crictl's stdout parsed as JSON (`-o json`, `inspecti`, `info`). */
 export function json<T = Record<string, any>>(out: string): T {
   return JSON.parse(out) as T;
+}
+
+/** Debian's catatonit: `-P` is its pause mode (tools/setup.sh installs it). */
+export const CATATONIT_PATH = '/usr/bin/catatonit';
+
+/**
+ * The pause image of the tests: Debian's static catatonit alone, run as `catatonit -P` (an init
+ * that reaps zombies and waits for a signal, as registry.k8s.io/pause does).
+ */
+export function pauseImage(): Promise<BuiltImage> {
+  if (!existsSync(CATATONIT_PATH)) throw new Error(`${CATATONIT_PATH} is missing: apt-get install catatonit`);
+  return buildImage({
+    name: 'registry.k8s.io/pause:3.6',
+    layers: [{ entries: [fileEntry('catatonit', readFileSync(CATATONIT_PATH), 0o755), dirEntry('dev'), dirEntry('etc'), dirEntry('proc'), dirEntry('sys')] }],
+    runConfig: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Entrypoint: ['/catatonit', '-P'], WorkingDir: '/' },
+  });
+}
+
+/** Pushes the pause image as `pause:3.6` and mirrors registry.k8s.io to the world's registry. */
+export async function addPauseImage(world: CriWorld): Promise<SeededImage> {
+  const pause = { repo: 'pause', tag: '3.6', image: await pauseImage() };
+  await push(world.registry, pause);
+  mkdirSync(join(world.hostsDir, 'registry.k8s.io'), { recursive: true });
+  writeFileSync(
+    join(world.hostsDir, 'registry.k8s.io', 'hosts.toml'),
+    `server = "${world.registry.url}"\n\n[host."${world.registry.url}"]\n  capabilities = ["pull", "resolve"]\n`,
+  );
+  return pause;
 }
