@@ -284,4 +284,17 @@ describe('a restarted berthd', () => {
     await ok('rmp', '-f', id);
     expect(hostState()).toEqual(before);
   });
+
+  it('after kill -9 too: the pod is READY with its IP, its pause process the same', async () => {
+    const before = hostState();
+    const id = (await ok('runp', podConfig())).trim();
+    const first = json(await ok('inspectp', id));
+    await daemon.kill('SIGKILL');
+    await daemon.restart();
+    const after = json(await ok('inspectp', id));
+    expect(after.status).toMatchObject({ id, state: 'SANDBOX_READY', network: { ip: first.status.network.ip } });
+    expect(after.info.pid).toBe(first.info.pid);
+    await ok('rmp', '-f', id);
+    expect(hostState()).toEqual(before);
+  });
 });
