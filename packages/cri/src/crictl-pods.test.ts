@@ -40,7 +40,9 @@ const criConfig = (over: { sandboxImage?: string } = {}) => {
   return (
     `[${section}]\n  sandbox_image = ${JSON.stringify(over.sandboxImage ?? 'registry.k8s.io/pause:3.6')}\n  restrict_oom_score_adj = ${RESTRICT_OOM}\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n` +
     `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
-    `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n`
+    `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n` +
+    // A handler whose shim does not exist: RunPodSandbox fails at its last steps.
+    `[${section}.containerd.runtimes.broken]\n  runtime_type = "io.containerd.nosuch.v1"\n`
   );
 };
 
@@ -194,6 +196,8 @@ describe('crictl runp / pods / inspectp / stopp / rmp', () => {
     await expect(runtime.removePodSandbox({ podSandboxId: id })).resolves.toEqual({});
     await expect(runtime.stopPodSandbox({ podSandboxId: id })).resolves.toEqual({});
     expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await daemon.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout.split('\n').filter((l) => l.includes(id))).toEqual([]);
+    expect((await daemon.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
     expect(hostState()).toEqual(before);
   });
 
@@ -255,6 +259,21 @@ describe('RunPodSandbox errors, and nothing left behind', () => {
     expect(plain(r.stderr)).toMatch(/code = \w+ desc = failed to setup network for sandbox "[0-9a-f]{64}": plugin type="portmap" failed \(add\)/);
     expect(json(await ok('pods', '-o', 'json')).items).toEqual([]);
     expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await daemon.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect(hostState()).toEqual(before);
+  });
+
+  it('a handler whose shim is missing fails at the task, the last step: netns, CNI, shm, files, snapshot, record and lease undone', async () => {
+    const before = hostState();
+    const r = await crictl('runp', '--runtime', 'broken', podConfig({ port_mappings: [{ protocol: 0, container_port: 80, host_port: await freePort() }] }));
+    expect(r.code).not.toBe(0);
+    expect(plain(r.stderr)).toContain('code = Unknown desc = failed to create containerd task: ');
+    expect(json(await ok('pods', '-o', 'json')).items).toEqual([]);
+    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await daemon.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
+    const snapshots = (await daemon.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout.split('\n').slice(1).filter(Boolean);
+    expect(snapshots.every((l) => !/\bActive\b/.test(l))).toBe(true);
+    expect(readdirSync(join(daemon.root, 'io.containerd.grpc.v1.cri', 'sandboxes'))).toEqual([]);
     expect(hostState()).toEqual(before);
   });
 

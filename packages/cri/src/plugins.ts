@@ -9,6 +9,7 @@ import { ContainersServiceToken } from '@berth/containers';
 import { ContentServiceToken } from '@berth/content';
 import { GRPC_PLUGIN_TYPE, type GrpcServicePlugin } from '@berth/grpc';
 import { ImagesServiceToken } from '@berth/images';
+import { LeasesServiceToken } from '@berth/leases';
 import { definePlugin, hostPlatform } from '@berth/plugin';
 import { SnapshotsServiceToken } from '@berth/snapshots';
 import { TasksServiceToken } from '@berth/tasks';
@@ -82,6 +83,7 @@ export function createCriPlugin(options: CriPluginOptions) {
         containers: ctx.get(ContainersServiceToken),
         tasks: ctx.get(TasksServiceToken),
         snapshots: ctx.get(SnapshotsServiceToken),
+        leases: ctx.get(LeasesServiceToken),
         network: (handler) => network(handler.cni_conf_dir || config.cni.conf_dir),
         runtimeOptions: (options) => (Object.keys(options).length === 0 ? undefined : packRuncOptions(options)),
         logger: ctx.logger,

@@ -71,6 +71,11 @@ export interface SandboxServiceOptions {
     prepare(ctx: Context, snapshotter: string, key: string, parent: string): Promise<Mount[]>;
     remove(ctx: Context, snapshotter: string, key: string): Promise<void>;
   };
+  /** Leases hold the new snapshot until the container record references it, as containerd's client does. */
+  leases: {
+    create(ctx: Context, id: string, labels: Record<string, string>): Promise<{ id: string }>;
+    delete(ctx: Context, id: string): Promise<void>;
+  };
   /** The CNI network of a runtime handler (its `cni_conf_dir`, else `cni.conf_dir`). */
   network: (handler: CriRuntimeConfig) => CniNetworkPlugin;
   /** Packs a handler's runc options (`containerd.runc.v1.Options`); undefined for none. */
@@ -367,9 +372,20 @@ export class SandboxService {
         },
       });
       const snapshotter = this.o.config.containerd.snapshotter;
+      // Until the record references the snapshot, a lease (expiring in an hour should berthd
+      // die meanwhile) keeps a garbage collection from taking it.
+      const lease = await this.o.leases.create(ctx, '', { 'containerd.io/gc.expire': new Date(Date.now() + 3600_000).toISOString() });
+      undo.push([
+        'lease',
+        () =>
+          this.o.leases.delete(ctx, lease.id).catch((err: unknown) => {
+            if (!isNotFound(err)) throw err;
+          }),
+      ]);
+      const leased: Context = { ...ctx, lease: lease.id };
       let rootfs: Mount[];
       try {
-        rootfs = await this.o.snapshots.prepare(ctx, snapshotter, id, image.chainId);
+        rootfs = await this.o.snapshots.prepare(leased, snapshotter, id, image.chainId);
       } catch (err) {
         throw wrap(err, 'failed to create containerd container: failed to prepare snapshot');
       }
@@ -392,6 +408,9 @@ export class SandboxService {
         throw wrap(err, 'failed to create containerd container');
       }
       undo.push(['container', () => this.o.containers.delete(ctx, id)]);
+      await this.o.leases.delete(ctx, lease.id).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
 
       try {
         await this.o.tasks.create(ctx, { containerId: id, rootfs, stdin: '', stdout: '', stderr: '', terminal: false, runtimePath: '' });
