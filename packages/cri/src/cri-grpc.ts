@@ -7,7 +7,7 @@ import { toGoJson } from './go-json';
 import { ociImageSpecView } from './image-spec';
 import type { CriImage, CriImageService } from './image-service';
 import type { RuntimeInfo } from './runtime-info';
-import type { SandboxService, SandboxView } from './sandbox-service';
+import { type SandboxService, type SandboxView, goCniResult } from './sandbox-service';
 
 /** `CgroupDriver.CGROUPFS` (the enum's values are in the lazily loaded module). */
 const CGROUPFS = 1 as Cri.CgroupDriver;
@@ -74,7 +74,7 @@ function sandboxInfo(v: SandboxView): Record<string, string> {
     runtimeOptions: null,
     config: toGoJson(loadCri().PodSandboxConfig.fromPartial(s.config)),
     runtimeSpec,
-    cniResult: s.cniResult ? { Interfaces: s.cniResult.interfaces, DNS: s.cniResult.dns, Routes: s.cniResult.routes } : null,
+    cniResult: s.cniResult ? goCniResult(s.cniResult) : null,
   };
   return { info: JSON.stringify(info) };
 }

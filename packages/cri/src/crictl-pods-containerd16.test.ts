@@ -138,6 +138,10 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
       cgroupsPathKind: i.info.runtimeSpec.linux.cgroupsPath.replace(/[0-9a-f]{64}/, '<id>'),
       namespaces: i.info.runtimeSpec.linux.namespaces.map((n: any) => n.type).sort(),
       hostname: i.info.runtimeSpec.hostname,
+      cniResultShape: Object.fromEntries(
+        Object.entries<any>(i.info.cniResult.Interfaces).map(([n, v]) => [n.replace(/^veth.*/, 'veth').replace(/^bt[0-9a-f]+$/, 'bridge'), Object.keys(v).sort()]),
+      ),
+      cniResultKeys: Object.keys(i.info.cniResult).sort(),
     });
     expect(stable(ib)).toEqual(stable(ic));
     expect(ib.info.snapshotKey).toBe(b);

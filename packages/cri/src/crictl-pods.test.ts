@@ -6,6 +6,7 @@
  * cgroups, mounts.
  */
 import { existsSync, readFileSync, readdirSync, readlinkSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { TestNetwork, fetchTcp, hostLinks, iptablesOf, removeUnusedHostportChains, hostportChainsExist } from '@berth/cni/test-helpers';
 import { RuntimeServiceService } from '@berth/api/cri';
@@ -20,9 +21,9 @@ let world: CriWorld;
 let net: TestNetwork;
 let daemon: TestDaemon;
 let hadHostportChains = false;
-/** The `k8s.io` parent cgroups runc makes for the pods (removed after the run when none was there). */
-const K8S_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, 'k8s.io')).filter((d) => existsSync(d)) : []);
-let hadK8sCgroups = false;
+/** The pods' cgroup parent; runc makes it in every controller, and afterAll removes it. */
+const CGROUP_PARENT = `/berth-cri-pods-${process.pid}`;
+const PARENT_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, CGROUP_PARENT)).filter((d) => existsSync(d)) : []);
 
 /** Lowering an OOM score needs CAP_SYS_RESOURCE, which this machine may not give (a container). */
 const RESTRICT_OOM = (() => {
@@ -63,8 +64,9 @@ function podConfig(over: Record<string, unknown> = {}): string {
     log_directory: join(world.dir, 'logs', `pod-${seq}`),
     labels: { app: 'web', seq: String(seq) },
     annotations: { 'berth.test/a': 'b' },
-    linux: {},
     ...over,
+    // A test-unique cgroup parent: other runs' pods (containerd's default /k8s.io) stay out of the comparison.
+    linux: { cgroup_parent: CGROUP_PARENT, ...((over.linux as object | undefined) ?? {}) },
   };
   const path = join(world.dir, `pod-${seq}.json`);
   writeFileSync(path, JSON.stringify(config));
@@ -74,8 +76,15 @@ function podConfig(over: Record<string, unknown> = {}): string {
 /** What a pod may leave on the host: compared before and after. */
 function hostState() {
   const netns = existsSync(net.netnsRoot) ? readdirSync(net.netnsRoot).sort() : [];
-  const veths = hostLinks().filter((l) => l.startsWith('veth')).sort();
-  const cgroups = existsSync('/sys/fs/cgroup/memory/k8s.io') ? readdirSync('/sys/fs/cgroup/memory/k8s.io').filter((d) => /^[0-9a-f]{64}$/.test(d)).sort() : [];
+  // The host ends of the pods' veths are the ports of this network's bridge.
+  const veths = hostLinks().includes(net.bridge)
+    ? execFileSync('ip', ['-o', 'link', 'show', 'master', net.bridge], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split(': ')[1].split('@')[0])
+        .sort()
+    : [];
+  const cgroups = PARENT_CGROUPS().flatMap((d) => readdirSync(d).filter((e) => /^[0-9a-f]{64}$/.test(e)).map((e) => join(d, e))).sort();
   const mounts = readMountInfo()
     .map((m) => m.mountPoint)
     .filter((p) => p.startsWith(daemon.dir) || p.startsWith(net.dir))
@@ -85,7 +94,6 @@ function hostState() {
 
 beforeAll(async () => {
   hadHostportChains = hostportChainsExist();
-  hadK8sCgroups = K8S_CGROUPS().length > 0;
   world = await startCriWorld();
   await addPauseImage(world);
   net = new TestNetwork();
@@ -103,14 +111,14 @@ afterAll(async () => {
   }
   await net?.cleanup();
   if (!hadHostportChains) removeUnusedHostportChains();
-  // rmdir removes only an empty cgroup: one another run still uses stays.
-  if (!hadK8sCgroups) for (const d of K8S_CGROUPS()) {
-      try {
-        rmdirSync(d);
-      } catch {
-        /* in use */
-      }
+  // rmdir removes only an empty cgroup.
+  for (const d of PARENT_CGROUPS()) {
+    try {
+      rmdirSync(d);
+    } catch {
+      /* in use */
     }
+  }
   await world?.cleanup();
 });
 
@@ -121,6 +129,7 @@ describe('crictl runp / pods / inspectp / stopp / rmp', () => {
     const config = podConfig({
       dns_config: { servers: ['10.10.10.10'], searches: ['google.com'], options: ['ndots:8'] },
       port_mappings: [{ protocol: 0, container_port: 8080, host_port: hostPort, host_ip: '127.0.0.1' }],
+      linux: { sysctls: { 'kernel.shm_rmid_forced': '1' } },
     });
     const id = (await ok('runp', config)).trim();
     expect(id).toMatch(/^[0-9a-f]{64}$/);
@@ -148,7 +157,7 @@ describe('crictl runp / pods / inspectp / stopp / rmp', () => {
     expect(spec.root).toEqual({ path: 'rootfs', readonly: true });
     expect(spec.process.args).toEqual(['/catatonit', '-P']);
     expect(spec.process.oomScoreAdj).toBe(PAUSE_OOM);
-    expect(spec.linux.cgroupsPath).toBe(`/k8s.io/${id}`);
+    expect(spec.linux.cgroupsPath).toBe(`${CGROUP_PARENT}/${id}`);
     expect(spec.hostname).toBe(`pod-${seq}-host`);
     expect(spec.annotations).toMatchObject({ 'io.kubernetes.cri.container-type': 'sandbox', 'io.kubernetes.cri.sandbox-id': id });
     const netnsPath = spec.linux.namespaces.find((n: any) => n.type === 'network').path;
@@ -159,9 +168,11 @@ describe('crictl runp / pods / inspectp / stopp / rmp', () => {
     expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]).toBe('/catatonit');
     expect(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim()).toBe(String(PAUSE_OOM));
     expect(statSync(`/proc/${pid}/ns/net`).ino).toBe(statSync(netnsPath).ino);
-    expect(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).toContain(`:/k8s.io/${id}`);
+    expect(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).toContain(`:${CGROUP_PARENT}/${id}`);
     expect(readFileSync(`/proc/${pid}/root/etc/resolv.conf`, 'utf8')).toBe('search google.com\nnameserver 10.10.10.10\noptions ndots:8\n');
     expect(readMountInfo().some((m) => m.mountPoint.endsWith(`/sandboxes/${id}/shm`) && m.fsType === 'tmpfs')).toBe(true);
+    // The sysctl is set in the pod's IPC namespace, not the host's.
+    expect(execFileSync('nsenter', ['-t', String(pid), '--ipc', 'cat', '/proc/sys/kernel/shm_rmid_forced'], { encoding: 'utf8' }).trim()).toBe('1');
 
     // The container record: namespace k8s.io, containerd's labels and metadata extension.
     const record = await daemon.ctr(['-n', 'k8s.io', 'containers', 'info', id]);
@@ -296,10 +307,13 @@ describe('a restarted berthd', () => {
   it('still knows its pods from their container records: READY with the same IP, and stops and removes them cleanly', async () => {
     const before = hostState();
     const id = (await ok('runp', podConfig())).trim();
-    const ip = json(await ok('inspectp', id)).status.network.ip;
+    const first = json(await ok('inspectp', id));
+    const ip = first.status.network.ip;
     await daemon.restart();
     const after = json(await ok('inspectp', id));
     expect(after.status).toMatchObject({ id, state: 'SANDBOX_READY', network: { ip }, labels: { app: 'web' } });
+    expect(after.info.cniResult).toEqual(first.info.cniResult);
+    expect(after.info.cniResult.Interfaces.eth0.IPConfigs[0].IP).toBe(ip);
     await ok('rmp', '-f', id);
     expect(hostState()).toEqual(before);
   });

@@ -125,6 +125,30 @@ export function namespaceModes(config: Cri.PodSandboxConfig): { network: Namespa
   return { network: modeName(o?.network), pid: modeName(o?.pid), ipc: modeName(o?.ipc) };
 }
 
+/** A CNI setup result as go-cni's `Result` marshals (containerd's `CNIResult`). */
+export function goCniResult(r: SetupResult): Record<string, unknown> {
+  return {
+    Interfaces: Object.fromEntries(
+      Object.entries(r.interfaces).map(([name, i]) => [name, { IPConfigs: i.ipConfigs.map((c) => ({ IP: c.ip, Gateway: c.gateway ?? null })), Mac: i.mac ?? '', Sandbox: i.sandbox ?? '' }]),
+    ),
+    DNS: r.dns,
+    Routes: r.routes,
+  };
+}
+
+/** The reverse of {@link goCniResult}, with the pod IPs. */
+function fromGoCniResult(v: Record<string, any>, ip: string, additionalIps: string[]): SetupResult {
+  const interfaces: SetupResult['interfaces'] = {};
+  for (const [name, i] of Object.entries<any>(v.Interfaces ?? {})) {
+    interfaces[name] = {
+      ...(i.Mac ? { mac: i.Mac } : {}),
+      ...(i.Sandbox ? { sandbox: i.Sandbox } : {}),
+      ipConfigs: (i.IPConfigs ?? []).map((c: any) => ({ ip: c.IP, ...(c.Gateway ? { gateway: c.Gateway } : {}) })),
+    };
+  }
+  return { ip, additionalIps, interfaces, dns: v.DNS ?? [], routes: v.Routes ?? [], results: {} };
+}
+
 /** containerd's sandbox name: `name_namespace_uid_attempt`. */
 export function sandboxName(m: Cri.PodSandboxMetadata): string {
   return [m.name, m.namespace, m.uid, String(m.attempt)].join('_');
@@ -194,7 +218,7 @@ export class SandboxService {
           IP: s.ip,
           AdditionalIPs: s.additionalIps.length > 0 ? s.additionalIps : null,
           RuntimeHandler: s.runtimeHandler,
-          CNIResult: s.cniResult ? { Interfaces: s.cniResult.interfaces, DNS: s.cniResult.dns, Routes: s.cniResult.routes } : null,
+          CNIResult: s.cniResult ? goCniResult(s.cniResult) : null,
           ProcessLabel: '',
         },
       }),
@@ -215,6 +239,7 @@ export class SandboxService {
       additionalIps: m.AdditionalIPs ?? [],
       runtimeHandler: m.RuntimeHandler ?? '',
       createdAt: BigInt(createdAt?.getTime() ?? 0) * 1_000_000n,
+      ...(m.CNIResult ? { cniResult: fromGoCniResult(m.CNIResult, m.IP ?? '', m.AdditionalIPs ?? []) } : {}),
     };
   }
 
