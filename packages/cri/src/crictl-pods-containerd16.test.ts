@@ -5,7 +5,7 @@
  * image through the same hosts.toml. Compared: the error codes and words, and the shape of
  * inspectp (its keys, and the values that do not depend on the daemon).
  */
-import { existsSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeNetns } from '@berth/cni';
 import { TestNetwork, hostportChainsExist, removeUnusedHostportChains } from '@berth/cni/test-helpers';
@@ -68,7 +68,12 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
     const config =
       `[${section}]\n  sandbox_image = "registry.k8s.io/pause:3.6"\n  restrict_oom_score_adj = true\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n  netns_mounts_under_state_dir = true\n` +
       `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
-      `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n`;
+      `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n` +
+      // A handler whose CNI config dir is empty: its pods have no network to join. runc is
+      // repeated: in containerd 1.6.20 a runtimes table replaces the default one (berthd adds to it).
+      `[${section}.containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n` +
+      `[${section}.containerd.runtimes.nonet]\n  runtime_type = "io.containerd.runc.v2"\n  cni_conf_dir = ${JSON.stringify(join(world.dir, 'empty-net.d'))}\n`;
+    mkdirSync(join(world.dir, 'empty-net.d'));
     berthd = await TestDaemon.start({ config, logLevel: 'info' });
     containerd = await ReferenceContainerd.start({ config, cri: true });
   });
@@ -162,7 +167,7 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
     await runCrictl(containerd.address, ['rmp', c]);
   });
 
-  it('errors: a repeated name, an unknown handler, a port mapping portmap refuses, a missing sandbox: the same codes and words', async () => {
+  it('errors: a repeated name, an unknown handler, a port mapping portmap refuses, no CNI network, a missing sandbox: the same codes and words', async () => {
     // No hostname: containerd 1.6 puts one in the spec of a host-network pod too, and runc then
     // refuses it (no private UTS namespace); kubelet sends none for such pods. Berth leaves it out.
     const config = podConfig({ hostname: '', linux: { security_context: { namespace_options: { network: 2 } } } });
@@ -180,6 +185,11 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
     // removes it); berthd leaves none.
     expect(readdirSync(net.netnsRoot)).toEqual([]);
     expect(readdirSync(join(containerd.state, 'io.containerd.grpc.v1.cri', 'netns'))).toHaveLength(1);
+
+    const nonet = await both('runp', '--runtime', 'nonet', podConfig());
+    expect(errorOf(nonet.berthd)).toBe(errorOf(nonet.containerd));
+    expect(errorOf(nonet.berthd)).toBe('code = Unknown desc = failed to setup network for sandbox "<id>": cni plugin not initialized');
+    expect(readdirSync(net.netnsRoot)).toEqual([]);
 
     const missing = await both('inspectp', 'f'.repeat(64));
     expect(errorOf(missing.berthd)).toBe(errorOf(missing.containerd));

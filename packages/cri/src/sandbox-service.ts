@@ -3,7 +3,7 @@ import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type * as Cri from '@berth/api/cri';
-import { type CniNetworkPlugin, type PortMapping, type SetupResult, bandwidthFromAnnotations, createNetns, isNetns, removeNetns } from '@berth/cni';
+import { type CniNetworkPlugin, NOT_INITIALIZED, type PortMapping, type SetupResult, bandwidthFromAnnotations, createNetns, isNetns, removeNetns } from '@berth/cni';
 import { type Context, withNamespace } from '@berth/context';
 import { InvalidArgumentError, NotFoundError, UnknownError, isNotFound, wrap } from '@berth/errdefs';
 import type { Logger } from '@berth/log';
@@ -340,6 +340,8 @@ export class SandboxService {
         sandbox.netnsPath = netns;
         const network = this.o.network(handler);
         const opts = this.cniOptions(sandbox);
+        // go-cni's "not initialized" is a plain error in containerd: Unknown, without the load error.
+        if (!network.status().ready) throw new UnknownError(`failed to setup network for sandbox ${JSON.stringify(id)}: ${NOT_INITIALIZED}`, { bare: true });
         // @berth/cni words its failure as containerd: `failed to setup network for sandbox "<id>": ...`.
         const result = await network.setup(id, netns, opts);
         undo.push(['network', () => network.teardown(id, netns, opts)]);
