@@ -20,15 +20,16 @@ describe('CRI config', () => {
     });
   });
 
-  it('adds runtimes to the default runc and takes a default runtime that is configured', () => {
+  it('replaces the default runtimes with the tables given (containerd 1.6.20) and takes a default runtime that is configured', () => {
     const c = parseCriConfig({ containerd: { default_runtime_name: 'crun', runtimes: { crun: { runtime_type: 'io.containerd.runc.v2', options: { BinaryName: '/usr/bin/crun' } } } } });
-    expect(Object.keys(c.containerd.runtimes).sort()).toEqual(['crun', 'runc']);
+    expect(Object.keys(c.containerd.runtimes).sort()).toEqual(['crun']);
     expect(c.containerd.runtimes.crun.options).toEqual({ BinaryName: '/usr/bin/crun' });
   });
 
   it.each([
     [{ containerd: { default_runtime_name: 'kata' } }, 'invalid plugin config: no corresponding runtime configured in `containerd.runtimes` for `containerd` `default_runtime_name = "kata"'],
     [{ containerd: { runtimes: { x: {} } } }, 'containerd.runtimes.x.runtime_type is required'],
+    [{ containerd: { runtimes: { kata: { runtime_type: 'io.containerd.kata.v2' } } } }, 'no corresponding runtime configured in `containerd.runtimes` for `containerd` `default_runtime_name = "runc"'],
     [{ stream_server_port: 10010 }, 'stream_server_port must be a string, not 10010'],
     [{ stream_server_port: '70000' }, 'stream_server_port must be a port number in a string, not "70000"'],
     [{ cni: { conf_dir: 'net.d' } }, 'cni.conf_dir must be an absolute path, not "net.d"'],

@@ -126,8 +126,9 @@ export function parseCriConfig(section: Section, d: CriConfig = defaultCriConfig
 
   const c = table(section, 'containerd', '');
   const runtimesIn = table(c, 'runtimes', 'containerd.');
-  // Tables add to (or replace) the default `runc`, as a TOML decode over containerd's defaults does.
-  const runtimes: Record<string, CriRuntimeConfig> = { ...d.containerd.runtimes };
+  // Any runtimes table replaces the default set, as in containerd 1.6.20: with only
+  // `runtimes.kata` given, `runc` is gone (and the default `runc` then fails the check below).
+  const runtimes: Record<string, CriRuntimeConfig> = Object.keys(runtimesIn).length > 0 ? {} : { ...d.containerd.runtimes };
   for (const name of Object.keys(runtimesIn)) {
     const where = `containerd.runtimes.${name}.`;
     const r = table(runtimesIn, name, 'containerd.runtimes.');

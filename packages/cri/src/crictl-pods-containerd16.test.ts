@@ -69,8 +69,8 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
       `[${section}]\n  sandbox_image = "registry.k8s.io/pause:3.6"\n  restrict_oom_score_adj = true\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n  netns_mounts_under_state_dir = true\n` +
       `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
       `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n` +
-      // A handler whose CNI config dir is empty: its pods have no network to join. runc is
-      // repeated: in containerd 1.6.20 a runtimes table replaces the default one (berthd adds to it).
+      // A handler whose CNI config dir is empty: its pods have no network to join. runc is named
+      // too: a runtimes table replaces the default set (in both).
       `[${section}.containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n` +
       `[${section}.containerd.runtimes.nonet]\n  runtime_type = "io.containerd.runc.v2"\n  cni_conf_dir = ${JSON.stringify(join(world.dir, 'empty-net.d'))}\n`;
     mkdirSync(join(world.dir, 'empty-net.d'));

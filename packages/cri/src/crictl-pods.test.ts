@@ -42,7 +42,9 @@ const criConfig = (over: { sandboxImage?: string } = {}) => {
     `[${section}]\n  sandbox_image = ${JSON.stringify(over.sandboxImage ?? 'registry.k8s.io/pause:3.6')}\n  restrict_oom_score_adj = ${RESTRICT_OOM}\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n` +
     `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
     `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n` +
-    // A handler whose shim does not exist: RunPodSandbox fails at its last steps.
+    // A handler whose shim does not exist: RunPodSandbox fails at its last steps. (A runtimes
+    // table replaces the default set, so runc is named too.)
+    `[${section}.containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n` +
     `[${section}.containerd.runtimes.broken]\n  runtime_type = "io.containerd.nosuch.v1"\n`
   );
 };
