@@ -127,12 +127,21 @@ export function namespaceModes(config: Cri.PodSandboxConfig): { network: Namespa
 
 /** A CNI setup result as go-cni's `Result` marshals (containerd's `CNIResult`). */
 export function goCniResult(r: SetupResult): Record<string, unknown> {
+  // Go's encoding: nil slices are null, a nil net.IP is "", and CNI's DNS fields are omitempty.
+  const list = <T>(v: T[]) => (v.length > 0 ? v : null);
   return {
     Interfaces: Object.fromEntries(
-      Object.entries(r.interfaces).map(([name, i]) => [name, { IPConfigs: i.ipConfigs.map((c) => ({ IP: c.ip, Gateway: c.gateway ?? null })), Mac: i.mac ?? '', Sandbox: i.sandbox ?? '' }]),
+      Object.entries(r.interfaces).map(([name, i]) => [name, { IPConfigs: list(i.ipConfigs.map((c) => ({ IP: c.ip, Gateway: c.gateway ?? '' }))), Mac: i.mac ?? '', Sandbox: i.sandbox ?? '' }]),
     ),
-    DNS: r.dns,
-    Routes: r.routes,
+    DNS: list(
+      r.dns.map((d) => ({
+        ...(d.nameservers.length > 0 ? { nameservers: d.nameservers } : {}),
+        ...(d.domain ? { domain: d.domain } : {}),
+        ...(d.search.length > 0 ? { search: d.search } : {}),
+        ...(d.options.length > 0 ? { options: d.options } : {}),
+      })),
+    ),
+    Routes: list(r.routes),
   };
 }
 
@@ -146,7 +155,8 @@ function fromGoCniResult(v: Record<string, any>, ip: string, additionalIps: stri
       ipConfigs: (i.IPConfigs ?? []).map((c: any) => ({ ip: c.IP, ...(c.Gateway ? { gateway: c.Gateway } : {}) })),
     };
   }
-  return { ip, additionalIps, interfaces, dns: v.DNS ?? [], routes: v.Routes ?? [], results: {} };
+  const dns = (v.DNS ?? []).map((d: any) => ({ nameservers: d.nameservers ?? [], ...(d.domain ? { domain: d.domain } : {}), search: d.search ?? [], options: d.options ?? [] }));
+  return { ip, additionalIps, interfaces, dns, routes: v.Routes ?? [], results: {} };
 }
 
 /** containerd's sandbox name: `name_namespace_uid_attempt`. */

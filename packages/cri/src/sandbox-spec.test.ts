@@ -51,7 +51,7 @@ describe('the pause container spec', () => {
     expect(spec.linux.resources.cpu).toEqual({ shares: 2 });
     expect(spec.linux.sysctl).toEqual({ 'kernel.shm_rmid_forced': '1' });
     expect(spec.mounts.filter((m: any) => m.type === 'bind')).toEqual([
-      { destination: '/dev/shm', type: 'bind', source: '/run/berth/sandboxes/x/shm', options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] },
+      { destination: '/dev/shm', type: 'bind', source: '/run/berth/sandboxes/x/shm', options: ['rbind', 'ro'] },
       { destination: '/etc/resolv.conf', type: 'bind', source: '/var/lib/berth/sandboxes/x/resolv.conf', options: ['rbind', 'ro'] },
     ]);
   });

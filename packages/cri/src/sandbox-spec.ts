@@ -90,35 +90,35 @@ export function restrictOomScoreAdj(wanted: number): number {
 export function sandboxSpec(input: SandboxSpecInput): Record<string, unknown> {
   const args = [...(input.imageConfig.Entrypoint ?? []), ...(input.imageConfig.Cmd ?? [])];
   const env = input.imageConfig.Env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+  // containerd's default mounts (no cgroup mount for a sandbox), then the sandbox's binds: its
+  // /dev/shm over the default one, and resolv.conf.
   const mounts: Array<Record<string, unknown>> = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
     { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
   ];
   if (input.shmPath !== '') {
     mounts.push(
-      { destination: '/dev/shm', type: 'bind', source: input.shmPath, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] },
+      { destination: '/dev/shm', type: 'bind', source: input.shmPath, options: ['rbind', 'ro'] },
       { destination: '/etc/resolv.conf', type: 'bind', source: input.resolvConfPath, options: ['rbind', 'ro'] },
     );
-  } else {
-    mounts.push({ destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] });
   }
 
-  const namespaces: Array<Record<string, string>> = [{ type: 'mount' }];
+  // containerd's order: pid, ipc, uts, mount, network.
+  const namespaces: Array<Record<string, string>> = [];
   if (input.namespaces.pid !== 'NODE') namespaces.push({ type: 'pid' });
   if (input.namespaces.ipc !== 'NODE') namespaces.push({ type: 'ipc' });
-  if (input.namespaces.network !== 'NODE') {
-    namespaces.push({ type: 'uts' }, { type: 'network', path: input.netnsPath });
-  }
+  if (input.namespaces.network !== 'NODE') namespaces.push({ type: 'uts' });
+  namespaces.push({ type: 'mount' });
+  if (input.namespaces.network !== 'NODE') namespaces.push({ type: 'network', path: input.netnsPath });
 
   const user = input.user ?? { uid: 0, gid: 0, additionalGids: [] };
   return {
     ociVersion: '1.0.2-dev',
     process: {
-      terminal: false,
       user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length > 0 ? { additionalGids: user.additionalGids } : {}) },
       args,
       env,
@@ -128,7 +128,6 @@ export function sandboxSpec(input: SandboxSpecInput): Record<string, unknown> {
         effective: DEFAULT_CAPABILITIES,
         permitted: DEFAULT_CAPABILITIES,
       },
-      rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
       noNewPrivileges: true,
       oomScoreAdj: input.oomScoreAdj ?? SANDBOX_OOM_SCORE_ADJ,
     },
