@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { removeNetns } from '@berth/cni';
 import { TestNetwork, hostportChainsExist, removeUnusedHostportChains } from '@berth/cni/test-helpers';
-import { CONTAINERD_PATH, type CrictlResult, ReferenceContainerd, TestDaemon, runCrictl } from '@berth/testing';
+import { CONTAINERD_PATH, type CrictlResult, ReferenceContainerd, TestDaemon, runCrictl, runCtr } from '@berth/testing';
 import { cleanupShims } from '@berth/tasks/test-support';
 import { type CriWorld, addPauseImage, json, startCriWorld } from './test-support';
 
@@ -161,6 +161,19 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
           .replace(/"veth[0-9a-f]+"/g, '"<veth>"'),
       );
     expect(masked(ib, b, berthd.dir)).toEqual(masked(ic, c, containerd.dir));
+
+    // The container record too: labels, image, runtime, snapshotter, and the metadata extension
+    // (its type URL and JSON), the spec aside (compared above through inspectp).
+    const record = async (address: string, id: string, dir: string) => {
+      const r = JSON.parse((await runCtr(address, ['-n', 'k8s.io', 'containers', 'info', id])).stdout);
+      const ext = r.Extensions['io.cri-containerd.sandbox.metadata'];
+      const meta = JSON.parse(Buffer.from(ext.value, 'base64').toString());
+      delete r.Spec;
+      delete r.CreatedAt;
+      delete r.UpdatedAt;
+      return masked({ info: {}, status: {}, record: { ...r, Extensions: { 'io.cri-containerd.sandbox.metadata': { type: ext.type_url ?? ext.typeUrl, meta } } } }, id, dir);
+    };
+    expect(await record(berthd.address, b, berthd.dir)).toEqual(await record(containerd.address, c, containerd.dir));
     expect(ib.info.snapshotKey).toBe(b);
     expect(ic.info.snapshotKey).toBe(c);
 
