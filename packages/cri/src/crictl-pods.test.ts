@@ -228,6 +228,17 @@ describe('crictl runp / pods / inspectp / stopp / rmp', () => {
     expect(hostState()).toEqual(before);
   });
 
+  it('repeated and concurrent StopPodSandbox and RemovePodSandbox calls (kubelet retries) are done one after the other', async () => {
+    const before = hostState();
+    const id = (await ok('runp', podConfig())).trim();
+    const runtime = daemon.client(RuntimeServiceService);
+    const stops = [1, 2, 3].map(() => runtime.stopPodSandbox({ podSandboxId: id }));
+    const removes = [1, 2].map(() => runtime.removePodSandbox({ podSandboxId: id }));
+    await expect(Promise.all([...stops, ...removes])).resolves.toHaveLength(5);
+    expect(json(await ok('pods', '-o', 'json')).items).toEqual([]);
+    expect(hostState()).toEqual(before);
+  });
+
   it('filters pods by id prefix and label', async () => {
     const a = (await ok('runp', podConfig({ linux: { security_context: { namespace_options: { network: 2 } } }, labels: { tier: 'a' } }))).trim();
     const b = (await ok('runp', podConfig({ linux: { security_context: { namespace_options: { network: 2 } } }, labels: { tier: 'b' } }))).trim();

@@ -185,8 +185,22 @@ export class SandboxService {
   /** Reserved names -> sandbox id. */
   private readonly names = new Map<string, string>();
   private loaded?: Promise<void>;
+  /** The tail of each sandbox's queue of Stop and Remove calls (kubelet repeats a Stop that timed out). */
+  private readonly queues = new Map<string, Promise<unknown>>();
 
   constructor(private readonly o: SandboxServiceOptions) {}
+
+  /** Runs `fn` after every earlier Stop or Remove of the same sandbox has finished. */
+  private serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.queues.get(id) ?? Promise.resolve();
+    const run = before.catch(() => undefined).then(fn);
+    const tail = run.catch(() => undefined);
+    this.queues.set(id, tail);
+    void tail.then(() => {
+      if (this.queues.get(id) === tail) this.queues.delete(id);
+    });
+    return run;
+  }
 
   private ns(ctx: Context): Context {
     return withNamespace(ctx, CRI_NAMESPACE);
@@ -516,6 +530,10 @@ export class SandboxService {
       if (isNotFound(err)) return;
       throw err;
     }
+    await this.serial(s.id, () => this.stopSandbox(ctx, s));
+  }
+
+  private async stopSandbox(ctx: Context, s: Sandbox): Promise<void> {
     try {
       await this.killTask(ctx, s.id, true);
     } catch (err) {
@@ -551,7 +569,12 @@ export class SandboxService {
       if (isNotFound(err)) return;
       throw err;
     }
-    await this.stop(ctx, s.id);
+    await this.serial(s.id, () => this.removeSandbox(ctx, s));
+  }
+
+  private async removeSandbox(ctx: Context, s: Sandbox): Promise<void> {
+    if (!this.sandboxes.has(s.id)) return; // an earlier Remove in the queue did it
+    await this.stopSandbox(ctx, s);
     try {
       await this.o.containers.delete(ctx, s.id);
     } catch (err) {
