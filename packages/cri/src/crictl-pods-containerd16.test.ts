@@ -113,7 +113,9 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
   }
 
   it('inspectp: the same keys, states, metadata, labels, annotations, namespace options and config', async () => {
-    const config = podConfig();
+    const config = podConfig({
+      linux: { sysctls: { 'kernel.shm_rmid_forced': '1' }, security_context: { run_as_user: { value: 1000 }, run_as_group: { value: 2000 }, supplemental_groups: [3000] } },
+    });
     const b = (await runCrictl(berthd.address, ['runp', config])).stdout.trim();
     const c = (await runCrictl(containerd.address, ['runp', config])).stdout.trim();
     expect(b).toMatch(/^[0-9a-f]{64}$/);

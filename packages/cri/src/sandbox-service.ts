@@ -400,7 +400,10 @@ export class SandboxService {
 
       // The pause container: spec, snapshot, record.
       const sc = config.linux?.securityContext;
-      const user = sc?.runAsUser ? { uid: Number(sc.runAsUser.value), gid: sc.runAsGroup ? Number(sc.runAsGroup.value) : 0, additionalGids: sc.supplementalGroups.map(Number) } : undefined;
+      // As containerd 1.6.20 (seen side by side): the user's gid is its one additional gid; the
+      // pod's supplemental groups are for its containers, not for the pause process.
+      const gid = sc?.runAsGroup ? Number(sc.runAsGroup.value) : 0;
+      const user = sc?.runAsUser ? { uid: Number(sc.runAsUser.value), gid, additionalGids: [gid] } : undefined;
       const spec = sandboxSpec({
         id,
         imageConfig: (image.spec.config ?? {}) as never,
