@@ -31,6 +31,18 @@ const errorOf = (r: CrictlResult) => {
   return m ? m[1].replace(/[0-9a-f]{64}/g, '<id>') : `exit ${r.code}: ${r.stderr}`;
 };
 
+/** An inspectp (or record) JSON with what differs by nature masked: ids, pids, times, addresses, paths. */
+const masked = (i: any, id: string, dir: string) =>
+    JSON.parse(
+      JSON.stringify({ ...i, info: { ...i.info, pid: 0 }, status: { ...i.status, createdAt: '<t>' } })
+        .replaceAll(id, '<id>')
+        .replaceAll(dir, '<dir>')
+        .replace(/"[^"]*\/netns\/cni-[0-9a-f-]+"/g, '"<netns>"')
+        .replace(/\d+\.\d+\.\d+\.\d+/g, (ip) => (ip.startsWith(`${net.subnet}.`) && !ip.endsWith('.1') ? '<ip>' : ip))
+        .replace(/"Mac":"[0-9a-f:]+"/g, '"Mac":"<mac>"')
+        .replace(/"veth[0-9a-f]+"/g, '"<veth>"'),
+    );
+
 let seq = 0;
 function podConfig(over: Record<string, unknown> = {}): string {
   seq += 1;
@@ -151,17 +163,7 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
       cniResultKeys: Object.keys(i.info.cniResult).sort(),
     });
     expect(stable(ib)).toEqual(stable(ic));
-    // And the whole of it once what differs by nature (ids, pids, times, addresses, paths) is masked.
-    const masked = (i: any, id: string, dir: string) =>
-      JSON.parse(
-        JSON.stringify({ ...i, info: { ...i.info, pid: 0 }, status: { ...i.status, createdAt: '<t>' } })
-          .replaceAll(id, '<id>')
-          .replaceAll(dir, '<dir>')
-          .replace(/"[^"]*\/netns\/cni-[0-9a-f-]+"/g, '"<netns>"')
-          .replace(/\d+\.\d+\.\d+\.\d+/g, (ip) => (ip.startsWith(`${net.subnet}.`) && !ip.endsWith('.1') ? '<ip>' : ip))
-          .replace(/"Mac":"[0-9a-f:]+"/g, '"Mac":"<mac>"')
-          .replace(/"veth[0-9a-f]+"/g, '"<veth>"'),
-      );
+    // And the whole of it once what differs by nature is masked.
     expect(masked(ib, b, berthd.dir)).toEqual(masked(ic, c, containerd.dir));
 
     // The container record too: labels, image, runtime, snapshotter, and the metadata extension
@@ -197,8 +199,14 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
   it('errors: a repeated name, an unknown handler, a port mapping portmap refuses, no CNI network, a missing sandbox: the same codes and words', async () => {
     // No hostname: containerd 1.6 puts one in the spec of a host-network pod too, and runc then
     // refuses it (no private UTS namespace); kubelet sends none for such pods. Berth leaves it out.
-    const config = podConfig({ hostname: '', linux: { security_context: { namespace_options: { network: 2 } } } });
-    expect((await both('runp', config)).containerd.code).toBe(0);
+    const config = podConfig({ hostname: '', linux: { security_context: { namespace_options: { network: 2, pid: 2, ipc: 2 } } } });
+    const first = await both('runp', config);
+    expect(first.containerd.code).toBe(0);
+    // A host-network pod's inspectp is the same too.
+    const [hb, hc] = [first.berthd.stdout.trim(), first.containerd.stdout.trim()];
+    const hib = json((await runCrictl(berthd.address, ['inspectp', hb])).stdout);
+    const hic = json((await runCrictl(containerd.address, ['inspectp', hc])).stdout);
+    expect(masked(hib, hb, berthd.dir)).toEqual(masked(hic, hc, containerd.dir));
     const repeated = await both('runp', config);
     expect(errorOf(repeated.berthd)).toBe(errorOf(repeated.containerd));
     expect(errorOf(repeated.berthd)).toMatch(/^code = Unknown desc = failed to reserve sandbox name /);

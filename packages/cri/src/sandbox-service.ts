@@ -412,7 +412,7 @@ export class SandboxService {
         namespaces: modes,
         cgroupsPath: sandboxCgroupsPath(config.linux?.cgroupParent ?? '', id),
         sysctls: config.linux?.sysctls ?? {},
-        shmPath: shm,
+        shmPath: shm !== '' ? shm : '/dev/shm',
         resolvConfPath: resolvPath,
         ...(user ? { user } : {}),
         oomScoreAdj: this.o.config.restrict_oom_score_adj ? restrictOomScoreAdj(SANDBOX_OOM_SCORE_ADJ) : SANDBOX_OOM_SCORE_ADJ,

@@ -57,7 +57,7 @@ export interface SandboxSpecInput {
   /** `<parent>/<id>`, `<slice>:cri-containerd:<id>` or `/k8s.io/<id>` (see {@link sandboxCgroupsPath}). */
   cgroupsPath: string;
   sysctls: Record<string, string>;
-  /** The sandbox's shm directory (a tmpfs), bound read-only onto /dev/shm; '' for host IPC. */
+  /** Bound read-only onto /dev/shm: the sandbox's shm directory (a tmpfs), or the host's /dev/shm for host IPC. */
   shmPath: string;
   /** The sandbox's resolv.conf, bound read-only onto /etc/resolv.conf. */
   resolvConfPath: string;
@@ -100,12 +100,10 @@ export function sandboxSpec(input: SandboxSpecInput): Record<string, unknown> {
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
   ];
-  if (input.shmPath !== '') {
-    mounts.push(
-      { destination: '/dev/shm', type: 'bind', source: input.shmPath, options: ['rbind', 'ro'] },
-      { destination: '/etc/resolv.conf', type: 'bind', source: input.resolvConfPath, options: ['rbind', 'ro'] },
-    );
-  }
+  mounts.push(
+    { destination: '/dev/shm', type: 'bind', source: input.shmPath, options: ['rbind', 'ro'] },
+    { destination: '/etc/resolv.conf', type: 'bind', source: input.resolvConfPath, options: ['rbind', 'ro'] },
+  );
 
   // containerd's order: pid, ipc, uts, mount, network.
   const namespaces: Array<Record<string, string>> = [];
