@@ -22,8 +22,9 @@ let net: TestNetwork;
 let berthd: TestDaemon;
 let containerd: ReferenceContainerd;
 let hadHostportChains = false;
-const K8S_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, 'k8s.io')).filter((d) => existsSync(d)) : []);
-let hadK8sCgroups = false;
+/** Both daemons' pods go under a test-unique cgroup parent, removed after the run. */
+const CGROUP_PARENT = `/berth-cri-side-${process.pid}`;
+const PARENT_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, CGROUP_PARENT)).filter((d) => existsSync(d)) : []);
 
 /** crictl's stderr quotes the gRPC error inside err="..."; this unescapes it and drops the id. */
 const errorOf = (r: CrictlResult) => {
@@ -56,8 +57,8 @@ function podConfig(over: Record<string, unknown> = {}): string {
       dns_config: { servers: ['10.10.10.10'], searches: ['google.com'], options: ['ndots:8'] },
       labels: { app: 'side', seq: String(seq) },
       annotations: { 'berth.test/x': 'y' },
-      linux: {},
       ...over,
+      linux: { cgroup_parent: CGROUP_PARENT, ...((over.linux as object | undefined) ?? {}) },
     }),
   );
   return path;
@@ -70,7 +71,6 @@ async function removeAll(address: string): Promise<void> {
 describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
   beforeAll(async () => {
     hadHostportChains = hostportChainsExist();
-    hadK8sCgroups = K8S_CGROUPS().length > 0;
     world = await startCriWorld();
     await addPauseImage(world);
     net = new TestNetwork();
@@ -106,13 +106,11 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
     }
     await net?.cleanup();
     if (!hadHostportChains) removeUnusedHostportChains();
-    if (!hadK8sCgroups) {
-      for (const d of K8S_CGROUPS()) {
-        try {
-          rmdirSync(d);
-        } catch {
-          /* in use */
-        }
+    for (const d of PARENT_CGROUPS()) {
+      try {
+        rmdirSync(d);
+      } catch {
+        /* in use */
       }
     }
     await world?.cleanup();
