@@ -124,7 +124,11 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
 
   it('inspectp: the same keys, states, metadata, labels, annotations, namespace options and config', async () => {
     const config = podConfig({
-      linux: { sysctls: { 'kernel.shm_rmid_forced': '1' }, security_context: { run_as_user: { value: 1000 }, run_as_group: { value: 2000 }, supplemental_groups: [3000] } },
+      // containerd 1.6.20 gives the pause process no seccomp profile and nothing more for privileged (seen here).
+      linux: {
+        sysctls: { 'kernel.shm_rmid_forced': '1' },
+        security_context: { run_as_user: { value: 1000 }, run_as_group: { value: 2000 }, supplemental_groups: [3000], privileged: true, seccomp: { profile_type: 0 } },
+      },
     });
     const b = (await runCrictl(berthd.address, ['runp', config])).stdout.trim();
     const c = (await runCrictl(containerd.address, ['runp', config])).stdout.trim();
