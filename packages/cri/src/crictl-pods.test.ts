@@ -331,6 +331,22 @@ describe('a restarted berthd', () => {
     expect(hostState()).toEqual(before);
   });
 
+  it('a pause process that died while berthd was down: NOTREADY after the restart, and stopp and rmp clean up', async () => {
+    const before = hostState();
+    const id = (await ok('runp', podConfig())).trim();
+    const pid: number = json(await ok('inspectp', id)).info.pid;
+    await daemon.kill('SIGKILL');
+    process.kill(pid, 'SIGKILL');
+    await daemon.restart();
+    const after = json(await ok('inspectp', id));
+    expect(after.status.state).toBe('SANDBOX_NOTREADY');
+    await ok('stopp', id);
+    await ok('rmp', id);
+    expect(json(await ok('pods', '-o', 'json')).items).toEqual([]);
+    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect(hostState()).toEqual(before);
+  });
+
   it('after kill -9 too: the pod is READY with its IP, its pause process the same', async () => {
     const before = hostState();
     const id = (await ok('runp', podConfig())).trim();
