@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what Berth needs on a Debian 12 machine, and only what is missing: the Debian packages
 # (containerd for the stock ctr and the reference daemon, runc, docker-registry for registry
-# tests, strace for the tests that check which thread syncs, containernetworking-plugins and iptables
-# for pod networking through CNI) and the npm dependencies; with --with-reference-tools also ctr
-# and containerd 2.4.2, prom2json, crictl and critest 1.37.0.
+# tests, strace for the tests that check which thread syncs, containernetworking-plugins and
+# iptables for pod networking through CNI, catatonit for the CRI tests' pause image) and the npm
+# dependencies; with --with-reference-tools also ctr and containerd 2.4.2, prom2json, crictl and
+# critest 1.37.0.
 # Safe to run again: it does nothing when everything is in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(containerd runc attr zstd busybox-static docker-registry apache2-utils openssl strace containernetworking-plugins iptables tmux)
+debian_packages=(containerd runc attr zstd busybox-static docker-registry apache2-utils openssl strace containernetworking-plugins iptables tmux catatonit)
 
 missing=()
 for p in "${debian_packages[@]}"; do

@@ -9,24 +9,27 @@ describe('CRI config', () => {
     expect(parseCriConfig({})).toEqual(defaultCriConfig());
     expect(defaultCriConfig()).toMatchObject({
       sandbox_image: 'registry.k8s.io/pause:3.6',
+      restrict_oom_score_adj: false,
+      netns_mounts_under: '/var/run/netns',
       stream_server_address: '127.0.0.1',
       stream_server_port: '0',
       max_container_log_line_size: 16384,
       containerd: { snapshotter: 'overlayfs', default_runtime_name: 'runc', runtimes: { runc: { runtime_type: 'io.containerd.runc.v2' } } },
-      cni: { bin_dir: '/opt/cni/bin', conf_dir: '/etc/cni/net.d', max_conf_num: 1 },
+      cni: { bin_dir: '/opt/cni/bin', conf_dir: '/etc/cni/net.d', max_conf_num: 1, cache_dir: '/var/lib/cni' },
       registry: { config_path: '' },
     });
   });
 
-  it('adds runtimes to the default runc and takes a default runtime that is configured', () => {
+  it('replaces the default runtimes with the tables given (containerd 1.6.20) and takes a default runtime that is configured', () => {
     const c = parseCriConfig({ containerd: { default_runtime_name: 'crun', runtimes: { crun: { runtime_type: 'io.containerd.runc.v2', options: { BinaryName: '/usr/bin/crun' } } } } });
-    expect(Object.keys(c.containerd.runtimes).sort()).toEqual(['crun', 'runc']);
+    expect(Object.keys(c.containerd.runtimes).sort()).toEqual(['crun']);
     expect(c.containerd.runtimes.crun.options).toEqual({ BinaryName: '/usr/bin/crun' });
   });
 
   it.each([
     [{ containerd: { default_runtime_name: 'kata' } }, 'invalid plugin config: no corresponding runtime configured in `containerd.runtimes` for `containerd` `default_runtime_name = "kata"'],
     [{ containerd: { runtimes: { x: {} } } }, 'containerd.runtimes.x.runtime_type is required'],
+    [{ containerd: { runtimes: { kata: { runtime_type: 'io.containerd.kata.v2' } } } }, 'no corresponding runtime configured in `containerd.runtimes` for `containerd` `default_runtime_name = "runc"'],
     [{ stream_server_port: 10010 }, 'stream_server_port must be a string, not 10010'],
     [{ stream_server_port: '70000' }, 'stream_server_port must be a port number in a string, not "70000"'],
     [{ cni: { conf_dir: 'net.d' } }, 'cni.conf_dir must be an absolute path, not "net.d"'],
@@ -35,6 +38,8 @@ describe('CRI config', () => {
     [{ registry: { config_path: '/etc/containerd/certs.d', mirrors: {} } }, '`mirrors` cannot be set when `config_path` is provided'],
     [{ max_container_log_line_size: '16k' }, 'max_container_log_line_size must be an integer, not "16k"'],
     [{ cni: 'x' }, 'cni must be a table'],
+    [{ netns_mounts_under: 'netns' }, 'netns_mounts_under must be an absolute path, not "netns"'],
+    [{ restrict_oom_score_adj: 'yes' }, 'restrict_oom_score_adj must be a boolean, not "yes"'],
   ])('refuses %j', (section, message) => {
     expect(() => parseCriConfig(section as Record<string, unknown>)).toThrow(message);
   });

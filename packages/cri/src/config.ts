@@ -20,6 +20,13 @@ export interface CriRuntimeConfig {
 export interface CriConfig {
   /** The pause image of pod sandboxes. Default `registry.k8s.io/pause:3.6`. */
   sandbox_image: string;
+  /**
+   * Never ask for an OOM score below berthd's own (containerd's key): for hosts where lowering it
+   * is not allowed (no CAP_SYS_RESOURCE, as in many containers). Default false.
+   */
+  restrict_oom_score_adj: boolean;
+  /** Where pods' network namespaces are bind-mounted (later containerd's key). Default `/var/run/netns`. */
+  netns_mounts_under: string;
   /** Address of the streaming server (Exec, Attach, PortForward URLs). Default `127.0.0.1`. */
   stream_server_address: string;
   /** Its port, a string as in containerd; "0" (default) picks a free one. */
@@ -45,6 +52,8 @@ export interface CriConfig {
     conf_template: string;
     /** Which pod IP is reported first (`ipv4`, `ipv6`, `cni`; '' = ipv4). Default ''. */
     ip_pref: string;
+    /** Berth's own key: libcni's result cache (containerd always uses `/var/lib/cni`). Default `/var/lib/cni`. */
+    cache_dir: string;
   };
   registry: {
     /** Root of `<host>/hosts.toml` registry configs (mirrors, TLS, headers); '' (default): none. */
@@ -58,6 +67,8 @@ export const CRI_DEFAULT_RUNTIME_TYPE = 'io.containerd.runc.v2';
 export function defaultCriConfig(): CriConfig {
   return {
     sandbox_image: 'registry.k8s.io/pause:3.6',
+    restrict_oom_score_adj: false,
+    netns_mounts_under: '/var/run/netns',
     stream_server_address: '127.0.0.1',
     stream_server_port: '0',
     max_container_log_line_size: 16384,
@@ -66,7 +77,7 @@ export function defaultCriConfig(): CriConfig {
       default_runtime_name: 'runc',
       runtimes: { runc: { runtime_type: CRI_DEFAULT_RUNTIME_TYPE, options: {}, cni_conf_dir: '', privileged_without_host_devices: false } },
     },
-    cni: { bin_dir: '/opt/cni/bin', conf_dir: '/etc/cni/net.d', max_conf_num: 1, conf_template: '', ip_pref: '' },
+    cni: { bin_dir: '/opt/cni/bin', conf_dir: '/etc/cni/net.d', max_conf_num: 1, conf_template: '', ip_pref: '', cache_dir: '/var/lib/cni' },
     registry: { config_path: '' },
   };
 }
@@ -115,8 +126,9 @@ export function parseCriConfig(section: Section, d: CriConfig = defaultCriConfig
 
   const c = table(section, 'containerd', '');
   const runtimesIn = table(c, 'runtimes', 'containerd.');
-  // Tables add to (or replace) the default `runc`, as a TOML decode over containerd's defaults does.
-  const runtimes: Record<string, CriRuntimeConfig> = { ...d.containerd.runtimes };
+  // Any runtimes table replaces the default set, as in containerd 1.6.20: with only
+  // `runtimes.kata` given, `runc` is gone (and the default `runc` then fails the check below).
+  const runtimes: Record<string, CriRuntimeConfig> = Object.keys(runtimesIn).length > 0 ? {} : { ...d.containerd.runtimes };
   for (const name of Object.keys(runtimesIn)) {
     const where = `containerd.runtimes.${name}.`;
     const r = table(runtimesIn, name, 'containerd.runtimes.');
@@ -150,6 +162,8 @@ export function parseCriConfig(section: Section, d: CriConfig = defaultCriConfig
 
   return {
     sandbox_image: str(section, 'sandbox_image', d.sandbox_image, ''),
+    restrict_oom_score_adj: bool(section, 'restrict_oom_score_adj', d.restrict_oom_score_adj, ''),
+    netns_mounts_under: absolute(str(section, 'netns_mounts_under', d.netns_mounts_under, ''), 'netns_mounts_under') || d.netns_mounts_under,
     stream_server_address: str(section, 'stream_server_address', d.stream_server_address, ''),
     stream_server_port: port,
     max_container_log_line_size: int(section, 'max_container_log_line_size', d.max_container_log_line_size, ''),
@@ -164,6 +178,7 @@ export function parseCriConfig(section: Section, d: CriConfig = defaultCriConfig
       max_conf_num: maxConfNum,
       conf_template: str(cni, 'conf_template', d.cni.conf_template, 'cni.'),
       ip_pref: ipPref,
+      cache_dir: absolute(str(cni, 'cache_dir', d.cni.cache_dir, 'cni.'), 'cni.cache_dir') || d.cni.cache_dir,
     },
     registry: { config_path: configPath },
   };

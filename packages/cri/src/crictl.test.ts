@@ -86,7 +86,6 @@ describe('crictl: runtime info', () => {
   });
 
   it.each([
-    ['pods', 'ListPodSandbox'],
     ['ps', 'ListContainers'],
     ['stats', 'ListContainerStats'],
   ])('%s answers UNIMPLEMENTED (%s is not there yet)', async (cmd, rpc) => {

@@ -6,12 +6,11 @@
  * registry.k8s.io and k8s.gcr.io. Every spec that passes on containerd must pass on berthd.
  * "public image with digest" is skipped: it names a digest no local build can have.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BuiltImage, buildImage, busyboxSpec } from '@berth/fixtures';
 import { CONTAINERD_PATH, CRITEST_PATH, ReferenceContainerd, TestDaemon, TestRegistry, tempDir } from '@berth/testing';
-import { push } from './test-support';
+import { type SpecResult, critest, push } from './test-support';
 
 jest.setTimeout(600_000);
 
@@ -35,39 +34,6 @@ const IMAGES: Array<{ repo: string; tags: string[]; runConfig: Record<string, un
   // registry.k8s.io/pause:3.9 and k8s.gcr.io/pause:3.9 both mirror to this one.
   { repo: 'pause', tags: ['3.9'], runConfig: { Entrypoint: ['/bin/sleep'], Cmd: ['infinity'] } },
 ];
-
-interface SpecResult {
-  name: string;
-  outcome: 'passed' | 'failed' | 'skipped';
-}
-
-/** Runs critest with a junit report and returns each spec's outcome. */
-async function critest(socket: string, dir: string, args: string[]): Promise<{ specs: SpecResult[]; output: string }> {
-  const report = join(dir, `junit-${Date.now()}.xml`);
-  const config = join(dir, 'crictl.yaml');
-  writeFileSync(config, '');
-  const endpoint = `unix://${socket}`;
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(CRITEST_PATH!, ['--config', config, '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--ginkgo.no-color', `--ginkgo.junit-report=${report}`, ...args], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout.on('data', (b: Buffer) => (output += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (output += b.toString()));
-    child.once('error', reject);
-    child.once('close', () => resolve());
-  });
-  const xml = readFileSync(report, 'utf8');
-  const specs: SpecResult[] = [];
-  for (const m of xml.matchAll(/<testcase name="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)) {
-    const name = m[1].replace(/&#39;/g, "'").replace(/&quot;/g, '"').replace(/&amp;/g, '&');
-    if (!name.startsWith('[It]')) continue;
-    const body = m[3] ?? '';
-    specs.push({ name, outcome: /<failure|<error/.test(body) ? 'failed' : /<skipped/.test(body) ? 'skipped' : 'passed' });
-  }
-  return { specs, output };
-}
 
 run('critest v1.37 image and runtime info specs: berthd passes every one containerd 1.6.20 passes', () => {
   let registry: TestRegistry;

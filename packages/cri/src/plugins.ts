@@ -3,16 +3,22 @@
  * RuntimeService and ImageService on berthd's main socket, in the containerd namespace `k8s.io`.
  */
 import { dirname, join } from 'node:path';
+import { runcOptions } from '@berth/api';
+import { CniNetworkPlugin } from '@berth/cni';
+import { ContainersServiceToken } from '@berth/containers';
 import { ContentServiceToken } from '@berth/content';
 import { GRPC_PLUGIN_TYPE, type GrpcServicePlugin } from '@berth/grpc';
 import { ImagesServiceToken } from '@berth/images';
+import { LeasesServiceToken } from '@berth/leases';
 import { definePlugin, hostPlatform } from '@berth/plugin';
 import { SnapshotsServiceToken } from '@berth/snapshots';
+import { TasksServiceToken } from '@berth/tasks';
 import { TRANSFER_PLUGIN_TYPE, TransferrerToken } from '@berth/transfer/plugins';
 import { type CriConfig, defaultCriConfig, parseCriConfig } from './config';
 import { createImageGrpcService, createRuntimeGrpcService } from './cri-grpc';
 import { CriImageService } from './image-service';
 import { RuntimeInfo } from './runtime-info';
+import { SandboxService } from './sandbox-service';
 
 /** What the daemon tells the CRI plugin about itself. */
 export interface CriPluginOptions {
@@ -59,8 +65,38 @@ export function createCriPlugin(options: CriPluginOptions) {
         runtimeVersion: options.runtimeVersion,
         paths: { rootDir: ctx.root, stateDir: ctx.state, containerdRootDir: containerdRoot, containerdEndpoint: ctx.address },
       });
+      const networks = new Map<string, CniNetworkPlugin>();
+      const network = (confDir: string) => {
+        let n = networks.get(confDir);
+        if (!n) {
+          const { cni } = config;
+          n = new CniNetworkPlugin({ binDir: cni.bin_dir, confDir, maxConfNum: cni.max_conf_num, cacheDir: cni.cache_dir, logger: ctx.logger, ...(cni.ip_pref ? { ipPreference: cni.ip_pref as 'ipv4' } : {}) });
+          networks.set(confDir, n);
+        }
+        return n;
+      };
+      const sandboxes = new SandboxService({
+        config,
+        rootDir: ctx.root,
+        stateDir: ctx.state,
+        images: { get: (c, ref) => images.get(c, ref), pull: (c, ref) => images.pull(c, ref) },
+        containers: ctx.get(ContainersServiceToken),
+        tasks: ctx.get(TasksServiceToken),
+        snapshots: ctx.get(SnapshotsServiceToken),
+        leases: ctx.get(LeasesServiceToken),
+        network: (handler) => network(handler.cni_conf_dir || config.cni.conf_dir),
+        runtimeOptions: (options) => (Object.keys(options).length === 0 ? undefined : packRuncOptions(options)),
+        logger: ctx.logger,
+      });
       ctx.exports.imageFsPath = imageFsPath;
-      return { services: [createRuntimeGrpcService(info, ctx.logger), createImageGrpcService(images, ctx.logger)] };
+      return { services: [createRuntimeGrpcService(info, sandboxes, ctx.logger), createImageGrpcService(images, ctx.logger)] };
     },
   });
+}
+
+/** A handler's `options` table (containerd's TOML names, `BinaryName`...) as `containerd.runc.v1.Options`. */
+function packRuncOptions(options: Record<string, unknown>): { typeUrl: string; value: Buffer } {
+  const camel = Object.fromEntries(Object.entries(options).map(([k, v]) => [k.charAt(0).toLowerCase() + k.slice(1), v]));
+  const message = runcOptions.Options.fromPartial(camel as Parameters<typeof runcOptions.Options.fromPartial>[0]);
+  return { typeUrl: 'containerd.runc.v1.Options', value: Buffer.from(runcOptions.Options.encode(message).finish()) };
 }
