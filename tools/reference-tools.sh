@@ -101,7 +101,10 @@ fi
 # the module proxy. A test binary's build info says "(devel)", so its version is read from
 # `critest -version`, which runs no test.
 critest_has_version() {
-  [[ -x "$1" ]] && "$1" -version 2>/dev/null | grep -qx "critest version: $critools_version"
+  # Read the whole output first: with pipefail, `critest -version | grep -q` fails whenever grep
+  # exits at its match before critest has written its last line (SIGPIPE).
+  local out
+  [[ -x "$1" ]] && out="$("$1" -version 2>/dev/null)" && grep -qx "critest version: $critools_version" <<<"$out"
 }
 if critest_has_version "$critools_bin/critest"; then
   echo "reference-tools: critest $critools_version already present ($critools_bin/critest)"
