@@ -3,25 +3,10 @@
  * it (its default unix spec, then the sandbox options).
  */
 import { readFileSync } from 'node:fs';
+import { DEFAULT_CAPABILITIES } from '@berth/oci-spec';
 
-/** The capabilities containerd gives a container by default. */
-const DEFAULT_CAPABILITIES = [
-  'CAP_CHOWN',
-  'CAP_DAC_OVERRIDE',
-  'CAP_FSETID',
-  'CAP_FOWNER',
-  'CAP_MKNOD',
-  'CAP_NET_RAW',
-  'CAP_SETGID',
-  'CAP_SETUID',
-  'CAP_SETFCAP',
-  'CAP_SETPCAP',
-  'CAP_NET_BIND_SERVICE',
-  'CAP_SYS_CHROOT',
-  'CAP_KILL',
-  'CAP_AUDIT_WRITE',
-];
 
+/** containerd 1.6's masked paths (2.x masks more; @berth/oci-spec follows 2.x). */
 const MASKED_PATHS = [
   '/proc/acpi',
   '/proc/asound',
@@ -122,9 +107,9 @@ export function sandboxSpec(input: SandboxSpecInput): Record<string, unknown> {
       env,
       cwd: input.imageConfig.WorkingDir || '/',
       capabilities: {
-        bounding: DEFAULT_CAPABILITIES,
-        effective: DEFAULT_CAPABILITIES,
-        permitted: DEFAULT_CAPABILITIES,
+        bounding: [...DEFAULT_CAPABILITIES],
+        effective: [...DEFAULT_CAPABILITIES],
+        permitted: [...DEFAULT_CAPABILITIES],
       },
       noNewPrivileges: true,
       oomScoreAdj: input.oomScoreAdj ?? SANDBOX_OOM_SCORE_ADJ,
