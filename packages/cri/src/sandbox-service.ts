@@ -524,6 +524,14 @@ export class SandboxService {
    * network namespace. Repeatable; a missing sandbox is fine.
    */
   async stop(callCtx: Context, id: string): Promise<void> {
+    await this.ifFound(callCtx, id, (ctx, s) => this.stopSandbox(ctx, s));
+  }
+
+  /**
+   * Runs `fn` on sandbox `id` (an id or a unique prefix) after the operations already queued on
+   * it; does nothing when there is no such sandbox (Stop and Remove are idempotent in CRI).
+   */
+  private async ifFound(callCtx: Context, id: string, fn: (ctx: Context, s: Sandbox) => Promise<void>): Promise<void> {
     const ctx = this.ns(callCtx);
     await this.load(ctx);
     let s: Sandbox;
@@ -533,7 +541,7 @@ export class SandboxService {
       if (isNotFound(err)) return;
       throw err;
     }
-    await this.serial(s.id, () => this.stopSandbox(ctx, s));
+    await this.serial(s.id, () => fn(ctx, s));
   }
 
   private async stopSandbox(ctx: Context, s: Sandbox): Promise<void> {
@@ -563,16 +571,7 @@ export class SandboxService {
 
   /** RemovePodSandbox: stops the sandbox, then deletes its record, snapshot and files, and frees its name. Missing: fine. */
   async remove(callCtx: Context, id: string): Promise<void> {
-    const ctx = this.ns(callCtx);
-    await this.load(ctx);
-    let s: Sandbox;
-    try {
-      s = this.find(id);
-    } catch (err) {
-      if (isNotFound(err)) return;
-      throw err;
-    }
-    await this.serial(s.id, () => this.removeSandbox(ctx, s));
+    await this.ifFound(callCtx, id, (ctx, s) => this.removeSandbox(ctx, s));
   }
 
   private async removeSandbox(ctx: Context, s: Sandbox): Promise<void> {
