@@ -161,6 +161,51 @@ describe('berth CLI against berthd', () => {
     }
   }, 60_000);
 
+  it('images tag, inspect and prune; kill -s, top, inspect of a container; system prune', async () => {
+    const ns = 'cli-more';
+    expect(await berth(['pull', '--plain-http', busybox], { namespace: ns })).toMatchObject({ code: 0 });
+    expect(await berth(['images', 'tag', busybox, 'local/copy:1', 'local/untagged'], { namespace: ns })).toMatchObject({ code: 0, stdout: 'local/copy:1\nlocal/untagged\n' });
+    const [orig, copy] = JSON.parse((await berth(['images', 'inspect', busybox, 'local/copy:1'], { namespace: ns })).stdout) as Array<{ target: { digest: string } }>;
+    expect(copy!.target.digest).toBe(orig!.target.digest);
+    expect(await berth(['images', 'tag', busybox, 'local/copy:1'], { namespace: ns })).toMatchObject({ code: 1, stderr: expect.stringMatching(/already exists/) });
+    // prune without -a takes only names without a tag; with -a every image no container uses.
+    expect(await berth(['images', 'prune'], { namespace: ns })).toMatchObject({ code: 0, stdout: 'deleted local/untagged\n' });
+    expect(await berth(['run', '-d', '--name', 'sleeper', busybox, 'sleep', '600'], { namespace: ns })).toMatchObject({ code: 0 });
+    const top = await berth(['top', 'sleeper'], { namespace: ns });
+    expect(top.stdout).toMatch(/^\s*UID\s+PID\s+PPID/);
+    expect(top.stdout).toMatch(/sleep 600/);
+    const [info] = JSON.parse((await berth(['inspect', 'sleeper'], { namespace: ns })).stdout) as Array<{ ID: string; State: string; Spec: { process: { args: string[] } } }>;
+    expect(info).toMatchObject({ ID: 'sleeper', State: 'running', Spec: { process: { args: ['sleep', '600'] } } });
+    // sleep as PID 1 ignores TERM (no handler): the kernel spares init; a number works as well as a name.
+    expect(await berth(['kill', '-s', '9', 'sleeper'], { namespace: ns })).toMatchObject({ code: 0 });
+    for (let i = 0; i < 50 && (await berth(['ps', '-q'], { namespace: ns })).stdout !== ''; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(JSON.parse((await berth(['ps', '-a', '--json'], { namespace: ns })).stdout)).toEqual([expect.objectContaining({ ID: 'sleeper', State: 'stopped', ExitCode: 137 })]);
+    expect(await berth(['images', 'prune', '-a'], { namespace: ns })).toMatchObject({ code: 0, stdout: 'deleted local/copy:1\n' });
+    expect(await berth(['system', 'prune'], { namespace: ns })).toMatchObject({ code: 1, stderr: expect.stringMatching(/--force/) });
+    expect(await berth(['system', 'prune', '--force', '--all'], { namespace: ns })).toMatchObject({ code: 0, stdout: expect.stringMatching(/^removed 1 containers, 1 images; collected \d+ blobs and \d+ snapshots$/m) });
+    expect((await berth(['ps', '-a', '-q'], { namespace: ns })).stdout).toBe('');
+    expect((await berth(['images', '-q'], { namespace: ns })).stdout).toBe('');
+  }, 90_000);
+
+  it('events --json prints one object a line as they happen', async () => {
+    const child = spawn(process.execPath, [BERTH, 'events', '--json', '-f', 'topic=="/namespaces/create"'], { env: { ...process.env, BERTH_ADDRESS: daemon.address } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('close', r));
+    try {
+      // The subscription is live once berthd answered it; create namespaces until one is seen.
+      for (let i = 0; i < 50 && !out.includes('\n'); i++) {
+        await berth(['ns', 'create', `evt-${i}`]);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const first = JSON.parse(out.split('\n')[0]!) as { namespace: string; topic: string; type: string; event: { name: string } };
+      expect(first).toMatchObject({ topic: '/namespaces/create', type: 'containerd.events.NamespaceCreate', event: { name: expect.stringMatching(/^evt-\d+$/) } });
+    } finally {
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+    }
+  }, 30_000);
+
   it('bad input: a clear error and a non-zero code, never a stack', async () => {
     for (const args of [['rm', 'nope'], ['images', 'inspect', 'nope:1'], ['run', '-v', 'relative:/x', busybox, 'true'], ['run', '--restart', 'sometimes', '-d', busybox], ['completion', 'fish'], ['ns', 'create', 'Bad Name']]) {
       const r = await berth(args);
