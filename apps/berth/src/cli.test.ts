@@ -59,7 +59,8 @@ describe('berth CLI against berthd', () => {
   }
 
   beforeAll(async () => {
-    daemon = await TestDaemon.start({ config: NO_GC });
+    // The restart monitor looks every second (containerd's default is 10 s), for the --restart test.
+    daemon = await TestDaemon.start({ config: `${NO_GC}[plugins."io.containerd.internal.v1.restart"]\n  interval = "1s"\n` });
     registry = await TestRegistry.start();
     await seed(registry, 'library/busybox', '1', await busyboxImage());
     await seed(registry, 'berth/five', '1', await buildImage(fiveLayers('five')));
@@ -186,6 +187,19 @@ describe('berth CLI against berthd', () => {
     expect((await berth(['ps', '-a', '-q'], { namespace: ns })).stdout).toBe('');
     expect((await berth(['images', '-q'], { namespace: ns })).stdout).toBe('');
   }, 90_000);
+
+  it('run -d --restart always: the restart monitor starts it again, into the same log, until berth stop', async () => {
+    const ns = 'cli-restart';
+    expect(await berth(['run', '-d', '--restart', 'always', '--name', 'again', busybox, 'sh', '-c', 'echo started; sleep 0.3'], { namespace: ns })).toMatchObject({ code: 0 });
+    const starts = async () => ((await berth(['logs', 'again'], { namespace: ns })).stdout.match(/^started$/gm) ?? []).length;
+    for (let i = 0; i < 100 && (await starts()) < 3; i++) await new Promise((r) => setTimeout(r, 200));
+    expect(await starts()).toBeGreaterThanOrEqual(3);
+    expect(await berth(['stop', '-t', '1', 'again'], { namespace: ns })).toMatchObject({ code: 0 });
+    const after = await starts();
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(await starts()).toBe(after);
+    expect(await berth(['rm', '-f', 'again'], { namespace: ns })).toMatchObject({ code: 0 });
+  }, 60_000);
 
   it('events --json prints one object a line as they happen', async () => {
     const child = spawn(process.execPath, [BERTH, 'events', '--json', '-f', 'topic=="/namespaces/create"'], { env: { ...process.env, BERTH_ADDRESS: daemon.address } });

@@ -370,10 +370,26 @@ export function registerContainerCommands(program: Command): void {
       await withClient(cmd, async (client) => {
         for (const ref of refs) {
           const c = await findContainer(client, ref);
+          // The restart monitor must not start it again: told first, as Docker's stop does.
           if (c.info.labels[RESTART_STATUS]) await c.setLabels({ ...c.info.labels, [RESTART_STATUS]: 'stopped' });
-          const task = await c.task();
+          let task: Task;
+          try {
+            task = await c.task();
+            if ((await task.status()).status !== 'running') {
+              process.stdout.write(`${ref}\n`);
+              continue; // already stopped (or between two restarts): nothing to signal
+            }
+          } catch (err) {
+            if (!isNotFound(err)) throw err;
+            process.stdout.write(`${ref}\n`);
+            continue;
+          }
           const exited = task.wait();
-          await task.kill('SIGTERM');
+          try {
+            await task.kill('SIGTERM');
+          } catch (err) {
+            if (!isNotFound(err)) throw err; // it exited meanwhile
+          }
           const timeout = Number(f.time) * 1000;
           let timer: NodeJS.Timeout | undefined;
           const killed = new Promise<void>((resolve) => {
