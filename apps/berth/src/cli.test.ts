@@ -201,6 +201,15 @@ describe('berth CLI against berthd', () => {
     expect(await berth(['rm', '-f', 'again'], { namespace: ns })).toMatchObject({ code: 0 });
   }, 60_000);
 
+  it('logs -f follows the output until the container exits', async () => {
+    expect(await berth(['run', '-d', '--name', 'counter', busybox, 'sh', '-c', 'for i in 1 2 3 4; do echo line $i; sleep 0.3; done'])).toMatchObject({ code: 0 });
+    try {
+      expect(await berth(['logs', '-f', 'counter'])).toMatchObject({ code: 0, stdout: 'line 1\nline 2\nline 3\nline 4\n' });
+    } finally {
+      await berth(['rm', '-f', 'counter']);
+    }
+  }, 30_000);
+
   it('events --json prints one object a line as they happen', async () => {
     const child = spawn(process.execPath, [BERTH, 'events', '--json', '-f', 'topic=="/namespaces/create"'], { env: { ...process.env, BERTH_ADDRESS: daemon.address } });
     let out = '';
