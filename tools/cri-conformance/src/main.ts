@@ -6,6 +6,8 @@
  * images and config, prints one table (regressions first) and a summary line. Exits 1 when berthd
  * fails a spec that containerd 1.6 passes (or a run gave no report), 2 on bad usage, 130 on Ctrl-C.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runConformance } from './conformance';
 import { formatTable } from './table';
@@ -35,6 +37,12 @@ async function main(): Promise<number> {
   const timeout = values.timeout ? Number(values.timeout) : undefined;
   if ((parallel !== undefined && !(parallel >= 1)) || (timeout !== undefined && !(timeout > 0))) {
     process.stderr.write('--parallel and --timeout take positive numbers\n');
+    return 2;
+  }
+  // critest --parallel re-executes itself through the ginkgo CLI.
+  const onPath = (bin: string) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, bin)));
+  if (parallel && parallel > 1 && !onPath('ginkgo')) {
+    process.stderr.write('--parallel needs the ginkgo CLI on PATH (go install github.com/onsi/ginkgo/v2/ginkgo)\n');
     return 2;
   }
   const abort = new AbortController();
