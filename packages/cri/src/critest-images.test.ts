@@ -9,31 +9,12 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BuiltImage, buildImage, busyboxSpec } from '@berth/fixtures';
-import { CONTAINERD_PATH, CRITEST_PATH, ReferenceContainerd, TestDaemon, TestRegistry, tempDir } from '@berth/testing';
+import { CONTAINERD_PATH, CRITEST_IMAGE_LOOKALIKES, CRITEST_PATH, ReferenceContainerd, TestDaemon, TestRegistry, tempDir } from '@berth/testing';
 import { type SpecResult, critest, push } from './test-support';
 
 jest.setTimeout(600_000);
 
 const run = CONTAINERD_PATH && CRITEST_PATH && existsSync(CRITEST_PATH) ? describe : describe.skip;
-
-const STAGING = 'k8s-staging-cri-tools';
-
-/** The look-alikes: repository path, tags (tags of one entry are one image), config. */
-const IMAGES: Array<{ repo: string; tags: string[]; runConfig: Record<string, unknown> }> = [
-  { repo: `${STAGING}/test-image-tag`, tags: ['test'], runConfig: { Env: ['IMAGE=tag-test'] } },
-  { repo: `${STAGING}/test-image-tag`, tags: ['all'], runConfig: { Env: ['IMAGE=tag-all'] } },
-  { repo: `${STAGING}/test-image-latest`, tags: ['latest'], runConfig: { Env: ['IMAGE=latest'] } },
-  { repo: `${STAGING}/test-image-1`, tags: ['latest'], runConfig: { Env: ['IMAGE=1'] } },
-  { repo: `${STAGING}/test-image-2`, tags: ['latest'], runConfig: { Env: ['IMAGE=2'] } },
-  { repo: `${STAGING}/test-image-3`, tags: ['latest'], runConfig: { Env: ['IMAGE=3'] } },
-  { repo: `${STAGING}/test-image-tags`, tags: ['1', '2', '3'], runConfig: { Env: ['IMAGE=tags'] } },
-  { repo: `${STAGING}/test-image-user-uid`, tags: ['latest'], runConfig: { User: '1002' } },
-  { repo: `${STAGING}/test-image-user-username`, tags: ['latest'], runConfig: { User: 'www-data' } },
-  { repo: `${STAGING}/test-image-user-uid-group`, tags: ['latest'], runConfig: { User: '1003:1004' } },
-  { repo: `${STAGING}/test-image-user-username-group`, tags: ['latest'], runConfig: { User: 'www-data:1004' } },
-  // registry.k8s.io/pause:3.9 and k8s.gcr.io/pause:3.9 both mirror to this one.
-  { repo: 'pause', tags: ['3.9'], runConfig: { Entrypoint: ['/bin/sleep'], Cmd: ['infinity'] } },
-];
 
 run('critest v1.37 image and runtime info specs: berthd passes every one containerd 1.6.20 passes', () => {
   let registry: TestRegistry;
@@ -46,7 +27,7 @@ run('critest v1.37 image and runtime info specs: berthd passes every one contain
     dir = tempDir('berth-critest-');
     registry = await TestRegistry.start();
     const base = busyboxSpec('x');
-    for (const i of IMAGES) {
+    for (const i of CRITEST_IMAGE_LOOKALIKES) {
       const image: BuiltImage = await buildImage({ ...base, runConfig: { Cmd: ['sh'], ...i.runConfig } });
       for (const tag of i.tags) await push(registry, { repo: i.repo, tag, image });
     }

@@ -3,12 +3,11 @@
  * busybox-based images, the hosts.toml that mirrors docker.io to it, and the CRI config that
  * points a daemon (berthd or containerd 1.6) at temp directories only.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type BuiltImage, buildImage, busyboxSpec, dir as dirEntry, file as fileEntry } from '@berth/fixtures';
+import { type BuiltImage, buildImage, busyboxSpec, pauseImage } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
-import { CRITEST_PATH, TestRegistry, tempDir } from '@berth/testing';
+import { TestRegistry, tempDir } from '@berth/testing';
 
 /** One image in the test registry. */
 export interface SeededImage {
@@ -98,21 +97,7 @@ export function json<T = Record<string, any>>(out: string): T {
   return JSON.parse(out) as T;
 }
 
-/** Debian's catatonit: `-P` is its pause mode (tools/setup.sh installs it). */
-export const CATATONIT_PATH = '/usr/bin/catatonit';
-
-/**
- * The pause image of the tests: Debian's static catatonit alone, run as `catatonit -P` (an init
- * that reaps zombies and waits for a signal, as registry.k8s.io/pause does).
- */
-export function pauseImage(): Promise<BuiltImage> {
-  if (!existsSync(CATATONIT_PATH)) throw new Error(`${CATATONIT_PATH} is missing: apt-get install catatonit`);
-  return buildImage({
-    name: 'registry.k8s.io/pause:3.6',
-    layers: [{ entries: [fileEntry('catatonit', readFileSync(CATATONIT_PATH), 0o755), dirEntry('dev'), dirEntry('etc'), dirEntry('proc'), dirEntry('sys')] }],
-    runConfig: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Entrypoint: ['/catatonit', '-P'], WorkingDir: '/' },
-  });
-}
+export { CATATONIT_PATH, pauseImage } from '@berth/fixtures';
 
 /** Pushes the pause image as `pause:3.6` and mirrors registry.k8s.io to the world's registry. */
 export async function addPauseImage(world: CriWorld): Promise<SeededImage> {
@@ -126,37 +111,4 @@ export async function addPauseImage(world: CriWorld): Promise<SeededImage> {
   return pause;
 }
 
-/** One critest spec's outcome. */
-export interface SpecResult {
-  name: string;
-  outcome: 'passed' | 'failed' | 'skipped';
-}
-
-/** Runs critest with a junit report and returns each spec's outcome. */
-export async function critest(socket: string, dir: string, args: string[]): Promise<{ specs: SpecResult[]; output: string }> {
-  const report = join(dir, `junit-${Date.now()}.xml`);
-  const config = join(dir, 'crictl.yaml');
-  writeFileSync(config, '');
-  const endpoint = `unix://${socket}`;
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(CRITEST_PATH!, ['--config', config, '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--ginkgo.no-color', `--ginkgo.junit-report=${report}`, ...args], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout.on('data', (b: Buffer) => (output += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (output += b.toString()));
-    child.once('error', reject);
-    child.once('close', () => resolve());
-  });
-  const xml = readFileSync(report, 'utf8');
-  const specs: SpecResult[] = [];
-  for (const m of xml.matchAll(/<testcase name="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)) {
-    const name = m[1].replace(/&#39;/g, "'").replace(/&quot;/g, '"').replace(/&amp;/g, '&');
-    if (!name.startsWith('[It]')) continue;
-    const body = m[3] ?? '';
-    specs.push({ name, outcome: /<failure|<error/.test(body) ? 'failed' : /<skipped/.test(body) ? 'skipped' : 'passed' });
-  }
-  return { specs, output };
-}
-
+export { type SpecResult, critest } from '@berth/testing';

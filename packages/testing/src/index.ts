@@ -9,3 +9,4 @@ export * from './reference-tools';
 export * from './registry';
 export * from './tasks';
 export * from './proc';
+export * from './critest';

@@ -1,0 +1,111 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CRITEST_PATH } from './reference-tools';
+
+/** The gcr.io path of critest's own test images. */
+export const CRITEST_STAGING = 'k8s-staging-cri-tools';
+
+/**
+ * Look-alikes of critest v1.37's image specs' images (repository path under a mirrored registry,
+ * tags, run config over busybox with `Cmd: ["sh"]`); the tags of one entry are one image.
+ */
+export const CRITEST_IMAGE_LOOKALIKES: ReadonlyArray<{ repo: string; tags: string[]; runConfig: Record<string, unknown> }> = [
+  { repo: `${CRITEST_STAGING}/test-image-tag`, tags: ['test'], runConfig: { Env: ['IMAGE=tag-test'] } },
+  { repo: `${CRITEST_STAGING}/test-image-tag`, tags: ['all'], runConfig: { Env: ['IMAGE=tag-all'] } },
+  { repo: `${CRITEST_STAGING}/test-image-latest`, tags: ['latest'], runConfig: { Env: ['IMAGE=latest'] } },
+  { repo: `${CRITEST_STAGING}/test-image-1`, tags: ['latest'], runConfig: { Env: ['IMAGE=1'] } },
+  { repo: `${CRITEST_STAGING}/test-image-2`, tags: ['latest'], runConfig: { Env: ['IMAGE=2'] } },
+  { repo: `${CRITEST_STAGING}/test-image-3`, tags: ['latest'], runConfig: { Env: ['IMAGE=3'] } },
+  { repo: `${CRITEST_STAGING}/test-image-tags`, tags: ['1', '2', '3'], runConfig: { Env: ['IMAGE=tags'] } },
+  { repo: `${CRITEST_STAGING}/test-image-user-uid`, tags: ['latest'], runConfig: { User: '1002' } },
+  { repo: `${CRITEST_STAGING}/test-image-user-username`, tags: ['latest'], runConfig: { User: 'www-data' } },
+  { repo: `${CRITEST_STAGING}/test-image-user-uid-group`, tags: ['latest'], runConfig: { User: '1003:1004' } },
+  { repo: `${CRITEST_STAGING}/test-image-user-username-group`, tags: ['latest'], runConfig: { User: 'www-data:1004' } },
+  // registry.k8s.io/pause:3.9 and k8s.gcr.io/pause:3.9 both mirror to this one.
+  { repo: 'pause', tags: ['3.9'], runConfig: { Entrypoint: ['/bin/sleep'], Cmd: ['infinity'] } },
+];
+
+/** One critest spec's outcome. */
+export interface SpecResult {
+  name: string;
+  outcome: 'passed' | 'failed' | 'skipped';
+}
+
+/** What one critest run gave. */
+export interface CritestRun {
+  specs: SpecResult[];
+  /** critest's stdout and stderr, interleaved. */
+  output: string;
+  /** Whether the run was killed (timeout or abort) before it wrote its report. */
+  killed: boolean;
+}
+
+/** Options of {@link critest}. */
+export interface CritestOptions {
+  /** Kills critest (SIGKILL to its process group) after this many ms; default none. */
+  timeoutMs?: number;
+  /** Kills critest when aborted. */
+  signal?: AbortSignal;
+  /** Called with each chunk of critest's output. */
+  onOutput?: (chunk: string) => void;
+}
+
+/** Reads the `[It]` specs of a ginkgo junit report: failure or error is failed, skipped is skipped. */
+export function parseJunit(xml: string): SpecResult[] {
+  const specs: SpecResult[] = [];
+  for (const m of xml.matchAll(/<testcase name="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)) {
+    const name = m[1].replace(/&#39;/g, "'").replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+    if (!name.startsWith('[It]')) continue;
+    const body = m[3] ?? '';
+    specs.push({ name, outcome: /<failure|<error/.test(body) ? 'failed' : /<skipped/.test(body) ? 'skipped' : 'passed' });
+  }
+  return specs;
+}
+
+/**
+ * Runs critest v1.37 (CRITEST_PATH) against a CRI socket with a junit report in `dir` and returns
+ * each spec's outcome. A run killed before its report has no specs.
+ */
+export async function critest(socket: string, dir: string, args: string[], options: CritestOptions = {}): Promise<CritestRun> {
+  const report = join(dir, `junit-${Date.now()}.xml`);
+  const config = join(dir, 'crictl.yaml');
+  writeFileSync(config, '');
+  const endpoint = `unix://${socket}`;
+  let output = '';
+  let killed = false;
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(CRITEST_PATH!, ['--config', config, '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--ginkgo.no-color', `--ginkgo.junit-report=${report}`, ...args], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group, so that a kill reaches ginkgo's parallel workers too.
+      detached: true,
+    });
+    const kill = () => {
+      killed = true;
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    };
+    const timer = options.timeoutMs ? setTimeout(kill, options.timeoutMs) : undefined;
+    if (options.signal?.aborted) kill();
+    options.signal?.addEventListener('abort', kill, { once: true });
+    const take = (b: Buffer) => {
+      const s = b.toString();
+      output += s;
+      options.onOutput?.(s);
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
+    child.once('error', reject);
+    child.once('close', () => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', kill);
+      resolve();
+    });
+  });
+  const specs = !killed && existsSync(report) ? parseJunit(readFileSync(report, 'utf8')) : [];
+  return { specs, output, killed };
+}

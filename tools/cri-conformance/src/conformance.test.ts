@@ -1,0 +1,36 @@
+/**
+ * The script's core with a narrow focus ("Runtime info" and "Image Manager": no pod runs), so
+ * that CI covers the whole path (registry, images, hosts.toml, both daemons, junit, table) in
+ * seconds.
+ */
+import { existsSync } from 'node:fs';
+import { CONTAINERD_PATH, CRITEST_PATH } from '@berth/testing';
+import { runConformance } from './conformance';
+import { formatTable } from './table';
+
+jest.setTimeout(180_000);
+
+const run = CONTAINERD_PATH && CRITEST_PATH && existsSync(CRITEST_PATH) ? describe : describe.skip;
+
+run('cri-conformance with --focus "Runtime info|Image Manager"', () => {
+  it('runs critest on containerd 1.6 and berthd, and berthd passes every spec containerd passes', async () => {
+    const lines: string[] = [];
+    const { containerd, berthd, comparison } = await runConformance({ focus: 'Runtime info|Image Manager', timeoutMs: 120_000, log: (l) => lines.push(l) });
+    const table = formatTable(comparison);
+    expect(containerd.killed || berthd.killed).toBe(false);
+    const ran = comparison.rows.filter((r) => r.containerd !== 'skipped');
+    expect(ran.length).toBeGreaterThanOrEqual(8);
+    expect(ran.every((r) => /Runtime info|Image Manager/.test(r.name))).toBe(true);
+    expect({ regressions: comparison.regressions, table: comparison.regressions.length ? table : '' }).toEqual({ regressions: [], table: '' });
+    expect(table).toMatch(/^critest: \d+ specs: \d+ pass on both, 0 pass on containerd 1\.6 only \(regressions\)/m);
+    expect(lines).toEqual(expect.arrayContaining(['cleaning up']));
+  });
+
+  it('stops critest and cleans up when aborted', async () => {
+    const abort = new AbortController();
+    const started = Date.now();
+    const done = runConformance({ focus: 'Image Manager', signal: abort.signal, onOutput: () => abort.abort() });
+    await expect(done).rejects.toThrow(/aborted/i);
+    expect(Date.now() - started).toBeLessThan(60_000);
+  });
+});

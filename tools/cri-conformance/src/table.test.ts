@@ -1,0 +1,37 @@
+import type { SpecResult } from '@berth/testing';
+import { compare, formatTable } from './table';
+
+const spec = (name: string, outcome: SpecResult['outcome']): SpecResult => ({ name: `[It] [k8s.io] ${name}`, outcome });
+
+describe('compare', () => {
+  const containerd = [spec('a passes on both', 'passed'), spec('b regression', 'passed'), spec('c fails on both', 'failed'), spec('d berthd only', 'failed'), spec('e skipped', 'skipped'), spec('f missing on berthd', 'passed')];
+  const berthd = [spec('a passes on both', 'passed'), spec('b regression', 'failed'), spec('c fails on both', 'failed'), spec('d berthd only', 'passed'), spec('e skipped', 'skipped')];
+  const cmp = compare(containerd, berthd);
+
+  it('sorts regressions first, then fails on both, berthd-only passes, passes on both, skipped', () => {
+    expect(cmp.rows.map((r) => [r.name.replace('[It] [k8s.io] ', ''), r.containerd, r.berthd])).toEqual([
+      ['b regression', 'passed', 'failed'],
+      ['f missing on berthd', 'passed', 'missing'],
+      ['c fails on both', 'failed', 'failed'],
+      ['d berthd only', 'failed', 'passed'],
+      ['a passes on both', 'passed', 'passed'],
+      ['e skipped', 'skipped', 'skipped'],
+    ]);
+    expect(cmp.regressions).toEqual(['[It] [k8s.io] b regression', '[It] [k8s.io] f missing on berthd']);
+    expect(cmp.counts).toEqual({ specs: 6, regressions: 2, bothFail: 1, berthdOnly: 1, bothPass: 1, skipped: 1 });
+  });
+
+  it('prints one row per spec run on either daemon and the summary line', () => {
+    expect(formatTable(cmp).split('\n')).toEqual([
+      'containerd 1.6 berthd   spec',
+      'passed         failed   b regression',
+      'passed         missing  f missing on berthd',
+      'failed         failed   c fails on both',
+      'failed         passed   d berthd only',
+      'passed         passed   a passes on both',
+      '(1 specs skipped on both are not listed)',
+      '',
+      'critest: 6 specs: 1 pass on both, 2 pass on containerd 1.6 only (regressions), 1 pass on berthd only, 1 fail on both, 1 skipped',
+    ]);
+  });
+});
