@@ -147,8 +147,10 @@ describe('applyLayer is linear in path depth', () => {
   // CPU time (user + system) is what grew with depth (87 s for this layer before); wall time on
   // a shared 2-core machine also counts other people's work, so it only gets a loose bound. About
   // 1.4 s of CPU here (0.6 s user, the rest the kernel's walk of ever longer paths); CI's parallel
-  // workers push it past 2 s, so the bound is 3 s.
-  it('unpacks 2,000 nested directories in under 3 s of CPU, natively and into an overlay upper dir, and removes them again', async () => {
+  // workers push it past 2 s, and once, with the other worker writing 256 MiB blobs, past 3 s
+  // (the kernel's share grows with contention on the same filesystem). The bound is 5 s: far
+  // below the quadratic 87 s it guards against.
+  it('unpacks 2,000 nested directories in under 5 s of CPU, natively and into an overlay upper dir, and removes them again', async () => {
     const entries: Array<[Parameters<typeof buildTar>[0][number][0], string?]> = [];
     let path = '';
     for (let i = 0; i < 2000; i++) entries.push([{ name: (path += 'a/'), type: TarType.Directory, mtime: { sec: 1000, nsec: 0 } }]);
@@ -162,7 +164,7 @@ describe('applyLayer is linear in path depth', () => {
         await apply(root, tar, { overlay });
         const cpu = process.cpuUsage(cpuStart);
         const [cpuMs, wallMs] = [(cpu.user + cpu.system) / 1000, performance.now() - start];
-        expect({ overlay, cpu: cpuMs < 3000, wall: wallMs < 10_000 }).toEqual({ overlay, cpu: true, wall: true });
+        expect({ overlay, cpu: cpuMs < 5000 || cpuMs, wall: wallMs < 10_000 || wallMs }).toEqual({ overlay, cpu: true, wall: true });
         expect(fs.readFileSync(join(root, path, 'leaf'), 'utf8')).toBe('leaf');
         expect(fs.statSync(join(root, path)).mtimeMs).toBe(1_000_000);
         // A whiteout of the whole tree (node's own recursive rmSync overflows the stack on it).
