@@ -146,7 +146,7 @@ describe('applyLayer', () => {
 describe('applyLayer is linear in path depth', () => {
   // CPU time (user + system) is what grew with depth (87 s for this layer before); wall time on
   // a shared 2-core machine also counts other people's work, so it only gets a loose bound. About
-  // 1.4 s of CPU here (0.6 s user, the rest the kernel's walk of ever longer paths); CI's parallel
+  // 1.4-2 s of CPU here (0.6 s user, the rest the kernel's walk of ever longer paths); CI's parallel
   // workers push it past 2 s, and once, with the other worker writing 256 MiB blobs, past 3 s
   // (the kernel's share grows with contention on the same filesystem). The bound is 5 s: far
   // below the quadratic 87 s it guards against.
