@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeNetns } from '@berth/cni';
 import { type BuiltImage, buildImage, busyboxSpec, pauseImage, symlink } from '@berth/fixtures';
@@ -76,7 +76,15 @@ export async function startWorld(): Promise<World> {
   const bridge = `bc${id}`;
   const netnsRoot = join(dir, 'netns');
   let registry: TestRegistry | undefined;
+  // The bridge plugin (isGateway) turns on IP forwarding and never turns it off: put it back.
+  const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+  const ipForward = readFileSync(IP_FORWARD, 'utf8').trim();
   const cleanup = async () => {
+    try {
+      if (readFileSync(IP_FORWARD, 'utf8').trim() !== ipForward) writeFileSync(IP_FORWARD, `${ipForward}\n`);
+    } catch {
+      /* not writable here: the run could not have changed it either */
+    }
     if (existsSync(netnsRoot)) for (const n of readdirSync(netnsRoot)) await removeNetns(join(netnsRoot, n)).catch(() => undefined);
     try {
       removePortmapRules(name);
