@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { withClient } from '../context';
 import { CliError } from '../errors';
 import { type Column, humanSize, printJson, printListing } from '../output';
+import { pruneImages } from './images';
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
@@ -61,15 +62,7 @@ export function registerGcCommands(program: Command): void {
           await c.delete();
           containers++;
         }
-        const used = new Set((await client.containers.list()).map((c) => c.image));
-        let images = 0;
-        for (const img of await client.images.list()) {
-          if (used.has(img.name)) continue;
-          const untagged = img.name.includes('@') || !/:[^/]+$/.test(img.name);
-          if (!f.all && !untagged) continue;
-          await client.images.delete(img.name);
-          images++;
-        }
+        const images = (await pruneImages(client, !!f.all)).length;
         const gc = await client.system.collect();
         const blobs = gc.removed.blobs ?? 0;
         const snapshots = gc.removed.snapshots ?? 0;

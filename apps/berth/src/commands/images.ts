@@ -83,6 +83,22 @@ export async function pullImage(client: BerthClient, reference: string, flags: R
   await showProgress(op, out, 'pulled', reference);
 }
 
+/**
+ * Removes the images no container uses: the untagged ones (a bare name, or a name by digest),
+ * or every one with `all`. Answers the names removed (`images prune` and `system prune`).
+ */
+export async function pruneImages(client: BerthClient, all: boolean): Promise<string[]> {
+  const used = new Set((await client.containers.list()).map((c) => c.image));
+  const removed: string[] = [];
+  for (const img of await client.images.list()) {
+    if (used.has(img.name)) continue;
+    if (!all && nameParts(img.name).tag !== '<none>' && !img.name.includes('@')) continue;
+    await client.images.delete(img.name);
+    removed.push(img.name);
+  }
+  return removed;
+}
+
 /** `berth pull`, `berth push` and `berth images ...`. */
 export function registerImageCommands(program: Command): void {
   registryOptions(program.command('pull').description('pull an image from a registry and unpack it').argument('<reference>'))
@@ -170,13 +186,7 @@ export function registerImageCommands(program: Command): void {
     .option('-a, --all', 'remove every image no container uses')
     .action(async (f: { all?: boolean }, cmd: Command) => {
       await withClient(cmd, async (client) => {
-        const used = new Set((await client.containers.list()).map((c) => c.image));
-        for (const img of await client.images.list()) {
-          if (used.has(img.name)) continue;
-          if (!f.all && nameParts(img.name).tag !== '<none>' && !img.name.includes('@')) continue;
-          await client.images.delete(img.name);
-          process.stdout.write(`deleted ${img.name}\n`);
-        }
+        for (const name of await pruneImages(client, !!f.all)) process.stdout.write(`deleted ${name}\n`);
       });
     });
 }
