@@ -230,7 +230,7 @@ describe('berth CLI against berthd', () => {
   }, 30_000);
 
   it('bad input: a clear error and a non-zero code, never a stack', async () => {
-    for (const args of [['rm', 'nope'], ['images', 'inspect', 'nope:1'], ['run', '-v', 'relative:/x', busybox, 'true'], ['run', '--restart', 'sometimes', '-d', busybox], ['completion', 'fish'], ['ns', 'create', 'Bad Name']]) {
+    for (const args of [['rm', 'nope'], ['images', 'inspect', 'nope:1'], ['run', '-v', 'relative:/x', busybox, 'true'], ['run', '--restart', 'sometimes', '-d', busybox], ['completion', 'fish'], ['ns', 'create', 'Bad Name'], ['run', '--cpus', 'lots', busybox, 'true'], ['stop', '-t', 'soon', 'listed'], ['logs', '--tail', 'x', 'nope']]) {
       const r = await berth(args);
       expect({ args, failed: r.code !== 0 }).toEqual({ args, failed: true });
       expect(r.stderr).toMatch(/^(berth: |error: )/);

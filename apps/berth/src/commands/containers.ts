@@ -59,6 +59,13 @@ function bytes(v: string): number {
   return Math.round(Number(m[1]) * mult);
 }
 
+/** A non-negative number given to `flag`, or a CliError naming it (exit code `code`). */
+function nonNegative(flag: string, v: string, code: number = EXIT.failure): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new CliError(`invalid ${flag} "${v}": want a number of 0 or more`, code);
+  return n;
+}
+
 function newId(): string {
   return randomBytes(32).toString('hex');
 }
@@ -189,7 +196,7 @@ async function run(client: BerthClient, namespace: string, image: string, comman
     ...(flags.readOnly ? { readonlyRootfs: true } : {}),
     ...(flags.net === 'host' ? { hostNetwork: true } : {}),
     ...(flags.memory ? { memoryLimit: bytes(flags.memory) } : {}),
-    ...(flags.cpus ? { cpus: Number(flags.cpus) } : {}),
+    ...(flags.cpus ? { cpus: nonNegative('--cpus', flags.cpus, EXIT.daemon) } : {}),
   };
   const container = await createFromImage(client, id, image, o, flags);
   const removeContainer = async () => {
@@ -367,6 +374,7 @@ export function registerContainerCommands(program: Command): void {
     .argument('<container...>')
     .option('-t, --time <seconds>', 'seconds to wait before SIGKILL', '10')
     .action(async (refs: string[], f: { time: string }, cmd: Command) => {
+      const timeout = nonNegative('--time', f.time) * 1000;
       await withClient(cmd, async (client) => {
         for (const ref of refs) {
           const c = await findContainer(client, ref);
@@ -390,7 +398,6 @@ export function registerContainerCommands(program: Command): void {
           } catch (err) {
             if (!isNotFound(err)) throw err; // it exited meanwhile
           }
-          const timeout = Number(f.time) * 1000;
           let timer: NodeJS.Timeout | undefined;
           const killed = new Promise<void>((resolve) => {
             timer = setTimeout(() => void task.kill('SIGKILL', { all: true }).then(resolve, resolve), timeout);
@@ -518,7 +525,7 @@ export function registerContainerCommands(program: Command): void {
         const c = await findContainer(client, ref);
         const path = c.info.labels[LOG_LABEL];
         if (!path || !existsSync(path)) throw new CliError(`container ${c.id} has no log: only containers run with -d or started by berth start have one`);
-        let pos = await copyFrom(path, tailStart(path, f.tail !== undefined && f.tail !== 'all' ? Number(f.tail) : undefined), process.stdout);
+        let pos = await copyFrom(path, tailStart(path, f.tail !== undefined && f.tail !== 'all' ? Math.floor(nonNegative('--tail', f.tail)) : undefined), process.stdout);
         if (!f.follow) return;
         let task: Task | undefined;
         try {
