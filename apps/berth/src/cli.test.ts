@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type ImageSpec, buildImage, busyboxImage, dir, file, pseudoRandom } from '@berth/fixtures';
@@ -86,6 +87,30 @@ describe('berth CLI against berthd', () => {
     const lines = r.stdout.trimEnd().split('\n');
     for (const state of ['complete', 'extracted']) expect(lines.filter((l) => l.startsWith('layer ') && l.includes(`: ${state}`))).toHaveLength(5);
     expect(lines.at(-1)).toMatch(new RegExp(`^pulled ${five.replace(/[.]/g, '\\.')}: 7 blobs, [0-9.]+[kM]B in [0-9.]+s .*5 layers extracted$`));
+  }, 60_000);
+
+  it('version: the quick bundle answers as the full CLI does, and loads neither the command tree nor grpc-js', async () => {
+    // A preload that writes, at exit, the files the CommonJS loader loaded.
+    const loaded = join(logs.path, 'loaded.json');
+    const preload = join(logs.path, 'preload.js');
+    writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(loaded)}, JSON.stringify(Object.keys(require.cache))));\n`);
+    const env = { ...process.env, BERTH_ADDRESS: daemon.address };
+    for (const args of [['version'], ['version', '--json'], ['-n', 'x', '--connect-timeout', '5', 'version']]) {
+      const quick = await run(process.execPath, ['--require', preload, BERTH, ...args], { env });
+      const files = JSON.parse(readFileSync(loaded, 'utf8')) as string[];
+      expect(files.filter((f) => f.includes('/dist/berth'))).toEqual([expect.stringMatching(/\/dist\/berth-quick\.js$/)]);
+      const full = await run(process.execPath, ['-e', `require(${JSON.stringify(join(__dirname, '../dist/berth.js'))}).main(${JSON.stringify(args)}).then((c) => (process.exitCode = c))`], { env });
+      expect(quick).toEqual(full);
+    }
+    expect(JSON.parse((await berth(['version', '--json'])).stdout)).toEqual({
+      client: { version: expect.any(String), node: process.version },
+      server: { address: daemon.address, version: expect.stringMatching(/^2\.0\.0\+berth\./), revision: expect.any(String) },
+    });
+    // What the quick path does not take goes to the full CLI, which reports it.
+    const bad = await berth(['--connect-timeout', 'soon', 'version']);
+    expect(bad).toEqual({ code: 1, stdout: '', stderr: 'berth: invalid --connect-timeout "soon": want a number of 0 or more\n' });
+    const down = await run(process.execPath, [BERTH, '-a', join(logs.path, 'none.sock'), '--connect-timeout', '0.1', 'version'], { env }).catch((e: { code: number; stdout: string }) => e);
+    expect(down).toMatchObject({ code: 1, stdout: expect.stringMatching(/Error: +connection to .*none\.sock not ready after 100 ms/) });
   }, 60_000);
 
   it('every listing parses as JSON', async () => {

@@ -1,24 +1,12 @@
 import type { BerthClient } from '@berth/client';
 import type { Command } from 'commander';
+import { type GlobalFlags, type GlobalOptions, resolveGlobals } from './globals';
 
-/** berthd's socket unless BERTH_ADDRESS, CONTAINERD_ADDRESS or `--address` says otherwise. */
-export const DEFAULT_ADDRESS = '/run/berth/berthd.sock';
-
-/** The options every command takes (`berth --address A --namespace N <command>`). */
-export interface GlobalOptions {
-  address: string;
-  namespace: string;
-  /** Milliseconds to wait for the daemon's socket. */
-  connectTimeout: number;
-}
+export { DEFAULT_ADDRESS, type GlobalFlags, type GlobalOptions, resolveGlobals } from './globals';
 
 /** Reads the global options, from the flags first, then the environment, then the defaults. */
 export function globalOptions(cmd: Command, env: NodeJS.ProcessEnv = process.env): GlobalOptions {
-  const o = cmd.optsWithGlobals<{ address?: string; namespace?: string; connectTimeout?: string }>();
-  const address = (o.address ?? env.BERTH_ADDRESS ?? env.CONTAINERD_ADDRESS ?? DEFAULT_ADDRESS).replace(/^unix:\/\//, '');
-  const namespace = o.namespace ?? env.CONTAINERD_NAMESPACE ?? 'default';
-  const connectTimeout = o.connectTimeout !== undefined ? Number(o.connectTimeout) * 1000 : 10_000;
-  return { address, namespace, connectTimeout };
+  return resolveGlobals(cmd.optsWithGlobals<GlobalFlags>(), env);
 }
 
 /**

@@ -37,3 +37,10 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/** A non-negative number given to `flag`, or a CliError naming it (exit code `code`). */
+export function nonNegative(flag: string, v: string, code: number = EXIT.failure): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new CliError(`invalid ${flag} "${v}": want a number of 0 or more`, code);
+  return n;
+}

@@ -1,3 +1,5 @@
+export { printJson } from './json';
+
 /** A column of a listing: its heading in a table, and how a row shows in it. */
 export interface Column<T> {
   header: string;
@@ -88,11 +90,6 @@ export function printListing<T>(out: NodeJS.WritableStream, rows: readonly T[], 
     return;
   }
   for (const l of lines) out.write(`${l}\n`);
-}
-
-/** Prints one value as indented JSON (inspect). */
-export function printJson(out: NodeJS.WritableStream, value: unknown): void {
-  out.write(`${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
 }
 
 const UNITS = ['B', 'kB', 'MB', 'GB', 'TB'];

@@ -5,6 +5,7 @@ import { AlreadyExistsError, CanceledError, GrpcCode, NotFoundError, toGrpcStatu
 import { tempDir } from '@berth/testing';
 import { type BerthClient, type DaemonEvent, type Task, connect } from './index';
 import { RUNTIME_DAEMONS, type Target, collector } from './test-support';
+import { daemonVersion } from './version';
 
 /*
  * One table of cases, run against berthd and against containerd 1.6: namespaces, leases,
@@ -59,6 +60,11 @@ describe.each(RUNTIME_DAEMONS)('@berth/client against %s', (_name, start) => {
     const plugins = await client.introspection.plugins();
     expect(plugins).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'io.containerd.snapshotter.v1', id: 'overlayfs' })]));
     expect((await client.introspection.server()).uuid).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('daemonVersion (@berth/client/version: Node's HTTP/2, no grpc-js) answers what client.version() does', async () => {
+    expect(await daemonVersion(daemon.address)).toEqual(await client.version());
+    expect(await daemonVersion(`unix://${daemon.address}`, { connectTimeout: 1000 })).toEqual(await client.version());
   });
 
   it('fails to connect to a socket nobody serves, within the timeout', async () => {

@@ -5,7 +5,7 @@ import type { BerthClient, Container, ContainerInfo, NewContainerOptions, Proces
 import { isNotFound } from '@berth/errdefs';
 import type { Command } from 'commander';
 import { withClient } from '../context';
-import { CliError, EXIT, startFailureCode } from '../errors';
+import { CliError, EXIT, nonNegative, startFailureCode } from '../errors';
 import { type Column, type ListingFormat, humanSize, parsePairs, printJson, printListing, since } from '../output';
 import { pullImage } from './images';
 
@@ -57,13 +57,6 @@ function bytes(v: string): number {
   if (!m) throw new CliError(`invalid size "${v}"`, EXIT.daemon);
   const mult = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase()]!;
   return Math.round(Number(m[1]) * mult);
-}
-
-/** A non-negative number given to `flag`, or a CliError naming it (exit code `code`). */
-function nonNegative(flag: string, v: string, code: number = EXIT.failure): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new CliError(`invalid ${flag} "${v}": want a number of 0 or more`, code);
-  return n;
 }
 
 function newId(): string {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { globalOptions, withClient } from '../context';
 import { CliError } from '../errors';
 import { type Column, type ListingFormat, parsePairs, printJson, printListing } from '../output';
-import { CLI_VERSION } from '../version';
+import { runVersion } from '../version';
 
 /** `berth version`, `info`, `events` and `namespaces`. */
 export function registerSystemCommands(program: Command): void {
@@ -11,20 +11,8 @@ export function registerSystemCommands(program: Command): void {
     .description("print the client's and the daemon's versions")
     .option('--json', 'print JSON')
     .action(async (f: { json?: boolean }, cmd: Command) => {
-      const { address } = globalOptions(cmd);
-      let server: { version: string; revision: string } | { error: string };
-      try {
-        server = await withClient(cmd, (client) => client.version());
-      } catch (err) {
-        server = { error: (err as Error).message };
-      }
-      if (f.json) printJson(process.stdout, { client: { version: CLI_VERSION, node: process.version }, server: { address, ...server } });
-      else {
-        process.stdout.write(`Client:\n  Version:  ${CLI_VERSION}\n  Node:     ${process.version}\n\nServer:\n  Address:  ${address}\n`);
-        if ('error' in server) process.stdout.write(`  Error:    ${server.error}\n`);
-        else process.stdout.write(`  Version:  ${server.version}\n  Revision: ${server.revision}\n`);
-      }
-      if ('error' in server) process.exitCode = 1;
+      const { address, connectTimeout } = globalOptions(cmd);
+      process.exitCode = await runVersion({ address, connectTimeout, json: f.json === true });
     });
 
   program
