@@ -123,7 +123,8 @@ async function unaryCall(socket: string, path: string, request: Uint8Array, opti
       stream.end(frame);
     });
   } finally {
-    session.close();
+    // The call is over, answered or not: nothing more is owed to the server.
+    session.destroy();
   }
 }
 

@@ -302,19 +302,19 @@ export const WORKLOADS: Record<string, Workload> = {
     unit: 'ms',
     lowerIsBetter: true,
     run: async (d) => {
-      // The CLI's own cost, the same against either daemon: next to it, Go's ctr and Node's bare start.
+      // The CLI's own cost, the same against either daemon: beside it Go's ctr, and Node's bare
+      // start, run in turn with berth version so that "over node" pairs runs under the same load.
       const berth = join(__dirname, '../../../apps/berth/bin/berth');
-      const times = async (cmd: string, args: string[]) => {
-        await run(cmd, args); // warm the page cache
-        const ms: number[] = [];
-        for (let i = 0; i < 5; i++) ms.push(await timed(() => run(cmd, args)));
-        return median(ms);
-      };
-      return {
-        'berth version': await times(process.execPath, [berth, '--address', d.address, 'version']),
-        'ctr version': await times(CTR_PATH, ['--address', d.address, 'version']),
-        'node -e 0': await times(process.execPath, ['-e', '0']),
-      };
+      const commands: Array<[string, string, string[]]> = [
+        ['berth version', process.execPath, [berth, '--address', d.address, 'version']],
+        ['ctr version', CTR_PATH, ['--address', d.address, 'version']],
+        ['node -e 0', process.execPath, ['-e', '0']],
+      ];
+      for (const [, cmd, args] of commands) await run(cmd, args); // warm the page cache
+      const ms = new Map<string, number[]>(commands.map(([k]) => [k, []]));
+      for (let i = 0; i < 7; i++) for (const [k, cmd, args] of commands) ms.get(k)!.push(await timed(() => run(cmd, args)));
+      const over = ms.get('berth version')!.map((t, i) => t - ms.get('node -e 0')![i]!);
+      return { ...Object.fromEntries([...ms].map(([k, v]) => [k, median(v)])), 'berth version over node -e 0': median(over) };
     },
   },
   start: {
