@@ -27,11 +27,23 @@ export interface BenchDaemon {
   cleanup(): Promise<void>;
 }
 
+/** What a workload needs of its daemons beyond the defaults (the same for each kind). */
+export interface DaemonSetup {
+  /** TOML both daemons get (berthd and containerd each ignore the other's keys). */
+  config?: string;
+  /** containerd 1.6 keeps its CRI plugin (berthd always has its own). */
+  cri?: boolean;
+}
+
 /** Starts one daemon of a kind on a temp root. */
-export async function startDaemon(kind: DaemonKind): Promise<BenchDaemon> {
+export async function startDaemon(kind: DaemonKind, setup: DaemonSetup = {}): Promise<BenchDaemon> {
   const t0 = performance.now();
   const d =
-    kind === 'berthd' ? await TestDaemon.start({ logLevel: 'info' }) : kind === 'containerd' ? await ReferenceContainerd.start() : await ReferenceContainerd2.start();
+    kind === 'berthd'
+      ? await TestDaemon.start({ logLevel: 'info', config: setup.config })
+      : kind === 'containerd'
+        ? await ReferenceContainerd.start({ config: setup.config, cri: setup.cri })
+        : await ReferenceContainerd2.start({ config: setup.config });
   const startMs = performance.now() - t0;
   const startCpuMs = cpuMs(d.pid!);
   return {

@@ -35,12 +35,13 @@ async function main(argv: string[]): Promise<number> {
     const w = WORKLOADS[name];
     if (w.teardown) teardowns.add(w.teardown);
     const daemons = w.daemons ?? ['berthd', 'containerd'];
+    const setup = w.setup ? await w.setup() : undefined;
     for (let round = 1; round <= rounds; round++) {
       // Rotate which daemon goes first so that none always gets the warmer machine.
       const shift = (round - 1) % daemons.length;
       const order: DaemonKind[] = [...daemons.slice(shift), ...daemons.slice(0, shift)];
       for (const kind of order) {
-        const d = await startDaemon(kind);
+        const d = await startDaemon(kind, setup);
         try {
           const result = await w.run(d, n);
           for (const [figure, value] of Object.entries(result)) {

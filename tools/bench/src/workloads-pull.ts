@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { type ImageSpec, buildImage, busyboxSpec, generatedSpec } from '@berth/fixtures';
+import { type BuiltImage, type ImageSpec, buildImage, busyboxSpec, generatedSpec } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
 import { CTR2_PATH, CTR_PATH, TestRegistry, runCtr } from '@berth/testing';
 import { type BenchDaemon, type DaemonKind, startDaemon } from './daemons';
@@ -53,6 +53,18 @@ async function stopRegistry(): Promise<void> {
   await (await r?.catch(() => undefined))?.stop();
 }
 
+/** Pushes a built image's blobs and manifest to `repo:tag` of a plain-HTTP registry. */
+export async function pushBuilt(ref: string, img: BuiltImage): Promise<void> {
+  const repo = ref.slice(0, ref.lastIndexOf(':'));
+  const client = new RegistryClient({ hosts: staticHosts({ scheme: 'http' }) });
+  try {
+    for (const d of [...img.layers, img.config]) await client.push(repo, d, img.blobs.get(d.digest)!);
+    await client.push(ref, img.manifest, img.blobs.get(img.manifest.digest)!);
+  } finally {
+    await client.close();
+  }
+}
+
 /** Builds an image (gzip layers, deterministic) and pushes it into the registry as `bench/<key>:1`. */
 function image(key: ImageKey): Promise<Seeded> {
   let p = seeded.get(key);
@@ -62,13 +74,7 @@ function image(key: ImageKey): Promise<Seeded> {
       const t0 = performance.now();
       const img = await buildImage(IMAGES[key].spec());
       const repo = `${r.host}/bench/${key}`;
-      const client = new RegistryClient({ hosts: staticHosts({ scheme: 'http' }) });
-      try {
-        for (const d of [...img.layers, img.config]) await client.push(repo, d, img.blobs.get(d.digest)!);
-        await client.push(`${repo}:1`, img.manifest, img.blobs.get(img.manifest.digest)!);
-      } finally {
-        await client.close();
-      }
+      await pushBuilt(`${repo}:1`, img);
       const mib = img.layers.reduce((s, l) => s + l.size, 0) / (1 << 20);
       process.stderr.write(`  seeded ${repo}:1 (${img.layers.length} layers, ${mib.toFixed(1)} MiB compressed) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
       return { ref: `${repo}:1`, layers: img.layers.length, pushHost: `localhost:${r.host.split(':')[1]}` };

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { containers, namespaces } from '@berth/api';
 import { createClient } from '@berth/grpc';
 import { CTR_PATH, TestDaemon, freePort } from '@berth/testing';
-import { BenchDaemon, DaemonKind, rssMiB } from './daemons';
+import { BenchDaemon, DaemonKind, type DaemonSetup, rssMiB } from './daemons';
 import { API_WORKLOADS, container, perOp } from './workloads-api';
 import { median } from './stats';
 import { GC_WORKLOADS } from './workloads-gc';
@@ -30,6 +30,8 @@ export interface Workload {
    * have no value for some daemon).
    */
   run(d: BenchDaemon, n: number): Promise<Record<string, number>>;
+  /** Prepares what its daemons need (a registry, a CNI network) once, before the first round. */
+  setup?(): Promise<DaemonSetup>;
   /** Releases what the workload kept for the whole run (a registry); called once at the end. */
   teardown?(): Promise<void>;
 }
