@@ -35,3 +35,38 @@ describe('compare', () => {
     ]);
   });
 });
+
+describe('one daemon (--daemon)', () => {
+  const containerd = [spec('a passes', 'passed'), spec('b fails', 'failed'), spec('c skipped', 'skipped')];
+
+  it('has a column for the daemon that ran only, no regressions, and that run\'s counts', () => {
+    const cmp = compare(containerd, undefined);
+    expect(cmp.ran).toEqual({ containerd: true, berthd: false });
+    expect(cmp.regressions).toEqual([]);
+    expect(cmp.rows.map((r) => [r.name.replace('[It] [k8s.io] ', ''), r.containerd, r.berthd])).toEqual([
+      ['b fails', 'failed', 'not run'],
+      ['a passes', 'passed', 'not run'],
+      ['c skipped', 'skipped', 'not run'],
+    ]);
+    expect(formatTable(cmp).split('\n')).toEqual([
+      'containerd 1.6 spec',
+      'failed         b fails',
+      'passed         a passes',
+      '(1 specs skipped are not listed)',
+      '',
+      'critest on containerd 1.6: 3 specs: 1 passed, 1 failed, 1 skipped',
+    ]);
+  });
+
+  it('works for berthd alone too', () => {
+    const cmp = compare(undefined, containerd);
+    expect(formatTable(cmp).split('\n')).toEqual([
+      'berthd   spec',
+      'failed   b fails',
+      'passed   a passes',
+      '(1 specs skipped are not listed)',
+      '',
+      'critest on berthd: 3 specs: 1 passed, 1 failed, 1 skipped',
+    ]);
+  });
+});
