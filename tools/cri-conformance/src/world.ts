@@ -5,13 +5,14 @@ import { join } from 'node:path';
 import { removeNetns } from '@berth/cni';
 import { type BuiltImage, buildImage, busyboxSpec, pauseImage, symlink } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
-import { CRITEST_IMAGE_LOOKALIKES, CRITEST_STAGING, TestRegistry, tempDir } from '@berth/testing';
+import { CRITEST_IMAGE_LOOKALIKES, TestRegistry, tempDir } from '@berth/testing';
+import { containerLookalikes } from './lookalikes';
 
 /** Registries critest names; each gets a hosts.toml that mirrors it to the loopback registry. */
 const MIRRORED = ['gcr.io', 'registry.k8s.io', 'k8s.gcr.io', 'docker.io'];
 
-/** Applets critest's container specs use beyond the fixture's list (Debian's busybox-static has them). */
-const EXTRA_APPLETS = ['pgrep', 'ipcs', 'netstat', 'dd', 'httpd', 'wget', 'nc'];
+/** Applets beyond the fixture's list for the image specs' look-alikes (containers run lookalikes.ts's). */
+const EXTRA_APPLETS = ['netstat', 'dd', 'httpd', 'wget', 'nc'];
 
 const sh = (file: string, args: string[], input?: string) => execFileSync(file, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
 
@@ -110,12 +111,7 @@ export async function startWorld(): Promise<World> {
       for (const tag of i.tags) await push(registry, i.repo, tag, image);
     }
     await push(registry, 'pause', '3.6', await pauseImage());
-    await push(registry, 'e2e-test-images/busybox', '1.29-2', await busybox({}));
-    // Web servers: busybox httpd stands in for nginx and Apache (the text checks will differ).
-    const web = (port: number) => busybox({ Cmd: ['httpd', '-f', '-p', String(port), '-h', '/etc'] });
-    await push(registry, 'e2e-test-images/nginx', '1.14-2', await web(80));
-    await push(registry, 'e2e-test-images/httpd', '2.4.39-4', await web(80));
-    await push(registry, `${CRITEST_STAGING}/hostnet-nginx-amd64`, 'latest', await web(12003));
+    for (const l of await containerLookalikes()) await push(registry, l.repo, l.tag, l.image);
     const hostsDir = join(dir, 'certs.d');
     for (const host of MIRRORED) {
       mkdirSync(join(hostsDir, host), { recursive: true });
