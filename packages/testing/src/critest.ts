@@ -30,6 +30,8 @@ export const CRITEST_IMAGE_LOOKALIKES: ReadonlyArray<{ repo: string; tags: strin
 export interface SpecResult {
   name: string;
   outcome: 'passed' | 'failed' | 'skipped';
+  /** For a failed or skipped spec, ginkgo's message (the failure, or the reason it skipped). */
+  message?: string;
 }
 
 /** What one critest run gave. */
@@ -51,14 +53,29 @@ export interface CritestOptions {
   onOutput?: (chunk: string) => void;
 }
 
-/** Reads the `[It]` specs of a ginkgo junit report: failure or error is failed, skipped is skipped. */
+const unescape = (s: string) =>
+  s
+    .replace(/&#39;/g, "'")
+    .replace(/&quot;/g, '"')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&#x([0-9a-f]+);/gi, (_m, h: string) => String.fromCodePoint(parseInt(h, 16)))
+    .replace(/&#(\d+);/g, (_m, d: string) => String.fromCodePoint(Number(d)))
+    .replace(/&amp;/g, '&');
+
+/**
+ * Reads the `[It]` specs of a ginkgo junit report: failure or error is failed, skipped is
+ * skipped, with the element's `message`.
+ */
 export function parseJunit(xml: string): SpecResult[] {
   const specs: SpecResult[] = [];
   for (const m of xml.matchAll(/<testcase name="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)) {
-    const name = m[1].replace(/&#39;/g, "'").replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+    const name = unescape(m[1]);
     if (!name.startsWith('[It]')) continue;
     const body = m[3] ?? '';
-    specs.push({ name, outcome: /<failure|<error/.test(body) ? 'failed' : /<skipped/.test(body) ? 'skipped' : 'passed' });
+    const outcome = /<failure|<error/.test(body) ? 'failed' : /<skipped/.test(body) ? 'skipped' : 'passed';
+    const message = outcome === 'passed' ? undefined : /<(?:failure|error|skipped)\b[^>]*\bmessage="([^"]*)"/.exec(body)?.[1];
+    specs.push({ name, outcome, ...(message ? { message: unescape(message) } : {}) });
   }
   return specs;
 }
