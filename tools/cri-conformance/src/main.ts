@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * node tools/cri-conformance/dist/main.js [--daemon containerd|berthd] [--focus REGEX] [--skip REGEX] [--parallel N] [--timeout SECONDS] [--verbose]
+ * node tools/cri-conformance/dist/main.js [--daemon containerd|berthd] [--focus REGEX] [--skip REGEX] [--parallel N] [--timeout SECONDS] [--explain] [--verbose]
  *
  * Runs critest v1.37 against containerd 1.6.20's CRI plugin and against berthd with the same
  * images and config, prints one table (regressions first) and a summary line. Exits 1 when berthd
@@ -22,6 +22,7 @@ async function main(): Promise<number> {
         skip: { type: 'string' },
         parallel: { type: 'string' },
         timeout: { type: 'string' },
+        explain: { type: 'boolean', default: false },
         verbose: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
@@ -31,7 +32,7 @@ async function main(): Promise<number> {
     return 2;
   }
   if (values.help) {
-    process.stdout.write('usage: node tools/cri-conformance/dist/main.js [--daemon containerd|berthd] [--focus REGEX] [--skip REGEX] [--parallel N] [--timeout SECONDS] [--verbose]\n');
+    process.stdout.write('usage: node tools/cri-conformance/dist/main.js [--daemon containerd|berthd] [--focus REGEX] [--skip REGEX] [--parallel N] [--timeout SECONDS] [--explain] [--verbose]\n');
     return 0;
   }
   if (values.daemon !== undefined && values.daemon !== 'containerd' && values.daemon !== 'berthd') {
@@ -69,7 +70,7 @@ async function main(): Promise<number> {
       log: (l) => process.stderr.write(`cri-conformance: ${l}\n`),
       onOutput: values.verbose ? (_d, s) => process.stderr.write(s) : undefined,
     });
-    process.stdout.write(`${formatTable(result.comparison)}\n`);
+    process.stdout.write(`${formatTable(result.comparison, { explain: values.explain })}\n`);
     const runs = [['containerd 1.6', result.containerd], ['berthd', result.berthd]] as const;
     let noReport = false;
     for (const [daemon, run] of runs) {

@@ -1,4 +1,5 @@
 import type { SpecResult } from '@berth/testing';
+import { knownCause } from './known-causes';
 
 /**
  * A spec's outcome on one daemon; `missing` when its run did not report the spec, `not run` when
@@ -11,6 +12,8 @@ export interface Row {
   name: string;
   containerd: Outcome;
   berthd: Outcome;
+  /** ginkgo's message for the spec on containerd 1.6 when it failed or skipped there. */
+  containerdMessage?: string;
 }
 
 /** The comparison of two runs. */
@@ -48,11 +51,15 @@ function rank(r: Row): number {
  */
 export function compare(containerd: SpecResult[] | undefined, berthd: SpecResult[] | undefined): Comparison {
   const c = new Map((containerd ?? []).map((s) => [s.name, s.outcome]));
+  const messages = new Map((containerd ?? []).map((s) => [s.name, s.message]));
   const b = new Map((berthd ?? []).map((s) => [s.name, s.outcome]));
   const outcome = (run: SpecResult[] | undefined, m: Map<string, SpecResult['outcome']>, name: string): Outcome => (run ? (m.get(name) ?? 'missing') : 'not run');
   const names = [...new Set([...c.keys(), ...b.keys()])];
   const rows: Row[] = names
-    .map((name) => ({ name, containerd: outcome(containerd, c, name), berthd: outcome(berthd, b, name) }))
+    .map((name) => {
+      const message = messages.get(name);
+      return { name, containerd: outcome(containerd, c, name), berthd: outcome(berthd, b, name), ...(message ? { containerdMessage: message } : {}) };
+    })
     .sort((x, y) => rank(x) - rank(y) || x.name.localeCompare(y.name));
   const count = (k: number) => rows.filter((r) => rank(r) === k).length;
   const regressions = rows.filter(isRegression).map((r) => r.name);
@@ -67,19 +74,60 @@ export function compare(containerd: SpecResult[] | undefined, berthd: SpecResult
 /** Drops ginkgo's `[It] [k8s.io] ` prefix. */
 const shortName = (name: string) => name.replace(/^\[It\] /, '').replace(/^\[k8s\.io\] /, '');
 
+/** Options of {@link formatTable}. */
+export interface FormatOptions {
+  /**
+   * Under each spec that fails or skips on containerd 1.6, its known cause (known-causes.ts), or
+   * for a failure with none, `unexplained` and the first line of ginkgo's message; and a line
+   * that counts them.
+   */
+  explain?: boolean;
+}
+
+const INDENT = ' '.repeat(15);
+
+/** The explanation line of a row, or undefined when there is nothing to say. */
+function explanation(r: Row): string | undefined {
+  if (r.containerd !== 'failed' && r.containerd !== 'skipped') return undefined;
+  const cause = knownCause(r.name, r.containerd);
+  if (cause) return `${INDENT}why (${cause.kind}): ${cause.why}`;
+  if (r.containerd === 'skipped') return undefined;
+  const first = (r.containerdMessage ?? '').split('\n').find((l) => l.trim()) ?? 'no message';
+  return `${INDENT}unexplained on containerd 1.6: ${first.trim()}`;
+}
+
 /**
  * The table as text: a column per daemon that ran (containerd 1.6, berthd), the spec (specs
  * skipped everywhere, which a focus leaves out, are counted but not listed); then the summary line.
  */
-export function formatTable(cmp: Comparison): string {
+export function formatTable(cmp: Comparison, options: FormatOptions = {}): string {
   const columns = ([['containerd', 'containerd 1.6', 15], ['berthd', 'berthd', 9]] as const).filter(([d]) => cmp.ran[d]);
   const lines = [`${columns.map(([, title, width]) => title.padEnd(width)).join('')}spec`];
   const shown = cmp.rows.filter((r) => columns.some(([d]) => r[d] !== 'skipped'));
-  for (const r of shown) lines.push(`${columns.map(([d, , width]) => r[d].padEnd(width)).join('')}${shortName(r.name)}`);
+  for (const r of shown) {
+    lines.push(`${columns.map(([d, , width]) => r[d].padEnd(width)).join('')}${shortName(r.name)}`);
+    const why = options.explain && cmp.ran.containerd ? explanation(r) : undefined;
+    if (why) lines.push(why);
+  }
   const hidden = cmp.rows.length - shown.length;
   if (hidden > 0) lines.push(`(${hidden} specs skipped ${columns.length > 1 ? 'on both ' : ''}are not listed)`);
   lines.push('', summaryLine(cmp));
+  if (options.explain && cmp.ran.containerd) lines.push(causesLine(cmp));
   return lines.join('\n');
+}
+
+/** How many specs fail on containerd 1.6, by known cause, and how many have none. */
+export function causesLine(cmp: Comparison): string {
+  const failed = cmp.rows.filter((r) => r.containerd === 'failed');
+  const kinds = new Map<string, number>();
+  let unexplained = 0;
+  for (const r of failed) {
+    const kind = knownCause(r.name, 'failed')?.kind;
+    if (kind) kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    else unexplained++;
+  }
+  const by = [...kinds].map(([k, n]) => `${k} ${n}`).join(', ');
+  return `failing on containerd 1.6: ${failed.length}: ${failed.length - unexplained} explained${by ? ` (${by})` : ''}, ${unexplained} unexplained`;
 }
 
 /** One line with the counts: the comparison's, or one run's when only one daemon ran. */
