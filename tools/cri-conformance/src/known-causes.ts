@@ -30,7 +30,7 @@ export const KNOWN_CAUSES: readonly KnownCause[] = [
     kind: 'containerd 1.6',
     why:
       'StopContainer of an unknown id answers NotFound ("an error occurred when try to find container ...: not found"); ' +
-      'idempotence.go:77 wants OK, as the CRI says and containerd does after #10520/#10531 (berthd: OK)',
+      'idempotence.go:77 wants OK, as the CRI says and containerd does after #10520/#10531',
   },
   {
     spec: /Idempotence StopPodSandbox should not return an error if not found/,
