@@ -3,16 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeNetns } from '@berth/cni';
-import { type BuiltImage, buildImage, busyboxSpec, pauseImage, symlink } from '@berth/fixtures';
+import { type BuiltImage, buildImage, busyboxSpec, pauseImage } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
 import { CRITEST_IMAGE_LOOKALIKES, TestRegistry, tempDir } from '@berth/testing';
 import { containerLookalikes } from './lookalikes';
 
 /** Registries critest names; each gets a hosts.toml that mirrors it to the loopback registry. */
 const MIRRORED = ['gcr.io', 'registry.k8s.io', 'k8s.gcr.io', 'docker.io'];
-
-/** Applets beyond the fixture's list for the image specs' look-alikes (containers run lookalikes.ts's). */
-const EXTRA_APPLETS = ['netstat', 'dd', 'httpd', 'wget', 'nc'];
 
 const sh = (file: string, args: string[], input?: string) => execFileSync(file, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
 
@@ -38,11 +35,12 @@ async function push(registry: TestRegistry, repo: string, tag: string, image: Bu
   }
 }
 
-/** A busybox look-alike with the extra applets and a run config. */
+/**
+ * The image specs' look-alikes: the busybox fixture with a run config (they are pulled and
+ * inspected, at most run with `sh`; the containers' images are lookalikes.ts's).
+ */
 function busybox(runConfig: Record<string, unknown>): Promise<BuiltImage> {
-  const base = busyboxSpec('x');
-  const entries = [...(base.layers[0].entries ?? []), ...EXTRA_APPLETS.map((a) => symlink(`bin/${a}`, 'busybox'))];
-  return buildImage({ ...base, layers: [{ entries }], runConfig: { Cmd: ['sh'], ...runConfig } });
+  return buildImage({ ...busyboxSpec('x'), runConfig: { Cmd: ['sh'], ...runConfig } });
 }
 
 /** A 10.99.x.0/24 that no host route uses. */
