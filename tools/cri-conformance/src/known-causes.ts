@@ -45,9 +45,9 @@ export const KNOWN_CAUSES: readonly KnownCause[] = [
     outcome: 'failed',
     kind: 'look-alike',
     why:
-      "Debian's busybox-static is built with FEATURE_SH_STANDALONE: its sh runs the ls applet without looking at /bin/ls, " +
-      'so masking /bin/ls hides nothing and `sh -c ls` succeeds (security_context_linux.go:621 wants an error and ' +
-      '"/bin/sh: ls: Permission denied", what a busybox that execs /bin/ls says); no other static busybox here',
+      "Debian's dynamic busybox is missing (tools/reference-tools.sh unpacks it), so the look-alike has busybox-static, " +
+      'built with FEATURE_SH_STANDALONE: its sh runs the ls applet without looking at /bin/ls, so masking /bin/ls hides ' +
+      'nothing and `sh -c ls` succeeds (security_context_linux.go:621 wants an error and "/bin/sh: ls: Permission denied")',
   },
   {
     spec: /Image Identifier Consistency/,

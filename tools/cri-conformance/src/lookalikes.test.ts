@@ -8,7 +8,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { BuiltImage } from '@berth/fixtures';
-import { tempDir } from '@berth/testing';
+import { BUSYBOX_DYNAMIC_PATH, tempDir } from '@berth/testing';
 import { e2eBusybox, httpdLookalike, nginxLookalike, nonewprivsLookalike, predefinedGroupLookalike } from './lookalikes';
 
 jest.setTimeout(60_000);
@@ -87,6 +87,18 @@ run('critest look-alike images', () => {
     it('has every applet as a hard link of /bin/busybox (a masked /bin/ls hides only ls)', () => {
       const busybox = statSync(join(fs.dir, 'bin/busybox'));
       for (const a of ['ls', 'sh', 'ping', 'brctl', 'pidof', 'dd']) expect(statSync(join(fs.dir, 'bin', a)).ino).toBe(busybox.ino);
+    });
+
+    (BUSYBOX_DYNAMIC_PATH ? it : it.skip)('runs what PATH finds: with /bin/ls masked, sh -c ls fails as MaskedPaths expects', () => {
+      const ls = join(fs.dir, 'bin/ls');
+      execFileSync('mount', ['--bind', '/dev/null', ls]);
+      try {
+        const out = inRoot(fs.dir, ['/bin/sh', '-c', 'ls']);
+        expect(out.stderr).toBe('/bin/sh: ls: Permission denied\n');
+        expect(out.code).not.toBe(0);
+      } finally {
+        execFileSync('umount', [ls]);
+      }
     });
 
     it('has a pgrep that finds a process by name and is silent once it is gone', () => {

@@ -6,8 +6,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { BUSYBOX_PATH, type BuiltImage, type LayerEntry, buildImage, dir, file, hardlink } from '@berth/fixtures';
-import { CRITEST_STAGING } from '@berth/testing';
+import { BUSYBOX_DYNAMIC_PATH, CRITEST_STAGING } from '@berth/testing';
 
 const PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -18,9 +19,22 @@ export interface Lookalike {
   image: BuiltImage;
 }
 
-/** Every applet Debian's busybox-static has (`busybox --list`), sorted. */
-export function busyboxApplets(): string[] {
-  return execFileSync(BUSYBOX_PATH, ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
+/** Every applet a busybox binary has (`busybox --list`), sorted. */
+export function busyboxApplets(binary = BUSYBOX_PATH): string[] {
+  return execFileSync(binary, ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
+}
+
+/** The shared libraries a binary loads and its loader, as `ldd` names them (absolute paths). */
+export function sharedLibraries(binary: string): string[] {
+  const out = execFileSync('ldd', [binary], { encoding: 'utf8' });
+  return [...out.matchAll(/(?:=> )?(\/\S+) \(0x[0-9a-f]+\)/g)].map((m) => m[1]).sort();
+}
+
+/** Entries for files at their absolute paths (contents read through symlinks), with their directories. */
+function filesAt(paths: readonly string[]): LayerEntry[] {
+  const dirs = new Set<string>();
+  for (const p of paths) for (let d = dirname(p); d !== '/'; d = dirname(d)) dirs.add(d);
+  return [...[...dirs].sort().map((d) => dir(d.slice(1))), ...paths.map((p) => file(p.slice(1), readFileSync(p), 0o755))];
 }
 
 /**
@@ -76,18 +90,21 @@ done
 /**
  * The root of a busybox image as registry.k8s.io/e2e-test-images/busybox lays it out; `mode` is
  * /bin/busybox's (every hard link repeats it: unpackers chmod a hard link to its own header's
- * mode, which is the shared inode's).
+ * mode, which is the shared inode's); `binary` a busybox other than busybox-static, whose shared
+ * libraries then come along at their paths.
  */
-function busyboxRoot(extra: { passwd?: string; group?: string; mode?: number } = {}): LayerEntry[] {
+function busyboxRoot(extra: { passwd?: string; group?: string; mode?: number; binary?: string } = {}): LayerEntry[] {
   const mode = extra.mode ?? 0o755;
+  const binary = extra.binary ?? BUSYBOX_PATH;
   return [
     dir('bin'),
-    file('bin/busybox', readFileSync(BUSYBOX_PATH), mode),
+    file('bin/busybox', readFileSync(binary), mode),
     // Hard links, as in the real image: a masked /bin/ls then hides ls and not every applet
     // (a symlink would mask /bin/busybox itself).
-    ...busyboxApplets()
+    ...busyboxApplets(binary)
       .filter((a) => a !== 'busybox')
       .map((a) => hardlink(`bin/${a}`, 'bin/busybox', mode)),
+    ...(binary === BUSYBOX_PATH ? [] : filesAt(sharedLibraries(binary))),
     file('bin/pgrep', PGREP, 0o755),
     file('bin/ipcs', IPCS, 0o755),
     dir('dev'),
@@ -108,9 +125,14 @@ function busyboxRoot(extra: { passwd?: string; group?: string; mode?: number } =
   ];
 }
 
-/** `registry.k8s.io/e2e-test-images/busybox:1.29-2`: every applet, plus pgrep and ipcs. */
-export function e2eBusybox(): Promise<BuiltImage> {
-  return buildImage({ name: 'e2e-test-images/busybox:1.29-2', layers: [{ entries: busyboxRoot() }], runConfig: { Env: [PATH_ENV], Cmd: ['sh'] } });
+/**
+ * `registry.k8s.io/e2e-test-images/busybox:1.29-2`: every applet, plus pgrep and ipcs. Its busybox
+ * is Debian's dynamically linked one when tools/reference-tools.sh has unpacked it (`binary`):
+ * like the real image's, its sh runs what PATH finds, so a masked /bin/ls cannot run (MaskedPaths);
+ * busybox-static's sh runs its own ls whatever /bin/ls is.
+ */
+export function e2eBusybox(binary: string | undefined = BUSYBOX_DYNAMIC_PATH): Promise<BuiltImage> {
+  return buildImage({ name: 'e2e-test-images/busybox:1.29-2', layers: [{ entries: busyboxRoot({ binary }) }], runConfig: { Env: [PATH_ENV], Cmd: ['sh'] } });
 }
 
 /**
