@@ -1,8 +1,8 @@
 /**
- * Look-alikes of the images critest v1.37's container specs run, built from Debian's
- * busybox-static alone (critest's real images cannot be fetched here). Each one reproduces what
- * the specs observe of the real image, and says so next to it; what busybox-static cannot
- * reproduce is listed in known-causes.ts.
+ * Look-alikes of the images critest v1.37's container specs run, built from Debian's busybox
+ * (busybox-static; for the busybox image its dynamic build when present), since critest's real
+ * images cannot be fetched here. Each one reproduces what the specs observe of the real image,
+ * and says so next to it; what the look-alikes cannot reproduce is in known-causes.ts.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -38,12 +38,12 @@ function filesAt(paths: readonly string[]): LayerEntry[] {
 }
 
 /**
- * `pgrep [-f] PATTERN`: busybox-static has no pgrep applet, and "execSync with timeout" runs
+ * `pgrep [-f] PATTERN`: Debian's busybox has no pgrep applet, and "execSync with timeout" runs
  * `pgrep sleep` to check that the timed-out process is gone. Matches the process name (or with
  * `-f` the command line) against an extended regex, never itself; exit 1 when nothing matches.
  */
 const PGREP = `#!/bin/sh
-# pgrep for the critest look-alike: busybox-static has no pgrep applet.
+# pgrep for the critest look-alike: Debian's busybox has no pgrep applet.
 full=
 while [ $# -gt 1 ]; do
   case $1 in
@@ -68,12 +68,12 @@ exit $status
 `;
 
 /**
- * `ipcs -m`: busybox-static has no ipcs applet, and the HostIpc specs look for the id of a
+ * `ipcs -m`: Debian's busybox has no ipcs applet, and the HostIpc specs look for the id of a
  * segment made on the host in its output. Reads /proc/sysvipc/shm (the caller's IPC namespace)
  * and prints util-linux's columns.
  */
 const IPCS = `#!/bin/sh
-# ipcs -m for the critest look-alike: busybox-static has no ipcs applet.
+# ipcs -m for the critest look-alike: Debian's busybox has no ipcs applet.
 case "\${1:--m}" in
   -m) ;;
   *) echo "ipcs: only -m is supported here" >&2; exit 1 ;;
