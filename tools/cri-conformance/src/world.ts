@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeNetns } from '@berth/cni';
 import { type BuiltImage, buildImage, busyboxSpec, pauseImage } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
 import { CRITEST_IMAGE_LOOKALIKES, TestRegistry, tempDir } from '@berth/testing';
+import { holdIpForward } from './ip-forward';
 import { containerLookalikes } from './lookalikes';
 
 /** Registries critest names; each gets a hosts.toml that mirrors it to the loopback registry. */
@@ -63,7 +64,7 @@ function removePortmapRules(networkName: string): void {
 }
 
 /**
- * Starts the loopback registry with critest's look-alike images (busybox-static based), writes
+ * Starts the loopback registry with critest's look-alike images (busybox based), writes
  * hosts.toml mirrors for the registries critest names, and a private CNI network: a
  * test-unique bridge (no masquerade, no default route) on a free 10.99.x.0/24 with host-local and
  * portmap. Everything lives in one temp dir.
@@ -75,15 +76,10 @@ export async function startWorld(): Promise<World> {
   const bridge = `bc${id}`;
   const netnsRoot = join(dir, 'netns');
   let registry: TestRegistry | undefined;
-  // The bridge plugin (isGateway) turns on IP forwarding and never turns it off: put it back.
-  const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
-  const ipForward = readFileSync(IP_FORWARD, 'utf8').trim();
+  // The bridge plugin (isGateway) turns on IP forwarding and never turns it off: it is put back
+  // when the last run of the machine is over.
+  const ipForward = holdIpForward();
   const cleanup = async () => {
-    try {
-      if (readFileSync(IP_FORWARD, 'utf8').trim() !== ipForward) writeFileSync(IP_FORWARD, `${ipForward}\n`);
-    } catch {
-      /* not writable here: the run could not have changed it either */
-    }
     if (existsSync(netnsRoot)) for (const n of readdirSync(netnsRoot)) await removeNetns(join(netnsRoot, n)).catch(() => undefined);
     try {
       removePortmapRules(name);
@@ -101,6 +97,7 @@ export async function startWorld(): Promise<World> {
     }
     await registry?.stop();
     remove();
+    ipForward.release();
   };
   try {
     registry = await TestRegistry.start();
