@@ -125,3 +125,29 @@ else
   fi
   echo "reference-tools: critest $critools_version installed ($critools_bin/critest, $((SECONDS - start)) s)"
 fi
+# Debian's dynamically linked busybox, for critest's e2e busybox look-alike (tools/cri-conformance):
+# busybox-static runs its applets without looking at PATH (standalone shell), so critest's
+# MaskedPaths spec, which masks /bin/ls and expects `sh -c ls` to fail, cannot pass with it. The
+# `busybox` package conflicts with busybox-static, so it is downloaded and unpacked, not
+# installed, at busybox-static's own version. Optional: without it the look-alike uses
+# busybox-static and that one spec fails (explained in tools/cri-conformance/README.md).
+busybox_dir="${BERTH_REFERENCE_DIR:-/usr/local/lib/berth-reference}/busybox-deb"
+busybox_version="$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || true)"
+if [[ -z "$busybox_version" ]]; then
+  echo "reference-tools: busybox-static is not installed; Debian's dynamic busybox skipped" >&2
+elif [[ -x "$busybox_dir/bin/busybox" && "$(cat "$busybox_dir/VERSION" 2>/dev/null)" == "$busybox_version" ]]; then
+  echo "reference-tools: busybox (dynamic) $busybox_version already present ($busybox_dir/bin/busybox)"
+else
+  tmp="$(mktemp -d)"
+  chmod 755 "$tmp" # apt's download user writes there
+  if (cd "$tmp" && apt-get download -q "busybox=$busybox_version" >/dev/null 2>&1) && dpkg-deb -x "$tmp"/busybox_*.deb "$tmp/root"; then
+    rm -rf "$busybox_dir"
+    mkdir -p "$busybox_dir/bin"
+    cp "$tmp/root/bin/busybox" "$busybox_dir/bin/busybox"
+    echo "$busybox_version" >"$busybox_dir/VERSION"
+    echo "reference-tools: busybox (dynamic) $busybox_version installed ($busybox_dir/bin/busybox)"
+  else
+    echo "reference-tools: could not download Debian's busybox $busybox_version (apt-get update first?); critest's look-alike keeps busybox-static" >&2
+  fi
+  rm -rf "$tmp"
+fi

@@ -4,7 +4,7 @@
 # tests, strace for the tests that check which thread syncs, containernetworking-plugins and
 # iptables for pod networking through CNI, catatonit for the CRI tests' pause image) and the npm
 # dependencies; with --with-reference-tools also ctr and containerd 2.4.2, prom2json, crictl and
-# critest 1.37.0.
+# critest 1.37.0, and Debian's dynamic busybox (unpacked, for critest's look-alike images).
 # Safe to run again: it does nothing when everything is in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { CRITEST_PATH } from './reference-tools';
 
 /** The gcr.io path of critest's own test images. */
@@ -30,6 +30,8 @@ export const CRITEST_IMAGE_LOOKALIKES: ReadonlyArray<{ repo: string; tags: strin
 export interface SpecResult {
   name: string;
   outcome: 'passed' | 'failed' | 'skipped';
+  /** For a failed or skipped spec, ginkgo's message (the failure, or the reason it skipped). */
+  message?: string;
 }
 
 /** What one critest run gave. */
@@ -51,61 +53,120 @@ export interface CritestOptions {
   onOutput?: (chunk: string) => void;
 }
 
-/** Reads the `[It]` specs of a ginkgo junit report: failure or error is failed, skipped is skipped. */
+const unescape = (s: string) =>
+  s
+    .replace(/&#39;/g, "'")
+    .replace(/&quot;/g, '"')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&#x([0-9a-f]+);/gi, (_m, h: string) => String.fromCodePoint(parseInt(h, 16)))
+    .replace(/&#(\d+);/g, (_m, d: string) => String.fromCodePoint(Number(d)))
+    .replace(/&amp;/g, '&');
+
+/**
+ * Reads the `[It]` specs of a ginkgo junit report: failure or error is failed, skipped is
+ * skipped, with the element's `message`.
+ */
 export function parseJunit(xml: string): SpecResult[] {
   const specs: SpecResult[] = [];
   for (const m of xml.matchAll(/<testcase name="([^"]*)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)) {
-    const name = m[1].replace(/&#39;/g, "'").replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
+    const name = unescape(m[1]);
     if (!name.startsWith('[It]')) continue;
     const body = m[3] ?? '';
-    specs.push({ name, outcome: /<failure|<error/.test(body) ? 'failed' : /<skipped/.test(body) ? 'skipped' : 'passed' });
+    const outcome = /<failure|<error/.test(body) ? 'failed' : /<skipped/.test(body) ? 'skipped' : 'passed';
+    const message = outcome === 'passed' ? undefined : /<(?:failure|error|skipped)\b[^>]*\bmessage="([^"]*)"/.exec(body)?.[1];
+    specs.push({ name, outcome, ...(message ? { message: unescape(message) } : {}) });
   }
   return specs;
 }
 
+/** The first `name` on PATH, or undefined. */
+function onPath(name: string): string | undefined {
+  return (process.env.PATH ?? '').split(delimiter).map((d) => d && join(d, name)).find((p) => p && existsSync(p));
+}
+
+/**
+ * The HostIpc specs make a System V shared memory segment on the host with `ipcmk -M` and never
+ * remove it. critest finds ipcmk on PATH, so it is given a wrapper first on its PATH that runs the
+ * real one and notes the segment's id in `log`; {@link removeIpcmkSegments} removes those after
+ * the run, and only those (another run on the machine may be using its own).
+ */
+function ipcmkWrapper(binDir: string, log: string): boolean {
+  const real = onPath('ipcmk');
+  if (!real) return false;
+  mkdirSync(binDir, { recursive: true });
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  writeFileSync(join(binDir, 'ipcmk'), `#!/bin/sh\nout=$(${q(real)} "$@") || exit $?\nprintf '%s\\n' "$out"\nprintf '%s\\n' "$out" >> ${q(log)}\n`);
+  chmodSync(join(binDir, 'ipcmk'), 0o755);
+  return true;
+}
+
+/** Removes the shared memory segments the ipcmk wrapper noted. */
+function removeIpcmkSegments(log: string): void {
+  if (!existsSync(log)) return;
+  for (const m of readFileSync(log, 'utf8').matchAll(/Shared memory id: (\d+)/g)) {
+    try {
+      execFileSync('ipcrm', ['-m', m[1]], { stdio: 'ignore' });
+    } catch {
+      /* already gone */
+    }
+  }
+  rmSync(log, { force: true });
+}
+
 /**
  * Runs critest v1.37 (CRITEST_PATH) against a CRI socket with a junit report in `dir` and returns
- * each spec's outcome. A run killed before its report has no specs.
+ * each spec's outcome. A run killed before its report has no specs. Shared memory segments its
+ * HostIpc specs make on the host are removed after it.
  */
 export async function critest(socket: string, dir: string, args: string[], options: CritestOptions = {}): Promise<CritestRun> {
-  const report = join(dir, `junit-${Date.now()}.xml`);
+  const stamp = Date.now();
+  const report = join(dir, `junit-${stamp}.xml`);
+  const binDir = join(dir, `critest-bin-${stamp}`);
+  const ipcmkLog = join(dir, `ipcmk-${stamp}.log`);
+  const path = ipcmkWrapper(binDir, ipcmkLog) ? `${binDir}${delimiter}${process.env.PATH ?? ''}` : process.env.PATH;
   const config = join(dir, 'crictl.yaml');
   writeFileSync(config, '');
   const endpoint = `unix://${socket}`;
   let output = '';
   let killed = false;
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(CRITEST_PATH!, ['--config', config, '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--ginkgo.no-color', `--ginkgo.junit-report=${report}`, ...args], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      // Its own process group, so that a kill reaches ginkgo's parallel workers too.
-      detached: true,
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(CRITEST_PATH!, ['--config', config, '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--ginkgo.no-color', `--ginkgo.junit-report=${report}`, ...args], {
+        env: { PATH: path, HOME: process.env.HOME },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        // Its own process group, so that a kill reaches ginkgo's parallel workers too.
+        detached: true,
+      });
+      const kill = () => {
+        killed = true;
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      };
+      const timer = options.timeoutMs ? setTimeout(kill, options.timeoutMs) : undefined;
+      if (options.signal?.aborted) kill();
+      options.signal?.addEventListener('abort', kill, { once: true });
+      const take = (b: Buffer) => {
+        const s = b.toString();
+        output += s;
+        options.onOutput?.(s);
+      };
+      child.stdout.on('data', take);
+      child.stderr.on('data', take);
+      child.once('error', reject);
+      child.once('close', () => {
+        clearTimeout(timer);
+        options.signal?.removeEventListener('abort', kill);
+        resolve();
+      });
     });
-    const kill = () => {
-      killed = true;
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    };
-    const timer = options.timeoutMs ? setTimeout(kill, options.timeoutMs) : undefined;
-    if (options.signal?.aborted) kill();
-    options.signal?.addEventListener('abort', kill, { once: true });
-    const take = (b: Buffer) => {
-      const s = b.toString();
-      output += s;
-      options.onOutput?.(s);
-    };
-    child.stdout.on('data', take);
-    child.stderr.on('data', take);
-    child.once('error', reject);
-    child.once('close', () => {
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', kill);
-      resolve();
-    });
-  });
+  } finally {
+    removeIpcmkSegments(ipcmkLog);
+    rmSync(binDir, { recursive: true, force: true });
+  }
   const specs = !killed && existsSync(report) ? parseJunit(readFileSync(report, 'utf8')) : [];
   return { specs, output, killed };
 }

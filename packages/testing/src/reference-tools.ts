@@ -60,6 +60,15 @@ export const CRICTL_PATH = criTool('crictl');
 /** Where tools/reference-tools.sh installs critest, the CRI conformance suite (a Go test binary). */
 export const CRITEST_PATH = criTool('critest');
 
+/**
+ * Debian's dynamically linked busybox, which tools/reference-tools.sh unpacks (the package
+ * conflicts with busybox-static): unlike busybox-static, its sh runs what PATH finds. Undefined
+ * when the script has not (or could not) put it in place.
+ */
+export const BUSYBOX_DYNAMIC_PATH = ((p) => (existsSync(p) ? p : undefined))(
+  join(process.env.BERTH_REFERENCE_DIR ?? '/usr/local/lib/berth-reference', 'busybox-deb', 'bin', 'busybox'),
+);
+
 /** One sample as prom2json prints it: labels and value (a string, as Prometheus writes numbers). */
 export interface PromSample {
   labels?: Record<string, string>;

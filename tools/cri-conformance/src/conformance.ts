@@ -13,6 +13,8 @@ export interface ConformanceOptions {
   focus?: string;
   /** ginkgo skip regex, added to `with digest` (a digest no local build can have). */
   skip?: string;
+  /** Which daemons to run critest against, in this order; default both. */
+  daemons?: readonly Daemon[];
   /** critest `--parallel` (needs the ginkgo CLI on PATH). */
   parallel?: number;
   /** Per daemon, ms; default 30 minutes. */
@@ -25,10 +27,13 @@ export interface ConformanceOptions {
   onOutput?: (daemon: 'containerd' | 'berthd', chunk: string) => void;
 }
 
-/** Both runs and their comparison. */
+/** A daemon critest runs against. */
+export type Daemon = 'containerd' | 'berthd';
+
+/** The runs (a daemon left out has none) and their comparison. */
 export interface ConformanceResult {
-  containerd: CritestRun;
-  berthd: CritestRun;
+  containerd?: CritestRun;
+  berthd?: CritestRun;
   comparison: Comparison;
 }
 
@@ -115,18 +120,20 @@ export async function runConformance(options: ConformanceOptions = {}): Promise<
   const log = options.log ?? (() => undefined);
   const args = critestArgs(options);
   const timeoutMs = options.timeoutMs ?? 30 * 60_000;
+  const daemons = options.daemons ?? ['containerd', 'berthd'];
   log('setting up the registry, images, hosts.toml and the CNI network');
   const world = await startWorld();
   try {
-    log(`critest ${args.join(' ')} against containerd 1.6`);
-    const containerd = await onContainerd(world, args, { ...options, timeoutMs });
-    if (containerd.killed) log(options.signal?.aborted ? 'containerd run aborted' : `containerd run killed after ${timeoutMs} ms`);
-    options.signal?.throwIfAborted();
-    log(`critest ${args.join(' ')} against berthd`);
-    const berthd = await onBerthd(world, args, { ...options, timeoutMs });
-    if (berthd.killed) log(options.signal?.aborted ? 'berthd run aborted' : `berthd run killed after ${timeoutMs} ms`);
-    options.signal?.throwIfAborted();
-    return { containerd, berthd, comparison: compare(containerd.specs, berthd.specs) };
+    const runs: { containerd?: CritestRun; berthd?: CritestRun } = {};
+    for (const daemon of daemons) {
+      const label = daemon === 'containerd' ? 'containerd 1.6' : 'berthd';
+      log(`critest ${args.join(' ')} against ${label}`);
+      const run = await (daemon === 'containerd' ? onContainerd : onBerthd)(world, args, { ...options, timeoutMs });
+      if (run.killed) log(options.signal?.aborted ? `${label} run aborted` : `${label} run killed after ${timeoutMs} ms`);
+      options.signal?.throwIfAborted();
+      runs[daemon] = run;
+    }
+    return { ...runs, comparison: compare(runs.containerd?.specs, runs.berthd?.specs) };
   } finally {
     log('cleaning up');
     await world.cleanup();

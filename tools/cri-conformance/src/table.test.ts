@@ -35,3 +35,66 @@ describe('compare', () => {
     ]);
   });
 });
+
+describe('one daemon (--daemon)', () => {
+  const containerd = [spec('a passes', 'passed'), spec('b fails', 'failed'), spec('c skipped', 'skipped')];
+
+  it('has a column for the daemon that ran only, no regressions, and that run\'s counts', () => {
+    const cmp = compare(containerd, undefined);
+    expect(cmp.ran).toEqual({ containerd: true, berthd: false });
+    expect(cmp.regressions).toEqual([]);
+    expect(cmp.rows.map((r) => [r.name.replace('[It] [k8s.io] ', ''), r.containerd, r.berthd])).toEqual([
+      ['b fails', 'failed', 'not run'],
+      ['a passes', 'passed', 'not run'],
+      ['c skipped', 'skipped', 'not run'],
+    ]);
+    expect(formatTable(cmp).split('\n')).toEqual([
+      'containerd 1.6 spec',
+      'failed         b fails',
+      'passed         a passes',
+      '(1 specs skipped are not listed)',
+      '',
+      'critest on containerd 1.6: 3 specs: 1 passed, 1 failed, 1 skipped',
+    ]);
+  });
+
+  it('works for berthd alone too', () => {
+    const cmp = compare(undefined, containerd);
+    expect(formatTable(cmp).split('\n')).toEqual([
+      'berthd   spec',
+      'failed   b fails',
+      'passed   a passes',
+      '(1 specs skipped are not listed)',
+      '',
+      'critest on berthd: 3 specs: 1 passed, 1 failed, 1 skipped',
+    ]);
+  });
+});
+
+describe('--explain', () => {
+  const stop = 'Idempotence StopContainer should not return an error if not found';
+  const identifier = 'Image Identifier Consistency should return the same image identifier across all APIs [Conformance] [Serial]';
+  const containerd: SpecResult[] = [
+    { ...spec(stop, 'failed'), message: 'Unexpected error:\n    rpc error: code = NotFound' },
+    { ...spec('new trouble', 'failed'), message: '\nExpected\n    <string>: x\nto be empty' },
+    { ...spec(identifier, 'skipped'), message: 'skipped - ContainerStatus.image_id is empty' },
+    spec('other skip', 'skipped'),
+    spec('fine', 'passed'),
+  ];
+  const berthd = [spec(stop, 'passed'), spec('new trouble', 'failed'), spec(identifier, 'failed'), spec('other skip', 'failed'), spec('fine', 'passed')];
+
+  it('puts the known cause, or "unexplained" and the first line of the message, under each spec failing or skipped on containerd 1.6', () => {
+    const lines = formatTable(compare(containerd, berthd), { explain: true }).split('\n');
+    const under = (name: string) => lines[lines.findIndex((l) => l.endsWith(name)) + 1];
+    expect(under(stop)).toMatch(/^ {15}why \(containerd 1\.6\): StopContainer of an unknown id answers NotFound/);
+    expect(under('new trouble')).toBe(`${' '.repeat(15)}unexplained on containerd 1.6: Expected`);
+    expect(under(identifier)).toMatch(/^ {15}why \(containerd 1\.6\): the spec skips itself when ContainerStatus\.image_id is empty/);
+    // A skip with no known cause says nothing.
+    expect(under('other skip')).not.toMatch(/why|unexplained/);
+    expect(lines.at(-1)).toBe('failing on containerd 1.6: 2: 1 explained (containerd 1.6 1), 1 unexplained');
+  });
+
+  it('adds nothing without the option', () => {
+    expect(formatTable(compare(containerd, berthd))).not.toMatch(/why|unexplained/);
+  });
+});

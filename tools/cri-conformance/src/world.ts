@@ -1,17 +1,16 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeNetns } from '@berth/cni';
-import { type BuiltImage, buildImage, busyboxSpec, pauseImage, symlink } from '@berth/fixtures';
+import { type BuiltImage, buildImage, busyboxSpec, pauseImage } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
-import { CRITEST_IMAGE_LOOKALIKES, CRITEST_STAGING, TestRegistry, tempDir } from '@berth/testing';
+import { CRITEST_IMAGE_LOOKALIKES, TestRegistry, tempDir } from '@berth/testing';
+import { holdIpForward } from './ip-forward';
+import { containerLookalikes } from './lookalikes';
 
 /** Registries critest names; each gets a hosts.toml that mirrors it to the loopback registry. */
 const MIRRORED = ['gcr.io', 'registry.k8s.io', 'k8s.gcr.io', 'docker.io'];
-
-/** Applets critest's container specs use beyond the fixture's list (Debian's busybox-static has them). */
-const EXTRA_APPLETS = ['pgrep', 'ipcs', 'netstat', 'dd', 'httpd', 'wget', 'nc'];
 
 const sh = (file: string, args: string[], input?: string) => execFileSync(file, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
 
@@ -37,11 +36,12 @@ async function push(registry: TestRegistry, repo: string, tag: string, image: Bu
   }
 }
 
-/** A busybox look-alike with the extra applets and a run config. */
+/**
+ * The image specs' look-alikes: the busybox fixture with a run config (they are pulled and
+ * inspected, at most run with `sh`; the containers' images are lookalikes.ts's).
+ */
 function busybox(runConfig: Record<string, unknown>): Promise<BuiltImage> {
-  const base = busyboxSpec('x');
-  const entries = [...(base.layers[0].entries ?? []), ...EXTRA_APPLETS.map((a) => symlink(`bin/${a}`, 'busybox'))];
-  return buildImage({ ...base, layers: [{ entries }], runConfig: { Cmd: ['sh'], ...runConfig } });
+  return buildImage({ ...busyboxSpec('x'), runConfig: { Cmd: ['sh'], ...runConfig } });
 }
 
 /** A 10.99.x.0/24 that no host route uses. */
@@ -64,7 +64,7 @@ function removePortmapRules(networkName: string): void {
 }
 
 /**
- * Starts the loopback registry with critest's look-alike images (busybox-static based), writes
+ * Starts the loopback registry with critest's look-alike images (busybox based), writes
  * hosts.toml mirrors for the registries critest names, and a private CNI network: a
  * test-unique bridge (no masquerade, no default route) on a free 10.99.x.0/24 with host-local and
  * portmap. Everything lives in one temp dir.
@@ -76,15 +76,10 @@ export async function startWorld(): Promise<World> {
   const bridge = `bc${id}`;
   const netnsRoot = join(dir, 'netns');
   let registry: TestRegistry | undefined;
-  // The bridge plugin (isGateway) turns on IP forwarding and never turns it off: put it back.
-  const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
-  const ipForward = readFileSync(IP_FORWARD, 'utf8').trim();
+  // The bridge plugin (isGateway) turns on IP forwarding and never turns it off: it is put back
+  // when the last run of the machine is over.
+  const ipForward = holdIpForward();
   const cleanup = async () => {
-    try {
-      if (readFileSync(IP_FORWARD, 'utf8').trim() !== ipForward) writeFileSync(IP_FORWARD, `${ipForward}\n`);
-    } catch {
-      /* not writable here: the run could not have changed it either */
-    }
     if (existsSync(netnsRoot)) for (const n of readdirSync(netnsRoot)) await removeNetns(join(netnsRoot, n)).catch(() => undefined);
     try {
       removePortmapRules(name);
@@ -102,6 +97,7 @@ export async function startWorld(): Promise<World> {
     }
     await registry?.stop();
     remove();
+    ipForward.release();
   };
   try {
     registry = await TestRegistry.start();
@@ -110,12 +106,7 @@ export async function startWorld(): Promise<World> {
       for (const tag of i.tags) await push(registry, i.repo, tag, image);
     }
     await push(registry, 'pause', '3.6', await pauseImage());
-    await push(registry, 'e2e-test-images/busybox', '1.29-2', await busybox({}));
-    // Web servers: busybox httpd stands in for nginx and Apache (the text checks will differ).
-    const web = (port: number) => busybox({ Cmd: ['httpd', '-f', '-p', String(port), '-h', '/etc'] });
-    await push(registry, 'e2e-test-images/nginx', '1.14-2', await web(80));
-    await push(registry, 'e2e-test-images/httpd', '2.4.39-4', await web(80));
-    await push(registry, `${CRITEST_STAGING}/hostnet-nginx-amd64`, 'latest', await web(12003));
+    for (const l of await containerLookalikes()) await push(registry, l.repo, l.tag, l.image);
     const hostsDir = join(dir, 'certs.d');
     for (const host of MIRRORED) {
       mkdirSync(join(hostsDir, host), { recursive: true });
