@@ -357,6 +357,7 @@ export class ContainerService {
     try {
       sandbox = await this.o.sandboxes.get(ctx, sandboxId);
     } catch (err) {
+      if (isNotFound(err)) throw new NotFoundError(`failed to find sandbox id ${JSON.stringify(sandboxId)}: not found`, { bare: true, cause: err });
       throw wrap(err, `failed to find sandbox id ${JSON.stringify(sandboxId)}`);
     }
     const sandboxConfig = sandbox.config ?? sandboxConfigIn;
@@ -378,6 +379,8 @@ export class ContainerService {
       try {
         image = await this.o.images.get(ctx, imageRef);
       } catch (err) {
+        // containerd's words: the image store's NotFound is a bare `not found`.
+        if (isNotFound(err)) throw new NotFoundError(`failed to resolve image ${JSON.stringify(imageRef)}: not found`, { bare: true, cause: err });
         throw wrap(err, `failed to resolve image ${JSON.stringify(imageRef)}`);
       }
       checkMounts(config);
@@ -463,7 +466,10 @@ export class ContainerService {
           id,
           labels: { ...(imageConfig.Labels ?? {}), ...config.labels, [CRI_KIND_LABEL]: 'container' },
           image: c.imageName,
-          runtime: sandboxRecord.runtime,
+          // containerd gives a runc container its handler's options, an empty message for none.
+          runtime: sandboxRecord.runtime.options || !sandboxRecord.runtime.name.startsWith('io.containerd.runc.')
+            ? sandboxRecord.runtime
+            : { name: sandboxRecord.runtime.name, options: { typeUrl: 'containerd.runc.v1.Options', value: Buffer.alloc(0) } },
           spec: { typeUrl: SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
           snapshotter,
           snapshotKey: id,

@@ -4,10 +4,11 @@
  * options in containerd's order. Pure over its inputs except for what has to be asked of the
  * host (host paths of mounts and devices, their propagation, the daemon's capabilities).
  */
-import { existsSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import type * as Cri from '@berth/api/cri';
 import { NotImplementedError, UnknownError } from '@berth/errdefs';
 import { readMountInfo } from '@berth/mount';
+import { hostname as osHostname } from 'node:os';
 import { DEFAULT_CAPABILITIES, type ResolvedUser, resolveUser } from '@berth/oci-spec';
 import { runtimeDefaultSeccomp } from './seccomp';
 import type { NamespaceModeName } from './sandbox-spec';
@@ -65,6 +66,8 @@ export interface ContainerSpecInput {
   lookupMount?: (path: string) => { mountPoint: string; optional: string[] };
   /** Defaults: this machine's. */
   capabilities?: { current: string[]; all: string[] };
+  /** The host's devices a privileged container gets; default: those under /dev. */
+  hostDevices?: () => Array<Record<string, unknown>>;
 }
 
 const MODES: NamespaceModeName[] = ['POD', 'CONTAINER', 'NODE', 'TARGET'];
@@ -141,7 +144,8 @@ export function containerSpec(input: ContainerSpecInput): Record<string, any> {
   else args = [...(image.Entrypoint ?? []), ...(image.Cmd ?? [])];
   if (args.length === 0) throw new UnknownError('no command specified', { bare: true });
 
-  // Env: default PATH, HOSTNAME, then the image's, then the config's, each replacing by key.
+  // Env as containerd orders it: the default PATH, TERM for a tty, HOSTNAME, then the image's
+  // and the config's, each replacing an earlier value of the same key in place.
   const env: string[] = [];
   const setEnv = (kv: string) => {
     const key = kv.split('=')[0];
@@ -149,9 +153,9 @@ export function containerSpec(input: ContainerSpecInput): Record<string, any> {
     if (i >= 0) env[i] = kv;
     else env.push(kv);
   };
-  if (!(image.Env ?? []).some((e) => e.startsWith('PATH='))) setEnv('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+  setEnv('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
   if (config.tty) setEnv('TERM=xterm');
-  setEnv(`HOSTNAME=${input.hostname}`);
+  setEnv(`HOSTNAME=${input.hostname !== '' ? input.hostname : osHostname()}`);
   for (const e of image.Env ?? []) setEnv(e);
   for (const e of config.envs) setEnv(`${e.key}=${Buffer.isBuffer(e.value) ? e.value.toString('utf8') : String(e.value)}`);
 
@@ -207,7 +211,7 @@ export function containerSpec(input: ContainerSpecInput): Record<string, any> {
   if (files.hostname && !inCri('/etc/hostname') && existsSync(files.hostname)) extra.push({ containerPath: '/etc/hostname', hostPath: files.hostname, readonly: ro, propagation: 0 });
   if (files.hosts && !inCri('/etc/hosts')) extra.push({ containerPath: '/etc/hosts', hostPath: files.hosts, readonly: ro, propagation: 0 });
   if (files.resolvConf && !inCri('/etc/resolv.conf')) extra.push({ containerPath: '/etc/resolv.conf', hostPath: files.resolvConf, readonly: ro, propagation: 0 });
-  if (!inCri('/dev/shm')) extra.push({ containerPath: '/dev/shm', hostPath: files.shm, readonly: false, propagation: 0 });
+  if (!inCri('/dev/shm')) extra.push({ containerPath: '/dev/shm', hostPath: modeName(sc?.namespaceOptions?.ipc) === 'NODE' ? '/dev/shm' : files.shm, readonly: false, propagation: 0 });
   const all = [...extra, ...criMounts];
   const dests = new Set(all.map((m) => m.containerPath.replace(/\/+$/, '') || '/'));
   const defaults: Array<Record<string, unknown>> = [
@@ -267,6 +271,7 @@ export function containerSpec(input: ContainerSpecInput): Record<string, any> {
   const deviceRules: Array<Record<string, unknown>> = [{ allow: false, access: 'rwm' }];
   if (privileged) {
     if (!input.privilegedWithoutHostDevices) {
+      devices.push(...(input.hostDevices ?? hostDevices)());
       deviceRules.length = 0;
       deviceRules.push({ allow: true, access: 'rwm' });
     }
@@ -286,22 +291,11 @@ export function containerSpec(input: ContainerSpecInput): Record<string, any> {
 
   // Resources.
   const r = config.linux?.resources;
-  const resources: Record<string, any> = { devices: deviceRules };
-  if (r) {
-    const cpu: Record<string, unknown> = {};
-    if (r.cpuPeriod) cpu.period = r.cpuPeriod;
-    if (r.cpuQuota) cpu.quota = r.cpuQuota;
-    if (r.cpuShares) cpu.shares = r.cpuShares;
-    if (r.cpusetCpus) cpu.cpus = r.cpusetCpus;
-    if (r.cpusetMems) cpu.mems = r.cpusetMems;
-    if (Object.keys(cpu).length > 0) resources.cpu = cpu;
-    if (r.memoryLimitInBytes) resources.memory = { limit: r.memoryLimitInBytes, ...(r.memorySwapLimitInBytes ? { swap: r.memorySwapLimitInBytes } : {}) };
-    if (r.hugepageLimits.length > 0) resources.hugepageLimits = r.hugepageLimits.map((h) => ({ pageSize: h.pageSize, limit: h.limit }));
-    if (Object.keys(r.unified).length > 0) resources.unified = { ...r.unified };
-  }
+  const resources: Record<string, any> = r ? specResources(r, deviceRules) : { devices: deviceRules };
 
-  // Namespaces: the pod's, by path.
-  const pod = sandboxConfig.linux?.securityContext?.namespaceOptions;
+  // Namespaces: the pod's (its pause process's), by path, per the container's own namespace
+  // options (as containerd's WithPodNamespaces; a host-namespace pod's pause process is in the
+  // host's namespaces anyway).
   const own = sc?.namespaceOptions;
   const pidMode = modeName(own?.pid);
   const nsPath = (t: string) => `/proc/${input.sandboxPid}/ns/${t}`;
@@ -311,20 +305,18 @@ export function containerSpec(input: ContainerSpecInput): Record<string, any> {
     if (!input.targetPid) throw new UnknownError(`failed to generate spec: no target container ${JSON.stringify(own?.targetId ?? '')} for the pid namespace`, { bare: true });
     namespaces.push({ type: 'pid', path: `/proc/${input.targetPid}/ns/pid` });
   } else if (pidMode === 'CONTAINER') namespaces.push({ type: 'pid' });
-  if (modeName(pod?.ipc) !== 'NODE') namespaces.push({ type: 'ipc', path: nsPath('ipc') });
-  if (modeName(pod?.network) !== 'NODE') namespaces.push({ type: 'uts', path: nsPath('uts') });
+  if (modeName(own?.ipc) !== 'NODE') namespaces.push({ type: 'ipc', path: nsPath('ipc') });
+  if (modeName(own?.network) !== 'NODE') namespaces.push({ type: 'uts', path: nsPath('uts') });
   namespaces.push({ type: 'mount' });
-  if (modeName(pod?.network) !== 'NODE') namespaces.push({ type: 'network', path: nsPath('net') });
+  if (modeName(own?.network) !== 'NODE') namespaces.push({ type: 'network', path: nsPath('net') });
 
-  // OOM score.
-  const wantedOom = r?.oomScoreAdj ?? 0;
-  const oomScoreAdj = input.restrictOomScoreAdj ? restrictOomScoreAdj(wantedOom) : wantedOom;
+  // OOM score: only when the config has resources (as containerd's WithOOMScoreAdj).
+  const oomScoreAdj = r ? (input.restrictOomScoreAdj ? restrictOomScoreAdj(r.oomScoreAdj) : r.oomScoreAdj) : undefined;
 
-  // Masked and read-only paths.
-  let maskedPaths: string[] = privileged ? [] : CONTAINER_MASKED_PATHS;
-  let readonlyPaths: string[] = privileged ? [] : CONTAINER_READONLY_PATHS;
-  if (!privileged && sc?.maskedPaths && sc.maskedPaths.length > 0) maskedPaths = sc.maskedPaths;
-  if (!privileged && sc?.readonlyPaths && sc.readonlyPaths.length > 0) readonlyPaths = sc.readonlyPaths;
+  // Masked and read-only paths: those the config gives (kubelet always gives them; containerd
+  // 1.6.20 sets none of its own for a container, as seen side by side).
+  const maskedPaths: string[] = privileged ? [] : (sc?.maskedPaths ?? []);
+  const readonlyPaths: string[] = privileged ? [] : (sc?.readonlyPaths ?? []);
 
   // Seccomp: RuntimeDefault, Unconfined or a Localhost profile (never for privileged).
   let seccomp: unknown;
@@ -374,7 +366,7 @@ export function containerSpec(input: ContainerSpecInput): Record<string, any> {
     cwd,
     capabilities: { bounding, effective: [...bounding], permitted: [...bounding] },
     ...(sc?.noNewPrivs ? { noNewPrivileges: true } : {}),
-    oomScoreAdj,
+    ...(oomScoreAdj !== undefined ? { oomScoreAdj } : {}),
   };
   return {
     ociVersion: '1.0.2-dev',
@@ -402,19 +394,67 @@ export function containerCgroupsPath(parent: string, id: string): string {
   return `${parent.replace(/\/+$/, '')}/${id}`;
 }
 
-/** The linux resources of UpdateContainerResources as the OCI spec's (cpu, memory, hugepages, unified). */
+/** Whether the memory cgroup limits swap (cgroup v1's memsw files, v2's memory.swap.max). */
+function swapLimitable(): boolean {
+  return existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes') || existsSync('/sys/fs/cgroup/cgroup.controllers');
+}
+
+/**
+ * The OCI resources of CRI's LinuxContainerResources, as containerd's WithResources sets them:
+ * only what is non-zero; with a memory limit and no swap limit, swap is limited to the memory
+ * limit where the cgroup can limit swap.
+ */
 export function specResources(r: Cri.LinuxContainerResources, devices: unknown): Record<string, any> {
   const out: Record<string, any> = { devices };
   const cpu: Record<string, unknown> = {};
-  if (r.cpuPeriod) cpu.period = r.cpuPeriod;
-  if (r.cpuQuota) cpu.quota = r.cpuQuota;
   if (r.cpuShares) cpu.shares = r.cpuShares;
+  if (r.cpuQuota) cpu.quota = r.cpuQuota;
+  if (r.cpuPeriod) cpu.period = r.cpuPeriod;
   if (r.cpusetCpus) cpu.cpus = r.cpusetCpus;
   if (r.cpusetMems) cpu.mems = r.cpusetMems;
   if (Object.keys(cpu).length > 0) out.cpu = cpu;
-  if (r.memoryLimitInBytes) out.memory = { limit: r.memoryLimitInBytes, ...(r.memorySwapLimitInBytes ? { swap: r.memorySwapLimitInBytes } : {}) };
+  if (r.memoryLimitInBytes) {
+    const swap = r.memorySwapLimitInBytes ? r.memorySwapLimitInBytes : swapLimitable() ? r.memoryLimitInBytes : 0;
+    out.memory = { limit: r.memoryLimitInBytes, ...(swap ? { swap } : {}) };
+  }
   if (r.hugepageLimits.length > 0) out.hugepageLimits = r.hugepageLimits.map((h) => ({ pageSize: h.pageSize, limit: h.limit }));
   if (Object.keys(r.unified).length > 0) out.unified = { ...r.unified };
+  return out;
+}
+
+/**
+ * The host's device nodes under /dev, depth first in name order, as containerd's HostDevices
+ * lists them for a privileged container (pts, shm, fd, mqueue and console left out).
+ */
+export function hostDevices(): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  const skipDirs = new Set(['pts', 'shm', 'fd', 'mqueue', '.lxc', '.lxd-mounts', '.udev']);
+  const walk = (dir: string) => {
+    let names: string[];
+    try {
+      names = readdirSync(dir).sort();
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const path = `${dir}/${name}`;
+      let st;
+      try {
+        st = lstatSync(path);
+      } catch {
+        continue;
+      }
+      if (st.isDirectory()) {
+        if (!skipDirs.has(name)) walk(path);
+        continue;
+      }
+      if (path === '/dev/console') continue;
+      if (!st.isCharacterDevice() && !st.isBlockDevice()) continue;
+      const dev = deviceOf(path);
+      out.push({ path, type: dev.type, major: dev.major, minor: dev.minor, fileMode: dev.fileMode, uid: dev.uid, gid: dev.gid });
+    }
+  };
+  walk('/dev');
   return out;
 }
 

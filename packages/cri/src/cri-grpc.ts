@@ -143,7 +143,8 @@ function containerInfo(c: CriContainer, record?: SandboxContainer): Record<strin
     snapshotKey: record?.snapshotKey ?? '',
     snapshotter: record?.snapshotter ?? '',
     runtimeType: record?.runtime.name ?? '',
-    runtimeOptions: null,
+    // containerd 1.6.20 shows the runc options decoded, `{}` for none (seen side by side).
+    runtimeOptions: {},
     config: { ...(toGoJson(cri.ContainerConfig.fromPartial({ ...c.config, envs: [] })) as object), ...(envs.length > 0 ? { envs } : {}) },
     runtimeSpec,
   };

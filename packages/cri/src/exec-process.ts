@@ -7,7 +7,7 @@ import { rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Context } from '@berth/context';
-import { isNotFound } from '@berth/errdefs';
+import { isNotFound, wrap } from '@berth/errdefs';
 import { newFifos, openFifoReader, openFifoWriter } from './container-io';
 
 /** The tasks service calls an exec needs (berthd's in-process tasks service has them). */
@@ -88,7 +88,7 @@ export async function execInTask(tasks: ExecTasks, ctx: Context, o: ExecOptions)
   } catch (err) {
     await tasks.deleteProcess(ctx, id).catch(() => undefined);
     cleanup();
-    throw err;
+    throw wrap(err, `failed to start exec ${JSON.stringify(execId)}`);
   }
   if (o.stdin && writer) {
     const input = o.stdin;

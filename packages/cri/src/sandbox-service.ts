@@ -654,7 +654,7 @@ export class SandboxService {
       hostname: join(dir, 'hostname'),
       hosts: join(dir, 'hosts'),
       resolvConf: join(dir, 'resolv.conf'),
-      shm: namespaceModes(s.config).ipc === 'NODE' ? '/dev/shm' : this.shmDir(s.id),
+      shm: this.shmDir(s.id),
     };
   }
 
