@@ -313,6 +313,11 @@ export class ContainerService {
         c.state.unknown = false;
         c.exited = this.watch(c);
       } else if (task && task.status === TASK_STOPPED) {
+        // It exited while the daemon was down: its exit is known now; the rest (the output
+        // still in the FIFOs, deleting the task) follows.
+        const at = task.exitedAt && task.exitedAt.getTime() > 0 ? BigInt(task.exitedAt.getTime()) * 1_000_000n : nowNs();
+        c.state = { ...c.state, pid: 0, finishedAt: at, exitCode: task.exitStatus, unknown: false };
+        this.writeStatus(c);
         c.io?.connect(c.logPath);
         c.exited = this.watch(c);
       } else if (stateOf(c.state) === CONTAINER_RUNNING) {
@@ -569,6 +574,9 @@ export class ContainerService {
         if (!isNotFound(err)) this.o.logger.warn('waiting for a container task', { id: c.id, error: (err as Error).message });
       }
       const oom = this.oomKilled(c);
+      const at = exitedAt && exitedAt.getTime() > 0 ? BigInt(exitedAt.getTime()) * 1_000_000n : nowNs();
+      c.state = { ...c.state, pid: 0, finishedAt: at, exitCode: exitStatus, reason: oom ? 'OOMKilled' : c.state.reason, unknown: false };
+      this.writeStatus(c);
       await c.io?.drained();
       try {
         await this.o.tasks.delete(ctx, { containerId: c.id });
@@ -576,9 +584,6 @@ export class ContainerService {
         if (!isNotFound(err)) this.o.logger.warn('deleting an exited container task', { id: c.id, error: (err as Error).message });
       }
       c.io?.close(false);
-      const at = exitedAt && exitedAt.getTime() > 0 ? BigInt(exitedAt.getTime()) * 1_000_000n : nowNs();
-      c.state = { ...c.state, pid: 0, finishedAt: at, exitCode: exitStatus, reason: oom ? 'OOMKilled' : c.state.reason, unknown: false };
-      this.writeStatus(c);
     })();
     return run.catch((err) => this.o.logger.error('container exit handling', { id: c.id, error: (err as Error).message }));
   }

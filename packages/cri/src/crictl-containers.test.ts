@@ -257,3 +257,90 @@ describe('crictl create / start / ps / inspect / logs / exec -s / stop / rm', ()
     expect(hostState()).toEqual(before);
   });
 });
+
+describe('a berthd killed with kill -9 and started again', () => {
+  it('still knows its pods and containers: READY and RUNNING, the same IP and pid; the log keeps growing; exec, stop, rm work', async () => {
+    const before = hostState();
+    const pod = podConfig();
+    const podId = (await ok('runp', pod.path)).trim();
+    const cfg = containerConfig('ticker', { command: ['sh', '-c', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done'] });
+    const id = (await ok('create', '--no-pull', podId, cfg, pod.path)).trim();
+    await ok('start', id);
+    // One that exits while berthd is down, with its exit code.
+    const quick = (await ok('create', '--no-pull', podId, containerConfig('quick', { command: ['sh', '-c', 'sleep 2; exit 3'] }), pod.path)).trim();
+    await ok('start', quick);
+    const first = json(await ok('inspect', id));
+    const firstPod = json(await ok('inspectp', podId));
+    const logPath = first.status.logPath;
+    await waitFor('ticks', () => existsSync(logPath) && readFileSync(logPath, 'utf8').includes('tick 2'));
+
+    await daemon.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 3000));
+    await daemon.restart();
+
+    const pods = json(await ok('inspectp', podId));
+    expect(pods.status).toMatchObject({ state: 'SANDBOX_READY', network: { ip: firstPod.status.network.ip } });
+    const after = json(await ok('inspect', id));
+    expect(after.status.state).toBe('CONTAINER_RUNNING');
+    expect(after.info.pid).toBe(first.info.pid);
+    const q = json(await ok('inspect', quick));
+    expect(q.status).toMatchObject({ state: 'CONTAINER_EXITED', exitCode: 3, reason: 'Error' });
+    // Output written while berthd was down and after it came back both reach the log.
+    const lastTick = () => Math.max(...logLines(logPath).map((l) => Number(/tick (\d+)/.exec(l.content)?.[1] ?? -1)));
+    const seen = lastTick();
+    await waitFor('more ticks after the restart', () => lastTick() >= seen + 5);
+    const ticks = logLines(logPath).map((l) => Number(/tick (\d+)/.exec(l.content)?.[1]));
+    expect(ticks).toEqual(ticks.map((_t, i) => i));
+    expect((await ok('exec', '-s', id, 'echo', 'still here')).trim()).toBe('still here');
+    expect(json(await ok('ps', '-a', '-o', 'json', '--pod', podId)).containers.map((c: any) => c.id).sort()).toEqual([id, quick].sort());
+
+    await ok('stop', '--timeout', '1', id);
+    expect(json(await ok('inspect', id)).status.state).toBe('CONTAINER_EXITED');
+    await ok('rm', id, quick);
+    await ok('rmp', '-f', podId);
+    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect(hostState()).toEqual(before);
+  });
+});
+
+describe('failures', () => {
+  it('a repeated name, a missing image, an unknown pod, a mount that cannot propagate: errors, and nothing left behind', async () => {
+    const pod = podConfig();
+    const podId = (await ok('runp', pod.path)).trim();
+    const before = { records: (await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout, snapshots: (await daemon.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout };
+    const cfg = containerConfig('dup');
+    const id = (await ok('create', '--no-pull', podId, cfg, pod.path)).trim();
+    const again = await crictl('create', '--no-pull', podId, cfg, pod.path);
+    const meta = JSON.parse(readFileSync(pod.path, 'utf8')).metadata;
+    const name = `dup_${meta.name}_${meta.namespace}_${meta.uid}_0`;
+    expect(plain(again.stderr)).toContain(`code = Unknown desc = failed to reserve container name "${name}": name "${name}" is reserved for "${id}"`);
+    await ok('rm', id);
+    const noImage = await crictl('create', '--no-pull', podId, containerConfig('noimage', { image: { image: 'docker.io/library/nosuch:1' } }), pod.path);
+    expect(plain(noImage.stderr)).toContain('code = NotFound desc = failed to resolve image "docker.io/library/nosuch:1": not found');
+    const noPod = await crictl('create', '--no-pull', 'f'.repeat(64), containerConfig('nopod'), pod.path);
+    expect(plain(noPod.stderr)).toContain(`code = NotFound desc = failed to find sandbox id "${'f'.repeat(64)}": not found`);
+    const shared = await crictl('create', '--no-pull', podId, containerConfig('shared', { mounts: [{ container_path: '/x', host_path: world.dir, propagation: 2 }] }), pod.path);
+    expect(plain(shared.stderr)).toMatch(/code = Unknown desc = failed to generate container "[0-9a-f]{64}" spec: failed to generate spec: path ".*" is mounted on "\/.*" but it is not a shared mount/);
+    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout).toBe(before.records);
+    expect((await daemon.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout).toBe(before.snapshots);
+    expect((await daemon.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect(readdirSync(join(daemon.root, 'io.containerd.grpc.v1.cri', 'containers'))).toEqual([]);
+    await ok('rmp', '-f', podId);
+  });
+
+  it('a container left running when its pod is stopped and removed: killed and removed with it', async () => {
+    const before = hostState();
+    const pod = podConfig();
+    const podId = (await ok('runp', pod.path)).trim();
+    const id = (await ok('create', '--no-pull', podId, containerConfig('orphan', { command: ['sleep', '1000'] }), pod.path)).trim();
+    await ok('start', id);
+    const pid: number = json(await ok('inspect', id)).info.pid;
+    await ok('stopp', podId);
+    expect(json(await ok('inspect', id)).status.state).toBe('CONTAINER_EXITED');
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    await ok('rmp', podId);
+    expect(json(await ok('ps', '-a', '-o', 'json')).containers).toEqual([]);
+    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect(hostState()).toEqual(before);
+  });
+});
