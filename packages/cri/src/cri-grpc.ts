@@ -1,5 +1,7 @@
 import type * as Cri from '@berth/api/cri';
-import { NotFoundError, isNotFound } from '@berth/errdefs';
+import { context } from '@berth/context';
+import { NotFoundError, isNotFound, wrap } from '@berth/errdefs';
+import { cgroupUsage, interfaceUsage } from './pod-stats';
 import { type GrpcService, createService } from '@berth/grpc';
 import type { Logger } from '@berth/log';
 import { imageServiceDefinition, loadCri, runtimeServiceDefinition } from './definitions';
@@ -7,7 +9,7 @@ import { toGoJson } from './go-json';
 import { ociImageSpecView } from './image-spec';
 import type { CriImage, CriImageService } from './image-service';
 import type { RuntimeInfo } from './runtime-info';
-import { type SandboxService, type SandboxView, goCniResult } from './sandbox-service';
+import { type Sandbox, type SandboxService, type SandboxView, goCniResult } from './sandbox-service';
 import { CONTAINER_EXITED, type ContainerService, type ContainerStatsView, type CriContainer, stateOf } from './container-service';
 import type { SandboxContainer } from './sandbox-service';
 
@@ -155,12 +157,13 @@ function toContainerStats(v: ContainerStatsView): Cri.ContainerStats {
   const c = v.container;
   return {
     attributes: { id: c.id, metadata: c.config.metadata, labels: c.config.labels, annotations: c.config.annotations },
-    ...(v.cpu ? { cpu: { timestamp: ns(v.cpu.timestampNs), usageCoreNanoSeconds: { value: v.cpu.usageCoreNanoSeconds } } } : {}),
+    ...(v.cpu ? { cpu: { timestamp: ns(v.cpu.timestampNs), usageCoreNanoSeconds: { value: v.cpu.usageCoreNanoSeconds }, usageNanoCores: { value: 0 } } } : {}),
     ...(v.memory
       ? {
           memory: {
             timestamp: ns(v.memory.timestampNs),
             workingSetBytes: { value: v.memory.workingSetBytes },
+            availableBytes: { value: 0 },
             usageBytes: { value: v.memory.usageBytes },
             rssBytes: { value: v.memory.rssBytes },
             pageFaults: { value: v.memory.pageFaults },
@@ -180,6 +183,40 @@ function toContainerStats(v: ContainerStatsView): Cri.ContainerStats {
  * stats, events and checkpoints answer UNIMPLEMENTED until Berth has them.
  */
 export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxService, containers: ContainerService, logger: Logger): GrpcService {
+  /** One pod's stats: its cgroup parent's CPU, memory and processes, eth0 of its netns, its containers'. */
+  const podStats = async (s: Sandbox): Promise<Cri.PodSandboxStats> => {
+    const ctx = context({ namespace: 'k8s.io' });
+    const now = Number(BigInt(Date.now()) * 1_000_000n);
+    const parent = s.config.linux?.cgroupParent ?? '';
+    const cg = parent !== '' && !parent.endsWith('.slice') ? cgroupUsage(parent) : undefined;
+    const pid = await sandboxes.pausePid(ctx, s.id);
+    const eth0 = pid > 0 && s.netnsPath !== '' ? interfaceUsage(pid, 'eth0') : undefined;
+    const containerStats = (await containers.stats(ctx, { podSandboxId: s.id })).map(toContainerStats);
+    return {
+      attributes: { id: s.id, metadata: s.config.metadata, labels: s.config.labels, annotations: s.config.annotations },
+      linux: {
+        ...(cg
+          ? {
+              cpu: { timestamp: now, usageCoreNanoSeconds: { value: cg.cpuNs }, usageNanoCores: { value: 0 } },
+              memory: {
+                timestamp: now,
+                workingSetBytes: { value: cg.memory.workingSet },
+                availableBytes: { value: 0 },
+                usageBytes: { value: cg.memory.usage },
+                rssBytes: { value: cg.memory.rss },
+                pageFaults: { value: cg.memory.pageFaults },
+                majorPageFaults: { value: cg.memory.majorPageFaults },
+              },
+              process: { timestamp: now, processCount: { value: cg.processes } },
+            }
+          : {}),
+        ...(eth0
+          ? { network: { timestamp: now, defaultInterface: { name: 'eth0', rxBytes: { value: eth0.rxBytes }, rxErrors: { value: eth0.rxErrors }, txBytes: { value: eth0.txBytes }, txErrors: { value: eth0.txErrors } }, interfaces: [] } }
+          : {}),
+        containers: containerStats,
+      },
+    } as Cri.PodSandboxStats;
+  };
   return createService(
     runtimeServiceDefinition(),
     {
@@ -226,6 +263,22 @@ export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxSe
       updateContainerResources: async (req, call) => {
         await containers.updateResources(call, req.containerId, req.linux, req.annotations ?? {});
         return {};
+      },
+      podSandboxStats: async (req, call) => {
+        let s: Sandbox;
+        try {
+          s = await sandboxes.get(call, req.podSandboxId);
+        } catch (err) {
+          throw wrap(err, `an error occurred when trying to find sandbox ${JSON.stringify(req.podSandboxId)}`);
+        }
+        return { stats: await podStats(s) };
+      },
+      listPodSandboxStats: async (req, call) => {
+        const f = req.filter;
+        const views = await sandboxes.list(call, { id: f?.id ?? '', labelSelector: f?.labelSelector ?? {}, state: 'ready' });
+        const stats: Cri.PodSandboxStats[] = [];
+        for (const v of views) stats.push(await podStats(v.sandbox));
+        return { stats };
       },
       containerStats: async (req, call) => {
         const list = await containers.stats(call, { id: req.containerId });
