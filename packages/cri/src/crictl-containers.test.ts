@@ -344,3 +344,30 @@ describe('failures', () => {
     expect(hostState()).toEqual(before);
   });
 });
+
+describe('crictl logs -f', () => {
+  it('follows the log while the container runs and ends once it exited; a tty container logs stdout only, \\r\\n endings kept out', async () => {
+    const pod = podConfig();
+    const podId = (await ok('runp', pod.path)).trim();
+    const id = (await ok('create', '--no-pull', podId, containerConfig('follow', { command: ['sh', '-c', 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'] }), pod.path)).trim();
+    await ok('start', id);
+    writeFileSync(join(world.dir, 'crictl-empty.yaml'), '');
+    const child = spawn(CRICTL_PATH!, ['--config', join(world.dir, 'crictl-empty.yaml'), '-r', `unix://${daemon.address}`, 'logs', '-f', id], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    const code = await new Promise<number>((resolve) => child.once('close', (c) => resolve(c ?? 1)));
+    expect(code).toBe(0);
+    expect(out).toBe('line 1\nline 2\nline 3\nline 4\nline 5\nline 6\n');
+    expect(json(await ok('inspect', id)).status).toMatchObject({ state: 'CONTAINER_EXITED', exitCode: 0, reason: 'Completed' });
+
+    const tty = (await ok('create', '--no-pull', podId, containerConfig('tty', { tty: true, command: ['sh', '-c', 'echo out; echo err >&2'] }), pod.path)).trim();
+    await ok('start', tty);
+    await waitFor('the tty container to exit', async () => json(await ok('inspect', tty)).status.state === 'CONTAINER_EXITED');
+    const lines = logLines(json(await ok('inspect', tty)).status.logPath);
+    expect(lines.map((l) => [l.stream, l.tag, l.content])).toEqual([
+      ['stdout', 'F', 'out'],
+      ['stdout', 'F', 'err'],
+    ]);
+    await ok('rmp', '-f', podId);
+  });
+});
