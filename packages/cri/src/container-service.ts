@@ -333,6 +333,15 @@ export class ContainerService {
     return new ContainerIO(paths!, opts);
   }
 
+  /**
+   * Reads earlier runs' containers back now rather than at the first CRI call, so that running
+   * containers' output keeps flowing into their logs (and their exits are recorded) after a
+   * restart even before a client calls. Costs nothing when there are none.
+   */
+  restore(): Promise<void> {
+    return this.load(this.background());
+  }
+
   /** A container by id or unique id prefix; NotFound as containerd words it. */
   private find(id: string): CriContainer {
     const exact = this.containers.get(id);

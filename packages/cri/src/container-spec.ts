@@ -7,7 +7,6 @@
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import type * as Cri from '@berth/api/cri';
 import { NotImplementedError, UnknownError } from '@berth/errdefs';
-import { readMountInfo } from '@berth/mount';
 import { hostname as osHostname } from 'node:os';
 import { DEFAULT_CAPABILITIES, type ResolvedUser, resolveUser } from '@berth/oci-spec';
 import { runtimeDefaultSeccomp } from './seccomp';
@@ -33,12 +32,6 @@ export function currentCapabilities(): string[] {
   const eff = m ? BigInt(`0x${m[1]}`) : 0n;
   const lastCap = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
   return CAP_NAMES.filter((_n, i) => i <= lastCap && (eff & (1n << BigInt(i))) !== 0n);
-}
-
-/** Every capability the kernel knows (containerd's allCaps for `ALL`). */
-export function allCapabilities(): string[] {
-  const lastCap = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
-  return CAP_NAMES.filter((_n, i) => i <= lastCap);
 }
 
 /** What a container's spec is built from. */
@@ -87,14 +80,18 @@ export function userString(sc: Cri.LinuxContainerSecurityContext | undefined): s
   return s;
 }
 
+/** The mount a path is on, with its propagation fields (`shared:N`, `master:N`), from /proc/self/mountinfo. */
 function defaultMountLookup(path: string): { mountPoint: string; optional: string[] } {
-  const infos = readMountInfo();
   let best: { mountPoint: string; optional: string[] } | undefined;
-  for (const m of infos) {
-    const mp = m.mountPoint;
-    if ((path === mp || path.startsWith(mp.endsWith('/') ? mp : `${mp}/`)) && (!best || mp.length >= best.mountPoint.length)) {
-      best = { mountPoint: mp, optional: ((m as unknown as { optionalFields?: string[] }).optionalFields ?? []) };
-    }
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 7) continue;
+    const mp = f[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    const dash = f.indexOf('-', 6);
+    const optional = f.slice(6, dash < 0 ? undefined : dash);
+    const under = path === mp || mp === '/' || path.startsWith(`${mp}/`);
+    // The last (most recently mounted) of the longest matching mount points wins.
+    if (under && (!best || mp.length >= best.mountPoint.length)) best = { mountPoint: mp, optional };
   }
   if (!best) throw new UnknownError(`failed to find the mount of ${JSON.stringify(path)}`);
   return best;
@@ -179,7 +176,8 @@ export function containerSpec(input: ContainerSpecInput): Record<string, any> {
 
   const privileged = !!sc?.privileged;
   if (privileged && !sandboxConfig.linux?.securityContext?.privileged) throw new UnknownError('no privileged container allowed in sandbox', { bare: true });
-  const caps = input.capabilities ?? { current: currentCapabilities(), all: allCapabilities() };
+  // `ALL` is every capability this daemon has, as containerd 1.6's allCaps (cap.Current()).
+  const caps = input.capabilities ?? { current: currentCapabilities(), all: currentCapabilities() };
 
   // Capabilities.
   let bounding = [...DEFAULT_CAPABILITIES];

@@ -129,6 +129,8 @@ export function createCriPlugin(options: CriPluginOptions) {
         logger: ctx.logger,
       });
       sandboxes.podContainers = containers;
+      // Once the daemon serves (the tasks service has reconnected the shims by then).
+      setImmediate(() => void containers.restore().catch((err: unknown) => ctx.logger.warn('restoring CRI containers', { error: (err as Error).message })));
       ctx.exports.imageFsPath = imageFsPath;
       return { services: [createRuntimeGrpcService(info, sandboxes, containers, ctx.logger), createImageGrpcService(images, ctx.logger)] };
     },
