@@ -225,7 +225,11 @@ export class ContainerIO {
         new Promise<void>((resolve) => {
           input.on('data', (chunk: Buffer) => w.write(chunk));
           const end = () => {
-            if (this.options.stdinOnce) void this.options.closeStdin().catch(() => undefined);
+            if (this.options.stdinOnce && this.stdinWriter === w) {
+              // The container's stdin ends with this client's: our end of the FIFO first, then the shim's.
+              this.stdinWriter = undefined;
+              w.end(() => void this.options.closeStdin().catch(() => undefined));
+            }
             resolve();
           };
           input.once('end', end);

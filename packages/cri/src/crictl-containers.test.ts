@@ -9,7 +9,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestNetwork, hostportChainsExist, removeUnusedHostportChains } from '@berth/cni/test-helpers';
+import { tasks } from '@berth/api';
 import { RuntimeServiceService } from '@berth/api/cri';
+import { context } from '@berth/context';
+import { PassThrough, Readable } from 'node:stream';
+import { type ExecTasks, execInTask } from './exec-process';
 import { DeadlineExceededError } from '@berth/errdefs';
 import { readMountInfo } from '@berth/mount';
 import { CRICTL_PATH, type CrictlResult, TestDaemon, runCrictl } from '@berth/testing';
@@ -368,6 +372,57 @@ describe('crictl logs -f', () => {
       ['stdout', 'F', 'out'],
       ['stdout', 'F', 'err'],
     ]);
+    await ok('rmp', '-f', podId);
+  });
+});
+
+describe('exec with streams (what the streaming server\'s Exec is wired to)', () => {
+  it('runs a command with stdin, stdout and a tty over the tasks API, with resize and the exit code', async () => {
+    const pod = podConfig();
+    const podId = (await ok('runp', pod.path)).trim();
+    const id = (await ok('create', '--no-pull', podId, containerConfig('execd', { command: ['sleep', '1000'] }), pod.path)).trim();
+    await ok('start', id);
+    const spec = json(await ok('inspect', id)).info.runtimeSpec;
+    const client = daemon.client(tasks.TasksService, 'k8s.io');
+    const grpcTasks: ExecTasks = {
+      exec: async (_c, r) => void (await client.exec({ ...r, spec: { typeUrl: r.spec.typeUrl, value: r.spec.value } })),
+      start: (_c, r) => client.start(r),
+      wait: (_c, r) => client.wait(r),
+      kill: async (_c, r) => void (await client.kill({ ...r })),
+      deleteProcess: (_c, r) => client.deleteProcess(r),
+      resizePty: async (_c, r) => void (await client.resizePty(r)),
+      closeIO: async (_c, r) => void (await client.closeIo(r)),
+    };
+    const fifoDir = join(world.dir, 'exec-fifos');
+    const out = new PassThrough();
+    let stdout = '';
+    out.on('data', (b: Buffer) => (stdout += b.toString()));
+    const cat = await execInTask(grpcTasks, context({ namespace: 'k8s.io' }), {
+      containerId: id,
+      process: { ...spec.process, args: ['cat'] },
+      stdin: Readable.from([Buffer.from('hello\n'), Buffer.from('world\n')]),
+      stdout: out,
+      tty: false,
+      fifoDir,
+    });
+    const within = <T>(p: Promise<T>, what: string) => Promise.race([p, new Promise<T>((_r, reject) => setTimeout(() => reject(new Error(`${what}: timed out; stdout so far ${JSON.stringify(stdout)}`)), 20_000))]);
+    expect(await within(cat.exited, 'cat')).toBe(0);
+    expect(stdout).toBe('hello\nworld\n');
+
+    let ttyOut = '';
+    const t = new PassThrough();
+    t.on('data', (b: Buffer) => (ttyOut += b.toString()));
+    const sh = await execInTask(grpcTasks, context({ namespace: 'k8s.io' }), {
+      containerId: id,
+      process: { ...spec.process, args: ['sh', '-c', 'sleep 0.3; test -t 1 && echo is-a-tty; exit 4'], terminal: true },
+      stdout: t,
+      tty: true,
+      fifoDir,
+    });
+    await sh.resize(120, 40);
+    expect(await within(sh.exited, 'sh')).toBe(4);
+    expect(ttyOut).toContain('is-a-tty\r\n');
+    expect(readdirSync(fifoDir)).toEqual([]);
     await ok('rmp', '-f', podId);
   });
 });

@@ -93,7 +93,9 @@ export async function execInTask(tasks: ExecTasks, ctx: Context, o: ExecOptions)
   if (o.stdin && writer) {
     const input = o.stdin;
     input.on('data', (chunk: Buffer) => writer.write(chunk));
-    const end = () => void tasks.closeIO(ctx, { ...id, stdin: true }).catch(() => undefined);
+    // Our end of the FIFO closes first (the shim then reads EOF), then the shim is asked to close
+    // the process's stdin, as containerd's client does.
+    const end = () => writer.end(() => void tasks.closeIO(ctx, { ...id, stdin: true }).catch(() => undefined));
     input.once('end', end);
   }
   const exited = (async () => {
