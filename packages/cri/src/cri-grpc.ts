@@ -1,5 +1,7 @@
 import type * as Cri from '@berth/api/cri';
-import { isNotFound } from '@berth/errdefs';
+import { context } from '@berth/context';
+import { NotFoundError, isNotFound, wrap } from '@berth/errdefs';
+import { cgroupUsage, interfaceUsage } from './pod-stats';
 import { type GrpcService, createService } from '@berth/grpc';
 import type { Logger } from '@berth/log';
 import { imageServiceDefinition, loadCri, runtimeServiceDefinition } from './definitions';
@@ -7,7 +9,9 @@ import { toGoJson } from './go-json';
 import { ociImageSpecView } from './image-spec';
 import type { CriImage, CriImageService } from './image-service';
 import type { RuntimeInfo } from './runtime-info';
-import { type SandboxService, type SandboxView, goCniResult } from './sandbox-service';
+import { type Sandbox, type SandboxService, type SandboxView, goCniResult } from './sandbox-service';
+import { CONTAINER_EXITED, type ContainerService, type ContainerStatsView, type CriContainer, stateOf } from './container-service';
+import type { SandboxContainer } from './sandbox-service';
 
 /** `CgroupDriver.CGROUPFS` (the enum's values are in the lazily loaded module). */
 const CGROUPFS = 1 as Cri.CgroupDriver;
@@ -79,15 +83,213 @@ function sandboxInfo(v: SandboxView): Record<string, string> {
   return { info: JSON.stringify(info) };
 }
 
+const ns = (t: bigint) => Number(t);
+
+function toContainer(c: CriContainer): Cri.Container {
+  return {
+    id: c.id,
+    podSandboxId: c.sandboxId,
+    metadata: c.config.metadata,
+    image: c.config.image,
+    imageRef: c.imageRef,
+    state: stateOf(c.state) as Cri.ContainerState,
+    createdAt: ns(c.state.createdAt),
+    labels: c.config.labels,
+    annotations: c.config.annotations,
+    imageId: c.imageRef,
+  };
+}
+
+/** ContainerStatus's status, as containerd 1.6's toCRIContainerStatus (plus CRI 1.36's image_id). */
+function toContainerStatus(c: CriContainer, image?: CriImage): Cri.ContainerStatus {
+  const state = stateOf(c.state);
+  let reason = c.state.reason;
+  if (state === CONTAINER_EXITED && reason === '') reason = c.state.exitCode === 0 ? 'Completed' : 'Error';
+  const imageSpec = image && image.repoTags.length > 0 ? { ...(c.config.image ?? {}), image: image.repoTags[0] } : c.config.image;
+  const imageRef = image && image.repoDigests.length > 0 ? image.repoDigests[0] : c.imageRef;
+  return {
+    id: c.id,
+    metadata: c.config.metadata,
+    state: state as Cri.ContainerState,
+    createdAt: ns(c.state.createdAt),
+    startedAt: ns(c.state.startedAt),
+    finishedAt: ns(c.state.finishedAt),
+    exitCode: c.state.exitCode,
+    image: imageSpec as Cri.ImageSpec,
+    imageRef,
+    reason,
+    message: c.state.message,
+    labels: c.config.labels,
+    annotations: c.config.annotations,
+    mounts: c.config.mounts,
+    logPath: c.logPath,
+    imageId: c.imageRef,
+    stopSignal: 0 as Cri.Signal,
+  };
+}
+
+/** The verbose `info` of ContainerStatus, with containerd 1.6's keys. */
+function containerInfo(c: CriContainer, record?: SandboxContainer): Record<string, string> {
+  let runtimeSpec: unknown = null;
+  try {
+    runtimeSpec = record?.spec ? JSON.parse(record.spec.value.toString()) : null;
+  } catch {
+    runtimeSpec = null;
+  }
+  const cri = loadCri();
+  const envs = c.config.envs.map((e) => ({ key: e.key, value: Buffer.isBuffer(e.value) ? e.value.toString('utf8') : String(e.value) }));
+  const info = {
+    sandboxID: c.sandboxId,
+    pid: c.state.pid,
+    removing: c.state.removing,
+    snapshotKey: record?.snapshotKey ?? '',
+    snapshotter: record?.snapshotter ?? '',
+    runtimeType: record?.runtime.name ?? '',
+    // containerd 1.6.20 shows the runc options decoded, `{}` for none (seen side by side).
+    runtimeOptions: {},
+    config: { ...(toGoJson(cri.ContainerConfig.fromPartial({ ...c.config, envs: [] })) as object), ...(envs.length > 0 ? { envs } : {}) },
+    runtimeSpec,
+  };
+  return { info: JSON.stringify(info) };
+}
+
+function toContainerStats(v: ContainerStatsView): Cri.ContainerStats {
+  const c = v.container;
+  return {
+    attributes: { id: c.id, metadata: c.config.metadata, labels: c.config.labels, annotations: c.config.annotations },
+    ...(v.cpu ? { cpu: { timestamp: ns(v.cpu.timestampNs), usageCoreNanoSeconds: { value: v.cpu.usageCoreNanoSeconds }, usageNanoCores: { value: 0 } } } : {}),
+    ...(v.memory
+      ? {
+          memory: {
+            timestamp: ns(v.memory.timestampNs),
+            workingSetBytes: { value: v.memory.workingSetBytes },
+            availableBytes: { value: 0 },
+            usageBytes: { value: v.memory.usageBytes },
+            rssBytes: { value: v.memory.rssBytes },
+            pageFaults: { value: v.memory.pageFaults },
+            majorPageFaults: { value: v.memory.majorPageFaults },
+          },
+        }
+      : {}),
+    ...(v.writableLayer
+      ? { writableLayer: { timestamp: ns(v.writableLayer.timestampNs), fsId: { mountpoint: v.writableLayer.mountpoint }, usedBytes: { value: v.writableLayer.usedBytes }, inodesUsed: { value: v.writableLayer.inodesUsed } } }
+      : {}),
+  } as Cri.ContainerStats;
+}
+
 /**
- * runtime.v1.RuntimeService over gRPC: Version, Status, RuntimeConfig and the pod sandboxes;
- * every other method (containers, streaming, stats, events, checkpoints) answers UNIMPLEMENTED
- * until Berth has it.
+ * runtime.v1.RuntimeService over gRPC: Version, Status, RuntimeConfig, the pod sandboxes and
+ * their containers (with ExecSync, logs and stats); streaming (Exec, Attach, PortForward), pod
+ * stats, events and checkpoints answer UNIMPLEMENTED until Berth has them.
  */
-export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxService, logger: Logger): GrpcService {
+export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxService, containers: ContainerService, logger: Logger): GrpcService {
+  /** One pod's stats: its cgroup parent's CPU, memory and processes, eth0 of its netns, its containers'. */
+  const podStats = async (s: Sandbox): Promise<Cri.PodSandboxStats> => {
+    const ctx = context({ namespace: 'k8s.io' });
+    const now = Number(BigInt(Date.now()) * 1_000_000n);
+    const parent = s.config.linux?.cgroupParent ?? '';
+    const cg = parent !== '' && !parent.endsWith('.slice') ? cgroupUsage(parent) : undefined;
+    const pid = await sandboxes.pausePid(ctx, s.id);
+    const eth0 = pid > 0 && s.netnsPath !== '' ? interfaceUsage(pid, 'eth0') : undefined;
+    const containerStats = (await containers.stats(ctx, { podSandboxId: s.id })).map(toContainerStats);
+    return {
+      attributes: { id: s.id, metadata: s.config.metadata, labels: s.config.labels, annotations: s.config.annotations },
+      linux: {
+        ...(cg
+          ? {
+              cpu: { timestamp: now, usageCoreNanoSeconds: { value: cg.cpuNs }, usageNanoCores: { value: 0 } },
+              memory: {
+                timestamp: now,
+                workingSetBytes: { value: cg.memory.workingSet },
+                availableBytes: { value: 0 },
+                usageBytes: { value: cg.memory.usage },
+                rssBytes: { value: cg.memory.rss },
+                pageFaults: { value: cg.memory.pageFaults },
+                majorPageFaults: { value: cg.memory.majorPageFaults },
+              },
+              process: { timestamp: now, processCount: { value: cg.processes } },
+            }
+          : {}),
+        ...(eth0
+          ? { network: { timestamp: now, defaultInterface: { name: 'eth0', rxBytes: { value: eth0.rxBytes }, rxErrors: { value: eth0.rxErrors }, txBytes: { value: eth0.txBytes }, txErrors: { value: eth0.txErrors } }, interfaces: [] } }
+          : {}),
+        containers: containerStats,
+      },
+    } as Cri.PodSandboxStats;
+  };
   return createService(
     runtimeServiceDefinition(),
     {
+      createContainer: async (req, call) => {
+        const cri = loadCri();
+        const config = cri.ContainerConfig.fromPartial(req.config ?? {});
+        const containerId = await containers.create(call, req.podSandboxId, config, req.sandboxConfig ? cri.PodSandboxConfig.fromPartial(req.sandboxConfig) : undefined);
+        return { containerId };
+      },
+      startContainer: async (req, call) => {
+        await containers.start(call, req.containerId);
+        return {};
+      },
+      stopContainer: async (req, call) => {
+        await containers.stop(call, req.containerId, Number(req.timeout));
+        return {};
+      },
+      removeContainer: async (req, call) => {
+        await containers.remove(call, req.containerId);
+        return {};
+      },
+      containerStatus: async (req, call) => {
+        const s = await containers.status(call, req.containerId);
+        return { status: toContainerStatus(s.container, s.image), info: req.verbose ? containerInfo(s.container, s.record) : {} };
+      },
+      listContainers: async (req, call) => {
+        const f = req.filter;
+        const list = await containers.list(call, {
+          id: f?.id ?? '',
+          podSandboxId: f?.podSandboxId ?? '',
+          labelSelector: f?.labelSelector ?? {},
+          ...(f?.state !== undefined ? { state: f.state.state as number } : {}),
+        });
+        return { containers: list.map(toContainer) };
+      },
+      reopenContainerLog: async (req, call) => {
+        await containers.reopenLog(call, req.containerId);
+        return {};
+      },
+      execSync: async (req, call) => {
+        const r = await containers.execSync(call, req.containerId, req.cmd, Number(req.timeout));
+        return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
+      },
+      updateContainerResources: async (req, call) => {
+        await containers.updateResources(call, req.containerId, req.linux, req.annotations ?? {});
+        return {};
+      },
+      podSandboxStats: async (req, call) => {
+        let s: Sandbox;
+        try {
+          s = await sandboxes.get(call, req.podSandboxId);
+        } catch (err) {
+          throw wrap(err, `an error occurred when trying to find sandbox ${JSON.stringify(req.podSandboxId)}`);
+        }
+        return { stats: await podStats(s) };
+      },
+      listPodSandboxStats: async (req, call) => {
+        const f = req.filter;
+        const views = await sandboxes.list(call, { id: f?.id ?? '', labelSelector: f?.labelSelector ?? {}, state: 'ready' });
+        const stats: Cri.PodSandboxStats[] = [];
+        for (const v of views) stats.push(await podStats(v.sandbox));
+        return { stats };
+      },
+      containerStats: async (req, call) => {
+        const list = await containers.stats(call, { id: req.containerId });
+        if (list.length === 0) throw new NotFoundError(`failed to find container: an error occurred when try to find container ${JSON.stringify(req.containerId)}: not found`, { bare: true });
+        return { stats: toContainerStats(list[0]) };
+      },
+      listContainerStats: async (req, call) => {
+        const f = req.filter;
+        const list = await containers.stats(call, { id: f?.id ?? '', podSandboxId: f?.podSandboxId ?? '', labelSelector: f?.labelSelector ?? {} });
+        return { stats: list.map(toContainerStats) };
+      },
       version: async () => info.version(),
       runPodSandbox: async (req, call) => ({ podSandboxId: await sandboxes.run(call, loadCri().PodSandboxConfig.fromPartial(req.config ?? {}), req.runtimeHandler) }),
       stopPodSandbox: async (req, call) => {

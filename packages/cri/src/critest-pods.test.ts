@@ -2,8 +2,8 @@
  * critest v1.37's pod sandbox specs ("PodSandbox", "Idempotence StopPodSandbox/RemovePodSandbox")
  * against berthd and against containerd 1.6.20's CRI plugin, one after the other on one private
  * CNI bridge network, with the catatonit pause image mirrored as registry.k8s.io/pause:3.6. Every
- * spec that passes on containerd must pass on berthd. The sysctls specs are left out: they check
- * from inside a container (CreateContainer is not there yet).
+ * spec that passes on containerd must pass on berthd. The sysctls specs, which check from inside
+ * a container, run with the container specs (critest-containers.test.ts).
  */
 import { existsSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';

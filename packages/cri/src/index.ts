@@ -6,3 +6,7 @@ export * from './config';
 export * from './references';
 export * from './image-service';
 export * from './runtime-info';
+export { ContainerService, type CriContainer, type ContainerState } from './container-service';
+export { ContainerIO, CriLogLineSplitter, type AttachStreams } from './container-io';
+export { execInTask, type ExecHandle, type ExecOptions, type ExecTasks } from './exec-process';
+export { containerSpec, type ContainerSpecInput } from './container-spec';

@@ -17,6 +17,7 @@ import { TRANSFER_PLUGIN_TYPE, TransferrerToken } from '@berth/transfer/plugins'
 import { type CriConfig, defaultCriConfig, parseCriConfig } from './config';
 import { createImageGrpcService, createRuntimeGrpcService } from './cri-grpc';
 import { CriImageService } from './image-service';
+import { ContainerService } from './container-service';
 import { RuntimeInfo } from './runtime-info';
 import { SandboxService } from './sandbox-service';
 
@@ -88,8 +89,50 @@ export function createCriPlugin(options: CriPluginOptions) {
         runtimeOptions: (options) => (Object.keys(options).length === 0 ? undefined : packRuncOptions(options)),
         logger: ctx.logger,
       });
+      const tasks = ctx.get(TasksServiceToken);
+      const containers = new ContainerService({
+        rootDir: ctx.root,
+        stateDir: ctx.state,
+        snapshotter: config.containerd.snapshotter,
+        imageFsPath,
+        maxLogLineSize: config.max_container_log_line_size,
+        restrictOomScoreAdj: config.restrict_oom_score_adj,
+        privilegedWithoutHostDevices: (handler) => {
+          const runtimes = config.containerd.runtimes;
+          const key = handler === '' ? config.containerd.default_runtime_name : handler;
+          return Object.prototype.hasOwnProperty.call(runtimes, key) ? runtimes[key].privileged_without_host_devices : false;
+        },
+        images: { get: (c, ref) => images.get(c, ref) },
+        sandboxes: { get: (c, id) => sandboxes.get(c, id), pausePid: (c, id) => sandboxes.pausePid(c, id), files: (s) => sandboxes.files(s) },
+        containers: ctx.get(ContainersServiceToken),
+        tasks: {
+          create: (c, r) => tasks.create(c, r as never),
+          start: (c, r) => tasks.start(c, r as never),
+          get: (c, r) => tasks.get(c, r as never) as never,
+          kill: (c, r) => tasks.kill(c, r as never),
+          wait: (c, r) => tasks.wait(c, r as never),
+          delete: (c, r) => tasks.delete(c, r as never),
+          exec: (c, r) => tasks.exec(c, r as never),
+          deleteProcess: (c, r) => tasks.deleteProcess(c, r as never),
+          resizePty: (c, r) => tasks.resizePty(c, r as never),
+          closeIO: (c, r) => tasks.closeIO(c, r as never),
+          update: (c, r) => tasks.update(c, r as never),
+          metrics: (c, r) => tasks.metrics(c, r as never) as never,
+        },
+        snapshots: {
+          prepare: (c, sn, key, parent) => snapshots.prepare(c, sn, key, parent),
+          mounts: (c, sn, key) => snapshots.mounts(c, sn, key),
+          remove: (c, sn, key) => snapshots.remove(c, sn, key),
+          usage: (c, sn, key) => snapshots.usage(c, sn, key),
+        },
+        leases: ctx.get(LeasesServiceToken),
+        logger: ctx.logger,
+      });
+      sandboxes.podContainers = containers;
+      // Once the daemon serves (the tasks service has reconnected the shims by then).
+      setImmediate(() => void containers.restore().catch((err: unknown) => ctx.logger.warn('restoring CRI containers', { error: (err as Error).message })));
       ctx.exports.imageFsPath = imageFsPath;
-      return { services: [createRuntimeGrpcService(info, sandboxes, ctx.logger), createImageGrpcService(images, ctx.logger)] };
+      return { services: [createRuntimeGrpcService(info, sandboxes, containers, ctx.logger), createImageGrpcService(images, ctx.logger)] };
     },
   });
 }

@@ -181,6 +181,11 @@ export function resolvConf(dns: Cri.DNSConfig): string {
  * restarted daemon reads it back. Whether a sandbox is ready is asked of its task each time.
  */
 export class SandboxService {
+  /**
+   * The pod's containers, stopped by StopPodSandbox and removed by RemovePodSandbox before the
+   * sandbox itself (set by the plugin once the container service exists).
+   */
+  podContainers?: { stopAll(ctx: Context, sandboxId: string): Promise<void>; removeAll(ctx: Context, sandboxId: string): Promise<void> };
   private readonly sandboxes = new Map<string, Sandbox>();
   /** Reserved names -> sandbox id. */
   private readonly names = new Map<string, string>();
@@ -545,6 +550,7 @@ export class SandboxService {
   }
 
   private async stopSandbox(ctx: Context, s: Sandbox): Promise<void> {
+    await this.podContainers?.stopAll(ctx, s.id);
     try {
       await this.killTask(ctx, s.id, true);
     } catch (err) {
@@ -577,6 +583,7 @@ export class SandboxService {
   private async removeSandbox(ctx: Context, s: Sandbox): Promise<void> {
     if (!this.sandboxes.has(s.id)) return; // an earlier Remove in the queue did it
     await this.stopSandbox(ctx, s);
+    await this.podContainers?.removeAll(ctx, s.id);
     try {
       await this.o.containers.delete(ctx, s.id);
     } catch (err) {
@@ -619,6 +626,35 @@ export class SandboxService {
       processStatus: status === undefined ? 'deleted' : (names[status] ?? 'unknown'),
       netnsClosed,
       ...(container ? { container } : {}),
+    };
+  }
+
+  /** A sandbox by id or unique id prefix (NotFound when missing). */
+  async get(callCtx: Context, id: string): Promise<Sandbox> {
+    await this.load(this.ns(callCtx));
+    return this.find(id);
+  }
+
+  /** The pid of a sandbox's pause task while it runs; 0 otherwise. */
+  async pausePid(callCtx: Context, id: string): Promise<number> {
+    const ctx = this.ns(callCtx);
+    try {
+      const p = (await this.o.tasks.get(ctx, { containerId: id, execId: '' })).process;
+      return p && p.status === TASK_RUNNING ? p.pid : 0;
+    } catch (err) {
+      if (isNotFound(err)) return 0;
+      throw err;
+    }
+  }
+
+  /** The sandbox's files a container binds: hostname, hosts, resolv.conf, /dev/shm (the host's for host IPC). */
+  files(s: Sandbox): { hostname: string; hosts: string; resolvConf: string; shm: string } {
+    const dir = this.sandboxDir(s.id);
+    return {
+      hostname: join(dir, 'hostname'),
+      hosts: join(dir, 'hosts'),
+      resolvConf: join(dir, 'resolv.conf'),
+      shm: this.shmDir(s.id),
     };
   }
 
