@@ -75,7 +75,12 @@ export class SpdyStream extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.reset && !(this.localFin && this.remoteFin)) {
+    if (!err && !this.reset && this.remoteFin && !this.localFin) {
+      // Destroyed without an error once the peer is done (as `for await` does at the end of
+      // the input): a close, not an abort, so the peer gets FIN after what was written.
+      this.localFin = true;
+      void this.conn.sendData(this.id, EMPTY, true).catch(() => undefined);
+    } else if (!this.reset && !(this.localFin && this.remoteFin)) {
       this.reset = true;
       this.conn.sendReset(this.id, RstStatus.CANCEL);
     }
@@ -144,8 +149,12 @@ export class SpdyConnection extends EventEmitter {
     this.nextId = options.server ? 2 : 1;
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     socket.on('error', (err: Error) => this.destroy(err));
-    socket.on('close', () => this.destroy());
-    socket.on('end', () => this.destroy());
+    // The end of the socket is handled after the frames before it (a reply still inflating).
+    const ended = () => {
+      this.inChain = this.inChain.then(() => this.destroy());
+    };
+    socket.on('close', ended);
+    socket.on('end', ended);
     if (options.head && options.head.length > 0) this.onBytes(options.head);
   }
 
