@@ -7,12 +7,13 @@ import { ProcessRuntime, type TestCriServer, crictl, startCriServer } from './te
 
 jest.setTimeout(120_000);
 
-describe('crictl exec and attach through the streaming server (SPDY, remotecommand v4)', () => {
+// crictl's default transport is SPDY (remotecommand v4 here); `-r websocket` offers only v5.channel.k8s.io.
+describe.each(['spdy', 'websocket'])('crictl exec -r %s through the streaming server', (transport) => {
   const dir = tempDir('berth-cri-streaming-');
   const runtime = new ProcessRuntime();
   let streaming: StreamingServer;
   let cri: TestCriServer;
-  const run = (args: string[], input?: string | Buffer) => crictl(cri.socket, dir.path, args, { input });
+  const run = ([command, ...args]: string[], input?: string | Buffer) => crictl(cri.socket, dir.path, [command, '-r', transport, ...args], { input });
 
   beforeAll(async () => {
     streaming = await StreamingServer.start({ runtime });

@@ -26,9 +26,9 @@ describe('crictl attach and exec -it through the streaming server', () => {
     dir.remove();
   });
 
-  it('attach -i joins a running process: its stdin gets the input, EOF closes it (stdin_once), output comes back', async () => {
-    runtime.startContainer('box', ['sh', '-c', 'read line; echo "got:$line"; echo "to stderr" >&2; cat; echo "bye"']);
-    const r = await crictl(cri.socket, dir.path, ['attach', '-i', 'box'], { input: 'hello\nmore\n' });
+  it.each(['spdy', 'websocket'])('attach -r %s -i joins a running process: its stdin gets the input, EOF closes it (stdin_once), output comes back', async (transport) => {
+    runtime.startContainer(`box-${transport}`, ['sh', '-c', 'read line; echo "got:$line"; echo "to stderr" >&2; cat; echo "bye"']);
+    const r = await crictl(cri.socket, dir.path, ['attach', '-r', transport, '-i', `box-${transport}`], { input: 'hello\nmore\n' });
     expect({ code: r.code, stdout: r.stdout.toString(), stderr: r.stderr }).toEqual({ code: 0, stdout: 'got:hello\nmore\nbye\n', stderr: 'to stderr\n' });
     expect(cri.calls).toContain('Attach');
   });
@@ -61,8 +61,8 @@ describe('crictl attach and exec -it through the streaming server', () => {
       await tmux('kill-server').catch(() => undefined);
     });
 
-    it('exec -it sh: the terminal size, a resize, commands, exit 5', async () => {
-      const argv = [CRICTL_PATH!, ...crictlArgv(cri.socket, dir.path, ['exec', '-it', 'c1', 'env', 'PS1=pod$ ', 'sh'])].map(shellQuote).join(' ');
+    it.each(['spdy', 'websocket'])('exec -r %s -it sh: the terminal size, a resize, commands, exit 5', async (transport) => {
+      const argv = [CRICTL_PATH!, ...crictlArgv(cri.socket, dir.path, ['exec', '-r', transport, '-it', 'c1', 'env', 'PS1=pod$ ', 'sh'])].map(shellQuote).join(' ');
       await tmux('send-keys', '-t', session, `clear; ${argv}; echo "crictl exited $?"`, 'Enter');
       await waitFor(/^pod\$ ?$/m);
       await tmux('send-keys', '-t', session, 'tty; stty size', 'Enter');

@@ -9,3 +9,5 @@ export * from './spdy-zlib';
 export * from './spdy-connection';
 export * from './spdy-dictionary';
 export * from './client';
+export * from './websocket';
+export * from './websocket-remotecommand';

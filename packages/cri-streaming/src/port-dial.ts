@@ -76,7 +76,7 @@ export async function dialPort(netnsPath: string | undefined, port: number, opti
   return new Promise((resolve, reject) => {
     const child = spawn(options.nsenter ?? 'nsenter', [`--net=${netnsPath}`, process.execPath, '-e', HELPER, String(port)], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      env: {},
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
     });
     let stderr = '';
     let settled = false;

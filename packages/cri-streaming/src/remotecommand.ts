@@ -1,4 +1,4 @@
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { SpdyConnection, SpdyStream } from './spdy-connection';
 import type { StreamingIo, StreamingRuntime, TerminalSize } from './runtime';
 
@@ -72,20 +72,57 @@ export async function serveRemoteCommand(conn: SpdyConnection, protocol: string,
     await conn.close();
     return;
   }
+  // Streams the client opens later have no use: reset them.
+  conn.on('stream', (extra: SpdyStream) => extra.destroy());
+  // The stream types the session does not read are drained, so they can finish.
+  streams.error?.resume();
+  if (!req.stdin) streams.stdin?.resume();
+  if (!req.tty) streams.resize?.resume();
+  for (const s of [streams.stdout, streams.stderr]) s?.resume();
+  await runSession(
+    {
+      ...streams,
+      statusAsJson: protocol === 'v4.channel.k8s.io',
+      isClosed: () => conn.isClosed,
+      onClose: (fn) => conn.once('close', fn),
+      offClose: (fn) => conn.off('close', fn),
+      close: () => conn.close(),
+    },
+    req,
+    runtime,
+    options,
+  );
+}
+
+/** A session's streams, whatever carries them (SPDY streams or WebSocket channels). */
+export interface SessionStreams {
+  error?: Writable;
+  stdin?: Readable;
+  stdout?: Writable;
+  stderr?: Writable;
+  resize?: Readable;
+  /** v4 and v5 send the status as JSON; older protocols as text, nothing on success. */
+  statusAsJson: boolean;
+  isClosed(): boolean;
+  onClose(fn: () => void): void;
+  offClose(fn: () => void): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs an exec or attach through the runtime once the client's streams are there, then ends
+ * stdout and stderr, writes the status on the error stream, ends it and closes the connection.
+ */
+export async function runSession(streams: SessionStreams, req: RemoteCommandRequest, runtime: StreamingRuntime, options: Pick<RemoteCommandOptions, 'signal'>): Promise<void> {
   const session = new AbortController();
   const abort = () => session.abort();
   options.signal.addEventListener('abort', abort);
-  conn.once('close', abort);
-  // The stream types the session does not read are drained, so they can finish.
-  streams.error?.resume();
+  streams.onClose(abort);
   const io: StreamingIo = { tty: req.tty, signal: session.signal };
   if (req.stdin && streams.stdin) io.stdin = streams.stdin;
-  else streams.stdin?.resume();
   if (req.stdout && streams.stdout) io.stdout = streams.stdout;
   if (req.stderr && streams.stderr && !req.tty) io.stderr = streams.stderr;
   if (req.tty && streams.resize) io.resize = latestSizes(streams.resize);
-  else streams.resize?.resume();
-  for (const s of [streams.stdout, streams.stderr]) s?.resume();
 
   let status: Status;
   try {
@@ -101,17 +138,17 @@ export async function serveRemoteCommand(conn: SpdyConnection, protocol: string,
   } finally {
     options.signal.removeEventListener('abort', abort);
   }
-  if (!conn.isClosed) {
+  if (!streams.isClosed()) {
     await Promise.all([finish(streams.stdout), finish(streams.stderr)]);
     const err = streams.error;
     if (err && !err.destroyed) {
-      if (protocol === 'v4.channel.k8s.io') err.write(JSON.stringify(status));
+      if (streams.statusAsJson) err.write(JSON.stringify(status));
       else if (status.status !== 'Success') err.write(status.message ?? '');
       await finish(err);
     }
-    await conn.close();
+    await streams.close();
   }
-  conn.off('close', abort);
+  streams.offClose(abort);
 }
 
 async function waitForStreams(conn: SpdyConnection, expected: number, options: RemoteCommandOptions): Promise<Partial<Record<StreamType, SpdyStream>> | undefined> {

@@ -54,6 +54,9 @@ export class SpdyStream extends Duplex {
   ) {
     super({ allowHalfOpen: true });
     this.headers = headers;
+    // A write after the end or after the connection went away must not become an uncaught
+    // 'error' in the daemon; users that care (pipeline) add their own listeners.
+    this.on('error', () => undefined);
   }
 
   /** The first value of a header, or undefined. */

@@ -286,3 +286,96 @@ describe('StreamingServer.close', () => {
     expect(() => server.getExec({ containerId: 'c', cmd: ['x'], stdin: false, stdout: true, stderr: false, tty: false })).toThrow('streaming server is closed');
   });
 });
+
+describe('StreamingServer over WebSocket', () => {
+  const runtime = new ScriptRuntime();
+  let server: StreamingServer;
+  beforeAll(async () => {
+    server = await StreamingServer.start({ runtime });
+  });
+  afterAll(() => server.close());
+
+  const frame = (op: number, payload: Buffer, masked = true) => {
+    const mask = Buffer.from([1, 2, 3, 4]);
+    const len = payload.length;
+    const head = len < 126 ? Buffer.from([0x80 | op, (masked ? 0x80 : 0) | len]) : Buffer.from([0x80 | op, (masked ? 0x80 : 0) | 126, len >> 8, len & 0xff]);
+    const body = Buffer.from(payload);
+    if (masked) for (let i = 0; i < body.length; i++) body[i] ^= mask[i & 3];
+    return Buffer.concat([head, masked ? mask : Buffer.alloc(0), body]);
+  };
+  const handshake = (url: string, protocol: string) => {
+    const path = new URL(url).pathname;
+    return `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: ${protocol}\r\n\r\n`;
+  };
+  /** Server frames (unmasked) in a byte string: [opcode, payload]. */
+  const frames = (bytes: Buffer): Array<[number, string]> => {
+    const out: Array<[number, string]> = [];
+    let off = bytes.indexOf('\r\n\r\n') + 4;
+    while (off + 2 <= bytes.length) {
+      let len = bytes[off + 1] & 0x7f;
+      let start = off + 2;
+      if (len === 126) {
+        len = bytes.readUInt16BE(off + 2);
+        start = off + 4;
+      }
+      out.push([bytes[off] & 0x0f, bytes.subarray(start, start + len).toString('latin1')]);
+      off = start + len;
+    }
+    return out;
+  };
+  const exchange = (bytes: Buffer, later?: Buffer): Promise<Buffer> =>
+    new Promise((resolve) => {
+      const s = net.connect(server.port, '127.0.0.1', () => {
+        s.write(bytes);
+        if (later) setTimeout(() => s.write(later), 300);
+      });
+      const got: Buffer[] = [];
+      s.on('data', (b: Buffer) => got.push(b));
+      s.on('error', () => undefined);
+      s.on('close', () => resolve(Buffer.concat(got)));
+    });
+  const execUrl = (cmd: string[], stdin = false) => server.getExec({ containerId: 'c', cmd, stdin, stdout: true, stderr: false, tty: false }).url;
+
+  it('answers the handshake (RFC 6455 accept value) and speaks base64.channel.k8s.io', async () => {
+    const reply = await exchange(Buffer.concat([Buffer.from(handshake(execUrl(['cat'], true), 'base64.channel.k8s.io')), frame(1, Buffer.from('0' + Buffer.from('hi there').toString('base64')))]), frame(8, Buffer.from([3, 232])));
+    const text = reply.toString('latin1');
+    expect(text).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    expect(text).toContain('Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n');
+    expect(text).toContain('Sec-WebSocket-Protocol: base64.channel.k8s.io\r\n');
+    // Empty stdout and error messages first; without v5's close signal stdin ends only with the
+    // connection: the client's close is answered with the same code.
+    expect(frames(reply)).toEqual([
+      [1, '1'],
+      [1, '3'],
+      [1, '1' + Buffer.from('hi there').toString('base64')],
+      [8, '\x03\xe8'],
+    ]);
+  });
+
+  it('ends stdin at the v5 close signal and sends the v4 status JSON, then a normal closure', async () => {
+    const reply = await exchange(Buffer.concat([Buffer.from(handshake(execUrl(['cat'], true), 'v5.channel.k8s.io')), frame(2, Buffer.from('\x00abc')), frame(2, Buffer.from([255, 0]))]));
+    expect(frames(reply)).toEqual([
+      [2, '\x01'],
+      [2, '\x03'],
+      [2, '\x01abc'],
+      [2, '\x03{"metadata":{},"status":"Success"}'],
+      [8, '\x03\xe8'],
+    ]);
+  });
+
+  it.each([
+    ['an unmasked frame', frame(2, Buffer.from('\x00x'), false)],
+    ['a frame claiming 2^40 bytes', Buffer.from([0x82, 0xff, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4])],
+    ['a continuation without a message', frame(0, Buffer.from('x'))],
+    ['an unknown opcode', frame(5, Buffer.from('x'))],
+  ])('closes the connection on %s with a protocol error (1002)', async (_name, bad) => {
+    const reply = await exchange(Buffer.concat([Buffer.from(handshake(execUrl(['sleep'], true), 'v5.channel.k8s.io')), bad]));
+    expect(frames(reply).pop()).toEqual([8, '\x03\xea']);
+  });
+
+  it('refuses port-forward over WebSocket and unknown channel protocols', async () => {
+    const pf = server.getPortForward({ podSandboxId: 'p' }).url;
+    expect((await exchange(Buffer.from(handshake(pf, 'SPDY/3.1+portforward.k8s.io')))).toString()).toMatch(/^HTTP\/1\.1 400 Bad Request[^]*port-forward over WebSocket is not supported/);
+    expect((await exchange(Buffer.from(handshake(execUrl(['x']), 'v9.channel.k8s.io')))).toString()).toMatch(/^HTTP\/1\.1 403 Forbidden[^]*server accepts \[v5\.channel\.k8s\.io v4\.channel\.k8s\.io/);
+  });
+});

@@ -7,6 +7,8 @@ import { REMOTECOMMAND_PROTOCOLS, type RemoteCommandRequest, serveRemoteCommand 
 import { DEFAULT_MAX_PENDING, DEFAULT_TOKEN_TTL_MS, RequestCache } from './request-cache';
 import type { StreamingRuntime } from './runtime';
 import { SpdyConnection } from './spdy-connection';
+import { WebSocketConnection, webSocketAccept } from './websocket';
+import { WEBSOCKET_REMOTECOMMAND_PROTOCOLS, serveWebSocketRemoteCommand } from './websocket-remotecommand';
 
 /** The fields of CRI's ExecRequest the server uses (a `runtime.v1.ExecRequest` fits). */
 export interface ExecRequest {
@@ -69,7 +71,7 @@ const KINDS = new Set(['exec', 'attach', 'portforward']);
  */
 export class StreamingServer {
   private readonly cache: RequestCache<Cached>;
-  private readonly sessions = new Set<{ conn: SpdyConnection; done: Promise<void> }>();
+  private readonly sessions = new Set<{ conn: { destroy(): void }; done: Promise<void> }>();
   private readonly stopping = new AbortController();
   private readonly creationTimeout: number;
   private readonly logger: StreamingLogger;
@@ -85,8 +87,23 @@ export class StreamingServer {
     this.cache = new RequestCache(options.tokenTtlMs ?? DEFAULT_TOKEN_TTL_MS, options.maxPendingRequests ?? DEFAULT_MAX_PENDING);
     this.creationTimeout = options.streamCreationTimeoutMs ?? 30_000;
     this.logger = options.logger ?? { warn: () => undefined };
-    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res));
-    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      try {
+        this.onRequest(req, res);
+      } catch (err) {
+        this.logger.warn('streaming request failed', { error: String(err) });
+        res.destroy();
+      }
+    });
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      try {
+        this.onUpgrade(req, socket, head);
+      } catch (err) {
+        this.logger.warn('streaming upgrade failed', { error: String(err) });
+        socket.destroy();
+      }
+    });
+    server.on('error', (err: Error) => this.logger.warn('streaming server error', { error: err.message }));
     server.on('clientError', (_err: Error, socket: Duplex) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       socket.destroy();
@@ -194,6 +211,7 @@ export class StreamingServer {
     };
     const cached = req.method === 'GET' || req.method === 'POST' ? this.lookup(req.url) : undefined;
     if (!cached) return raw(404, 'Not Found', '404 page not found');
+    if (String(req.headers.upgrade ?? '').toLowerCase() === 'websocket') return this.onWebSocket(req, socket, head, cached, raw);
     const negotiated = negotiate(req, protocolsOf(cached));
     if ('error' in negotiated) return raw(negotiated.code, negotiated.code === 403 ? 'Forbidden' : 'Bad Request', negotiated.error, negotiated.headers);
     const connection = String(req.headers.connection ?? '').toLowerCase();
@@ -215,6 +233,30 @@ export class StreamingServer {
         ? servePortForward(conn, cached.podSandboxId, this.runtime, opts)
         : serveRemoteCommand(conn, negotiated.protocol, cached.req, this.runtime, opts);
     const entry = { conn, done: done.catch((err: unknown) => this.logger.warn('streaming session failed', { error: String(err) })).then(() => conn.destroy()) };
+    this.sessions.add(entry);
+    void entry.done.then(() => this.sessions.delete(entry));
+  }
+
+  private onWebSocket(req: http.IncomingMessage, socket: Duplex, head: Buffer, cached: Cached, raw: (code: number, reason: string, text: string, headers?: Record<string, string | string[]>) => void): void {
+    if (cached.kind === 'portforward') return raw(400, 'Bad Request', 'unable to upgrade: port-forward over WebSocket is not supported');
+    const key = req.headers['sec-websocket-key'];
+    if (typeof key !== 'string' || key === '' || req.headers['sec-websocket-version'] !== '13') return raw(400, 'Bad Request', 'unable to upgrade: not a WebSocket version 13 request');
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .filter((p) => p !== '');
+    const protocol = offered.length === 0 ? 'channel.k8s.io' : offered.find((p) => (WEBSOCKET_REMOTECOMMAND_PROTOCOLS as readonly string[]).includes(p));
+    if (!protocol) {
+      return raw(403, 'Forbidden', `unable to upgrade: unable to negotiate protocol: client supports [${offered.join(' ')}], server accepts [${WEBSOCKET_REMOTECOMMAND_PROTOCOLS.join(' ')}]`);
+    }
+    if (this.closed) return raw(503, 'Service Unavailable', 'streaming server is closing');
+    const lines = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${webSocketAccept(key)}`];
+    if (offered.length > 0) lines.push(`Sec-WebSocket-Protocol: ${protocol}`);
+    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    const ws = new WebSocketConnection(socket, head);
+    const warn = (message: string) => this.logger.warn(message);
+    const done = serveWebSocketRemoteCommand(ws, protocol, cached.req, this.runtime, { streamCreationTimeoutMs: this.creationTimeout, signal: this.stopping.signal, warn });
+    const entry = { conn: ws, done: done.catch((err: unknown) => this.logger.warn('streaming session failed', { error: String(err) })).then(() => ws.destroy()) };
     this.sessions.add(entry);
     void entry.done.then(() => this.sessions.delete(entry));
   }
