@@ -10,6 +10,27 @@ export class PortDialError extends Error {
   }
 }
 
+const SYSCALL_TEXT: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ENETUNREACH: 'network is unreachable',
+  EHOSTUNREACH: 'no route to host',
+  EADDRNOTAVAIL: 'cannot assign requested address',
+  ETIMEDOUT: 'connection timed out',
+};
+
+/** A connect error in Go's words ("dial tcp4 127.0.0.1:80: connect: connection refused"), as containerd reports it. */
+export function goDialError(err: { code?: string; message: string }, host: string, port: number): string {
+  const family = host.includes(':') ? 'tcp6' : 'tcp4';
+  const addr = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const text = (err.code && SYSCALL_TEXT[err.code]) ?? err.message;
+  return `dial ${family} ${addr}: connect: ${text}`;
+}
+
+/** containerd's message when neither family connects ("IPv6" without a colon, and a trailing space, are its). */
+function notConnected(port: number, name: string, e4: string, e6: string): string {
+  return `failed to connect to localhost:${port} inside namespace ${JSON.stringify(name)}, IPv4: ${e4} IPv6 ${e6} `;
+}
+
 function connect(host: string, port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host, port });
@@ -22,14 +43,14 @@ function connect(host: string, port: number): Promise<net.Socket> {
 }
 
 /** Dials localhost:port (tcp4 on 127.0.0.1, then tcp6 on ::1) in this process's namespace. */
-async function dialHere(port: number): Promise<net.Socket> {
+async function dialHere(port: number, name: string): Promise<net.Socket> {
   try {
     return await connect('127.0.0.1', port);
   } catch (err4) {
     try {
       return await connect('::1', port);
     } catch (err6) {
-      throw new PortDialError(`failed to connect to localhost:${port}, IPv4: ${(err4 as Error).message} IPv6: ${(err6 as Error).message}`);
+      throw new PortDialError(notConnected(port, name, goDialError(err4 as Error, '127.0.0.1', port), goDialError(err6 as Error, '::1', port)));
     }
   }
 }
@@ -42,6 +63,8 @@ async function dialHere(port: number): Promise<net.Socket> {
 const HELPER = `
 const net = require('node:net');
 const port = Number(process.argv[1]);
+const TEXT = ${JSON.stringify(SYSCALL_TEXT)};
+const goError = (e, host) => 'dial ' + (host.includes(':') ? 'tcp6 [' + host + ']' : 'tcp4 ' + host) + ':' + port + ': connect: ' + (TEXT[e.code] || e.message);
 const connect = (host) => new Promise((resolve, reject) => {
   const s = net.connect({ host, port });
   s.once('connect', () => { s.removeAllListeners('error'); resolve(s); });
@@ -53,7 +76,7 @@ const connect = (host) => new Promise((resolve, reject) => {
   try { s = await connect('127.0.0.1'); } catch (e) { e4 = e; }
   if (!s) {
     try { s = await connect('::1'); } catch (e6) {
-      process.send({ error: 'IPv4: ' + e4.message + ' IPv6: ' + e6.message }, () => process.exit(0));
+      process.send({ e4: goError(e4, '127.0.0.1'), e6: goError(e6, '::1') }, () => process.exit(0));
       return;
     }
   }
@@ -70,9 +93,10 @@ const connect = (host) => new Promise((resolve, reject) => {
  *
  * @throws PortDialError when nothing listens or the namespace cannot be entered.
  */
-export async function dialPort(netnsPath: string | undefined, port: number, options: { nsenter?: string; timeoutMs?: number } = {}): Promise<net.Socket> {
+export async function dialPort(netnsPath: string | undefined, port: number, options: DialOptions = {}): Promise<net.Socket> {
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new PortDialError(`invalid port ${port}`);
-  if (netnsPath === undefined || netnsPath === '') return dialHere(port);
+  const name = options.name ?? netnsPath ?? 'host';
+  if (netnsPath === undefined || netnsPath === '') return dialHere(port, name);
   return new Promise((resolve, reject) => {
     const child = spawn(options.nsenter ?? 'nsenter', [`--net=${netnsPath}`, process.execPath, '-e', HELPER, String(port)], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
@@ -92,14 +116,14 @@ export async function dialPort(netnsPath: string | undefined, port: number, opti
     };
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      settle(new PortDialError(`failed to connect to localhost:${port} inside namespace ${JSON.stringify(netnsPath)}: timed out`));
+      settle(new PortDialError(`failed to connect to localhost:${port} inside namespace ${JSON.stringify(name)}: timed out`));
     }, options.timeoutMs ?? 30_000);
     child.stderr!.on('data', (b: Buffer) => {
       if (stderr.length < 4096) stderr += b.toString();
     });
-    child.on('message', (m: { ok?: boolean; error?: string }, handle: unknown) => {
+    child.on('message', (m: { ok?: boolean; e4?: string; e6?: string }, handle: unknown) => {
       if (m?.ok && handle instanceof net.Socket) settle(undefined, handle);
-      else settle(new PortDialError(`failed to connect to localhost:${port} inside namespace ${JSON.stringify(netnsPath)}, ${m?.error ?? 'no socket'}`));
+      else settle(new PortDialError(notConnected(port, name, m?.e4 ?? 'no socket', m?.e6 ?? 'no socket')));
     });
     child.on('error', (err) => settle(new PortDialError(`cannot run nsenter: ${err.message}`)));
     child.on('exit', (code, sig) => {
@@ -147,7 +171,17 @@ export function pipeBothWays(stream: Duplex, socket: net.Socket, signal?: AbortS
  * (undefined: this process's): what a `StreamingRuntime.portForward` does once it knows the
  * sandbox's namespace.
  */
-export async function forwardPort(netnsPath: string | undefined, port: number, stream: Duplex, signal?: AbortSignal): Promise<void> {
-  const socket = await dialPort(netnsPath, port);
-  await pipeBothWays(stream, socket, signal);
+export async function forwardPort(netnsPath: string | undefined, port: number, stream: Duplex, options: DialOptions & { signal?: AbortSignal } = {}): Promise<void> {
+  const socket = await dialPort(netnsPath, port, options);
+  await pipeBothWays(stream, socket, options.signal);
+}
+
+/** Options of dialPort and forwardPort. */
+export interface DialOptions {
+  /** What error messages call the namespace; containerd says the sandbox id. Default: the path, or "host". */
+  name?: string;
+  /** The nsenter binary. Default `nsenter` from PATH. */
+  nsenter?: string;
+  /** How long the helper may take, in ms. Default 30 000. */
+  timeoutMs?: number;
 }

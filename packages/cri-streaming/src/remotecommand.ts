@@ -133,7 +133,8 @@ export async function runSession(streams: SessionStreams, req: RemoteCommandRequ
       status = { metadata: {}, status: 'Success' };
     }
   } catch (err) {
-    const what = req.kind === 'exec' ? 'error executing command in container' : 'error attaching to container';
+    // containerd's streaming adapter wraps exec errors ("failed to exec in container"), not attach's.
+    const what = req.kind === 'exec' ? 'error executing command in container: failed to exec in container' : 'error attaching to container';
     status = internalErrorStatus(`${what}: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
     options.signal.removeEventListener('abort', abort);

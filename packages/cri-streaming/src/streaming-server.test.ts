@@ -147,7 +147,7 @@ describe('StreamingServer', () => {
         ['fail', 'no such container'],
         {
           out: '',
-          error: '{"metadata":{},"status":"Failure","message":"Internal error occurred: error executing command in container: no such container","reason":"InternalError","details":{"causes":[{"message":"error executing command in container: no such container"}]},"code":500}',
+          error: '{"metadata":{},"status":"Failure","message":"Internal error occurred: error executing command in container: failed to exec in container: no such container","reason":"InternalError","details":{"causes":[{"message":"error executing command in container: failed to exec in container: no such container"}]},"code":500}',
           exitCode: undefined,
         },
       ],

@@ -105,7 +105,7 @@ export class ProcessRuntime implements StreamingRuntime {
   }
 
   portForward(podSandboxId: string, port: number, stream: Duplex, signal: AbortSignal): Promise<void> {
-    return forwardPort(this.netns.get(podSandboxId), port, stream, signal);
+    return forwardPort(this.netns.get(podSandboxId), port, stream, { signal, name: podSandboxId });
   }
 
   /** Starts a process that attach joins under `containerId`. */
