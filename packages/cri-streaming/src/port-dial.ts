@@ -10,49 +10,69 @@ export class PortDialError extends Error {
   }
 }
 
-const SYSCALL_TEXT: Record<string, string> = {
-  ECONNREFUSED: 'connection refused',
-  ENETUNREACH: 'network is unreachable',
-  EHOSTUNREACH: 'no route to host',
-  EADDRNOTAVAIL: 'cannot assign requested address',
-  ETIMEDOUT: 'connection timed out',
-};
-
-/** A connect error in Go's words ("dial tcp4 127.0.0.1:80: connect: connection refused"), as containerd reports it. */
-export function goDialError(err: { code?: string; message: string }, host: string, port: number): string {
-  const family = host.includes(':') ? 'tcp6' : 'tcp4';
-  const addr = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-  const text = (err.code && SYSCALL_TEXT[err.code]) ?? err.message;
-  return `dial ${family} ${addr}: connect: ${text}`;
+/**
+ * How containerd dials `localhost:<port>` (Go's net.Dial "tcp4", then "tcp6"), in plain
+ * JavaScript so that the same text runs here and in the helper inside a namespace: the addresses
+ * of "localhost" in /etc/hosts for each family (127.0.0.1 and ::1 when the file has none), and
+ * Go's words for failures ("dial tcp4 127.0.0.1:80: connect: connection refused", "dial tcp6:
+ * address localhost: no suitable address found").
+ */
+const DIAL_JS = `
+const net = require('node:net');
+const fs = require('node:fs');
+const TEXT = { ECONNREFUSED: 'connection refused', ENETUNREACH: 'network is unreachable', EHOSTUNREACH: 'no route to host', EADDRNOTAVAIL: 'cannot assign requested address', ETIMEDOUT: 'connection timed out' };
+function localhostAddresses(v6) {
+  let text = '';
+  try { text = fs.readFileSync('/etc/hosts', 'utf8'); } catch { return [v6 ? '::1' : '127.0.0.1']; }
+  const all = [];
+  for (const line of text.split('\\n')) {
+    const words = line.replace(/#.*/, '').trim().split(/\\s+/);
+    if (words.length > 1 && words.slice(1).includes('localhost')) all.push(words[0]);
+  }
+  if (all.length === 0) return [v6 ? '::1' : '127.0.0.1'];
+  return all.filter((a) => net.isIP(a) === (v6 ? 6 : 4));
 }
-
-/** containerd's message when neither family connects ("IPv6" without a colon, and a trailing space, are its). */
-function notConnected(port: number, name: string, e4: string, e6: string): string {
-  return `failed to connect to localhost:${port} inside namespace ${JSON.stringify(name)}, IPv4: ${e4} IPv6 ${e6} `;
-}
-
-function connect(host: string, port: number): Promise<net.Socket> {
+function connect(host, port) {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host, port });
-    s.once('connect', () => {
-      s.removeAllListeners('error');
-      resolve(s);
-    });
+    s.once('connect', () => { s.removeAllListeners('error'); resolve(s); });
     s.once('error', reject);
   });
 }
-
-/** Dials localhost:port (tcp4 on 127.0.0.1, then tcp6 on ::1) in this process's namespace. */
-async function dialHere(port: number, name: string): Promise<net.Socket> {
-  try {
-    return await connect('127.0.0.1', port);
-  } catch (err4) {
-    try {
-      return await connect('::1', port);
-    } catch (err6) {
-      throw new PortDialError(notConnected(port, name, goDialError(err4 as Error, '127.0.0.1', port), goDialError(err6 as Error, '::1', port)));
+async function dialFamily(port, v6) {
+  const addrs = localhostAddresses(v6);
+  if (addrs.length === 0) return { error: 'dial ' + (v6 ? 'tcp6' : 'tcp4') + ': address localhost: no suitable address found' };
+  let first;
+  for (const a of addrs) {
+    try { return { socket: await connect(a, port) }; } catch (e) {
+      first = first || 'dial ' + (v6 ? 'tcp6 [' + a + ']' : 'tcp4 ' + a) + ':' + port + ': connect: ' + (TEXT[e.code] || e.message);
     }
   }
+  return { error: first };
+}
+async function dialLocalhost(port) {
+  const r4 = await dialFamily(port, false);
+  if (r4.socket) return r4;
+  const r6 = await dialFamily(port, true);
+  if (r6.socket) return r6;
+  return { e4: r4.error, e6: r6.error };
+}
+`;
+
+type DialResult = { socket?: net.Socket; e4?: string; e6?: string };
+// eslint-disable-next-line @typescript-eslint/no-implied-eval
+const dialLocalhost = new Function('require', `${DIAL_JS}\nreturn dialLocalhost;`)(require) as (port: number) => Promise<DialResult>;
+
+/** containerd's message when neither family connects ("IPv6" without a colon, and the trailing space, are its). */
+function notConnected(port: number, where: string, name: string, e4: string, e6: string): string {
+  return `failed to execute portforward in network namespace ${JSON.stringify(where)}: failed to connect to localhost:${port} inside namespace ${JSON.stringify(name)}, IPv4: ${e4} IPv6 ${e6} `;
+}
+
+/** Dials localhost:port in this process's namespace. */
+async function dialHere(port: number, name: string): Promise<net.Socket> {
+  const r = await dialLocalhost(port);
+  if (r.socket) return r.socket;
+  throw new PortDialError(notConnected(port, 'host', name, r.e4 ?? '', r.e6 ?? ''));
 }
 
 /**
@@ -60,29 +80,15 @@ async function dialHere(port: number, name: string): Promise<net.Socket> {
  * parent over the IPC channel and exits. The socket stays in the namespace it was made in, so
  * the data then flows in berthd without a copying process in between.
  */
-const HELPER = `
-const net = require('node:net');
-const port = Number(process.argv[1]);
-const TEXT = ${JSON.stringify(SYSCALL_TEXT)};
-const goError = (e, host) => 'dial ' + (host.includes(':') ? 'tcp6 [' + host + ']' : 'tcp4 ' + host) + ':' + port + ': connect: ' + (TEXT[e.code] || e.message);
-const connect = (host) => new Promise((resolve, reject) => {
-  const s = net.connect({ host, port });
-  s.once('connect', () => { s.removeAllListeners('error'); resolve(s); });
-  s.once('error', reject);
-});
-(async () => {
-  let s;
-  let e4;
-  try { s = await connect('127.0.0.1'); } catch (e) { e4 = e; }
-  if (!s) {
-    try { s = await connect('::1'); } catch (e6) {
-      process.send({ e4: goError(e4, '127.0.0.1'), e6: goError(e6, '::1') }, () => process.exit(0));
-      return;
-    }
+const HELPER = `${DIAL_JS}
+dialLocalhost(Number(process.argv[1])).then((r) => {
+  if (r.socket) {
+    r.socket.pause();
+    process.send({ ok: true }, r.socket, () => process.exit(0));
+  } else {
+    process.send({ e4: r.e4, e6: r.e6 }, () => process.exit(0));
   }
-  s.pause();
-  process.send({ ok: true }, s, () => process.exit(0));
-})();
+});
 `;
 
 /**
@@ -123,7 +129,7 @@ export async function dialPort(netnsPath: string | undefined, port: number, opti
     });
     child.on('message', (m: { ok?: boolean; e4?: string; e6?: string }, handle: unknown) => {
       if (m?.ok && handle instanceof net.Socket) settle(undefined, handle);
-      else settle(new PortDialError(notConnected(port, name, m?.e4 ?? 'no socket', m?.e6 ?? 'no socket')));
+      else settle(new PortDialError(notConnected(port, netnsPath, name, m?.e4 ?? 'no socket', m?.e6 ?? 'no socket')));
     });
     child.on('error', (err) => settle(new PortDialError(`cannot run nsenter: ${err.message}`)));
     child.on('exit', (code, sig) => {

@@ -196,7 +196,7 @@ export class StreamingServer {
     };
     if (!cached) return reply(404, '404 page not found');
     const negotiated = negotiate(req, protocolsOf(cached));
-    if ('error' in negotiated) return reply(negotiated.code, negotiated.error, negotiated.headers);
+    if ('error' in negotiated) return reply(negotiated.code, handshakeBody(cached, negotiated.error), negotiated.headers);
     reply(400, `unable to upgrade: missing upgrade headers in request: ${JSON.stringify(req.headers)}`);
   }
 
@@ -213,7 +213,7 @@ export class StreamingServer {
     if (!cached) return raw(404, 'Not Found', '404 page not found');
     if (String(req.headers.upgrade ?? '').toLowerCase() === 'websocket') return this.onWebSocket(req, socket, head, cached, raw);
     const negotiated = negotiate(req, protocolsOf(cached));
-    if ('error' in negotiated) return raw(negotiated.code, negotiated.code === 403 ? 'Forbidden' : 'Bad Request', negotiated.error, negotiated.headers);
+    if ('error' in negotiated) return raw(negotiated.code, negotiated.code === 403 ? 'Forbidden' : 'Bad Request', handshakeBody(cached, negotiated.error), negotiated.headers);
     const connection = String(req.headers.connection ?? '').toLowerCase();
     const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
     if (!connection.includes('upgrade') || !upgrade.includes('spdy/3.1')) {
@@ -286,6 +286,14 @@ function validate(req: AttachRequest, conj: 'or' | 'and'): void {
   if (!req.containerId) throw new InvalidArgumentError('missing required container_id', { bare: true });
   if (req.tty && req.stderr) throw new InvalidArgumentError('tty and stderr cannot both be true', { bare: true });
   if (!req.stdin && !req.stdout && !req.stderr) throw new InvalidArgumentError(`one of stdin, stdout, ${conj} stderr must be set`, { bare: true });
+}
+
+/**
+ * The body of a failed handshake. containerd 1.6's exec and attach write the message twice (the
+ * handshake writes it, then its caller again), which clients show as is.
+ */
+function handshakeBody(cached: Cached, error: string): string {
+  return cached.kind === 'portforward' ? error : `${error}\n${error}`;
 }
 
 function protocolsOf(cached: Cached): readonly string[] {
