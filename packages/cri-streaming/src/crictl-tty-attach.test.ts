@@ -40,7 +40,9 @@ describe('crictl attach and exec -it through the streaming server', () => {
   });
 
   describe('on a terminal (tmux)', () => {
-    const session = `berth-cri-tty-${process.pid}`;
+    // A fresh tmux server (its own socket) for each test.
+    let n = 0;
+    let session = '';
     const tmux = (...args: string[]) => run('tmux', ['-L', session, ...args]);
     const screen = async () => (await tmux('capture-pane', '-p', '-t', session)).stdout;
     async function waitFor(re: RegExp, timeoutMs = 30_000): Promise<string> {
@@ -55,6 +57,7 @@ describe('crictl attach and exec -it through the streaming server', () => {
     }
 
     beforeEach(async () => {
+      session = `berth-cri-tty-${process.pid}-${++n}`;
       await tmux('new-session', '-d', '-s', session, '-x', '100', '-y', '30', 'sh');
     });
     afterEach(async () => {
@@ -69,8 +72,14 @@ describe('crictl attach and exec -it through the streaming server', () => {
       const first = await waitFor(/^30 100\s*$/m);
       expect(first).toMatch(/^\/dev\/pts\/\d+\s*$/m);
       await tmux('resize-window', '-t', session, '-x', '120', '-y', '40');
-      await tmux('send-keys', '-t', session, 'stty size; echo $((6 * 7))', 'Enter');
-      const afterResize = await waitFor(/^42\s*$/m);
+      // The size travels tmux -> crictl (SIGWINCH) -> resize stream -> the test runtime's
+      // `stty -F` on the pty, which the shell's next command may overtake: ask until it shows.
+      let afterResize = '';
+      for (let i = 0; i < 20 && !/^40 120\s*$/m.test(afterResize); i++) {
+        await tmux('send-keys', '-t', session, 'clear; stty size; echo $((6 * 7))', 'Enter');
+        afterResize = await waitFor(/^42\s*$/m);
+        if (!/^40 120\s*$/m.test(afterResize)) await new Promise((r) => setTimeout(r, 200));
+      }
       expect(afterResize).toMatch(/^40 120\s*$/m);
       await tmux('send-keys', '-t', session, 'exit 5', 'Enter');
       const end = await waitFor(/^crictl exited \d+$/m);

@@ -35,6 +35,9 @@ function localhostAddresses(v6) {
 function connect(host, port) {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host, port });
+    // Paused before it connects, Node never starts reading: in the helper, bytes read before the
+    // socket is handed over (and closed there) would be lost to the parent.
+    s.pause();
     s.once('connect', () => { s.removeAllListeners('error'); resolve(s); });
     s.once('error', reject);
   });
@@ -81,12 +84,13 @@ async function dialHere(port: number, name: string): Promise<net.Socket> {
  * the data then flows in berthd without a copying process in between.
  */
 const HELPER = `${DIAL_JS}
+// The parent disconnects once it has the answer; exiting earlier could lose a message in flight.
+process.once('disconnect', () => process.exit(0));
 dialLocalhost(Number(process.argv[1])).then((r) => {
   if (r.socket) {
-    r.socket.pause();
-    process.send({ ok: true }, r.socket, () => process.exit(0));
+    process.send({ ok: true }, r.socket);
   } else {
-    process.send({ e4: r.e4, e6: r.e6 }, () => process.exit(0));
+    process.send({ e4: r.e4, e6: r.e6 });
   }
 });
 `;
@@ -117,6 +121,7 @@ export async function dialPort(netnsPath: string | undefined, port: number, opti
       }
       settled = true;
       clearTimeout(timer);
+      if (child.connected) child.disconnect();
       if (err) reject(err);
       else resolve(socket!);
     };

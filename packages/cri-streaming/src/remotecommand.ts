@@ -74,6 +74,12 @@ export async function serveRemoteCommand(conn: SpdyConnection, protocol: string,
   }
   // Streams the client opens later have no use: reset them.
   conn.on('stream', (extra: SpdyStream) => extra.destroy());
+  if (protocol === 'channel.k8s.io') {
+    // containerd's v1 handler resets the error stream as soon as the streams are there (so a v1
+    // client never sees a status) and closes its side of stdin.
+    streams.error?.resetStream();
+    streams.stdin?.end();
+  }
   // The stream types the session does not read are drained, so they can finish.
   streams.error?.resume();
   if (!req.stdin) streams.stdin?.resume();

@@ -68,13 +68,22 @@ export class SpdyStream extends Duplex {
     this.conn.resumeReading();
   }
 
+  // Writes to a connection that went away are dropped, not errors: an error would destroy the
+  // stream and lose the peer's frames still being read (the peer may close right after its
+  // last frame). Writers learn of the end from 'close' (and runtimes from the abort signal).
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.conn.sendData(this.id, chunk, false).then(() => cb(), cb);
+    this.conn.sendData(this.id, chunk, false).then(
+      () => cb(),
+      () => cb(),
+    );
   }
 
   override _final(cb: (err?: Error | null) => void): void {
     this.localFin = true;
-    this.conn.sendData(this.id, EMPTY, true).then(() => cb(), cb);
+    this.conn.sendData(this.id, EMPTY, true).then(
+      () => cb(),
+      () => cb(),
+    );
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
@@ -101,6 +110,14 @@ export class SpdyStream extends Duplex {
       this.push(null);
     }
     return more;
+  }
+
+  /** Aborts the stream with RST_STREAM (CANCEL), whatever state it is in. */
+  resetStream(): void {
+    if (this.destroyed) return;
+    if (!this.reset) this.conn.sendReset(this.id, RstStatus.CANCEL);
+    this.reset = true;
+    this.destroy();
   }
 
   /** Why the stream was aborted ('' for a peer's RST_STREAM), once it was. */

@@ -156,9 +156,14 @@ describe('StreamingServer', () => {
       expect({ out: r.out, error: r.error, exitCode: r.exitCode, protocol: r.protocol }).toEqual({ ...want, protocol: 'v4.channel.k8s.io' });
     });
 
-    it.each(['v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'])('%s sends the message as text, and nothing on success', async (p) => {
+    it.each(['v3.channel.k8s.io', 'v2.channel.k8s.io'])('%s sends the message as text, and nothing on success', async (p) => {
       expect(await session(execUrl(['echo', 'ok']), [p])).toMatchObject({ protocol: p, out: 'ok', error: '' });
       expect(await session(execUrl(['exit', '2']), [p])).toMatchObject({ protocol: p, error: 'command terminated with non-zero exit code: error executing command [exit 2], exit code 2' });
+    });
+
+    it('channel.k8s.io (v1) resets the error stream at the start, as containerd does: no status at all', async () => {
+      expect(await session(execUrl(['echo', 'ok']), ['channel.k8s.io'])).toMatchObject({ protocol: 'channel.k8s.io', out: 'ok', error: '' });
+      expect(await session(execUrl(['exit', '2']), ['channel.k8s.io'])).toMatchObject({ protocol: 'channel.k8s.io', error: '' });
     });
 
     it('copies stdin until its end, and stderr separately', async () => {
