@@ -56,6 +56,13 @@ describe.each(['spdy', 'websocket'])('crictl exec -r %s through the streaming se
     expect({ code: r.code, length: r.stdout.length, sha256: createHash('sha256').update(r.stdout).digest('hex') }).toEqual({ code: 0, length: 20 << 20, sha256: want });
   });
 
+  it('carries 20 MiB of input intact to a slow reader, then EOF', async () => {
+    const input = randomBytes(20 << 20);
+    // The reader starts late, so the input backs up through the connection first.
+    const r = await run(['exec', '-i', 'c1', 'sh', '-c', 'sleep 1; sha256sum; echo eof'], input);
+    expect({ code: r.code, stdout: r.stdout.toString() }).toEqual({ code: 0, stdout: `${createHash('sha256').update(input).digest('hex')}  -\neof\n` });
+  });
+
   it('runs several sessions at once', async () => {
     const results = await Promise.all([1, 2, 3, 4, 5].map((i) => run(['exec', '-i', `c${i}`, 'sh', '-c', `cat; sleep 0.2; echo ${i}; exit ${i}`], `in${i}\n`)));
     expect(results.map((r) => [r.code, r.stdout.toString(), /exit code (\d+)/.exec(r.stderr)?.[1]])).toEqual([1, 2, 3, 4, 5].map((i) => [1, `in${i}\n${i}\n`, String(i)]));
