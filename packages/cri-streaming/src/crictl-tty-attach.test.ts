@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CRICTL_PATH, tempDir } from '@berth/testing';
 import { StreamingServer } from './streaming-server';
@@ -62,6 +64,8 @@ describe('crictl attach and exec -it through the streaming server', () => {
     });
     afterEach(async () => {
       await tmux('kill-server').catch(() => undefined);
+      // kill-server leaves its socket file behind.
+      rmSync(join(process.env.TMUX_TMPDIR ?? '/tmp', `tmux-${process.getuid!()}`, session), { force: true });
     });
 
     it.each(['spdy', 'websocket'])('exec -r %s -it sh: the terminal size, a resize, commands, exit 5', async (transport) => {
