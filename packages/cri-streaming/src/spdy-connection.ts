@@ -29,6 +29,8 @@ export interface SpdyConnectionOptions extends FrameDecoderOptions {
   server: boolean;
   /** Bytes already read after the HTTP upgrade (Node's `head`), parsed before the socket's. */
   head?: Buffer;
+  /** Closes the connection after this long without a frame either way, in ms. Default: never. */
+  idleTimeoutMs?: number;
 }
 
 /**
@@ -97,6 +99,8 @@ export class SpdyStream extends Duplex {
       this.conn.sendReset(this.id, RstStatus.CANCEL);
     }
     this.conn.forget(this.id);
+    // A stream that goes away unread must not leave the connection paused for it.
+    this.conn.resumeReading();
     cb(err);
   }
 
@@ -159,6 +163,7 @@ export class SpdyConnection extends EventEmitter {
   private closed = false;
   /** Set when the peer said GOAWAY. */
   goneAway = false;
+  private idle: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly socket: Duplex,
@@ -167,6 +172,10 @@ export class SpdyConnection extends EventEmitter {
     super();
     this.decoder = new FrameDecoder(options);
     this.nextId = options.server ? 2 : 1;
+    if (options.idleTimeoutMs) {
+      this.idle = setTimeout(() => void this.close(), options.idleTimeoutMs);
+      this.idle.unref();
+    }
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     socket.on('error', (err: Error) => this.destroy(err));
     // The end of the socket is handled after the frames before it (a reply still inflating).
@@ -190,6 +199,7 @@ export class SpdyConnection extends EventEmitter {
 
   private onBytes(chunk: Buffer): void {
     if (this.closed) return;
+    this.idle?.refresh();
     let frames: SpdyFrame[];
     try {
       frames = this.decoder.push(chunk);
@@ -330,6 +340,7 @@ export class SpdyConnection extends EventEmitter {
     const next = this.outChain.then(async () => {
       const buf = await frame;
       if (this.closed || this.socket.destroyed) throw new Error('spdy: connection closed');
+      this.idle?.refresh();
       if (!this.socket.write(buf)) await drained(this.socket);
     });
     this.outChain = next.catch(() => undefined);
@@ -362,6 +373,7 @@ export class SpdyConnection extends EventEmitter {
   destroy(err?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.idle);
     for (const s of [...this.streams.values()]) s.abort(err ? err.message : 'spdy: connection closed');
     this.streams.clear();
     for (const r of this.replies.values()) r(false);

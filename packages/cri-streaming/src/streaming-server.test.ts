@@ -276,6 +276,30 @@ describe('StreamingServer', () => {
   });
 });
 
+describe('StreamingServer idle timeout', () => {
+  it('closes a session that sends nothing for streamIdleTimeoutMs (SPDY and WebSocket)', async () => {
+    const server = await StreamingServer.start({ runtime: new ScriptRuntime(), streamIdleTimeoutMs: 300 });
+    try {
+      const { conn } = await upgradeToSpdy(server.getPortForward({ podSandboxId: 'p' }).url, ['portforward.k8s.io']);
+      const t = Date.now();
+      await new Promise((r) => conn.once('close', r));
+      expect(Date.now() - t).toBeGreaterThanOrEqual(250);
+      const ws = await new Promise<number>((resolve) => {
+        const path = new URL(server.getExec({ containerId: 'c', cmd: ['sleep'], stdin: true, stdout: true, stderr: false, tty: false }).url).pathname;
+        const s = net.connect(server.port, '127.0.0.1', () =>
+          s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n`),
+        );
+        const t0 = Date.now();
+        s.resume();
+        s.on('close', () => resolve(Date.now() - t0));
+      });
+      expect(ws).toBeGreaterThanOrEqual(250);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('StreamingServer.close', () => {
   it('ends live sessions through the abort signal and still sends their status', async () => {
     const runtime = new ScriptRuntime();

@@ -54,6 +54,11 @@ export interface StreamingServerOptions {
   tokenTtlMs?: number;
   /** How many URLs may wait for their client at once. Default 1000. */
   maxPendingRequests?: number;
+  /**
+   * Closes a session after this long without a frame either way, in ms (containerd's
+   * `stream_idle_timeout`). Default 4 hours; 0 for never.
+   */
+  streamIdleTimeoutMs?: number;
   /** How long `close()` lets sessions end before dropping them, in ms. Default 5000. */
   closeGraceMs?: number;
   logger?: StreamingLogger;
@@ -74,6 +79,7 @@ export class StreamingServer {
   private readonly sessions = new Set<{ conn: { destroy(): void }; done: Promise<void> }>();
   private readonly stopping = new AbortController();
   private readonly creationTimeout: number;
+  private readonly idleTimeout: number;
   private readonly logger: StreamingLogger;
   private closed?: Promise<void>;
 
@@ -86,6 +92,7 @@ export class StreamingServer {
   ) {
     this.cache = new RequestCache(options.tokenTtlMs ?? DEFAULT_TOKEN_TTL_MS, options.maxPendingRequests ?? DEFAULT_MAX_PENDING);
     this.creationTimeout = options.streamCreationTimeoutMs ?? 30_000;
+    this.idleTimeout = options.streamIdleTimeoutMs ?? 4 * 60 * 60_000;
     this.logger = options.logger ?? { warn: () => undefined };
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       try {
@@ -222,7 +229,7 @@ export class StreamingServer {
     }
     if (this.closed) return raw(503, 'Service Unavailable', 'streaming server is closing');
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${negotiated.protocol}\r\n\r\n`);
-    const conn = new SpdyConnection(socket, { server: true, head });
+    const conn = new SpdyConnection(socket, { server: true, head, idleTimeoutMs: this.idleTimeout });
     const warn = (message: string) => this.logger.warn(message);
     conn.on('close', (err?: Error) => {
       if (err) this.logger.debug?.('streaming connection closed', { error: err.message });
@@ -253,7 +260,7 @@ export class StreamingServer {
     const lines = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${webSocketAccept(key)}`];
     if (offered.length > 0) lines.push(`Sec-WebSocket-Protocol: ${protocol}`);
     socket.write(`${lines.join('\r\n')}\r\n\r\n`);
-    const ws = new WebSocketConnection(socket, head);
+    const ws = new WebSocketConnection(socket, head, undefined, this.idleTimeout);
     const warn = (message: string) => this.logger.warn(message);
     const done = serveWebSocketRemoteCommand(ws, protocol, cached.req, this.runtime, { streamCreationTimeoutMs: this.creationTimeout, signal: this.stopping.signal, warn });
     const entry = { conn: ws, done: done.catch((err: unknown) => this.logger.warn('streaming session failed', { error: String(err) })).then(() => ws.destroy()) };

@@ -34,12 +34,20 @@ export class WebSocketConnection extends EventEmitter {
   private closed = false;
   private closing = false;
 
+  private idle: NodeJS.Timeout | undefined;
+
+  /** @param idleTimeoutMs closes the connection after this long without a frame either way (default: never). */
   constructor(
     private readonly socket: Duplex,
     head: Buffer,
     private readonly maxMessage = 16 << 20,
+    idleTimeoutMs?: number,
   ) {
     super();
+    if (idleTimeoutMs) {
+      this.idle = setTimeout(() => void this.close(), idleTimeoutMs);
+      this.idle.unref();
+    }
     socket.on('data', (b: Buffer) => this.onBytes(b));
     socket.on('error', (err: Error) => this.destroy(err));
     socket.on('close', () => this.destroy());
@@ -53,6 +61,7 @@ export class WebSocketConnection extends EventEmitter {
 
   private onBytes(b: Buffer): void {
     if (this.closed) return;
+    this.idle?.refresh();
     this.chunks.push(b);
     this.buffered += b.length;
     try {
@@ -143,6 +152,7 @@ export class WebSocketConnection extends EventEmitter {
 
   private sendFrame(op: number, payload: Buffer): boolean {
     if (this.closed || this.socket.destroyed) return true;
+    this.idle?.refresh();
     let head: Buffer;
     if (payload.length < 126) {
       head = Buffer.from([0x80 | op, payload.length]);
@@ -193,6 +203,7 @@ export class WebSocketConnection extends EventEmitter {
   destroy(err?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.idle);
     this.socket.destroy();
     this.emit('close', err);
   }
