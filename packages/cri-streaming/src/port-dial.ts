@@ -107,6 +107,39 @@ export async function dialPort(netnsPath: string | undefined, port: number, opti
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new PortDialError(`invalid port ${port}`);
   const name = options.name ?? netnsPath ?? 'host';
   if (netnsPath === undefined || netnsPath === '') return dialHere(port, name);
+  // Each helper is a Node process (tens of MiB for ~100 ms): a burst of connections waits its turn.
+  await helperSlot.acquire();
+  try {
+    return await dialWithHelper(netnsPath, port, name, options);
+  } finally {
+    helperSlot.release();
+  }
+}
+
+/** A counting semaphore. */
+class Slots {
+  private waiting: Array<() => void> = [];
+  private used = 0;
+  constructor(private readonly max: number) {}
+  acquire(): Promise<void> {
+    if (this.used < this.max) {
+      this.used++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.used--;
+  }
+}
+
+/** At most this many namespace helpers run at once (per process). */
+export const MAX_CONCURRENT_DIAL_HELPERS = 8;
+const helperSlot = new Slots(MAX_CONCURRENT_DIAL_HELPERS);
+
+function dialWithHelper(netnsPath: string, port: number, name: string, options: DialOptions): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const child = spawn(options.nsenter ?? 'nsenter', [`--net=${netnsPath}`, process.execPath, '-e', HELPER, String(port)], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
