@@ -4,6 +4,7 @@
  * same raw sessions against both, comparing the words and bytes a client sees.
  */
 import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
@@ -134,6 +135,20 @@ describeIf('side by side with containerd 1.6.20', () => {
     expect(await refused(mineUrl(), ['v5.channel.k8s.io'])).toEqual(await refused(await execUrl(['true']), ['v5.channel.k8s.io']));
     const pfUrl = (await new Promise<string>((resolve, reject) => client.portForward({ podSandboxId: podId, port: [] }, (err, res) => (err ? reject(err) : resolve(res!.url)))));
     expect(await refused(streaming.getPortForward({ podSandboxId: podId }).url, ['v4.channel.k8s.io'])).toEqual(await refused(pfUrl, ['v4.channel.k8s.io']));
+    // No protocol offered: 400, in containerd 1.6.20's words (exec; its port-forward answers this
+    // request differently, which is not mimicked: see the README).
+    const bare = (url: string) =>
+      new Promise<[number, string]>((resolve, reject) => {
+        const req = http.request(url, { method: 'POST', headers: { Connection: 'Upgrade', Upgrade: 'SPDY/3.1' } }, (res) => {
+          let body = '';
+          res.on('data', (b: Buffer) => (body += b.toString()));
+          res.on('end', () => resolve([res.statusCode!, body.replace(/with \d+ headers/g, 'with N headers')]));
+        });
+        req.on('upgrade', () => reject(new Error('upgraded')));
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await bare(mineUrl())).toEqual(await bare(await execUrl(['true'])));
     const theirUrl = await execUrl(['true']);
     const unknown = (url: string) => fetch(url.replace(/[^/]+$/, 'AAAAAAAA')).then(async (r) => [r.status, await r.text()]);
     expect(await unknown(mineUrl())).toEqual(await unknown(theirUrl));

@@ -203,7 +203,7 @@ export class StreamingServer {
     };
     if (!cached) return reply(404, '404 page not found');
     const negotiated = negotiate(req, protocolsOf(cached));
-    if ('error' in negotiated) return reply(negotiated.code, handshakeBody(cached, negotiated.error), negotiated.headers);
+    if ('error' in negotiated) return reply(negotiated.code, handshakeBody(cached, negotiated), negotiated.headers);
     reply(400, `unable to upgrade: missing upgrade headers in request: ${JSON.stringify(req.headers)}`);
   }
 
@@ -220,7 +220,7 @@ export class StreamingServer {
     if (!cached) return raw(404, 'Not Found', '404 page not found');
     if (String(req.headers.upgrade ?? '').toLowerCase() === 'websocket') return this.onWebSocket(req, socket, head, cached, raw);
     const negotiated = negotiate(req, protocolsOf(cached));
-    if ('error' in negotiated) return raw(negotiated.code, negotiated.code === 403 ? 'Forbidden' : 'Bad Request', handshakeBody(cached, negotiated.error), negotiated.headers);
+    if ('error' in negotiated) return raw(negotiated.code, negotiated.code === 403 ? 'Forbidden' : 'Bad Request', handshakeBody(cached, negotiated), negotiated.headers);
     const connection = String(req.headers.connection ?? '').toLowerCase();
     const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
     if (!connection.includes('upgrade') || !upgrade.includes('spdy/3.1')) {
@@ -299,8 +299,9 @@ function validate(req: AttachRequest, conj: 'or' | 'and'): void {
  * The body of a failed handshake. containerd 1.6's exec and attach write the message twice (the
  * handshake writes it, then its caller again), which clients show as is.
  */
-function handshakeBody(cached: Cached, error: string): string {
-  return cached.kind === 'portforward' ? error : `${error}\n${error}`;
+function handshakeBody(cached: Cached, negotiated: { error: string; once?: boolean }): string {
+  const { error } = negotiated;
+  return cached.kind === 'portforward' || negotiated.once ? error : `${error}\n${error}`;
 }
 
 function protocolsOf(cached: Cached): readonly string[] {
@@ -311,13 +312,14 @@ function protocolsOf(cached: Cached): readonly string[] {
  * The protocol handshake: the client's X-Stream-Protocol-Version values (repeated headers or
  * comma-separated) against the server's list; the client's first supported choice wins.
  */
-export function negotiate(req: http.IncomingMessage, server: readonly string[]): { protocol: string } | { code: 400 | 403; error: string; headers?: Record<string, string[]> } {
+export function negotiate(req: http.IncomingMessage, server: readonly string[]): { protocol: string } | { code: 400 | 403; error: string; once?: boolean; headers?: Record<string, string[]> } {
   const lines: string[] = [];
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
     if (req.rawHeaders[i].toLowerCase() === 'x-stream-protocol-version') lines.push(req.rawHeaders[i + 1]);
   }
   if (lines.length === 0) {
-    return { code: 400, error: `unable to upgrade: header X-Stream-Protocol-Version does not exist in request with ${req.rawHeaders.length / 2} headers` };
+    // containerd 1.6.20's words (its vendored handshake), written once.
+    return { code: 400, error: 'unable to upgrade: X-Stream-Protocol-Version is required', once: true };
   }
   const client = lines.flatMap((l) => l.split(',')).map((p) => p.trim()).filter((p) => p !== '');
   if (client.length === 0) return { code: 400, error: `unable to upgrade: header X-Stream-Protocol-Version contains [${lines.join(' ')}], but no valid protocols` };
