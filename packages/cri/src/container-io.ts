@@ -183,9 +183,16 @@ export class ContainerIO {
     this.splitters.push(splitter);
     this.done.push(
       new Promise<void>((resolve) => {
+        let finished = false;
         const finish = () => {
+          if (finished) return;
+          finished = true;
           splitter.end();
-          resolve();
+          // Done means in the file: the log's writes land in order, so the callback of one more
+          // (empty) write comes after the last record's.
+          const log = this.log;
+          if (log && log.writable) log.write(Buffer.alloc(0), () => resolve());
+          else resolve();
         };
         s.on('data', (chunk: Buffer) => {
           splitter.write(chunk);
@@ -218,27 +225,29 @@ export class ContainerIO {
   attach(streams: AttachStreams): Promise<void> {
     this.attached.add(streams);
     const waits: Array<Promise<void>> = [];
+    const output = streams.stdout !== undefined || streams.stderr !== undefined;
     if (streams.stdin && this.stdinWriter) {
       const w = this.stdinWriter;
       const input = streams.stdin;
-      waits.push(
-        new Promise<void>((resolve) => {
-          input.on('data', (chunk: Buffer) => w.write(chunk));
-          const end = () => {
-            if (this.options.stdinOnce && this.stdinWriter === w) {
-              // The container's stdin ends with this client's: our end of the FIFO first, then the shim's.
-              this.stdinWriter = undefined;
-              w.end(() => void this.options.closeStdin().catch(() => undefined));
-            }
-            resolve();
-          };
-          input.once('end', end);
-          input.once('close', end);
-          input.once('error', end);
-        }),
-      );
+      const inputEnded = new Promise<void>((resolve) => {
+        input.on('data', (chunk: Buffer) => w.write(chunk));
+        const end = () => {
+          if (this.options.stdinOnce && this.stdinWriter === w) {
+            // The container's stdin ends with this client's: our end of the FIFO first, then the shim's.
+            this.stdinWriter = undefined;
+            w.end(() => void this.options.closeStdin().catch(() => undefined));
+          }
+          resolve();
+        };
+        input.once('end', end);
+        input.once('close', end);
+        input.once('error', end);
+      });
+      // With stdin_once the container's stdin ends with the client's, and the session goes on
+      // until the output the container writes after that (its answer) has ended too.
+      if (!(this.options.stdinOnce && output)) waits.push(inputEnded);
     }
-    if (streams.stdout || streams.stderr) waits.push(Promise.all(this.done).then(() => undefined));
+    if (output) waits.push(Promise.all(this.done).then(() => undefined));
     return Promise.race(waits.length > 0 ? waits : [Promise.resolve()]).finally(() => this.attached.delete(streams));
   }
 

@@ -793,6 +793,23 @@ export class ContainerService {
   }
 
   /** Joins a client to a running container's stdio (the streaming server's Attach). */
+  /**
+   * The full id of container `id` (an id or a unique prefix) if it runs; otherwise containerd's
+   * Unknown "container is in <STATE> state". Exec and Attach ask before they hand out a URL.
+   */
+  async requireRunning(callCtx: Context, id: string): Promise<string> {
+    const c = await this.get(callCtx, id);
+    if (stateOf(c.state) !== CONTAINER_RUNNING) throw new UnknownError(`container is in ${STATE_NAMES[stateOf(c.state)]} state`, { bare: true });
+    return c.id;
+  }
+
+  /** Resizes the terminal of a running container's own process (an attach with a tty). */
+  async resizeTerminal(callCtx: Context, id: string, width: number, height: number): Promise<void> {
+    const ctx = this.ns(callCtx);
+    const c = await this.get(ctx, id);
+    await this.o.tasks.resizePty(ctx, { containerId: c.id, execId: '', width, height });
+  }
+
   async attach(callCtx: Context, id: string, streams: { stdin?: Readable; stdout?: Writable; stderr?: Writable }): Promise<void> {
     const c = await this.get(callCtx, id);
     if (stateOf(c.state) !== CONTAINER_RUNNING) throw new UnknownError(`container is in ${STATE_NAMES[stateOf(c.state)]} state`, { bare: true });

@@ -1,4 +1,5 @@
 import type * as Cri from '@berth/api/cri';
+import type { StreamingServer } from '@berth/cri-streaming';
 import { context } from '@berth/context';
 import { NotFoundError, isNotFound, wrap } from '@berth/errdefs';
 import { cgroupUsage, interfaceUsage } from './pod-stats';
@@ -12,6 +13,13 @@ import type { RuntimeInfo } from './runtime-info';
 import { type Sandbox, type SandboxService, type SandboxView, goCniResult } from './sandbox-service';
 import { CONTAINER_EXITED, type ContainerService, type ContainerStatsView, type CriContainer, stateOf } from './container-service';
 import type { SandboxContainer } from './sandbox-service';
+import type { CriStreamingRuntime } from './streaming-runtime';
+
+/** The streaming server (started when first asked for) and the runtime behind it. */
+export interface CriStreaming {
+  server(): Promise<StreamingServer>;
+  runtime: CriStreamingRuntime;
+}
 
 /** `CgroupDriver.CGROUPFS` (the enum's values are in the lazily loaded module). */
 const CGROUPFS = 1 as Cri.CgroupDriver;
@@ -179,10 +187,11 @@ function toContainerStats(v: ContainerStatsView): Cri.ContainerStats {
 
 /**
  * runtime.v1.RuntimeService over gRPC: Version, Status, RuntimeConfig, the pod sandboxes and
- * their containers (with ExecSync, logs and stats); streaming (Exec, Attach, PortForward), pod
- * stats, events and checkpoints answer UNIMPLEMENTED until Berth has them.
+ * their containers (with ExecSync, logs and stats), and Exec, Attach and PortForward, which hand
+ * out URLs on the streaming server (started on the first of them); events and checkpoints answer
+ * UNIMPLEMENTED until Berth has them.
  */
-export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxService, containers: ContainerService, logger: Logger): GrpcService {
+export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxService, containers: ContainerService, streaming: CriStreaming, logger: Logger): GrpcService {
   /** One pod's stats: its cgroup parent's CPU, memory and processes, eth0 of its netns, its containers'. */
   const podStats = async (s: Sandbox): Promise<Cri.PodSandboxStats> => {
     const ctx = context({ namespace: 'k8s.io' });
@@ -255,6 +264,18 @@ export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxSe
       reopenContainerLog: async (req, call) => {
         await containers.reopenLog(call, req.containerId);
         return {};
+      },
+      exec: async (req, call) => {
+        const containerId = await containers.requireRunning(call, req.containerId);
+        return (await streaming.server()).getExec({ ...req, containerId });
+      },
+      attach: async (req, call) => {
+        const containerId = await containers.requireRunning(call, req.containerId);
+        return (await streaming.server()).getAttach({ ...req, containerId });
+      },
+      portForward: async (req) => {
+        const podSandboxId = await streaming.runtime.requireReady(req.podSandboxId);
+        return (await streaming.server()).getPortForward({ podSandboxId });
       },
       execSync: async (req, call) => {
         const r = await containers.execSync(call, req.containerId, req.cmd, Number(req.timeout));

@@ -18,6 +18,7 @@ import { DeadlineExceededError } from '@berth/errdefs';
 import { readMountInfo } from '@berth/mount';
 import { CRICTL_PATH, type CrictlResult, TestDaemon, runCrictl } from '@berth/testing';
 import { cleanupShims } from '@berth/tasks/test-support';
+import { crictl as streamingCrictl, crictlArgv as streamingCrictlArgv } from '@berth/cri-streaming/test-support';
 import { type CriWorld, addPauseImage, json, startCriWorld } from './test-support';
 
 jest.setTimeout(300_000);
@@ -423,6 +424,74 @@ describe('exec with streams (what the streaming server\'s Exec is wired to)', ()
     expect(await within(sh.exited, 'sh')).toBe(4);
     expect(ttyOut).toContain('is-a-tty\r\n');
     expect(readdirSync(fifoDir)).toEqual([]);
+    await ok('rmp', '-f', podId);
+  });
+});
+
+describe('crictl exec, attach and port-forward through the streaming server', () => {
+  const dir = () => join(world.dir, 'streaming');
+  const withInput = (args: string[], input: string) => {
+    mkdirSync(dir(), { recursive: true });
+    return streamingCrictl(daemon.address, dir(), args, { input });
+  };
+
+  it('exec: output, stdin with -i, the exit code; attach -i to a stdin_once container; a stopped container is refused', async () => {
+    const pod = podConfig();
+    const podId = (await ok('runp', pod.path)).trim();
+    const id = (await ok('create', '--no-pull', podId, containerConfig('streamed', { command: ['sleep', '1000'] }), pod.path)).trim();
+    await ok('start', id);
+    const both = await crictl('exec', id, 'sh', '-c', 'echo out; echo err >&2; hostname');
+    expect({ code: both.code, stdout: both.stdout, stderr: both.stderr }).toEqual({ code: 0, stdout: `out\n${pod.name}-host\n`, stderr: 'err\n' });
+    const cat = await withInput(['exec', '-i', id, 'sh', '-c', 'cat; echo done'], 'one\ntwo\n');
+    expect({ code: cat.code, stdout: cat.stdout.toString() }).toEqual({ code: 0, stdout: 'one\ntwo\ndone\n' });
+    // crictl 1.37 exits 1 and names the code (as against containerd 1.6.20); exec -s exits with it.
+    const three = await crictl('exec', id, 'sh', '-c', 'exit 3');
+    expect(three.code).toBe(1);
+    expect(three.stderr).toContain('command terminated with exit code 3');
+
+    const reader = (await ok('create', '--no-pull', podId, containerConfig('reader', { stdin: true, stdin_once: true, command: ['sh', '-c', 'read line; echo got $line'] }), pod.path)).trim();
+    await ok('start', reader);
+    const attached = await withInput(['attach', '-i', reader], 'hello\n');
+    expect({ code: attached.code, stdout: attached.stdout.toString() }).toEqual({ code: 0, stdout: 'got hello\n' });
+    await waitFor('the reader to exit', async () => json(await ok('inspect', reader)).status.state === 'CONTAINER_EXITED');
+    expect(logLines(join(pod.logDir, 'reader.log')).map((l) => l.content)).toEqual(['got hello']);
+
+    await ok('stop', id);
+    const refused = await crictl('exec', id, 'true');
+    expect(refused.code).not.toBe(0);
+    expect(plain(refused.stderr)).toContain('code = Unknown desc = container is in CONTAINER_EXITED state');
+    await ok('rmp', '-f', podId);
+  });
+
+  it("port-forward reaches a server on localhost in the pod's network namespace", async () => {
+    const pod = podConfig();
+    const podId = (await ok('runp', pod.path)).trim();
+    const web = (await ok('create', '--no-pull', podId, containerConfig('web', { command: ['sh', '-c', 'mkdir -p /tmp/www && echo served-from-the-pod > /tmp/www/index.html && httpd -f -p 127.0.0.1:8080 -h /tmp/www'] }), pod.path)).trim();
+    await ok('start', web);
+    await waitFor('httpd to listen', async () => (await crictl('exec', web, 'sh', '-c', 'netstat -ltn | grep -q 127.0.0.1:8080')).code === 0);
+    mkdirSync(dir(), { recursive: true });
+    const child = spawn(CRICTL_PATH!, streamingCrictlArgv(daemon.address, dir(), ['port-forward', podId, ':8080']), { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, HOME: dir() } });
+    try {
+      let said = '';
+      const port = await new Promise<number>((resolve, reject) => {
+        const onData = (b: Buffer) => {
+          said += b.toString();
+          const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(said);
+          if (m) resolve(Number(m[1]));
+        };
+        child.stdout.on('data', onData);
+        child.stderr.on('data', onData);
+        child.once('exit', (code) => reject(new Error(`crictl port-forward exited ${code}: ${said}`)));
+      });
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`http://127.0.0.1:${port}/index.html`);
+        expect({ status: res.status, body: await res.text() }).toEqual({ status: 200, body: 'served-from-the-pod\n' });
+      }
+    } finally {
+      child.kill('SIGINT');
+    }
+    const notReady = await crictl('port-forward', 'f'.repeat(64), ':1');
+    expect(notReady.code).not.toBe(0);
     await ok('rmp', '-f', podId);
   });
 });

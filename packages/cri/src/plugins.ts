@@ -20,6 +20,8 @@ import { CriImageService } from './image-service';
 import { ContainerService } from './container-service';
 import { RuntimeInfo } from './runtime-info';
 import { SandboxService } from './sandbox-service';
+import { CriStreamingRuntime } from './streaming-runtime';
+import { StreamingServer } from '@berth/cri-streaming';
 
 /** What the daemon tells the CRI plugin about itself. */
 export interface CriPluginOptions {
@@ -32,8 +34,9 @@ export interface CriPluginOptions {
 
 /**
  * `io.containerd.grpc.v1 cri`, configured by `[plugins."io.containerd.grpc.v1.cri"]` (containerd
- * 1.6's keys, see {@link CriConfig}). Serves Version, Status, RuntimeConfig and the whole
- * ImageService; the other RuntimeService methods answer UNIMPLEMENTED. The generated runtime.v1
+ * 1.6's keys, see {@link CriConfig}). Serves the ImageService and the RuntimeService (pods,
+ * containers, streaming through an HTTP server of its own, stats); GetContainerEvents and
+ * checkpoints answer UNIMPLEMENTED. The generated runtime.v1
  * code loads on the first CRI call, not at start.
  */
 export function createCriPlugin(options: CriPluginOptions) {
@@ -131,8 +134,19 @@ export function createCriPlugin(options: CriPluginOptions) {
       sandboxes.podContainers = containers;
       // Once the daemon serves (the tasks service has reconnected the shims by then).
       setImmediate(() => void containers.restore().catch((err: unknown) => ctx.logger.warn('restoring CRI containers', { error: (err as Error).message })));
+      // The streaming server listens from the first Exec, Attach or PortForward on (containerd
+      // starts it with the plugin): a daemon nobody asks for a stream opens no TCP port.
+      const runtime = new CriStreamingRuntime(containers, sandboxes);
+      let server: Promise<StreamingServer> | undefined;
+      const streaming = {
+        runtime,
+        server: () => (server ??= StreamingServer.start({ runtime, address: config.stream_server_address, port: config.stream_server_port, logger: ctx.logger })),
+      };
+      ctx.onClose(async () => {
+        await (await server?.catch(() => undefined))?.close();
+      });
       ctx.exports.imageFsPath = imageFsPath;
-      return { services: [createRuntimeGrpcService(info, sandboxes, containers, ctx.logger), createImageGrpcService(images, ctx.logger)] };
+      return { services: [createRuntimeGrpcService(info, sandboxes, containers, streaming, ctx.logger), createImageGrpcService(images, ctx.logger)] };
     },
   });
 }
