@@ -19,6 +19,7 @@ import { ContainerIO, nowNs } from './container-io';
 import { checkMounts, containerSpec, specResources } from './container-spec';
 import { type ExecHandle, type ExecTasks, execInTask } from './exec-process';
 import { fromGoJson, toGoJson } from './go-json';
+import { KeyedSerial } from './serial';
 import { CRI_NAMESPACE, type CriImage } from './image-service';
 import type { Sandbox, SandboxContainer } from './sandbox-service';
 import { CRI_KIND_LABEL } from './sandbox-service';
@@ -172,7 +173,7 @@ export class ContainerService {
   private readonly containers = new Map<string, CriContainer>();
   private readonly names = new Map<string, string>();
   private loaded?: Promise<void>;
-  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly queues = new KeyedSerial();
 
   constructor(private readonly o: ContainerServiceOptions) {}
 
@@ -186,14 +187,7 @@ export class ContainerService {
   }
 
   private serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.queues.get(id) ?? Promise.resolve();
-    const run = before.catch(() => undefined).then(fn);
-    const tail = run.catch(() => undefined);
-    this.queues.set(id, tail);
-    void tail.then(() => {
-      if (this.queues.get(id) === tail) this.queues.delete(id);
-    });
-    return run;
+    return this.queues.run(id, fn);
   }
 
   private rootOf(id: string): string {

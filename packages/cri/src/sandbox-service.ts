@@ -10,6 +10,7 @@ import type { Logger } from '@berth/log';
 import { type Mount, isMountPoint, mount, unmount } from '@berth/mount';
 import type { CriConfig, CriRuntimeConfig } from './config';
 import { fromGoJson, toGoJson } from './go-json';
+import { KeyedSerial } from './serial';
 import { CRI_NAMESPACE, type CriImage } from './image-service';
 import { type NamespaceModeName, SANDBOX_OOM_SCORE_ADJ, restrictOomScoreAdj, sandboxCgroupsPath, sandboxSpec } from './sandbox-spec';
 
@@ -191,20 +192,13 @@ export class SandboxService {
   private readonly names = new Map<string, string>();
   private loaded?: Promise<void>;
   /** The tail of each sandbox's queue of Stop and Remove calls (kubelet repeats a Stop that timed out). */
-  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly queues = new KeyedSerial();
 
   constructor(private readonly o: SandboxServiceOptions) {}
 
   /** Runs `fn` after every earlier Stop or Remove of the same sandbox has finished. */
   private serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.queues.get(id) ?? Promise.resolve();
-    const run = before.catch(() => undefined).then(fn);
-    const tail = run.catch(() => undefined);
-    this.queues.set(id, tail);
-    void tail.then(() => {
-      if (this.queues.get(id) === tail) this.queues.delete(id);
-    });
-    return run;
+    return this.queues.run(id, fn);
   }
 
   private ns(ctx: Context): Context {
