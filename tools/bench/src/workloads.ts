@@ -14,6 +14,7 @@ import { median } from './stats';
 import { GC_WORKLOADS } from './workloads-gc';
 import { PERCALL_WORKLOADS } from './workloads-percall';
 import { PULL_WORKLOADS } from './workloads-pull';
+import { CRI_WORKLOADS } from './workloads-cri';
 import { TASK_WORKLOADS } from './workloads-tasks';
 import { UNPACK_WORKLOADS } from './workloads-unpack';
 import { cpuMs, mixedWorkload } from './workloads-mixed';
@@ -263,6 +264,7 @@ export const WORKLOADS: Record<string, Workload> = {
   ...TASK_WORKLOADS,
   ...UNPACK_WORKLOADS,
   ...PULL_WORKLOADS,
+  ...CRI_WORKLOADS,
   'content-ingest': {
     name: 'ctr content ingest (256 MiB from stdin)',
     unit: 'MiB/s',
