@@ -136,7 +136,7 @@ export class ShimTaskManager implements TaskManager {
       /* nothing created, or the shim is gone */
     }
     await task.shutdown(ctx).catch(() => undefined);
-    await task.waitClosed();
+    if (!this.shimShared(task)) await task.waitClosed();
     task.close();
     if (!deleted) await this.shimDelete(task.bundleRef, task.binary);
     await task.bundleRef.delete().catch((e) => this.opts.logger.warn('failed to remove bundle', { id: task.id, error: (e as Error).message }));
@@ -171,11 +171,19 @@ export class ShimTaskManager implements TaskManager {
     // closing is not taken for a crash. Otherwise the crash path reports them.
     if (shimErr === undefined && this.tasks.get(key) === task) this.tasks.delete(key);
     await task.shutdown(ctx).catch((err) => this.opts.logger.warn('failed to shut down shim', { id, error: (err as Error).message }));
-    await task.waitClosed();
+    // A shim that serves other tasks too (runc-v2 groups a pod's containers into its sandbox's
+    // shim) stays after Shutdown, and its connection with it: only a shim of our own is waited for.
+    if (!this.shimShared(task)) await task.waitClosed();
     task.close();
     await task.bundleRef.delete().catch((err) => this.opts.logger.warn('failed to remove bundle', { id, error: (err as Error).message }));
     if (shimErr !== undefined) throw shimErr;
     return res!;
+  }
+
+  /** Whether another live task is served by the same shim (the same address). */
+  private shimShared(task: ShimTask): boolean {
+    for (const other of this.tasks.values()) if (other !== task && other.address === task.address) return true;
+    return false;
   }
 
   /** Runs the shim's `delete` command, which kills what is left of the task and unmounts its rootfs. */

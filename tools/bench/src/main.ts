@@ -42,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
       const order: DaemonKind[] = [...daemons.slice(shift), ...daemons.slice(0, shift)];
       for (const kind of order) {
         const d = await startDaemon(kind, setup);
+        let failed = false;
         try {
           const result = await w.run(d, n);
           for (const [figure, value] of Object.entries(result)) {
@@ -51,8 +52,15 @@ async function main(argv: string[]): Promise<number> {
             figures.set(figure, f);
           }
           process.stderr.write(`round ${round} ${kind} ${name}: ${Object.entries(result).map(([k, v]) => `${k}=${v.toFixed(2)}`).join(' ')}\n`);
+        } catch (err) {
+          failed = true;
+          throw err;
         } finally {
-          await d.cleanup();
+          // A cleanup that fails after a failed round must not hide the round's own error.
+          await d.cleanup().catch((err: Error) => {
+            if (!failed) throw err;
+            process.stderr.write(`bench: cleanup after the failed round: ${err.message}\n`);
+          });
         }
       }
     }

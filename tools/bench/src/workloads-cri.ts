@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ContainerConfig, ContainerFilter, ImageServiceService, ImageSpec, PodSandboxConfig, RuntimeServiceService } from '@berth/api/cri';
@@ -58,10 +58,13 @@ type Runtime = ReturnType<typeof createClient<typeof RuntimeServiceService>>;
 
 /** A pod's config: its own name and log directory, under the run's cgroup parent. */
 function podConfig(dir: string, kind: string, i: number): PodSandboxConfig {
+  // kubelet makes the pod's log directory before it asks for the pod; the runtime only writes there.
+  const logDirectory = join(dir, 'logs', kind, String(i));
+  mkdirSync(logDirectory, { recursive: true });
   return PodSandboxConfig.fromPartial({
     metadata: { name: `bench-${i}`, namespace: 'bench', uid: `${kind}-${process.pid}-${i}`, attempt: 0 },
     hostname: `bench-${i}`,
-    logDirectory: join(dir, 'logs', kind, String(i)),
+    logDirectory,
     linux: { cgroupParent: CGROUP_PARENT },
   });
 }
@@ -80,9 +83,14 @@ async function withCri<T>(d: BenchDaemon, fn: (runtime: Runtime, dir: string) =>
     return await fn(runtime, w.dir);
   } finally {
     // Whatever a failed round left: its pods, stopped and removed, so that no shim outlives it.
-    for (const p of (await runtime.listPodSandbox({}).catch(() => ({ items: [] }))).items) {
-      await runtime.stopPodSandbox({ podSandboxId: p.id }).catch(() => undefined);
-      await runtime.removePodSandbox({ podSandboxId: p.id }).catch(() => undefined);
+    const listed = await runtime.listPodSandbox({}).catch((err: Error) => {
+      process.stderr.write(`bench: listing pods to clean up: ${err.message}\n`);
+      return { items: [] };
+    });
+    for (const p of listed.items) {
+      const report = (err: Error) => process.stderr.write(`bench: cleaning up pod ${p.id}: ${err.message}\n`);
+      await runtime.stopPodSandbox({ podSandboxId: p.id }).catch(report);
+      await runtime.removePodSandbox({ podSandboxId: p.id }).catch(report);
     }
     runtime.close();
     images.close();
@@ -105,24 +113,33 @@ export const CRI_WORKLOADS: Record<string, Workload> = {
     run: (d) =>
       withCri(d, async (runtime, dir) => {
         const pods: Array<{ pod: string; container: string }> = [];
+        // Each call's own time too, so that a slow total says which step it comes from.
+        const calls = new Map<string, number[]>();
+        const timed = async <T>(call: string, fn: () => Promise<T>): Promise<T> => {
+          const t0 = performance.now();
+          const out = await fn();
+          calls.set(call, [...(calls.get(call) ?? []), performance.now() - t0]);
+          return out;
+        };
         const up = await ms(async () => {
           for (let i = 0; i < 20; i++) {
             const config = podConfig(dir, d.kind, i);
-            const { podSandboxId } = await runtime.runPodSandbox({ config, runtimeHandler: '' });
-            const { containerId } = await runtime.createContainer({ podSandboxId, config: containerConfig('app'), sandboxConfig: config });
-            await runtime.startContainer({ containerId });
+            const { podSandboxId } = await timed('RunPodSandbox', () => runtime.runPodSandbox({ config, runtimeHandler: '' }));
+            const { containerId } = await timed('CreateContainer', () => runtime.createContainer({ podSandboxId, config: containerConfig('app'), sandboxConfig: config }));
+            await timed('StartContainer', () => runtime.startContainer({ containerId }));
             pods.push({ pod: podSandboxId, container: containerId });
           }
         });
         const down = await ms(async () => {
           for (const { pod, container } of pods) {
-            await runtime.stopContainer({ containerId: container, timeout: 10 });
-            await runtime.removeContainer({ containerId: container });
-            await runtime.stopPodSandbox({ podSandboxId: pod });
-            await runtime.removePodSandbox({ podSandboxId: pod });
+            await timed('StopContainer', () => runtime.stopContainer({ containerId: container, timeout: 10 }));
+            await timed('RemoveContainer', () => runtime.removeContainer({ containerId: container }));
+            await timed('StopPodSandbox', () => runtime.stopPodSandbox({ podSandboxId: pod }));
+            await timed('RemovePodSandbox', () => runtime.removePodSandbox({ podSandboxId: pod }));
           }
         });
-        return { 'run 20 pods with a started container (total ms)': up, 'stop and remove them (total ms)': down, '20 pods end to end (total ms)': up + down };
+        const perCall = Object.fromEntries([...calls].map(([call, times]) => [`${call} (median ms)`, median(times)]));
+        return { 'run 20 pods with a started container (total ms)': up, 'stop and remove them (total ms)': down, '20 pods end to end (total ms)': up + down, ...perCall };
       }),
   },
   'cri-list': {
