@@ -45,7 +45,7 @@ function toPodSandbox(v: SandboxView): Cri.PodSandbox {
     id: s.id,
     metadata: s.config.metadata,
     state: v.ready ? SANDBOX_READY : SANDBOX_NOTREADY,
-    createdAt: Number(s.createdAt),
+    createdAt: ns(s.createdAt),
     labels: s.config.labels,
     annotations: s.config.annotations,
     runtimeHandler: s.runtimeHandler,
@@ -91,7 +91,10 @@ function sandboxInfo(v: SandboxView): Record<string, string> {
   return { info: JSON.stringify(info) };
 }
 
-const ns = (t: bigint) => Number(t);
+/** A nanosecond time as the API carries it: a decimal string (the values pass 2^53). */
+const ns = (t: bigint) => t.toString();
+/** A UInt64Value: a decimal string, exact however large the counter. */
+const u64 = (n: number | bigint) => ({ value: String(n) });
 
 function toContainer(c: CriContainer): Cri.Container {
   return {
@@ -165,22 +168,22 @@ function toContainerStats(v: ContainerStatsView): Cri.ContainerStats {
   const c = v.container;
   return {
     attributes: { id: c.id, metadata: c.config.metadata, labels: c.config.labels, annotations: c.config.annotations },
-    ...(v.cpu ? { cpu: { timestamp: ns(v.cpu.timestampNs), usageCoreNanoSeconds: { value: v.cpu.usageCoreNanoSeconds }, usageNanoCores: { value: 0 } } } : {}),
+    ...(v.cpu ? { cpu: { timestamp: ns(v.cpu.timestampNs), usageCoreNanoSeconds: u64(v.cpu.usageCoreNanoSeconds), usageNanoCores: u64(0) } } : {}),
     ...(v.memory
       ? {
           memory: {
             timestamp: ns(v.memory.timestampNs),
-            workingSetBytes: { value: v.memory.workingSetBytes },
-            availableBytes: { value: 0 },
-            usageBytes: { value: v.memory.usageBytes },
-            rssBytes: { value: v.memory.rssBytes },
-            pageFaults: { value: v.memory.pageFaults },
-            majorPageFaults: { value: v.memory.majorPageFaults },
+            workingSetBytes: u64(v.memory.workingSetBytes),
+            availableBytes: u64(0),
+            usageBytes: u64(v.memory.usageBytes),
+            rssBytes: u64(v.memory.rssBytes),
+            pageFaults: u64(v.memory.pageFaults),
+            majorPageFaults: u64(v.memory.majorPageFaults),
           },
         }
       : {}),
     ...(v.writableLayer
-      ? { writableLayer: { timestamp: ns(v.writableLayer.timestampNs), fsId: { mountpoint: v.writableLayer.mountpoint }, usedBytes: { value: v.writableLayer.usedBytes }, inodesUsed: { value: v.writableLayer.inodesUsed } } }
+      ? { writableLayer: { timestamp: ns(v.writableLayer.timestampNs), fsId: { mountpoint: v.writableLayer.mountpoint }, usedBytes: u64(v.writableLayer.usedBytes), inodesUsed: u64(v.writableLayer.inodesUsed) } }
       : {}),
   } as Cri.ContainerStats;
 }
@@ -195,7 +198,7 @@ export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxSe
   /** One pod's stats: its cgroup parent's CPU, memory and processes, eth0 of its netns, its containers'. */
   const podStats = async (s: Sandbox): Promise<Cri.PodSandboxStats> => {
     const ctx = context({ namespace: 'k8s.io' });
-    const now = Number(BigInt(Date.now()) * 1_000_000n);
+    const now = ns(BigInt(Date.now()) * 1_000_000n);
     const parent = s.config.linux?.cgroupParent ?? '';
     const cg = parent !== '' && !parent.endsWith('.slice') ? cgroupUsage(parent) : undefined;
     const pid = await sandboxes.pausePid(ctx, s.id);
@@ -206,21 +209,21 @@ export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxSe
       linux: {
         ...(cg
           ? {
-              cpu: { timestamp: now, usageCoreNanoSeconds: { value: cg.cpuNs }, usageNanoCores: { value: 0 } },
+              cpu: { timestamp: now, usageCoreNanoSeconds: u64(cg.cpuNs), usageNanoCores: u64(0) },
               memory: {
                 timestamp: now,
-                workingSetBytes: { value: cg.memory.workingSet },
-                availableBytes: { value: 0 },
-                usageBytes: { value: cg.memory.usage },
-                rssBytes: { value: cg.memory.rss },
-                pageFaults: { value: cg.memory.pageFaults },
-                majorPageFaults: { value: cg.memory.majorPageFaults },
+                workingSetBytes: u64(cg.memory.workingSet),
+                availableBytes: u64(0),
+                usageBytes: u64(cg.memory.usage),
+                rssBytes: u64(cg.memory.rss),
+                pageFaults: u64(cg.memory.pageFaults),
+                majorPageFaults: u64(cg.memory.majorPageFaults),
               },
-              process: { timestamp: now, processCount: { value: cg.processes } },
+              process: { timestamp: now, processCount: u64(cg.processes) },
             }
           : {}),
         ...(eth0
-          ? { network: { timestamp: now, defaultInterface: { name: 'eth0', rxBytes: { value: eth0.rxBytes }, rxErrors: { value: eth0.rxErrors }, txBytes: { value: eth0.txBytes }, txErrors: { value: eth0.txErrors } }, interfaces: [] } }
+          ? { network: { timestamp: now, defaultInterface: { name: 'eth0', rxBytes: u64(eth0.rxBytes), rxErrors: u64(eth0.rxErrors), txBytes: u64(eth0.txBytes), txErrors: u64(eth0.txErrors) }, interfaces: [] } }
           : {}),
         containers: containerStats,
       },
@@ -323,7 +326,7 @@ export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxSe
       },
       podSandboxStatus: async (req, call) => {
         const v = await sandboxes.status(call, req.podSandboxId);
-        return { status: toPodSandboxStatus(v), info: req.verbose ? sandboxInfo(v) : {}, containersStatuses: [], timestamp: 0 };
+        return { status: toPodSandboxStatus(v), info: req.verbose ? sandboxInfo(v) : {}, containersStatuses: [], timestamp: '0' };
       },
       listPodSandbox: async (req, call) => {
         const f = req.filter;
@@ -384,10 +387,10 @@ export function createImageGrpcService(images: CriImageService, logger: Logger):
         return {
           imageFilesystems: [
             {
-              timestamp: Number(fs.timestampNs),
+              timestamp: ns(fs.timestampNs),
               fsId: { mountpoint: fs.mountpoint },
-              usedBytes: { value: fs.usedBytes },
-              inodesUsed: { value: fs.inodesUsed },
+              usedBytes: u64(fs.usedBytes),
+              inodesUsed: u64(fs.inodesUsed),
             },
           ],
           containerFilesystems: [],

@@ -252,6 +252,23 @@ describe('crictl runp / pods / inspectp / stopp / rmp', () => {
   });
 });
 
+describe('a Node client of the CRI (@berth/api/cri over grpc-js)', () => {
+  it('reads pods with their nanosecond times exact, as decimal strings (they pass 2^53)', async () => {
+    const id = (await ok('runp', podConfig({ linux: { security_context: { namespace_options: { network: 2 } } } }))).trim();
+    try {
+      const runtime = daemon.client(RuntimeServiceService);
+      const listed = (await runtime.listPodSandbox({ filter: { id, labelSelector: {} } })).items;
+      const fromCrictl = json(await ok('pods', '-o', 'json', '--id', id)).items[0].createdAt;
+      expect(listed.map((p) => p.createdAt)).toEqual([fromCrictl]);
+      expect(fromCrictl).toMatch(/^\d{19}$/);
+      expect(BigInt(fromCrictl)).toBeGreaterThan(BigInt(Number.MAX_SAFE_INTEGER));
+      expect((await runtime.podSandboxStatus({ podSandboxId: id, verbose: false })).status?.createdAt).toBe(fromCrictl);
+    } finally {
+      await ok('rmp', '-f', id);
+    }
+  });
+});
+
 describe('RunPodSandbox errors, and nothing left behind', () => {
   it('a repeated name and attempt: Unknown, containerd\'s words; the first pod is untouched', async () => {
     const config = podConfig({ linux: { security_context: { namespace_options: { network: 2 } } } });

@@ -29,6 +29,9 @@ import {
  * k8s.io/cri-api v0.37.0 (pkg/apis/runtime/v1), the wire contract kubelet, crictl and critest
  * speak. Semantics are described where Berth implements them (packages/cri), not here. Fields are
  * listed by number within each message.
+ *
+ * [jstype = JS_STRING] is ours (it changes nothing on the wire): nanosecond timestamps and the
+ * uint64 counters pass 2^53, so in TypeScript they are decimal strings, exact both ways.
  */
 
 export enum Protocol {
@@ -1005,7 +1008,7 @@ export interface PodSandboxStatus {
   id: string;
   metadata?: PodSandboxMetadata | undefined;
   state: PodSandboxState;
-  createdAt: number;
+  createdAt: string;
   network?: PodSandboxNetworkStatus | undefined;
   linux?: LinuxPodSandboxStatus | undefined;
   labels: { [key: string]: string };
@@ -1027,7 +1030,7 @@ export interface PodSandboxStatusResponse {
   status?: PodSandboxStatus | undefined;
   info: { [key: string]: string };
   containersStatuses: ContainerStatus[];
-  timestamp: number;
+  timestamp: string;
 }
 
 export interface PodSandboxStatusResponse_InfoEntry {
@@ -1058,7 +1061,7 @@ export interface PodSandbox {
   id: string;
   metadata?: PodSandboxMetadata | undefined;
   state: PodSandboxState;
-  createdAt: number;
+  createdAt: string;
   labels: { [key: string]: string };
   annotations: { [key: string]: string };
   runtimeHandler: string;
@@ -1161,13 +1164,13 @@ export interface WindowsPodSandboxStats {
 }
 
 export interface NetworkUsage {
-  timestamp: number;
+  timestamp: string;
   defaultInterface?: NetworkInterfaceUsage | undefined;
   interfaces: NetworkInterfaceUsage[];
 }
 
 export interface WindowsNetworkUsage {
-  timestamp: number;
+  timestamp: string;
   defaultInterface?: WindowsNetworkInterfaceUsage | undefined;
   interfaces: WindowsNetworkInterfaceUsage[];
 }
@@ -1189,12 +1192,12 @@ export interface WindowsNetworkInterfaceUsage {
 }
 
 export interface ProcessUsage {
-  timestamp: number;
+  timestamp: string;
   processCount?: UInt64Value | undefined;
 }
 
 export interface WindowsProcessUsage {
-  timestamp: number;
+  timestamp: string;
   processCount?: UInt64Value | undefined;
 }
 
@@ -1321,7 +1324,7 @@ export interface WindowsContainerResources {
 }
 
 export interface WindowsCpuGroupAffinity {
-  cpuMask: number;
+  cpuMask: string;
   cpuGroup: number;
 }
 
@@ -1430,7 +1433,7 @@ export interface Container {
   image?: ImageSpec | undefined;
   imageRef: string;
   state: ContainerState;
-  createdAt: number;
+  createdAt: string;
   labels: { [key: string]: string };
   annotations: { [key: string]: string };
   imageId: string;
@@ -1467,9 +1470,9 @@ export interface ContainerStatus {
   id: string;
   metadata?: ContainerMetadata | undefined;
   state: ContainerState;
-  createdAt: number;
-  startedAt: number;
-  finishedAt: number;
+  createdAt: string;
+  startedAt: string;
+  finishedAt: string;
   exitCode: number;
   image?: ImageSpec | undefined;
   imageRef: string;
@@ -1709,7 +1712,7 @@ export interface ImageFsInfoRequest {
 }
 
 export interface UInt64Value {
-  value: number;
+  value: string;
 }
 
 export interface FilesystemIdentifier {
@@ -1717,14 +1720,14 @@ export interface FilesystemIdentifier {
 }
 
 export interface FilesystemUsage {
-  timestamp: number;
+  timestamp: string;
   fsId?: FilesystemIdentifier | undefined;
   usedBytes?: UInt64Value | undefined;
   inodesUsed?: UInt64Value | undefined;
 }
 
 export interface WindowsFilesystemUsage {
-  timestamp: number;
+  timestamp: string;
   fsId?: FilesystemIdentifier | undefined;
   usedBytes?: UInt64Value | undefined;
 }
@@ -1815,20 +1818,20 @@ export interface PsiData {
 }
 
 export interface CpuUsage {
-  timestamp: number;
+  timestamp: string;
   usageCoreNanoSeconds?: UInt64Value | undefined;
   usageNanoCores?: UInt64Value | undefined;
   psi?: PsiStats | undefined;
 }
 
 export interface WindowsCpuUsage {
-  timestamp: number;
+  timestamp: string;
   usageCoreNanoSeconds?: UInt64Value | undefined;
   usageNanoCores?: UInt64Value | undefined;
 }
 
 export interface MemoryUsage {
-  timestamp: number;
+  timestamp: string;
   workingSetBytes?: UInt64Value | undefined;
   availableBytes?: UInt64Value | undefined;
   usageBytes?: UInt64Value | undefined;
@@ -1839,18 +1842,18 @@ export interface MemoryUsage {
 }
 
 export interface IoUsage {
-  timestamp: number;
+  timestamp: string;
   psi?: PsiStats | undefined;
 }
 
 export interface SwapUsage {
-  timestamp: number;
+  timestamp: string;
   swapAvailableBytes?: UInt64Value | undefined;
   swapUsageBytes?: UInt64Value | undefined;
 }
 
 export interface WindowsMemoryUsage {
-  timestamp: number;
+  timestamp: string;
   workingSetBytes?: UInt64Value | undefined;
   availableBytes?: UInt64Value | undefined;
   pageFaults?: UInt64Value | undefined;
@@ -1917,7 +1920,7 @@ export interface GetEventsRequest {
 export interface ContainerEventResponse {
   containerId: string;
   containerEventType: ContainerEventType;
-  createdAt: number;
+  createdAt: string;
   podSandboxStatus?: PodSandboxStatus | undefined;
   containersStatuses: ContainerStatus[];
 }
@@ -1962,7 +1965,7 @@ export interface ContainerMetrics {
 
 export interface Metric {
   name: string;
-  timestamp: number;
+  timestamp: string;
   metricType: MetricType;
   labelValues: string[];
   value?: UInt64Value | undefined;
@@ -5143,7 +5146,7 @@ function createBasePodSandboxStatus(): PodSandboxStatus {
     id: "",
     metadata: undefined,
     state: 0,
-    createdAt: 0,
+    createdAt: "0",
     network: undefined,
     linux: undefined,
     labels: {},
@@ -5163,7 +5166,7 @@ export const PodSandboxStatus: MessageFns<PodSandboxStatus> = {
     if (message.state !== 0) {
       writer.uint32(24).int32(message.state);
     }
-    if (message.createdAt !== 0) {
+    if (message.createdAt !== "0") {
       writer.uint32(32).int64(message.createdAt);
     }
     if (message.network !== undefined) {
@@ -5226,7 +5229,7 @@ export const PodSandboxStatus: MessageFns<PodSandboxStatus> = {
               break;
             }
 
-            message.createdAt = longToNumber(reader.int64());
+            message.createdAt = reader.int64().toString();
             continue;
           }
           case 5: {
@@ -5293,10 +5296,10 @@ export const PodSandboxStatus: MessageFns<PodSandboxStatus> = {
       metadata: isSet(object.metadata) ? PodSandboxMetadata.fromJSON(object.metadata) : undefined,
       state: isSet(object.state) ? podSandboxStateFromJSON(object.state) : 0,
       createdAt: isSet(object.createdAt)
-        ? globalThis.Number(object.createdAt)
+        ? globalThis.String(object.createdAt)
         : isSet(object.created_at)
-        ? globalThis.Number(object.created_at)
-        : 0,
+        ? globalThis.String(object.created_at)
+        : "0",
       network: isSet(object.network) ? PodSandboxNetworkStatus.fromJSON(object.network) : undefined,
       linux: isSet(object.linux) ? LinuxPodSandboxStatus.fromJSON(object.linux) : undefined,
       labels: isObject(object.labels)
@@ -5346,8 +5349,8 @@ export const PodSandboxStatus: MessageFns<PodSandboxStatus> = {
     if (message.state !== 0) {
       obj.state = podSandboxStateToJSON(message.state);
     }
-    if (message.createdAt !== 0) {
-      obj.createdAt = Math.round(message.createdAt);
+    if (message.createdAt !== "0") {
+      obj.createdAt = globalThis.String(message.createdAt);
     }
     if (message.network !== undefined) {
       obj.network = PodSandboxNetworkStatus.toJSON(message.network);
@@ -5389,7 +5392,7 @@ export const PodSandboxStatus: MessageFns<PodSandboxStatus> = {
       ? PodSandboxMetadata.fromPartial(object.metadata)
       : undefined;
     message.state = object.state ?? 0;
-    message.createdAt = object.createdAt ?? 0;
+    message.createdAt = object.createdAt ?? "0";
     message.network = (object.network !== undefined && object.network !== null)
       ? PodSandboxNetworkStatus.fromPartial(object.network)
       : undefined;
@@ -5594,7 +5597,7 @@ export const PodSandboxStatus_AnnotationsEntry: MessageFns<PodSandboxStatus_Anno
 };
 
 function createBasePodSandboxStatusResponse(): PodSandboxStatusResponse {
-  return { status: undefined, info: {}, containersStatuses: [], timestamp: 0 };
+  return { status: undefined, info: {}, containersStatuses: [], timestamp: "0" };
 }
 
 export const PodSandboxStatusResponse: MessageFns<PodSandboxStatusResponse> = {
@@ -5608,7 +5611,7 @@ export const PodSandboxStatusResponse: MessageFns<PodSandboxStatusResponse> = {
     for (const v of message.containersStatuses) {
       ContainerStatus.encode(v!, writer.uint32(26).fork()).join();
     }
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(32).int64(message.timestamp);
     }
     return writer;
@@ -5659,7 +5662,7 @@ export const PodSandboxStatusResponse: MessageFns<PodSandboxStatusResponse> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
         }
@@ -5696,7 +5699,7 @@ export const PodSandboxStatusResponse: MessageFns<PodSandboxStatusResponse> = {
         : globalThis.Array.isArray(object?.containers_statuses)
         ? object.containers_statuses.map((e: any) => ContainerStatus.fromJSON(e))
         : [],
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
     };
   },
 
@@ -5717,8 +5720,8 @@ export const PodSandboxStatusResponse: MessageFns<PodSandboxStatusResponse> = {
     if (message.containersStatuses?.length) {
       obj.containersStatuses = message.containersStatuses.map((e) => ContainerStatus.toJSON(e));
     }
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     return obj;
   },
@@ -5741,7 +5744,7 @@ export const PodSandboxStatusResponse: MessageFns<PodSandboxStatusResponse> = {
       {},
     );
     message.containersStatuses = object.containersStatuses?.map((e) => ContainerStatus.fromPartial(e)) || [];
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     return message;
   },
 };
@@ -6207,7 +6210,7 @@ export const ListPodSandboxRequest: MessageFns<ListPodSandboxRequest> = {
 };
 
 function createBasePodSandbox(): PodSandbox {
-  return { id: "", metadata: undefined, state: 0, createdAt: 0, labels: {}, annotations: {}, runtimeHandler: "" };
+  return { id: "", metadata: undefined, state: 0, createdAt: "0", labels: {}, annotations: {}, runtimeHandler: "" };
 }
 
 export const PodSandbox: MessageFns<PodSandbox> = {
@@ -6221,7 +6224,7 @@ export const PodSandbox: MessageFns<PodSandbox> = {
     if (message.state !== 0) {
       writer.uint32(24).int32(message.state);
     }
-    if (message.createdAt !== 0) {
+    if (message.createdAt !== "0") {
       writer.uint32(32).int64(message.createdAt);
     }
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
@@ -6278,7 +6281,7 @@ export const PodSandbox: MessageFns<PodSandbox> = {
               break;
             }
 
-            message.createdAt = longToNumber(reader.int64());
+            message.createdAt = reader.int64().toString();
             continue;
           }
           case 5: {
@@ -6329,10 +6332,10 @@ export const PodSandbox: MessageFns<PodSandbox> = {
       metadata: isSet(object.metadata) ? PodSandboxMetadata.fromJSON(object.metadata) : undefined,
       state: isSet(object.state) ? podSandboxStateFromJSON(object.state) : 0,
       createdAt: isSet(object.createdAt)
-        ? globalThis.Number(object.createdAt)
+        ? globalThis.String(object.createdAt)
         : isSet(object.created_at)
-        ? globalThis.Number(object.created_at)
-        : 0,
+        ? globalThis.String(object.created_at)
+        : "0",
       labels: isObject(object.labels)
         ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
           (acc: { [key: string]: string }, [key, value]: [string, any]) => {
@@ -6380,8 +6383,8 @@ export const PodSandbox: MessageFns<PodSandbox> = {
     if (message.state !== 0) {
       obj.state = podSandboxStateToJSON(message.state);
     }
-    if (message.createdAt !== 0) {
-      obj.createdAt = Math.round(message.createdAt);
+    if (message.createdAt !== "0") {
+      obj.createdAt = globalThis.String(message.createdAt);
     }
     if (message.labels) {
       const entries = globalThis.Object.entries(message.labels) as [string, string][];
@@ -6417,7 +6420,7 @@ export const PodSandbox: MessageFns<PodSandbox> = {
       ? PodSandboxMetadata.fromPartial(object.metadata)
       : undefined;
     message.state = object.state ?? 0;
-    message.createdAt = object.createdAt ?? 0;
+    message.createdAt = object.createdAt ?? "0";
     message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
         if (value !== undefined) {
@@ -8228,12 +8231,12 @@ export const WindowsPodSandboxStats: MessageFns<WindowsPodSandboxStats> = {
 };
 
 function createBaseNetworkUsage(): NetworkUsage {
-  return { timestamp: 0, defaultInterface: undefined, interfaces: [] };
+  return { timestamp: "0", defaultInterface: undefined, interfaces: [] };
 }
 
 export const NetworkUsage: MessageFns<NetworkUsage> = {
   encode(message: NetworkUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.defaultInterface !== undefined) {
@@ -8263,7 +8266,7 @@ export const NetworkUsage: MessageFns<NetworkUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -8296,7 +8299,7 @@ export const NetworkUsage: MessageFns<NetworkUsage> = {
 
   fromJSON(object: any): NetworkUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       defaultInterface: isSet(object.defaultInterface)
         ? NetworkInterfaceUsage.fromJSON(object.defaultInterface)
         : isSet(object.default_interface)
@@ -8310,8 +8313,8 @@ export const NetworkUsage: MessageFns<NetworkUsage> = {
 
   toJSON(message: NetworkUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.defaultInterface !== undefined) {
       obj.defaultInterface = NetworkInterfaceUsage.toJSON(message.defaultInterface);
@@ -8327,7 +8330,7 @@ export const NetworkUsage: MessageFns<NetworkUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<NetworkUsage>, I>>(object: I): NetworkUsage {
     const message = createBaseNetworkUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.defaultInterface = (object.defaultInterface !== undefined && object.defaultInterface !== null)
       ? NetworkInterfaceUsage.fromPartial(object.defaultInterface)
       : undefined;
@@ -8337,12 +8340,12 @@ export const NetworkUsage: MessageFns<NetworkUsage> = {
 };
 
 function createBaseWindowsNetworkUsage(): WindowsNetworkUsage {
-  return { timestamp: 0, defaultInterface: undefined, interfaces: [] };
+  return { timestamp: "0", defaultInterface: undefined, interfaces: [] };
 }
 
 export const WindowsNetworkUsage: MessageFns<WindowsNetworkUsage> = {
   encode(message: WindowsNetworkUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.defaultInterface !== undefined) {
@@ -8372,7 +8375,7 @@ export const WindowsNetworkUsage: MessageFns<WindowsNetworkUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -8405,7 +8408,7 @@ export const WindowsNetworkUsage: MessageFns<WindowsNetworkUsage> = {
 
   fromJSON(object: any): WindowsNetworkUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       defaultInterface: isSet(object.defaultInterface)
         ? WindowsNetworkInterfaceUsage.fromJSON(object.defaultInterface)
         : isSet(object.default_interface)
@@ -8419,8 +8422,8 @@ export const WindowsNetworkUsage: MessageFns<WindowsNetworkUsage> = {
 
   toJSON(message: WindowsNetworkUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.defaultInterface !== undefined) {
       obj.defaultInterface = WindowsNetworkInterfaceUsage.toJSON(message.defaultInterface);
@@ -8436,7 +8439,7 @@ export const WindowsNetworkUsage: MessageFns<WindowsNetworkUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<WindowsNetworkUsage>, I>>(object: I): WindowsNetworkUsage {
     const message = createBaseWindowsNetworkUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.defaultInterface = (object.defaultInterface !== undefined && object.defaultInterface !== null)
       ? WindowsNetworkInterfaceUsage.fromPartial(object.defaultInterface)
       : undefined;
@@ -8760,12 +8763,12 @@ export const WindowsNetworkInterfaceUsage: MessageFns<WindowsNetworkInterfaceUsa
 };
 
 function createBaseProcessUsage(): ProcessUsage {
-  return { timestamp: 0, processCount: undefined };
+  return { timestamp: "0", processCount: undefined };
 }
 
 export const ProcessUsage: MessageFns<ProcessUsage> = {
   encode(message: ProcessUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.processCount !== undefined) {
@@ -8792,7 +8795,7 @@ export const ProcessUsage: MessageFns<ProcessUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -8817,7 +8820,7 @@ export const ProcessUsage: MessageFns<ProcessUsage> = {
 
   fromJSON(object: any): ProcessUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       processCount: isSet(object.processCount)
         ? UInt64Value.fromJSON(object.processCount)
         : isSet(object.process_count)
@@ -8828,8 +8831,8 @@ export const ProcessUsage: MessageFns<ProcessUsage> = {
 
   toJSON(message: ProcessUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.processCount !== undefined) {
       obj.processCount = UInt64Value.toJSON(message.processCount);
@@ -8842,7 +8845,7 @@ export const ProcessUsage: MessageFns<ProcessUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<ProcessUsage>, I>>(object: I): ProcessUsage {
     const message = createBaseProcessUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.processCount = (object.processCount !== undefined && object.processCount !== null)
       ? UInt64Value.fromPartial(object.processCount)
       : undefined;
@@ -8851,12 +8854,12 @@ export const ProcessUsage: MessageFns<ProcessUsage> = {
 };
 
 function createBaseWindowsProcessUsage(): WindowsProcessUsage {
-  return { timestamp: 0, processCount: undefined };
+  return { timestamp: "0", processCount: undefined };
 }
 
 export const WindowsProcessUsage: MessageFns<WindowsProcessUsage> = {
   encode(message: WindowsProcessUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.processCount !== undefined) {
@@ -8883,7 +8886,7 @@ export const WindowsProcessUsage: MessageFns<WindowsProcessUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -8908,7 +8911,7 @@ export const WindowsProcessUsage: MessageFns<WindowsProcessUsage> = {
 
   fromJSON(object: any): WindowsProcessUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       processCount: isSet(object.processCount)
         ? UInt64Value.fromJSON(object.processCount)
         : isSet(object.process_count)
@@ -8919,8 +8922,8 @@ export const WindowsProcessUsage: MessageFns<WindowsProcessUsage> = {
 
   toJSON(message: WindowsProcessUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.processCount !== undefined) {
       obj.processCount = UInt64Value.toJSON(message.processCount);
@@ -8933,7 +8936,7 @@ export const WindowsProcessUsage: MessageFns<WindowsProcessUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<WindowsProcessUsage>, I>>(object: I): WindowsProcessUsage {
     const message = createBaseWindowsProcessUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.processCount = (object.processCount !== undefined && object.processCount !== null)
       ? UInt64Value.fromPartial(object.processCount)
       : undefined;
@@ -11282,12 +11285,12 @@ export const WindowsContainerResources: MessageFns<WindowsContainerResources> = 
 };
 
 function createBaseWindowsCpuGroupAffinity(): WindowsCpuGroupAffinity {
-  return { cpuMask: 0, cpuGroup: 0 };
+  return { cpuMask: "0", cpuGroup: 0 };
 }
 
 export const WindowsCpuGroupAffinity: MessageFns<WindowsCpuGroupAffinity> = {
   encode(message: WindowsCpuGroupAffinity, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.cpuMask !== 0) {
+    if (message.cpuMask !== "0") {
       writer.uint32(8).uint64(message.cpuMask);
     }
     if (message.cpuGroup !== 0) {
@@ -11314,7 +11317,7 @@ export const WindowsCpuGroupAffinity: MessageFns<WindowsCpuGroupAffinity> = {
               break;
             }
 
-            message.cpuMask = longToNumber(reader.uint64());
+            message.cpuMask = reader.uint64().toString();
             continue;
           }
           case 2: {
@@ -11340,10 +11343,10 @@ export const WindowsCpuGroupAffinity: MessageFns<WindowsCpuGroupAffinity> = {
   fromJSON(object: any): WindowsCpuGroupAffinity {
     return {
       cpuMask: isSet(object.cpuMask)
-        ? globalThis.Number(object.cpuMask)
+        ? globalThis.String(object.cpuMask)
         : isSet(object.cpu_mask)
-        ? globalThis.Number(object.cpu_mask)
-        : 0,
+        ? globalThis.String(object.cpu_mask)
+        : "0",
       cpuGroup: isSet(object.cpuGroup)
         ? globalThis.Number(object.cpuGroup)
         : isSet(object.cpu_group)
@@ -11354,8 +11357,8 @@ export const WindowsCpuGroupAffinity: MessageFns<WindowsCpuGroupAffinity> = {
 
   toJSON(message: WindowsCpuGroupAffinity): unknown {
     const obj: any = {};
-    if (message.cpuMask !== 0) {
-      obj.cpuMask = Math.round(message.cpuMask);
+    if (message.cpuMask !== "0") {
+      obj.cpuMask = globalThis.String(message.cpuMask);
     }
     if (message.cpuGroup !== 0) {
       obj.cpuGroup = Math.round(message.cpuGroup);
@@ -11368,7 +11371,7 @@ export const WindowsCpuGroupAffinity: MessageFns<WindowsCpuGroupAffinity> = {
   },
   fromPartial<I extends Exact<DeepPartial<WindowsCpuGroupAffinity>, I>>(object: I): WindowsCpuGroupAffinity {
     const message = createBaseWindowsCpuGroupAffinity();
-    message.cpuMask = object.cpuMask ?? 0;
+    message.cpuMask = object.cpuMask ?? "0";
     message.cpuGroup = object.cpuGroup ?? 0;
     return message;
   },
@@ -13233,7 +13236,7 @@ function createBaseContainer(): Container {
     image: undefined,
     imageRef: "",
     state: 0,
-    createdAt: 0,
+    createdAt: "0",
     labels: {},
     annotations: {},
     imageId: "",
@@ -13260,7 +13263,7 @@ export const Container: MessageFns<Container> = {
     if (message.state !== 0) {
       writer.uint32(48).int32(message.state);
     }
-    if (message.createdAt !== 0) {
+    if (message.createdAt !== "0") {
       writer.uint32(56).int64(message.createdAt);
     }
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
@@ -13341,7 +13344,7 @@ export const Container: MessageFns<Container> = {
               break;
             }
 
-            message.createdAt = longToNumber(reader.int64());
+            message.createdAt = reader.int64().toString();
             continue;
           }
           case 8: {
@@ -13403,10 +13406,10 @@ export const Container: MessageFns<Container> = {
         : "",
       state: isSet(object.state) ? containerStateFromJSON(object.state) : 0,
       createdAt: isSet(object.createdAt)
-        ? globalThis.Number(object.createdAt)
+        ? globalThis.String(object.createdAt)
         : isSet(object.created_at)
-        ? globalThis.Number(object.created_at)
-        : 0,
+        ? globalThis.String(object.created_at)
+        : "0",
       labels: isObject(object.labels)
         ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
           (acc: { [key: string]: string }, [key, value]: [string, any]) => {
@@ -13463,8 +13466,8 @@ export const Container: MessageFns<Container> = {
     if (message.state !== 0) {
       obj.state = containerStateToJSON(message.state);
     }
-    if (message.createdAt !== 0) {
-      obj.createdAt = Math.round(message.createdAt);
+    if (message.createdAt !== "0") {
+      obj.createdAt = globalThis.String(message.createdAt);
     }
     if (message.labels) {
       const entries = globalThis.Object.entries(message.labels) as [string, string][];
@@ -13505,7 +13508,7 @@ export const Container: MessageFns<Container> = {
       : undefined;
     message.imageRef = object.imageRef ?? "";
     message.state = object.state ?? 0;
-    message.createdAt = object.createdAt ?? 0;
+    message.createdAt = object.createdAt ?? "0";
     message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
       (acc: { [key: string]: string }, [key, value]: [string, string]) => {
         if (value !== undefined) {
@@ -14004,9 +14007,9 @@ function createBaseContainerStatus(): ContainerStatus {
     id: "",
     metadata: undefined,
     state: 0,
-    createdAt: 0,
-    startedAt: 0,
-    finishedAt: 0,
+    createdAt: "0",
+    startedAt: "0",
+    finishedAt: "0",
     exitCode: 0,
     image: undefined,
     imageRef: "",
@@ -14034,13 +14037,13 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
     if (message.state !== 0) {
       writer.uint32(24).int32(message.state);
     }
-    if (message.createdAt !== 0) {
+    if (message.createdAt !== "0") {
       writer.uint32(32).int64(message.createdAt);
     }
-    if (message.startedAt !== 0) {
+    if (message.startedAt !== "0") {
       writer.uint32(40).int64(message.startedAt);
     }
-    if (message.finishedAt !== 0) {
+    if (message.finishedAt !== "0") {
       writer.uint32(48).int64(message.finishedAt);
     }
     if (message.exitCode !== 0) {
@@ -14127,7 +14130,7 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
               break;
             }
 
-            message.createdAt = longToNumber(reader.int64());
+            message.createdAt = reader.int64().toString();
             continue;
           }
           case 5: {
@@ -14135,7 +14138,7 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
               break;
             }
 
-            message.startedAt = longToNumber(reader.int64());
+            message.startedAt = reader.int64().toString();
             continue;
           }
           case 6: {
@@ -14143,7 +14146,7 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
               break;
             }
 
-            message.finishedAt = longToNumber(reader.int64());
+            message.finishedAt = reader.int64().toString();
             continue;
           }
           case 7: {
@@ -14274,20 +14277,20 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
       metadata: isSet(object.metadata) ? ContainerMetadata.fromJSON(object.metadata) : undefined,
       state: isSet(object.state) ? containerStateFromJSON(object.state) : 0,
       createdAt: isSet(object.createdAt)
-        ? globalThis.Number(object.createdAt)
+        ? globalThis.String(object.createdAt)
         : isSet(object.created_at)
-        ? globalThis.Number(object.created_at)
-        : 0,
+        ? globalThis.String(object.created_at)
+        : "0",
       startedAt: isSet(object.startedAt)
-        ? globalThis.Number(object.startedAt)
+        ? globalThis.String(object.startedAt)
         : isSet(object.started_at)
-        ? globalThis.Number(object.started_at)
-        : 0,
+        ? globalThis.String(object.started_at)
+        : "0",
       finishedAt: isSet(object.finishedAt)
-        ? globalThis.Number(object.finishedAt)
+        ? globalThis.String(object.finishedAt)
         : isSet(object.finished_at)
-        ? globalThis.Number(object.finished_at)
-        : 0,
+        ? globalThis.String(object.finished_at)
+        : "0",
       exitCode: isSet(object.exitCode)
         ? globalThis.Number(object.exitCode)
         : isSet(object.exit_code)
@@ -14363,14 +14366,14 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
     if (message.state !== 0) {
       obj.state = containerStateToJSON(message.state);
     }
-    if (message.createdAt !== 0) {
-      obj.createdAt = Math.round(message.createdAt);
+    if (message.createdAt !== "0") {
+      obj.createdAt = globalThis.String(message.createdAt);
     }
-    if (message.startedAt !== 0) {
-      obj.startedAt = Math.round(message.startedAt);
+    if (message.startedAt !== "0") {
+      obj.startedAt = globalThis.String(message.startedAt);
     }
-    if (message.finishedAt !== 0) {
-      obj.finishedAt = Math.round(message.finishedAt);
+    if (message.finishedAt !== "0") {
+      obj.finishedAt = globalThis.String(message.finishedAt);
     }
     if (message.exitCode !== 0) {
       obj.exitCode = Math.round(message.exitCode);
@@ -14436,9 +14439,9 @@ export const ContainerStatus: MessageFns<ContainerStatus> = {
       ? ContainerMetadata.fromPartial(object.metadata)
       : undefined;
     message.state = object.state ?? 0;
-    message.createdAt = object.createdAt ?? 0;
-    message.startedAt = object.startedAt ?? 0;
-    message.finishedAt = object.finishedAt ?? 0;
+    message.createdAt = object.createdAt ?? "0";
+    message.startedAt = object.startedAt ?? "0";
+    message.finishedAt = object.finishedAt ?? "0";
     message.exitCode = object.exitCode ?? 0;
     message.image = (object.image !== undefined && object.image !== null)
       ? ImageSpec.fromPartial(object.image)
@@ -18538,12 +18541,12 @@ export const ImageFsInfoRequest: MessageFns<ImageFsInfoRequest> = {
 };
 
 function createBaseUInt64Value(): UInt64Value {
-  return { value: 0 };
+  return { value: "0" };
 }
 
 export const UInt64Value: MessageFns<UInt64Value> = {
   encode(message: UInt64Value, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.value !== 0) {
+    if (message.value !== "0") {
       writer.uint32(8).uint64(message.value);
     }
     return writer;
@@ -18567,7 +18570,7 @@ export const UInt64Value: MessageFns<UInt64Value> = {
               break;
             }
 
-            message.value = longToNumber(reader.uint64());
+            message.value = reader.uint64().toString();
             continue;
           }
         }
@@ -18583,13 +18586,13 @@ export const UInt64Value: MessageFns<UInt64Value> = {
   },
 
   fromJSON(object: any): UInt64Value {
-    return { value: isSet(object.value) ? globalThis.Number(object.value) : 0 };
+    return { value: isSet(object.value) ? globalThis.String(object.value) : "0" };
   },
 
   toJSON(message: UInt64Value): unknown {
     const obj: any = {};
-    if (message.value !== 0) {
-      obj.value = Math.round(message.value);
+    if (message.value !== "0") {
+      obj.value = globalThis.String(message.value);
     }
     return obj;
   },
@@ -18599,7 +18602,7 @@ export const UInt64Value: MessageFns<UInt64Value> = {
   },
   fromPartial<I extends Exact<DeepPartial<UInt64Value>, I>>(object: I): UInt64Value {
     const message = createBaseUInt64Value();
-    message.value = object.value ?? 0;
+    message.value = object.value ?? "0";
     return message;
   },
 };
@@ -18672,12 +18675,12 @@ export const FilesystemIdentifier: MessageFns<FilesystemIdentifier> = {
 };
 
 function createBaseFilesystemUsage(): FilesystemUsage {
-  return { timestamp: 0, fsId: undefined, usedBytes: undefined, inodesUsed: undefined };
+  return { timestamp: "0", fsId: undefined, usedBytes: undefined, inodesUsed: undefined };
 }
 
 export const FilesystemUsage: MessageFns<FilesystemUsage> = {
   encode(message: FilesystemUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.fsId !== undefined) {
@@ -18710,7 +18713,7 @@ export const FilesystemUsage: MessageFns<FilesystemUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -18751,7 +18754,7 @@ export const FilesystemUsage: MessageFns<FilesystemUsage> = {
 
   fromJSON(object: any): FilesystemUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       fsId: isSet(object.fsId)
         ? FilesystemIdentifier.fromJSON(object.fsId)
         : isSet(object.fs_id)
@@ -18772,8 +18775,8 @@ export const FilesystemUsage: MessageFns<FilesystemUsage> = {
 
   toJSON(message: FilesystemUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.fsId !== undefined) {
       obj.fsId = FilesystemIdentifier.toJSON(message.fsId);
@@ -18792,7 +18795,7 @@ export const FilesystemUsage: MessageFns<FilesystemUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<FilesystemUsage>, I>>(object: I): FilesystemUsage {
     const message = createBaseFilesystemUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.fsId = (object.fsId !== undefined && object.fsId !== null)
       ? FilesystemIdentifier.fromPartial(object.fsId)
       : undefined;
@@ -18807,12 +18810,12 @@ export const FilesystemUsage: MessageFns<FilesystemUsage> = {
 };
 
 function createBaseWindowsFilesystemUsage(): WindowsFilesystemUsage {
-  return { timestamp: 0, fsId: undefined, usedBytes: undefined };
+  return { timestamp: "0", fsId: undefined, usedBytes: undefined };
 }
 
 export const WindowsFilesystemUsage: MessageFns<WindowsFilesystemUsage> = {
   encode(message: WindowsFilesystemUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.fsId !== undefined) {
@@ -18842,7 +18845,7 @@ export const WindowsFilesystemUsage: MessageFns<WindowsFilesystemUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -18875,7 +18878,7 @@ export const WindowsFilesystemUsage: MessageFns<WindowsFilesystemUsage> = {
 
   fromJSON(object: any): WindowsFilesystemUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       fsId: isSet(object.fsId)
         ? FilesystemIdentifier.fromJSON(object.fsId)
         : isSet(object.fs_id)
@@ -18891,8 +18894,8 @@ export const WindowsFilesystemUsage: MessageFns<WindowsFilesystemUsage> = {
 
   toJSON(message: WindowsFilesystemUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.fsId !== undefined) {
       obj.fsId = FilesystemIdentifier.toJSON(message.fsId);
@@ -18908,7 +18911,7 @@ export const WindowsFilesystemUsage: MessageFns<WindowsFilesystemUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<WindowsFilesystemUsage>, I>>(object: I): WindowsFilesystemUsage {
     const message = createBaseWindowsFilesystemUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.fsId = (object.fsId !== undefined && object.fsId !== null)
       ? FilesystemIdentifier.fromPartial(object.fsId)
       : undefined;
@@ -20524,12 +20527,12 @@ export const PsiData: MessageFns<PsiData> = {
 };
 
 function createBaseCpuUsage(): CpuUsage {
-  return { timestamp: 0, usageCoreNanoSeconds: undefined, usageNanoCores: undefined, psi: undefined };
+  return { timestamp: "0", usageCoreNanoSeconds: undefined, usageNanoCores: undefined, psi: undefined };
 }
 
 export const CpuUsage: MessageFns<CpuUsage> = {
   encode(message: CpuUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.usageCoreNanoSeconds !== undefined) {
@@ -20562,7 +20565,7 @@ export const CpuUsage: MessageFns<CpuUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -20603,7 +20606,7 @@ export const CpuUsage: MessageFns<CpuUsage> = {
 
   fromJSON(object: any): CpuUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       usageCoreNanoSeconds: isSet(object.usageCoreNanoSeconds)
         ? UInt64Value.fromJSON(object.usageCoreNanoSeconds)
         : isSet(object.usage_core_nano_seconds)
@@ -20620,8 +20623,8 @@ export const CpuUsage: MessageFns<CpuUsage> = {
 
   toJSON(message: CpuUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.usageCoreNanoSeconds !== undefined) {
       obj.usageCoreNanoSeconds = UInt64Value.toJSON(message.usageCoreNanoSeconds);
@@ -20640,7 +20643,7 @@ export const CpuUsage: MessageFns<CpuUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<CpuUsage>, I>>(object: I): CpuUsage {
     const message = createBaseCpuUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.usageCoreNanoSeconds = (object.usageCoreNanoSeconds !== undefined && object.usageCoreNanoSeconds !== null)
       ? UInt64Value.fromPartial(object.usageCoreNanoSeconds)
       : undefined;
@@ -20653,12 +20656,12 @@ export const CpuUsage: MessageFns<CpuUsage> = {
 };
 
 function createBaseWindowsCpuUsage(): WindowsCpuUsage {
-  return { timestamp: 0, usageCoreNanoSeconds: undefined, usageNanoCores: undefined };
+  return { timestamp: "0", usageCoreNanoSeconds: undefined, usageNanoCores: undefined };
 }
 
 export const WindowsCpuUsage: MessageFns<WindowsCpuUsage> = {
   encode(message: WindowsCpuUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.usageCoreNanoSeconds !== undefined) {
@@ -20688,7 +20691,7 @@ export const WindowsCpuUsage: MessageFns<WindowsCpuUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -20721,7 +20724,7 @@ export const WindowsCpuUsage: MessageFns<WindowsCpuUsage> = {
 
   fromJSON(object: any): WindowsCpuUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       usageCoreNanoSeconds: isSet(object.usageCoreNanoSeconds)
         ? UInt64Value.fromJSON(object.usageCoreNanoSeconds)
         : isSet(object.usage_core_nano_seconds)
@@ -20737,8 +20740,8 @@ export const WindowsCpuUsage: MessageFns<WindowsCpuUsage> = {
 
   toJSON(message: WindowsCpuUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.usageCoreNanoSeconds !== undefined) {
       obj.usageCoreNanoSeconds = UInt64Value.toJSON(message.usageCoreNanoSeconds);
@@ -20754,7 +20757,7 @@ export const WindowsCpuUsage: MessageFns<WindowsCpuUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<WindowsCpuUsage>, I>>(object: I): WindowsCpuUsage {
     const message = createBaseWindowsCpuUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.usageCoreNanoSeconds = (object.usageCoreNanoSeconds !== undefined && object.usageCoreNanoSeconds !== null)
       ? UInt64Value.fromPartial(object.usageCoreNanoSeconds)
       : undefined;
@@ -20767,7 +20770,7 @@ export const WindowsCpuUsage: MessageFns<WindowsCpuUsage> = {
 
 function createBaseMemoryUsage(): MemoryUsage {
   return {
-    timestamp: 0,
+    timestamp: "0",
     workingSetBytes: undefined,
     availableBytes: undefined,
     usageBytes: undefined,
@@ -20780,7 +20783,7 @@ function createBaseMemoryUsage(): MemoryUsage {
 
 export const MemoryUsage: MessageFns<MemoryUsage> = {
   encode(message: MemoryUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.workingSetBytes !== undefined) {
@@ -20825,7 +20828,7 @@ export const MemoryUsage: MessageFns<MemoryUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -20898,7 +20901,7 @@ export const MemoryUsage: MessageFns<MemoryUsage> = {
 
   fromJSON(object: any): MemoryUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       workingSetBytes: isSet(object.workingSetBytes)
         ? UInt64Value.fromJSON(object.workingSetBytes)
         : isSet(object.working_set_bytes)
@@ -20935,8 +20938,8 @@ export const MemoryUsage: MessageFns<MemoryUsage> = {
 
   toJSON(message: MemoryUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.workingSetBytes !== undefined) {
       obj.workingSetBytes = UInt64Value.toJSON(message.workingSetBytes);
@@ -20967,7 +20970,7 @@ export const MemoryUsage: MessageFns<MemoryUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<MemoryUsage>, I>>(object: I): MemoryUsage {
     const message = createBaseMemoryUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.workingSetBytes = (object.workingSetBytes !== undefined && object.workingSetBytes !== null)
       ? UInt64Value.fromPartial(object.workingSetBytes)
       : undefined;
@@ -20992,12 +20995,12 @@ export const MemoryUsage: MessageFns<MemoryUsage> = {
 };
 
 function createBaseIoUsage(): IoUsage {
-  return { timestamp: 0, psi: undefined };
+  return { timestamp: "0", psi: undefined };
 }
 
 export const IoUsage: MessageFns<IoUsage> = {
   encode(message: IoUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.psi !== undefined) {
@@ -21024,7 +21027,7 @@ export const IoUsage: MessageFns<IoUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -21049,15 +21052,15 @@ export const IoUsage: MessageFns<IoUsage> = {
 
   fromJSON(object: any): IoUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       psi: isSet(object.psi) ? PsiStats.fromJSON(object.psi) : undefined,
     };
   },
 
   toJSON(message: IoUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.psi !== undefined) {
       obj.psi = PsiStats.toJSON(message.psi);
@@ -21070,19 +21073,19 @@ export const IoUsage: MessageFns<IoUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<IoUsage>, I>>(object: I): IoUsage {
     const message = createBaseIoUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.psi = (object.psi !== undefined && object.psi !== null) ? PsiStats.fromPartial(object.psi) : undefined;
     return message;
   },
 };
 
 function createBaseSwapUsage(): SwapUsage {
-  return { timestamp: 0, swapAvailableBytes: undefined, swapUsageBytes: undefined };
+  return { timestamp: "0", swapAvailableBytes: undefined, swapUsageBytes: undefined };
 }
 
 export const SwapUsage: MessageFns<SwapUsage> = {
   encode(message: SwapUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.swapAvailableBytes !== undefined) {
@@ -21112,7 +21115,7 @@ export const SwapUsage: MessageFns<SwapUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -21145,7 +21148,7 @@ export const SwapUsage: MessageFns<SwapUsage> = {
 
   fromJSON(object: any): SwapUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       swapAvailableBytes: isSet(object.swapAvailableBytes)
         ? UInt64Value.fromJSON(object.swapAvailableBytes)
         : isSet(object.swap_available_bytes)
@@ -21161,8 +21164,8 @@ export const SwapUsage: MessageFns<SwapUsage> = {
 
   toJSON(message: SwapUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.swapAvailableBytes !== undefined) {
       obj.swapAvailableBytes = UInt64Value.toJSON(message.swapAvailableBytes);
@@ -21178,7 +21181,7 @@ export const SwapUsage: MessageFns<SwapUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<SwapUsage>, I>>(object: I): SwapUsage {
     const message = createBaseSwapUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.swapAvailableBytes = (object.swapAvailableBytes !== undefined && object.swapAvailableBytes !== null)
       ? UInt64Value.fromPartial(object.swapAvailableBytes)
       : undefined;
@@ -21191,7 +21194,7 @@ export const SwapUsage: MessageFns<SwapUsage> = {
 
 function createBaseWindowsMemoryUsage(): WindowsMemoryUsage {
   return {
-    timestamp: 0,
+    timestamp: "0",
     workingSetBytes: undefined,
     availableBytes: undefined,
     pageFaults: undefined,
@@ -21201,7 +21204,7 @@ function createBaseWindowsMemoryUsage(): WindowsMemoryUsage {
 
 export const WindowsMemoryUsage: MessageFns<WindowsMemoryUsage> = {
   encode(message: WindowsMemoryUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(8).int64(message.timestamp);
     }
     if (message.workingSetBytes !== undefined) {
@@ -21237,7 +21240,7 @@ export const WindowsMemoryUsage: MessageFns<WindowsMemoryUsage> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 2: {
@@ -21286,7 +21289,7 @@ export const WindowsMemoryUsage: MessageFns<WindowsMemoryUsage> = {
 
   fromJSON(object: any): WindowsMemoryUsage {
     return {
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       workingSetBytes: isSet(object.workingSetBytes)
         ? UInt64Value.fromJSON(object.workingSetBytes)
         : isSet(object.working_set_bytes)
@@ -21312,8 +21315,8 @@ export const WindowsMemoryUsage: MessageFns<WindowsMemoryUsage> = {
 
   toJSON(message: WindowsMemoryUsage): unknown {
     const obj: any = {};
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.workingSetBytes !== undefined) {
       obj.workingSetBytes = UInt64Value.toJSON(message.workingSetBytes);
@@ -21335,7 +21338,7 @@ export const WindowsMemoryUsage: MessageFns<WindowsMemoryUsage> = {
   },
   fromPartial<I extends Exact<DeepPartial<WindowsMemoryUsage>, I>>(object: I): WindowsMemoryUsage {
     const message = createBaseWindowsMemoryUsage();
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.workingSetBytes = (object.workingSetBytes !== undefined && object.workingSetBytes !== null)
       ? UInt64Value.fromPartial(object.workingSetBytes)
       : undefined;
@@ -22433,7 +22436,13 @@ export const GetEventsRequest: MessageFns<GetEventsRequest> = {
 };
 
 function createBaseContainerEventResponse(): ContainerEventResponse {
-  return { containerId: "", containerEventType: 0, createdAt: 0, podSandboxStatus: undefined, containersStatuses: [] };
+  return {
+    containerId: "",
+    containerEventType: 0,
+    createdAt: "0",
+    podSandboxStatus: undefined,
+    containersStatuses: [],
+  };
 }
 
 export const ContainerEventResponse: MessageFns<ContainerEventResponse> = {
@@ -22444,7 +22453,7 @@ export const ContainerEventResponse: MessageFns<ContainerEventResponse> = {
     if (message.containerEventType !== 0) {
       writer.uint32(16).int32(message.containerEventType);
     }
-    if (message.createdAt !== 0) {
+    if (message.createdAt !== "0") {
       writer.uint32(24).int64(message.createdAt);
     }
     if (message.podSandboxStatus !== undefined) {
@@ -22490,7 +22499,7 @@ export const ContainerEventResponse: MessageFns<ContainerEventResponse> = {
               break;
             }
 
-            message.createdAt = longToNumber(reader.int64());
+            message.createdAt = reader.int64().toString();
             continue;
           }
           case 4: {
@@ -22534,10 +22543,10 @@ export const ContainerEventResponse: MessageFns<ContainerEventResponse> = {
         ? containerEventTypeFromJSON(object.container_event_type)
         : 0,
       createdAt: isSet(object.createdAt)
-        ? globalThis.Number(object.createdAt)
+        ? globalThis.String(object.createdAt)
         : isSet(object.created_at)
-        ? globalThis.Number(object.created_at)
-        : 0,
+        ? globalThis.String(object.created_at)
+        : "0",
       podSandboxStatus: isSet(object.podSandboxStatus)
         ? PodSandboxStatus.fromJSON(object.podSandboxStatus)
         : isSet(object.pod_sandbox_status)
@@ -22559,8 +22568,8 @@ export const ContainerEventResponse: MessageFns<ContainerEventResponse> = {
     if (message.containerEventType !== 0) {
       obj.containerEventType = containerEventTypeToJSON(message.containerEventType);
     }
-    if (message.createdAt !== 0) {
-      obj.createdAt = Math.round(message.createdAt);
+    if (message.createdAt !== "0") {
+      obj.createdAt = globalThis.String(message.createdAt);
     }
     if (message.podSandboxStatus !== undefined) {
       obj.podSandboxStatus = PodSandboxStatus.toJSON(message.podSandboxStatus);
@@ -22578,7 +22587,7 @@ export const ContainerEventResponse: MessageFns<ContainerEventResponse> = {
     const message = createBaseContainerEventResponse();
     message.containerId = object.containerId ?? "";
     message.containerEventType = object.containerEventType ?? 0;
-    message.createdAt = object.createdAt ?? 0;
+    message.createdAt = object.createdAt ?? "0";
     message.podSandboxStatus = (object.podSandboxStatus !== undefined && object.podSandboxStatus !== null)
       ? PodSandboxStatus.fromPartial(object.podSandboxStatus)
       : undefined;
@@ -23270,7 +23279,7 @@ export const ContainerMetrics: MessageFns<ContainerMetrics> = {
 };
 
 function createBaseMetric(): Metric {
-  return { name: "", timestamp: 0, metricType: 0, labelValues: [], value: undefined };
+  return { name: "", timestamp: "0", metricType: 0, labelValues: [], value: undefined };
 }
 
 export const Metric: MessageFns<Metric> = {
@@ -23278,7 +23287,7 @@ export const Metric: MessageFns<Metric> = {
     if (message.name !== "") {
       writer.uint32(10).string(message.name);
     }
-    if (message.timestamp !== 0) {
+    if (message.timestamp !== "0") {
       writer.uint32(16).int64(message.timestamp);
     }
     if (message.metricType !== 0) {
@@ -23319,7 +23328,7 @@ export const Metric: MessageFns<Metric> = {
               break;
             }
 
-            message.timestamp = longToNumber(reader.int64());
+            message.timestamp = reader.int64().toString();
             continue;
           }
           case 3: {
@@ -23361,7 +23370,7 @@ export const Metric: MessageFns<Metric> = {
   fromJSON(object: any): Metric {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
-      timestamp: isSet(object.timestamp) ? globalThis.Number(object.timestamp) : 0,
+      timestamp: isSet(object.timestamp) ? globalThis.String(object.timestamp) : "0",
       metricType: isSet(object.metricType)
         ? metricTypeFromJSON(object.metricType)
         : isSet(object.metric_type)
@@ -23381,8 +23390,8 @@ export const Metric: MessageFns<Metric> = {
     if (message.name !== "") {
       obj.name = message.name;
     }
-    if (message.timestamp !== 0) {
-      obj.timestamp = Math.round(message.timestamp);
+    if (message.timestamp !== "0") {
+      obj.timestamp = globalThis.String(message.timestamp);
     }
     if (message.metricType !== 0) {
       obj.metricType = metricTypeToJSON(message.metricType);
@@ -23402,7 +23411,7 @@ export const Metric: MessageFns<Metric> = {
   fromPartial<I extends Exact<DeepPartial<Metric>, I>>(object: I): Metric {
     const message = createBaseMetric();
     message.name = object.name ?? "";
-    message.timestamp = object.timestamp ?? 0;
+    message.timestamp = object.timestamp ?? "0";
     message.metricType = object.metricType ?? 0;
     message.labelValues = object.labelValues?.map((e) => e) || [];
     message.value = (object.value !== undefined && object.value !== null)
