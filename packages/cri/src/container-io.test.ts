@@ -1,6 +1,7 @@
 import { closeSync, constants, existsSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
+import { FifoPool } from '@berth/exec';
 import { tempDir } from '@berth/testing';
 import { ContainerIO } from './container-io';
 
@@ -28,7 +29,7 @@ describe('a container\'s IO', () => {
   afterEach(() => dir.remove());
 
   it('copies stdout and stderr into the CRI log and to attached clients; reopen switches files; close removes the FIFOs', async () => {
-    const io = await ContainerIO.create(join(dir.path, 'io'), 'c1', { stdin: false, tty: false, maxLineSize: 16384, stdinOnce: false, closeStdin: async () => undefined });
+    const io = await ContainerIO.create(new FifoPool(join(dir.path, 'fifo-pool'), 4), join(dir.path, 'io'), 'c1', { stdin: false, tty: false, maxLineSize: 16384, stdinOnce: false, closeStdin: async () => undefined });
     expect(io.paths.stdin).toBe('');
     const log = join(dir.path, 'c1.log');
     io.connect(log);
@@ -65,7 +66,7 @@ describe('a container\'s IO', () => {
 
   it('a stdin container: an attached client\'s stdin reaches the FIFO; with stdin_once its end closes the container\'s stdin', async () => {
     let closed = 0;
-    const io = await ContainerIO.create(join(dir.path, 'io'), 'c2', { stdin: true, tty: true, maxLineSize: 16384, stdinOnce: true, closeStdin: async () => void (closed += 1) });
+    const io = await ContainerIO.create(new FifoPool(join(dir.path, 'fifo-pool'), 4), join(dir.path, 'io'), 'c2', { stdin: true, tty: true, maxLineSize: 16384, stdinOnce: true, closeStdin: async () => void (closed += 1) });
     expect(io.paths.stderr).toBe('');
     io.connect('');
     const reader = openSync(io.paths.stdin, constants.O_RDONLY | constants.O_NONBLOCK);

@@ -9,12 +9,12 @@
  * epoll sees no hang-up before a writer has come and gone. The stdin end is opened O_RDWR, so
  * that the open never waits either.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { type WriteStream, closeSync, constants, createWriteStream, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import type { FifoPool } from '@berth/exec';
 
 /** The FIFO paths a task is created with ('' for none). */
 export interface IoPaths {
@@ -22,11 +22,6 @@ export interface IoPaths {
   stdout: string;
   stderr: string;
   terminal: boolean;
-}
-
-/** Makes a FIFO (Node has no mkfifo). */
-export function mkfifo(path: string): Promise<void> {
-  return new Promise((resolve, reject) => execFile('mkfifo', ['-m', '0700', path], (err) => (err ? reject(err) : resolve())));
 }
 
 /** Opens a FIFO's reading end without waiting for a writer. */
@@ -43,8 +38,8 @@ export function openFifoWriter(path: string): Socket {
   return s;
 }
 
-/** Makes the FIFOs of a process in a fresh directory under `dir`. */
-export async function newFifos(dir: string, id: string, o: { stdin: boolean; terminal: boolean }): Promise<IoPaths> {
+/** Makes the FIFOs of a process in a fresh directory under `dir`, from FIFOs made ahead. */
+export async function newFifos(fifos: FifoPool, dir: string, id: string, o: { stdin: boolean; terminal: boolean }): Promise<IoPaths> {
   const d = join(dir, randomBytes(8).toString('hex'));
   mkdirSync(d, { recursive: true, mode: 0o700 });
   const paths: IoPaths = {
@@ -53,7 +48,7 @@ export async function newFifos(dir: string, id: string, o: { stdin: boolean; ter
     stderr: o.terminal ? '' : join(d, `${id}-stderr`),
     terminal: o.terminal,
   };
-  for (const p of [paths.stdin, paths.stdout, paths.stderr]) if (p !== '') await mkfifo(p);
+  await fifos.make([paths.stdin, paths.stdout, paths.stderr].filter((p) => p !== ''));
   return paths;
 }
 
@@ -149,8 +144,8 @@ export class ContainerIO {
   ) {}
 
   /** Makes the FIFOs of a new container in `dir`. */
-  static async create(dir: string, id: string, o: { stdin: boolean; tty: boolean; maxLineSize: number; stdinOnce: boolean; closeStdin: () => Promise<void> }): Promise<ContainerIO> {
-    const paths = await newFifos(dir, id, { stdin: o.stdin, terminal: o.tty });
+  static async create(fifos: FifoPool, dir: string, id: string, o: { stdin: boolean; tty: boolean; maxLineSize: number; stdinOnce: boolean; closeStdin: () => Promise<void> }): Promise<ContainerIO> {
+    const paths = await newFifos(fifos, dir, id, { stdin: o.stdin, terminal: o.tty });
     return new ContainerIO(paths, o);
   }
 

@@ -12,6 +12,7 @@ import type { Readable, Writable } from 'node:stream';
 import type * as Cri from '@berth/api/cri';
 import { type Context, context, withNamespace } from '@berth/context';
 import { DeadlineExceededError, NotFoundError, UnknownError, isNotFound, wrap } from '@berth/errdefs';
+import { FifoPool } from '@berth/exec';
 import type { Logger } from '@berth/log';
 import type { Mount } from '@berth/mount';
 import { rootfsFileReader } from '@berth/oci-spec';
@@ -195,6 +196,13 @@ export class ContainerService {
   }
   private stateDirOf(id: string): string {
     return join(this.o.stateDir, 'containers', id);
+  }
+
+  /** The containers' and execs' FIFOs, made ahead on the state dir's filesystem (from the first container on). */
+  private fifoPool: FifoPool | undefined;
+  private get fifos(): FifoPool {
+    this.fifoPool ??= new FifoPool(join(this.o.stateDir, 'fifo-pool'));
+    return this.fifoPool;
   }
 
   // ---- durable state ------------------------------------------------------------------------
@@ -460,7 +468,7 @@ export class ContainerService {
       }
       this.specs.set(id, spec);
 
-      c.io = await ContainerIO.create(join(volatile, 'io'), id, {
+      c.io = await ContainerIO.create(this.fifos, join(volatile, 'io'), id, {
         stdin: config.stdin,
         tty: config.tty,
         maxLineSize: this.o.maxLogLineSize,
@@ -829,6 +837,7 @@ export class ContainerService {
       process: processSpec,
       tty: o.tty,
       fifoDir: join(this.stateDirOf(c.id), 'exec'),
+      fifos: this.fifos,
       ...(o.stdin ? { stdin: o.stdin } : {}),
       ...(o.stdout ? { stdout: o.stdout } : {}),
       ...(o.stderr ? { stderr: o.stderr } : {}),

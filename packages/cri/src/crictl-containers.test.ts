@@ -15,6 +15,7 @@ import { context } from '@berth/context';
 import { PassThrough, Readable } from 'node:stream';
 import { type ExecTasks, execInTask } from './exec-process';
 import { DeadlineExceededError } from '@berth/errdefs';
+import { FifoPool } from '@berth/exec';
 import { readMountInfo } from '@berth/mount';
 import { CRICTL_PATH, type CrictlResult, TestDaemon, runCrictl } from '@berth/testing';
 import { cleanupShims } from '@berth/tasks/test-support';
@@ -395,6 +396,7 @@ describe('exec with streams (what the streaming server\'s Exec is wired to)', ()
       closeIO: async (_c, r) => void (await client.closeIo(r)),
     };
     const fifoDir = join(world.dir, 'exec-fifos');
+    const fifos = new FifoPool(join(world.dir, 'exec-fifo-pool'), 4);
     const out = new PassThrough();
     let stdout = '';
     out.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -405,6 +407,7 @@ describe('exec with streams (what the streaming server\'s Exec is wired to)', ()
       stdout: out,
       tty: false,
       fifoDir,
+      fifos,
     });
     const within = <T>(p: Promise<T>, what: string) => Promise.race([p, new Promise<T>((_r, reject) => setTimeout(() => reject(new Error(`${what}: timed out; stdout so far ${JSON.stringify(stdout)}`)), 20_000))]);
     expect(await within(cat.exited, 'cat')).toBe(0);
@@ -419,6 +422,7 @@ describe('exec with streams (what the streaming server\'s Exec is wired to)', ()
       stdout: t,
       tty: true,
       fifoDir,
+      fifos,
     });
     await sh.resize(120, 40);
     expect(await within(sh.exited, 'sh')).toBe(4);

@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Context } from '@berth/context';
 import { isNotFound, wrap } from '@berth/errdefs';
+import type { FifoPool } from '@berth/exec';
 import { newFifos, openFifoReader, openFifoWriter } from './container-io';
 
 /** The tasks service calls an exec needs (berthd's in-process tasks service has them). */
@@ -32,6 +33,8 @@ export interface ExecOptions {
   tty: boolean;
   /** Where the FIFOs are made (a directory of the daemon's state). */
   fifoDir: string;
+  /** Where the FIFOs come from (made ahead). */
+  fifos: FifoPool;
   /** The exec id; default 64 random hex characters. */
   execId?: string;
 }
@@ -55,7 +58,7 @@ const PROCESS_SPEC_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1
  */
 export async function execInTask(tasks: ExecTasks, ctx: Context, o: ExecOptions): Promise<ExecHandle> {
   const execId = o.execId ?? randomBytes(32).toString('hex');
-  const paths = await newFifos(o.fifoDir, execId.slice(0, 16), { stdin: !!o.stdin, terminal: o.tty });
+  const paths = await newFifos(o.fifos, o.fifoDir, execId.slice(0, 16), { stdin: !!o.stdin, terminal: o.tty });
   const dir = dirname(paths.stdout);
   const readers = [openFifoReader(paths.stdout), ...(paths.stderr ? [openFifoReader(paths.stderr)] : [])];
   const writer = paths.stdin ? openFifoWriter(paths.stdin) : undefined;

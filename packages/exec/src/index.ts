@@ -1,1 +1,2 @@
+export { FifoPool } from './fifo-pool';
 export { RunOptions, RunResult, run } from './run';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Any, shim, task } from '@berth/api';
 import type { Context } from '@berth/context';
 import { UnavailableError, UnknownError, kindOf, wrap } from '@berth/errdefs';
-import { run } from '@berth/exec';
+import { type FifoPool, run } from '@berth/exec';
 import { validate } from '@berth/identifiers';
 import type { Logger } from '@berth/log';
 import { TtrpcClient, TtrpcServiceClient, createTtrpcClient } from '@berth/ttrpc';
@@ -22,15 +22,14 @@ export function socketPathOf(address: string): string {
 const callOptions = (namespace: string, ctx: Context) => ({ namespace, signal: ctx.signal });
 
 /**
- * Opens the bundle's `log` FIFO (creating it) and copies what the shim writes to the logger.
- * Node has no mkfifo: mkfifo(1) runs, forked from @berth/exec's worker thread (a synchronous run
- * held the event loop 6 to 10 ms per task start on a loaded machine, a spawn from it 3 to 45 ms).
+ * Opens the bundle's `log` FIFO (creating it, from `fifos` when given: a FIFO made ahead costs no
+ * fork on the way to the shim's start) and copies what the shim writes to the logger.
  */
-export async function openShimLog(bundle: Bundle, logger: Logger): Promise<Socket | undefined> {
+export async function openShimLog(bundle: Bundle, logger: Logger, fifos?: FifoPool): Promise<Socket | undefined> {
   const path = join(bundle.path, 'log');
   try {
     // Fails when the FIFO exists already (reconnect); the open below reports real trouble.
-    await run('mkfifo', ['-m', '0700', path], { stdout: false }).catch(() => undefined);
+    await (fifos ? fifos.make([path]) : run('mkfifo', ['-m', '0700', path], { stdout: false })).catch(() => undefined);
     // Read-write, so that the FIFO always has a writer and never reports end of file between
     // shim processes; the shim's own writes then never block on a missing reader.
     const fd = openSync(path, 'r+');

@@ -4,6 +4,7 @@ import { Any, shim } from '@berth/api';
 import { TaskDelete, TaskExit } from '@berth/api/events';
 import { Context, context, namespaceRequired } from '@berth/context';
 import { AlreadyExistsError, NotFoundError, UnavailableError, isNotFound, wrap } from '@berth/errdefs';
+import { FifoPool } from '@berth/exec';
 import type { Publisher } from '@berth/events';
 import type { Logger } from '@berth/log';
 import type { ContainerStore } from '@berth/metadata';
@@ -40,12 +41,22 @@ const START_TIMEOUT_MS = 30_000;
  * is reported as exited and deleted (TaskExit, TaskDelete), as containerd does. Shims outlive the
  * daemon; `load` reconnects to them on startup.
  */
+/** Under the state dir: FIFOs made ahead for the shims' logs (emptied at each start). */
+const FIFO_POOL_DIR = '.fifo-pool';
+
 export class ShimTaskManager implements TaskManager {
   private readonly tasks = new Map<string, ShimTask>();
   private readonly reserved = new Set<string>();
   private closing = false;
 
   constructor(private readonly opts: ShimTaskManagerOptions) {}
+
+  /** The shims' log FIFOs, made ahead (first used at the first task). */
+  private fifoPool: FifoPool | undefined;
+  private get fifos(): FifoPool {
+    this.fifoPool ??= new FifoPool(join(this.opts.state, FIFO_POOL_DIR));
+    return this.fifoPool;
+  }
 
   private key(ns: string, id: string): string {
     return `${ns}/${id}`;
@@ -102,7 +113,7 @@ export class ShimTaskManager implements TaskManager {
 
   /** Runs the shim's `start`, records its binary, and connects to the address it prints. */
   private async startShim(ctx: Context, bundle: Bundle, binary: string, options: Any | undefined): Promise<ShimTask> {
-    const log = await openShimLog(bundle, this.opts.logger);
+    const log = await openShimLog(bundle, this.opts.logger, this.fifos);
     try {
       const stdin = options ? Any.encode(options).finish() : new Uint8Array();
       const run = runShimCommand(this.commandConfig(binary, bundle.namespace, bundle.path), ['-id', bundle.id, 'start'], stdin);
@@ -248,6 +259,7 @@ export class ShimTaskManager implements TaskManager {
   async load(): Promise<void> {
     const { state, root, logger } = this.opts;
     for (const ns of this.dirs(state)) {
+      if (ns === FIFO_POOL_DIR) continue; // not a namespace (no namespace starts with a dot)
       for (const id of this.dirs(join(state, ns))) {
         if (id.startsWith('.')) {
           rmSync(join(state, ns, id), { recursive: true, force: true });

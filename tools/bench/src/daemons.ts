@@ -33,6 +33,8 @@ export interface DaemonSetup {
   config?: string;
   /** containerd 1.6 keeps its CRI plugin (berthd always has its own). */
   cri?: boolean;
+  /** berthd writes a V8 CPU profile (.cpuprofile) into this directory when it stops. */
+  profileDir?: string;
 }
 
 /** Starts one daemon of a kind on a temp root. */
@@ -40,7 +42,7 @@ export async function startDaemon(kind: DaemonKind, setup: DaemonSetup = {}): Pr
   const t0 = performance.now();
   const d =
     kind === 'berthd'
-      ? await TestDaemon.start({ logLevel: 'info', config: setup.config })
+      ? await TestDaemon.start({ logLevel: 'info', config: setup.config, ...(setup.profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${setup.profileDir}`] } : {}) })
       : kind === 'containerd'
         ? await ReferenceContainerd.start({ config: setup.config, cri: setup.cri })
         : await ReferenceContainerd2.start({ config: setup.config });

@@ -4,12 +4,14 @@ import { DaemonKind, startDaemon } from './daemons';
 import { Figure, renderTable } from './stats';
 import { WORKLOADS } from './workloads';
 
-const USAGE = `usage: npm run bench -- [--rounds R] [--n N] [workload...]
+const USAGE = `usage: npm run bench -- [--rounds R] [--n N] [--profile DIR] [workload...]
 
 Runs each workload on fresh berthd and containerd daemons (temp roots, private sockets),
 interleaved A B A B for R rounds (default 2), and prints the medians and berthd/containerd ratios.
 The pull and push workloads also run on containerd 2.x (rotated: A B C, B C A, C A B...).
 Workloads: ${Object.keys(WORKLOADS).join(', ')} (default: all). N is the object count (default 1000).
+With --profile, every berthd writes a V8 CPU profile into DIR when it stops (open it in Chrome's
+DevTools or speedscope); its figures then include the profiler's cost.
 `;
 
 /** What the workloads of this run release at the end (a shared registry), even after a failure. */
@@ -19,7 +21,7 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { rounds: { type: 'string' }, n: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { rounds: { type: 'string' }, n: { type: 'string' }, profile: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help) {
     process.stdout.write(USAGE);
@@ -35,7 +37,7 @@ async function main(argv: string[]): Promise<number> {
     const w = WORKLOADS[name];
     if (w.teardown) teardowns.add(w.teardown);
     const daemons = w.daemons ?? ['berthd', 'containerd'];
-    const setup = w.setup ? await w.setup() : undefined;
+    const setup = { ...(w.setup ? await w.setup() : {}), ...(values.profile ? { profileDir: values.profile } : {}) };
     for (let round = 1; round <= rounds; round++) {
       // Rotate which daemon goes first so that none always gets the warmer machine.
       const shift = (round - 1) % daemons.length;
