@@ -89,16 +89,20 @@ describe('berth CLI against berthd', () => {
     expect(lines.at(-1)).toMatch(new RegExp(`^pulled ${five.replace(/[.]/g, '\\.')}: 7 blobs, [0-9.]+[kM]B in [0-9.]+s .*5 layers extracted$`));
   }, 60_000);
 
-  it('version: the quick bundle answers as the full CLI does, and loads neither the command tree nor grpc-js', async () => {
-    // A preload that writes, at exit, the files the CommonJS loader loaded.
+  it("version: the quick bundle answers as the full CLI does, and loads neither the command tree, grpc-js nor Node's http2", async () => {
+    // A preload that writes, at exit, the files the CommonJS loader loaded and Node's own http2 modules loaded.
     const loaded = join(logs.path, 'loaded.json');
     const preload = join(logs.path, 'preload.js');
-    writeFileSync(preload, `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(loaded)}, JSON.stringify(Object.keys(require.cache))));\n`);
+    writeFileSync(
+      preload,
+      `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(loaded)}, JSON.stringify({ files: Object.keys(require.cache), http2: process.moduleLoadList.filter((m) => m.includes('http2')) })));\n`,
+    );
     const env = { ...process.env, BERTH_ADDRESS: daemon.address };
     for (const args of [['version'], ['version', '--json'], ['-n', 'x', '--connect-timeout', '5', 'version']]) {
       const quick = await run(process.execPath, ['--require', preload, BERTH, ...args], { env });
-      const files = JSON.parse(readFileSync(loaded, 'utf8')) as string[];
+      const { files, http2 } = JSON.parse(readFileSync(loaded, 'utf8')) as { files: string[]; http2: string[] };
       expect(files.filter((f) => f.includes('/dist/berth'))).toEqual([expect.stringMatching(/\/dist\/berth-quick\.js$/)]);
+      expect(http2).toEqual([]);
       const full = await run(process.execPath, ['-e', `require(${JSON.stringify(join(__dirname, '../dist/berth.js'))}).main(${JSON.stringify(args)}).then((c) => (process.exitCode = c))`], { env });
       expect(quick).toEqual(full);
     }

@@ -12,7 +12,8 @@ export interface VersionCommand {
 
 /**
  * `berth version`: the client's version, then the daemon's, asked with `@berth/client/version`
- * (Node's HTTP/2, no grpc-js), so the command takes little more than Node's own start. Resolves
+ * (one call over its own small HTTP/2 client on node:net: no grpc-js, no node:http2), so the
+ * command takes little more than Node's own start. Resolves
  * to the exit code: 1 when the daemon did not answer.
  */
 export async function runVersion(c: VersionCommand): Promise<number> {

@@ -62,7 +62,7 @@ describe.each(RUNTIME_DAEMONS)('@berth/client against %s', (_name, start) => {
     expect((await client.introspection.server()).uuid).toMatch(/^[0-9a-f-]{36}$/);
   });
 
-  it("daemonVersion (@berth/client/version: Node's HTTP/2, no grpc-js) answers what client.version() does", async () => {
+  it('daemonVersion (@berth/client/version: its own h2c client, no grpc-js) answers what client.version() does', async () => {
     expect(await daemonVersion(daemon.address)).toEqual(await client.version());
     expect(await daemonVersion(`unix://${daemon.address}`, { connectTimeout: 1000 })).toEqual(await client.version());
   });

@@ -1,16 +1,17 @@
 /**
- * `@berth/client/version`: the daemon's version in one gRPC call made with Node's own HTTP/2,
- * without grpc-js or the generated services. A command-line program that prints versions starts
- * in the time Node itself takes: loading grpc-js and every generated service costs about 150 ms of
- * a cold start, this module a few.
+ * `@berth/client/version`: the daemon's version in one gRPC call, made by this package's own
+ * minimal HTTP/2 client (h2c.ts, on node:net), without grpc-js, the generated services or Node's
+ * http2 module. A command-line program that prints versions starts in the time Node itself takes:
+ * loading grpc-js and every generated service costs about 150 ms of a cold start, node:http2
+ * alone about 30 ms, this module a few.
  *
  * The call is containerd's `containerd.services.version.v1.Version/Version` (an empty request; the
  * response's fields 1 and 2 are the version and revision), answered the same by berthd and
  * containerd.
  */
-import { type ClientHttp2Session, connect as http2Connect, constants } from 'node:http2';
-import { connect as netConnect } from 'node:net';
-import { DataLossError, DeadlineExceededError, UnavailableError, fromGrpcStatus } from '@berth/errdefs';
+import { type Socket, connect } from 'node:net';
+import { DataLossError, UnavailableError } from '@berth/errdefs';
+import { unaryCall } from './h2c';
 
 const VERSION_PATH = '/containerd.services.version.v1.Version/Version';
 /** The first wait between attempts to reach a socket nobody listens on yet; it doubles up to RETRY_MAX_MS. */
@@ -31,7 +32,7 @@ export interface VersionCallOptions {
 
 /** Asks the daemon at `address` (a unix socket path, `unix://` allowed) for its version and revision. */
 export async function daemonVersion(address: string, options: VersionCallOptions = {}): Promise<DaemonVersion> {
-  const body = await unaryCall(address.replace(/^unix:\/\//, ''), VERSION_PATH, new Uint8Array(0), options);
+  const body = await callOnce(address.replace(/^unix:\/\//, ''), VERSION_PATH, new Uint8Array(0), options);
   return decodeVersionResponse(body);
 }
 
@@ -74,67 +75,21 @@ export function decodeVersionResponse(bytes: Uint8Array): DaemonVersion {
 }
 
 /**
- * One unary gRPC call over a unix socket: a 5-byte length prefix before each message, the status in
- * the trailers (or, when the server answers at once, in the headers). Waits for the socket as the
- * grpc-js connection does, so a daemon that is still starting is waited for, not refused.
+ * One unary gRPC call over a unix socket (h2c.ts). Waits for the socket as the grpc-js connection
+ * does, so a daemon that is still starting is waited for, not refused.
  */
-async function unaryCall(socket: string, path: string, request: Uint8Array, options: VersionCallOptions): Promise<Buffer> {
-  const session = await openSession(socket, options.connectTimeout ?? 10_000);
-  try {
-    return await new Promise<Buffer>((resolve, reject) => {
-      const frame = Buffer.alloc(5 + request.length);
-      frame.writeUInt32BE(request.length, 1);
-      frame.set(request, 5);
-      const timeoutMs = options.timeout ?? 10_000;
-      const stream = session.request({
-        [constants.HTTP2_HEADER_METHOD]: 'POST',
-        [constants.HTTP2_HEADER_PATH]: path,
-        [constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
-        te: 'trailers',
-        'grpc-timeout': `${timeoutMs}m`,
-      });
-      const timer = setTimeout(() => {
-        stream.close(constants.NGHTTP2_CANCEL);
-        reject(new DeadlineExceededError(`${path}: no answer from ${socket} in ${timeoutMs} ms`));
-      }, timeoutMs);
-      const chunks: Buffer[] = [];
-      let status: { code: number; message: string } | undefined;
-      const readStatus = (headers: Record<string, unknown>) => {
-        const code = headers['grpc-status'];
-        if (code !== undefined) status = { code: Number(code), message: decodeGrpcMessage(String(headers['grpc-message'] ?? '')) };
-      };
-      stream.on('response', (headers) => readStatus(headers));
-      stream.on('trailers', (trailers) => readStatus(trailers));
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('error', (err) => {
-        clearTimeout(timer);
-        reject(new UnavailableError(`${path} on ${socket}: ${err.message}`, { cause: err }));
-      });
-      stream.on('close', () => {
-        clearTimeout(timer);
-        if (!status) return reject(new UnavailableError(`${path} on ${socket}: the stream closed without a gRPC status`));
-        if (status.code !== 0) return reject(fromGrpcStatus({ code: status.code, details: status.message }));
-        const data = Buffer.concat(chunks);
-        if (data.length < 5 || data[0] !== 0 || data.readUInt32BE(1) !== data.length - 5) {
-          return reject(new UnavailableError(`${path} on ${socket}: the answer is not one uncompressed gRPC message`));
-        }
-        resolve(data.subarray(5));
-      });
-      stream.end(frame);
-    });
-  } finally {
-    // The call is over, answered or not: nothing more is owed to the server.
-    session.destroy();
-  }
+async function callOnce(socketPath: string, path: string, request: Uint8Array, options: VersionCallOptions): Promise<Buffer> {
+  const socket = await openSocket(socketPath, options.connectTimeout ?? 10_000);
+  return unaryCall(socket, { path, message: request, timeoutMs: options.timeout ?? 10_000, peer: socketPath });
 }
 
-/** Opens an HTTP/2 session on the socket, trying again while nothing listens there yet. */
-async function openSession(socket: string, connectTimeoutMs: number): Promise<ClientHttp2Session> {
+/** Connects to the socket, trying again while nothing listens there yet. */
+async function openSocket(socket: string, connectTimeoutMs: number): Promise<Socket> {
   const deadline = Date.now() + connectTimeoutMs;
   let wait = RETRY_MIN_MS;
   for (;;) {
     try {
-      return await openOnce(socket);
+      return await connectOnce(socket);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const retryable = code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EAGAIN';
@@ -148,28 +103,13 @@ async function openSession(socket: string, connectTimeoutMs: number): Promise<Cl
   }
 }
 
-function openOnce(socket: string): Promise<ClientHttp2Session> {
+function connectOnce(path: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    // grpc-js and Go's grpc both send "localhost" as the authority of a unix socket.
-    const session = http2Connect('http://localhost', { createConnection: () => netConnect(socket) });
-    const onError = (err: Error) => {
-      session.destroy();
-      reject(err);
-    };
-    session.once('error', onError);
-    session.once('connect', () => {
-      session.off('error', onError);
-      session.on('error', () => undefined); // a later failure ends the call's stream, which reports it
-      resolve(session);
+    const socket = connect(path);
+    socket.once('error', reject);
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      resolve(socket);
     });
   });
-}
-
-/** grpc-message is percent-encoded (gRPC's HTTP/2 protocol). */
-function decodeGrpcMessage(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
 }
