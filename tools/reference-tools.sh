@@ -58,6 +58,10 @@ install() {
 # only cgo user among its plugins) is left out by its build constraint; the tag says so too.
 install ctr 0 ""
 install containerd 0 "no_btrfs"
+# The runc shim of the same version: containerd 2.x cannot start Debian's 1.6 shim for its CRI
+# pods ("start failed: io.containerd.runc.v2: type with url <id>: not found"). Tests name it by
+# path (the runtime's runtime_path), so /usr/bin's stays the one on PATH.
+install containerd-shim-runc-v2 0 ""
 
 # prom2json: pure Go, in its own prefix so that its version is pinned apart from containerd's.
 prom2json_module=github.com/prometheus/prom2json

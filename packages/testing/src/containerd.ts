@@ -24,8 +24,10 @@ export interface ReferenceContainerdOptions {
   /** Startup deadline in ms; 20000 by default. */
   timeoutMs?: number;
   /**
-   * containerd 1.6 only: keep its CRI plugin (`io.containerd.grpc.v1.cri`) enabled. `config` must
-   * then set the plugin's `cni.conf_dir` under the test's directory: its default,
+   * Keep the CRI plugin enabled: 1.6's `io.containerd.grpc.v1.cri`, or 2.x's
+   * `io.containerd.cri.v1.{images,runtime}`, `io.containerd.grpc.v1.cri` and the pod sandbox
+   * controller (config version 3 names: `plugins."io.containerd.cri.v1.runtime".cni`...).
+   * `config` must then set `cni.conf_dir` under the test's directory: its default,
    * /etc/cni/net.d, would be created and watched on the machine.
    */
   cri?: boolean;
@@ -129,9 +131,9 @@ export class ReferenceContainerd {
     const configPath = join(c.dir, 'config.toml');
     let header = withDisabled(flavor.header, options.disabled ?? []);
     if (options.cri) {
-      if (flavor !== CONTAINERD_1_6) throw new Error(`cri: only containerd 1.6's CRI plugin can be enabled here, not ${flavor.name}'s`);
       if (!/conf_dir\s*=/.test(options.config ?? '')) throw new Error('cri: the config must set cni.conf_dir under the test directory');
-      header = header.replace(/"io\.containerd\.grpc\.v1\.cri",? ?/, '');
+      // 2.x splits CRI into four plugins (NRI stays disabled); 1.6 has the one.
+      header = header.replace(/"io\.containerd\.(grpc\.v1\.cri|cri\.v1\.images|cri\.v1\.runtime|podsandbox\.controller\.v1\.podsandbox)",? ?/g, '');
     }
     writeFileSync(
       configPath,

@@ -33,6 +33,13 @@ export const CTR2_PATH = installed('ctr');
 /** containerd 2.x, or undefined when tools/reference-tools.sh has not run. */
 export const CONTAINERD2_PATH = installed('containerd');
 
+/**
+ * containerd 2.x's runc shim, or undefined when tools/reference-tools.sh has not run. containerd
+ * 2.x's CRI pods need it (it cannot start Debian's 1.6 shim): name it as the runtime's
+ * `runtime_path`.
+ */
+export const CONTAINERD2_SHIM_PATH = installed('containerd-shim-runc-v2');
+
 function pinned(name: string): string | undefined {
   if (!existsSync(SCRIPT)) return undefined;
   return new RegExp(`^${name}=v?(\\S+)$`, 'm').exec(readFileSync(SCRIPT, 'utf8'))?.[1];
