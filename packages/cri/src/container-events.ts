@@ -46,6 +46,12 @@ export interface ContainerEvent extends PodSnapshot {
   createdAt: bigint;
 }
 
+/** Where the services tell of lifecycle changes ({@link ContainerEvents} is one). */
+export interface ContainerEventSink {
+  /** Emits an event of `type` for `containerId` (the sandbox id for a pod's own) in pod `sandboxId`; never rejects. */
+  emit(type: ContainerEventType, containerId: string, sandboxId: string): Promise<void>;
+}
+
 /** A stream of events for one subscriber, in publish order, until it ends. */
 export interface ContainerEventSubscription extends AsyncIterable<ContainerEvent> {
   /** Ends the subscription; a consumer waiting for the next event sees the end. */
@@ -140,7 +146,7 @@ class Subscriber implements ContainerEventSubscription {
  * {@link ContainerEvents.emit}; each GetContainerEvents stream reads a
  * {@link ContainerEvents.subscribe} subscription.
  */
-export class ContainerEvents {
+export class ContainerEvents implements ContainerEventSink {
   private readonly subs = new Set<Subscriber>();
   private held: Array<{ event: ContainerEvent; at: number }> = [];
   /** The publication of the last event emitted: events are published in emit order. */

@@ -16,6 +16,7 @@ import { FifoPool } from '@berth/exec';
 import type { Logger } from '@berth/log';
 import type { Mount } from '@berth/mount';
 import { rootfsFileReader } from '@berth/oci-spec';
+import type { ContainerEventSink } from './container-events';
 import { ContainerIO, nowNs } from './container-io';
 import { checkMounts, containerSpec, specResources } from './container-spec';
 import { type ExecHandle, type ExecTasks, execInTask } from './exec-process';
@@ -121,6 +122,8 @@ export interface ContainerServiceOptions {
     update(ctx: Context, req: { containerId: string; resources?: { typeUrl: string; value: Buffer }; annotations: Record<string, string> }): Promise<void>;
     metrics(ctx: Context, req: { filters: string[] }): Promise<{ metrics: Array<{ id: string; timestamp?: Date; data?: { typeUrl: string; value: Buffer } }> }>;
   };
+  /** Told of every container created, started, stopped (StopContainer or its own exit) and removed. */
+  events?: ContainerEventSink;
   snapshots: {
     prepare(ctx: Context, snapshotter: string, key: string, parent: string): Promise<Mount[]>;
     mounts(ctx: Context, snapshotter: string, key: string): Promise<Mount[]>;
@@ -321,7 +324,8 @@ export class ContainerService {
         c.state = { ...c.state, pid: 0, finishedAt: at, exitCode: task.exitStatus, unknown: false };
         this.writeStatus(c);
         c.io?.connect(c.logPath);
-        c.exited = this.watch(c);
+        // No CONTAINER_STOPPED_EVENT: containerd 2.x sends none for an exit it finds at restart.
+        c.exited = this.watch(c, false);
       } else if (stateOf(c.state) === CONTAINER_RUNNING) {
         c.state = { ...c.state, pid: 0, finishedAt: nowNs(), exitCode: UNKNOWN_EXIT_CODE, reason: 'Unknown', unknown: false };
         this.writeStatus(c);
@@ -499,6 +503,7 @@ export class ContainerService {
       c.state.createdAt = nowNs();
       this.writeStatus(c);
       this.containers.set(id, c);
+      await this.o.events?.emit('CONTAINER_CREATED_EVENT', id, c.sandboxId);
       return id;
     } catch (err) {
       for (const [what, fn] of undo.reverse()) {
@@ -559,6 +564,8 @@ export class ContainerService {
       c.state = { ...c.state, pid, startedAt: nowNs(), starting: false };
       this.writeStatus(c);
       c.exited = this.watch(c);
+      // Emitted before the watch can see an exit: STARTED always comes before its STOPPED.
+      await this.o.events?.emit('CONTAINER_STARTED_EVENT', c.id, c.sandboxId);
     } catch (err) {
       if (taskCreated) {
         await this.o.tasks.kill(ctx, { containerId: c.id, execId: '', signal: SIGKILL, all: true }).catch(() => undefined);
@@ -571,8 +578,11 @@ export class ContainerService {
     }
   }
 
-  /** Waits for the task's exit, then records it (OOMKilled when the cgroup saw an OOM kill), drains the output and deletes the task. */
-  private watch(c: CriContainer): Promise<void> {
+  /**
+   * Waits for the task's exit, then records it (OOMKilled when the cgroup saw an OOM kill), drains
+   * the output, deletes the task and (with `announce`) emits CONTAINER_STOPPED_EVENT.
+   */
+  private watch(c: CriContainer, announce = true): Promise<void> {
     const ctx = this.background();
     const run = (async () => {
       let exitStatus = UNKNOWN_EXIT_CODE;
@@ -595,6 +605,7 @@ export class ContainerService {
         if (!isNotFound(err)) this.o.logger.warn('deleting an exited container task', { id: c.id, error: (err as Error).message });
       }
       c.io?.close(false);
+      if (announce) await this.o.events?.emit('CONTAINER_STOPPED_EVENT', c.id, c.sandboxId);
     })();
     return run.catch((err) => this.o.logger.error('container exit handling', { id: c.id, error: (err as Error).message }));
   }
@@ -641,9 +652,10 @@ export class ContainerService {
     const state = stateOf(c.state);
     if (state !== CONTAINER_RUNNING && state !== CONTAINER_UNKNOWN) return;
     if (!c.exited) {
-      // Unknown and no task watched: nothing runs.
+      // Unknown and no task watched: nothing runs. containerd handles it as an exit, event included.
       c.state = { ...c.state, finishedAt: nowNs(), exitCode: UNKNOWN_EXIT_CODE, reason: 'Unknown', unknown: false, pid: 0 };
       this.writeStatus(c);
+      await this.o.events?.emit('CONTAINER_STOPPED_EVENT', c.id, c.sandboxId);
       return;
     }
     const kill = async (signal: number) => {
@@ -712,6 +724,8 @@ export class ContainerService {
     this.containers.delete(c.id);
     this.specs.delete(c.id);
     if (this.names.get(c.name) === c.id) this.names.delete(c.name);
+    // After it left the list, as containerd: the event's statuses are the pod's other containers.
+    await this.o.events?.emit('CONTAINER_DELETED_EVENT', c.id, c.sandboxId);
   }
 
   /** Stops every container of a sandbox at once (SIGKILL), as StopPodSandbox does first. */
@@ -739,6 +753,23 @@ export class ContainerService {
   }
 
   // ---- ContainerStatus / ListContainers ----------------------------------------------------
+
+  /**
+   * The statuses of a pod's containers for an event (what ListContainers and ContainerStatus
+   * would answer), their state copied at the call, before its first await, so that an event
+   * shows the state it announces.
+   */
+  async eventStatuses(sandboxId: string): Promise<Array<{ container: CriContainer; image?: CriImage }>> {
+    const copies = [...this.containers.values()]
+      .filter((c) => c.sandboxId === sandboxId)
+      .sort((a, b) => (a.state.createdAt < b.state.createdAt ? -1 : 1))
+      .map((c) => ({ ...c, state: { ...c.state } }));
+    const ctx = this.background();
+    return Promise.all(copies.map(async (container) => {
+      const image = await this.o.images.get(ctx, container.imageRef).catch(() => undefined);
+      return image ? { container, image } : { container };
+    }));
+  }
 
   /** ContainerStatus: one container with its record (for verbose info). NotFound when missing. */
   async status(callCtx: Context, id: string): Promise<{ container: CriContainer; record?: SandboxContainer; image?: CriImage }> {

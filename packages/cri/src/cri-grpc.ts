@@ -14,6 +14,7 @@ import { type Sandbox, type SandboxService, type SandboxView, goCniResult } from
 import { CONTAINER_EXITED, type ContainerService, type ContainerStatsView, type CriContainer, stateOf } from './container-service';
 import type { SandboxContainer } from './sandbox-service';
 import type { CriStreamingRuntime } from './streaming-runtime';
+import { CONTAINER_EVENT_TYPES, type ContainerEvent, type ContainerEvents } from './container-events';
 
 /** The streaming server (started when first asked for) and the runtime behind it. */
 export interface CriStreaming {
@@ -188,13 +189,31 @@ function toContainerStats(v: ContainerStatsView): Cri.ContainerStats {
   } as Cri.ContainerStats;
 }
 
+/** GetContainerEvents' message: the pod and its containers as PodSandboxStatus and ContainerStatus answer. */
+function toContainerEventResponse(e: ContainerEvent): Cri.ContainerEventResponse {
+  return {
+    containerId: e.containerId,
+    containerEventType: CONTAINER_EVENT_TYPES.indexOf(e.type) as Cri.ContainerEventType,
+    createdAt: Number(e.createdAt),
+    ...(e.sandbox ? { podSandboxStatus: toPodSandboxStatus(e.sandbox) } : {}),
+    containersStatuses: e.containers.map((c) => toContainerStatus(c.container, c.image)),
+  };
+}
+
 /**
  * runtime.v1.RuntimeService over gRPC: Version, Status, RuntimeConfig, the pod sandboxes and
- * their containers (with ExecSync, logs and stats), and Exec, Attach and PortForward, which hand
- * out URLs on the streaming server (started on the first of them); events and checkpoints answer
- * UNIMPLEMENTED until Berth has them.
+ * their containers (with ExecSync, logs and stats), Exec, Attach and PortForward, which hand
+ * out URLs on the streaming server (started on the first of them), and GetContainerEvents;
+ * checkpoints and metrics descriptors answer UNIMPLEMENTED until Berth has them.
  */
-export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxService, containers: ContainerService, streaming: CriStreaming, logger: Logger): GrpcService {
+export function createRuntimeGrpcService(
+  info: RuntimeInfo,
+  sandboxes: SandboxService,
+  containers: ContainerService,
+  streaming: CriStreaming,
+  events: ContainerEvents,
+  logger: Logger,
+): GrpcService {
   /** One pod's stats: its cgroup parent's CPU, memory and processes, eth0 of its netns, its containers'. */
   const podStats = async (s: Sandbox): Promise<Cri.PodSandboxStats> => {
     const ctx = context({ namespace: 'k8s.io' });
@@ -342,6 +361,11 @@ export function createRuntimeGrpcService(info: RuntimeInfo, sandboxes: SandboxSe
           runtimeHandlers: s.handlers.map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: false } })),
           features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false, mountOptions: false },
         };
+      },
+      // Every event from now on (and those kept while nobody listened), until the client leaves
+      // (the call's signal ends the subscription at once) or falls 100 events behind.
+      getContainerEvents: async function* (_req, call) {
+        for await (const e of events.subscribe(call.signal)) yield toContainerEventResponse(e);
       },
       // critest sends cgroup parent "" only when it reads CGROUPFS here; 0 would mean SYSTEMD.
       runtimeConfig: async () => ({ linux: { cgroupDriver: CGROUPFS } }),

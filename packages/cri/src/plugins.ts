@@ -16,12 +16,22 @@ import { TasksServiceToken } from '@berth/tasks';
 import { TRANSFER_PLUGIN_TYPE, TransferrerToken } from '@berth/transfer/plugins';
 import { type CriConfig, defaultCriConfig, parseCriConfig } from './config';
 import { createImageGrpcService, createRuntimeGrpcService } from './cri-grpc';
+import { ContainerEvents, type PodSnapshot } from './container-events';
 import { CriImageService } from './image-service';
 import { ContainerService } from './container-service';
 import { RuntimeInfo } from './runtime-info';
 import { SandboxService } from './sandbox-service';
 import { CriStreamingRuntime } from './streaming-runtime';
 import { StreamingServer } from '@berth/cri-streaming';
+
+/** The CRI plugin's instance: its gRPC services, and the end of its event streams. */
+export interface CriGrpcPlugin extends GrpcServicePlugin {
+  /**
+   * Ends every GetContainerEvents stream. The daemon calls it once it has stopped accepting
+   * calls, so that the streams, which only end when their client leaves, do not hold up shutdown.
+   */
+  drain(): void;
+}
 
 /** What the daemon tells the CRI plugin about itself. */
 export interface CriPluginOptions {
@@ -35,12 +45,12 @@ export interface CriPluginOptions {
 /**
  * `io.containerd.grpc.v1 cri`, configured by `[plugins."io.containerd.grpc.v1.cri"]` (containerd
  * 1.6's keys, see {@link CriConfig}). Serves the ImageService and the RuntimeService (pods,
- * containers, streaming through an HTTP server of its own, stats); GetContainerEvents and
- * checkpoints answer UNIMPLEMENTED. The generated runtime.v1
- * code loads on the first CRI call, not at start.
+ * containers, streaming through an HTTP server of its own, stats, GetContainerEvents as
+ * containerd 2.x sends them); checkpoints and metrics descriptors answer UNIMPLEMENTED. The
+ * generated runtime.v1 code loads on the first CRI call, not at start.
  */
 export function createCriPlugin(options: CriPluginOptions) {
-  return definePlugin<CriConfig, GrpcServicePlugin>({
+  return definePlugin<CriConfig, CriGrpcPlugin>({
     type: GRPC_PLUGIN_TYPE,
     id: 'cri',
     requires: ['io.containerd.service.v1', TRANSFER_PLUGIN_TYPE],
@@ -79,7 +89,17 @@ export function createCriPlugin(options: CriPluginOptions) {
         }
         return n;
       };
-      const sandboxes = new SandboxService({
+      // An event's pod and containers, read as PodSandboxStatus and ContainerStatus would answer.
+      // The containers' state is copied at once (eventStatuses reads it before its first await).
+      const events: ContainerEvents = new ContainerEvents({
+        snapshot: (sandboxId): Promise<PodSnapshot> => {
+          const statuses = containers.eventStatuses(sandboxId);
+          const sandbox = sandboxes.eventView(sandboxId);
+          return Promise.all([sandbox, statuses]).then(([s, c]): PodSnapshot => ({ ...(s ? { sandbox: s } : {}), containers: c }));
+        },
+        logger: ctx.logger,
+      });
+      const sandboxes: SandboxService = new SandboxService({
         config,
         rootDir: ctx.root,
         stateDir: ctx.state,
@@ -90,10 +110,11 @@ export function createCriPlugin(options: CriPluginOptions) {
         leases: ctx.get(LeasesServiceToken),
         network: (handler) => network(handler.cni_conf_dir || config.cni.conf_dir),
         runtimeOptions: (options) => (Object.keys(options).length === 0 ? undefined : packRuncOptions(options)),
+        events,
         logger: ctx.logger,
       });
       const tasks = ctx.get(TasksServiceToken);
-      const containers = new ContainerService({
+      const containers: ContainerService = new ContainerService({
         rootDir: ctx.root,
         stateDir: ctx.state,
         snapshotter: config.containerd.snapshotter,
@@ -129,11 +150,15 @@ export function createCriPlugin(options: CriPluginOptions) {
           usage: (c, sn, key) => snapshots.usage(c, sn, key),
         },
         leases: ctx.get(LeasesServiceToken),
+        events,
         logger: ctx.logger,
       });
       sandboxes.podContainers = containers;
       // Once the daemon serves (the tasks service has reconnected the shims by then).
-      setImmediate(() => void containers.restore().catch((err: unknown) => ctx.logger.warn('restoring CRI containers', { error: (err as Error).message })));
+      setImmediate(() => {
+        void containers.restore().catch((err: unknown) => ctx.logger.warn('restoring CRI containers', { error: (err as Error).message }));
+        void sandboxes.restore().catch((err: unknown) => ctx.logger.warn('restoring CRI sandboxes', { error: (err as Error).message }));
+      });
       // The streaming server listens from the first Exec, Attach or PortForward on (containerd
       // starts it with the plugin): a daemon nobody asks for a stream opens no TCP port.
       const runtime = new CriStreamingRuntime(containers, sandboxes);
@@ -142,11 +167,14 @@ export function createCriPlugin(options: CriPluginOptions) {
         runtime,
         server: () => (server ??= StreamingServer.start({ runtime, address: config.stream_server_address, port: config.stream_server_port, logger: ctx.logger })),
       };
+      // GetContainerEvents streams last until their client leaves: end them when berthd stops.
+      const drain = () => events.close();
       ctx.onClose(async () => {
+        drain();
         await (await server?.catch(() => undefined))?.close();
       });
       ctx.exports.imageFsPath = imageFsPath;
-      return { services: [createRuntimeGrpcService(info, sandboxes, containers, streaming, ctx.logger), createImageGrpcService(images, ctx.logger)] };
+      return { services: [createRuntimeGrpcService(info, sandboxes, containers, streaming, events, ctx.logger), createImageGrpcService(images, ctx.logger)], drain };
     },
   });
 }

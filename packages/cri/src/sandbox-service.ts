@@ -4,11 +4,12 @@ import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type * as Cri from '@berth/api/cri';
 import { type CniNetworkPlugin, NOT_INITIALIZED, type PortMapping, type SetupResult, bandwidthFromAnnotations, createNetns, isNetns, removeNetns } from '@berth/cni';
-import { type Context, withNamespace } from '@berth/context';
+import { type Context, context, withNamespace } from '@berth/context';
 import { InvalidArgumentError, NotFoundError, UnknownError, isNotFound, wrap } from '@berth/errdefs';
 import type { Logger } from '@berth/log';
 import { type Mount, isMountPoint, mount, unmount } from '@berth/mount';
 import type { CriConfig, CriRuntimeConfig } from './config';
+import type { ContainerEventSink } from './container-events';
 import { fromGoJson, toGoJson } from './go-json';
 import { KeyedSerial } from './serial';
 import { CRI_NAMESPACE, type CriImage } from './image-service';
@@ -81,6 +82,8 @@ export interface SandboxServiceOptions {
   network: (handler: CriRuntimeConfig) => CniNetworkPlugin;
   /** Packs a handler's runc options (`containerd.runc.v1.Options`); undefined for none. */
   runtimeOptions: (options: Record<string, unknown>) => { typeUrl: string; value: Buffer } | undefined;
+  /** Told of every pod run (created, started), stopped (StopPodSandbox or its pause's own exit) and removed. */
+  events?: ContainerEventSink;
   logger: Logger;
 }
 
@@ -193,6 +196,8 @@ export class SandboxService {
   private loaded?: Promise<void>;
   /** The tail of each sandbox's queue of Stop and Remove calls (kubelet repeats a Stop that timed out). */
   private readonly queues = new KeyedSerial();
+  /** The CONTAINER_STOPPED_EVENT of each sandbox whose pause exit was seen: one per sandbox, whoever sees it first. */
+  private readonly stopEvents = new Map<string, Promise<void>>();
 
   constructor(private readonly o: SandboxServiceOptions) {}
 
@@ -470,13 +475,17 @@ export class SandboxService {
       } catch (err) {
         throw wrap(err, 'failed to create containerd task');
       }
-      undo.push(['task', () => this.killTask(ctx, id, true)]);
+      undo.push(['task', async () => void (await this.killTask(ctx, id, true))]);
       try {
         await this.o.tasks.start(ctx, { containerId: id, execId: '' });
       } catch (err) {
         throw wrap(err, `failed to start sandbox container task ${JSON.stringify(id)}`);
       }
       this.sandboxes.set(id, sandbox);
+      // As containerd 2.x: both once the pod is in the list (and ready), CREATED first.
+      await this.o.events?.emit('CONTAINER_CREATED_EVENT', id, id);
+      this.watchPause(sandbox);
+      await this.o.events?.emit('CONTAINER_STARTED_EVENT', id, id);
       return id;
     } catch (err) {
       for (const [what, fn] of undo.reverse()) {
@@ -490,13 +499,40 @@ export class SandboxService {
     }
   }
 
-  /** SIGKILLs the pause task (all its processes) and waits for it; with `remove`, deletes it too. Missing: done. */
-  private async killTask(ctx: Context, id: string, remove: boolean): Promise<void> {
+  /**
+   * Waits, in the background, for the pause task of a running sandbox to exit, and then emits its
+   * CONTAINER_STOPPED_EVENT: a pause that dies on its own makes the pod NOTREADY, and containerd
+   * says so. A wait that fails (the task is gone, the daemon stops) emits nothing.
+   */
+  private watchPause(s: Sandbox): void {
+    if (!this.o.events) return;
+    this.o.tasks.wait(this.ns(context()), { containerId: s.id, execId: '' }).then(
+      () => void this.pauseExited(s.id),
+      () => undefined,
+    );
+  }
+
+  /** Emits the sandbox's CONTAINER_STOPPED_EVENT once (resolving when it is published); nothing for a removed sandbox. */
+  private pauseExited(id: string): Promise<void> {
+    let done = this.stopEvents.get(id);
+    if (!done) {
+      if (!this.sandboxes.has(id) || !this.o.events) return Promise.resolve();
+      done = this.o.events.emit('CONTAINER_STOPPED_EVENT', id, id);
+      this.stopEvents.set(id, done);
+    }
+    return done;
+  }
+
+  /**
+   * SIGKILLs the pause task (all its processes) and waits for it; with `remove`, deletes it too.
+   * Returns whether it was running (a missing task is done).
+   */
+  private async killTask(ctx: Context, id: string, remove: boolean): Promise<boolean> {
     let status: number | undefined;
     try {
       status = (await this.o.tasks.get(ctx, { containerId: id, execId: '' })).process?.status;
     } catch (err) {
-      if (isNotFound(err)) return;
+      if (isNotFound(err)) return false;
       throw err;
     }
     if (status === TASK_RUNNING) {
@@ -516,6 +552,7 @@ export class SandboxService {
         if (!isNotFound(err)) throw err;
       }
     }
+    return status === TASK_RUNNING;
   }
 
   /**
@@ -545,11 +582,15 @@ export class SandboxService {
 
   private async stopSandbox(ctx: Context, s: Sandbox): Promise<void> {
     await this.podContainers?.stopAll(ctx, s.id);
+    let killed: boolean;
     try {
-      await this.killTask(ctx, s.id, true);
+      killed = await this.killTask(ctx, s.id, true);
     } catch (err) {
       throw wrap(err, `failed to stop sandbox container ${JSON.stringify(s.id)}`);
     }
+    // The pod is NOTREADY now, its network not yet torn down: containerd's event comes from the
+    // pause's exit, which it handles while StopPodSandbox goes on to CNI DEL, and shows the IP.
+    if (killed) await this.pauseExited(s.id);
     const shm = this.shmDir(s.id);
     if (existsSync(shm) && isMountPoint(shm)) await unmount(shm, { lazyFallback: true });
     if (s.netnsPath !== '' && existsSync(s.netnsPath)) {
@@ -578,6 +619,9 @@ export class SandboxService {
     if (!this.sandboxes.has(s.id)) return; // an earlier Remove in the queue did it
     await this.stopSandbox(ctx, s);
     await this.podContainers?.removeAll(ctx, s.id);
+    // After its containers' (each one's DELETED came with their removal), while the pod is still
+    // listed: containerd sends it before deleting the records.
+    await this.o.events?.emit('CONTAINER_DELETED_EVENT', s.id, s.id);
     try {
       await this.o.containers.delete(ctx, s.id);
     } catch (err) {
@@ -591,6 +635,7 @@ export class SandboxService {
     rmSync(this.sandboxDir(s.id), { recursive: true, force: true });
     rmSync(join(this.o.stateDir, 'sandboxes', s.id), { recursive: true, force: true });
     this.sandboxes.delete(s.id);
+    this.stopEvents.delete(s.id);
     if (this.names.get(s.name) === s.id) this.names.delete(s.name);
   }
 
@@ -621,6 +666,22 @@ export class SandboxService {
       netnsClosed,
       ...(container ? { container } : {}),
     };
+  }
+
+  /**
+   * Reads earlier runs' sandboxes back now, and watches the pause tasks of the ready ones (for
+   * their CONTAINER_STOPPED_EVENT). A sandbox found not ready gets no event, as in containerd.
+   */
+  async restore(): Promise<void> {
+    const ctx = this.ns(context());
+    await this.load(ctx);
+    for (const s of this.sandboxes.values()) if ((await this.pausePid(ctx, s.id)) > 0) this.watchPause(s);
+  }
+
+  /** The sandbox as PodSandboxStatus sees it, for an event; undefined when it is gone. */
+  async eventView(id: string): Promise<SandboxView | undefined> {
+    const s = this.sandboxes.get(id);
+    return s ? this.view(this.ns(context()), s, false) : undefined;
   }
 
   /** A sandbox by id or unique id prefix (NotFound when missing). */

@@ -1,0 +1,184 @@
+/**
+ * GetContainerEvents through `crictl events` (cri-tools v1.37) against a real berthd: the events
+ * of a pod's life and of its containers' (created, started, exited on their own, stopped,
+ * removed), with the pod's and the containers' statuses; several subscribers; a subscriber that
+ * leaves; events while nobody listens; a berthd restart. crictl-events-containerd2.test.ts
+ * compares the same life with containerd 2.4.2's.
+ */
+import { existsSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TestNetwork, hostportChainsExist, removeUnusedHostportChains } from '@berth/cni/test-helpers';
+import { type CrictlResult, TestDaemon, runCrictl } from '@berth/testing';
+import { cleanupShims } from '@berth/tasks/test-support';
+import { CrictlEvents, type CriWorld, LIFECYCLE_EVENT_COUNTS, addPauseImage, eventShape, json, lifecycleScenario, startCriWorld } from './test-support';
+
+jest.setTimeout(300_000);
+
+let world: CriWorld;
+let net: TestNetwork;
+let daemon: TestDaemon;
+let hadHostportChains = false;
+const CGROUP_PARENT = `/berth-cri-events-${process.pid}`;
+const PARENT_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, CGROUP_PARENT)).filter((d) => existsSync(d)) : []);
+const IMAGE = 'docker.io/library/busybox:berth';
+
+const crictl = (...args: string[]): Promise<CrictlResult> => runCrictl(daemon.address, args);
+async function ok(...args: string[]): Promise<string> {
+  const r = await crictl(...args);
+  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+let seq = 0;
+function podConfig(): string {
+  seq += 1;
+  const path = join(world.dir, `ev-pod-${seq}.json`);
+  writeFileSync(path, JSON.stringify({ metadata: { name: `ev-${seq}`, namespace: 'berth-test', uid: `ev-${process.pid}-${seq}`, attempt: 0 }, linux: { cgroup_parent: CGROUP_PARENT } }));
+  return path;
+}
+function containerConfig(name: string, command: string[]): string {
+  seq += 1;
+  const path = join(world.dir, `ev-ctr-${seq}.json`);
+  writeFileSync(path, JSON.stringify({ metadata: { name }, image: { image: IMAGE }, command }));
+  return path;
+}
+
+/** `TYPE name` of each event, with the ids named. */
+const whats = (events: Array<Record<string, any>>, names: Map<string, string>) => events.map((e) => eventShape(e, names).what);
+
+beforeAll(async () => {
+  hadHostportChains = hostportChainsExist();
+  world = await startCriWorld();
+  await addPauseImage(world);
+  net = new TestNetwork();
+  const section = 'plugins."io.containerd.grpc.v1.cri"';
+  const config =
+    `[${section}]\n  sandbox_image = "registry.k8s.io/pause:3.6"\n  restrict_oom_score_adj = true\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n` +
+    `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
+    `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n`;
+  daemon = await TestDaemon.start({ config, logLevel: 'info' });
+  await ok('pull', IMAGE);
+});
+
+afterAll(async () => {
+  if (daemon) {
+    for (const id of (await crictl('pods', '-q')).stdout.split('\n').filter(Boolean)) await crictl('rmp', '-f', id);
+    await daemon.stop();
+    await cleanupShims(daemon.address, daemon.dir);
+    await daemon.cleanup();
+  }
+  await net?.cleanup();
+  if (!hadHostportChains) removeUnusedHostportChains();
+  for (const d of PARENT_CGROUPS()) {
+    try {
+      rmdirSync(d);
+    } catch {
+      /* in use */
+    }
+  }
+  await world?.cleanup();
+});
+
+describe('crictl events', () => {
+  it("sends a pod's life as containerd 2.4.2 does, each event with the pod's status and its containers' at that moment", async () => {
+    const { steps, raw } = await lifecycleScenario(daemon.address, { dir: world.dir, image: IMAGE, cgroupParent: CGROUP_PARENT, podName: 'life', expected: LIFECYCLE_EVENT_COUNTS });
+    const states = steps.map((s) => [s.step, s.events.map((e) => [e.what, e.pod && `${e.pod.state}${e.pod.ip ? '+ip' : ''}`, e.containers.join(' ')])]);
+    expect(states).toEqual([
+      ['runp', [['CREATED pod', 'SANDBOX_READY+ip', ''], ['STARTED pod', 'SANDBOX_READY+ip', '']]],
+      ['create c1', [['CREATED c1', 'SANDBOX_READY+ip', 'c1:CONTAINER_CREATED']]],
+      ['start c1', [['STARTED c1', 'SANDBOX_READY+ip', 'c1:CONTAINER_RUNNING']]],
+      ['create c2', [['CREATED c2', 'SANDBOX_READY+ip', 'c1:CONTAINER_RUNNING c2:CONTAINER_CREATED']]],
+      ['start c2', [['STARTED c2', 'SANDBOX_READY+ip', 'c1:CONTAINER_RUNNING c2:CONTAINER_RUNNING']]],
+      ['c2 exits', [['STOPPED c2', 'SANDBOX_READY+ip', 'c1:CONTAINER_RUNNING c2:CONTAINER_EXITED']]],
+      ['stop c1', [['STOPPED c1', 'SANDBOX_READY+ip', 'c1:CONTAINER_EXITED c2:CONTAINER_EXITED']]],
+      ['stop c1 again', []],
+      ['rm c2', [['DELETED c2', 'SANDBOX_READY+ip', 'c1:CONTAINER_EXITED']]],
+      ['create c3', [['CREATED c3', 'SANDBOX_READY+ip', 'c1:CONTAINER_EXITED c3:CONTAINER_CREATED']]],
+      ['start c3', [['STARTED c3', 'SANDBOX_READY+ip', 'c1:CONTAINER_EXITED c3:CONTAINER_RUNNING']]],
+      // The pod's containers stop first; the pod's own event still shows its IP (the network
+      // is torn down after it).
+      ['stopp', [['STOPPED c3', 'SANDBOX_READY+ip', 'c1:CONTAINER_EXITED c3:CONTAINER_EXITED'], ['STOPPED pod', 'SANDBOX_NOTREADY+ip', 'c1:CONTAINER_EXITED c3:CONTAINER_EXITED']]],
+      ['rmp', [['DELETED c1', 'SANDBOX_NOTREADY', 'c3:CONTAINER_EXITED'], ['DELETED c3', 'SANDBOX_NOTREADY', ''], ['DELETED pod', 'SANDBOX_NOTREADY', '']]],
+    ]);
+    // The statuses are PodSandboxStatus's and ContainerStatus's: c2's exit code and reason, the
+    // ids; the times are the events' own, in order.
+    const c2Stopped = raw.find((e) => e.containerEventType === 'CONTAINER_STOPPED_EVENT' && e.containersStatuses.some((s: any) => s.id === e.containerId && s.metadata.name === 'c2'))!;
+    expect(c2Stopped.containersStatuses.find((s: any) => s.id === c2Stopped.containerId)).toMatchObject({ exitCode: 3, reason: 'Error', image: { image: IMAGE }, imageId: expect.stringMatching(/^sha256:/) });
+    const podId = raw[0].containerId;
+    expect(raw.every((e) => e.podSandboxStatus.id === podId && e.podSandboxStatus.metadata.name === 'life')).toBe(true);
+    const times = raw.map((e) => BigInt(e.createdAt));
+    expect(times.every((t, i) => t > 0n && (i === 0 || t >= times[i - 1]))).toBe(true);
+  });
+
+  it('gives several subscribers the same events in the same order, drops one that leaves at once, and keeps what comes while nobody listens for the next', async () => {
+    const a = await CrictlEvents.start(daemon.address);
+    const b = await CrictlEvents.start(daemon.address);
+    const firstPod = podConfig();
+    const first = await ok('runp', firstPod);
+    const c = await ok('create', first, containerConfig('one', ['sleep', '1000']), firstPod);
+    await ok('start', c);
+    await ok('rmp', '-f', first);
+    const names = new Map([
+      [first, 'pod'],
+      [c, 'one'],
+    ]);
+    const want = ['CREATED pod', 'STARTED pod', 'CREATED one', 'STARTED one', 'STOPPED one', 'STOPPED pod', 'DELETED one', 'DELETED pod'];
+    expect(whats(await a.waitFor(8), names)).toEqual(want);
+    expect(whats(await b.waitFor(8), names)).toEqual(want);
+    expect(b.events.map((e) => e.createdAt)).toEqual(a.events.map((e) => e.createdAt));
+
+    // a leaves; b goes on alone.
+    // (crictl ends with exit code 1 and "interrupted: context canceled", whatever the daemon.)
+    await a.stop();
+    const second = await ok('runp', podConfig());
+    await ok('rmp', '-f', second);
+    expect(whats((await b.waitFor(12)).slice(8), new Map([[second, 'pod']]))).toEqual(['CREATED pod', 'STARTED pod', 'STOPPED pod', 'DELETED pod']);
+    expect(a.events).toHaveLength(8);
+
+    // b leaves too: nobody listens, so the next pod's events wait for the next subscriber.
+    await b.stop();
+    const third = await ok('runp', podConfig());
+    await ok('rmp', '-f', third);
+    const late = await CrictlEvents.start(daemon.address);
+    expect(whats(await late.waitFor(4), new Map([[third, 'pod']]))).toEqual(['CREATED pod', 'STARTED pod', 'STOPPED pod', 'DELETED pod']);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(late.events).toHaveLength(4);
+    await late.stop();
+  });
+
+  it('after a restart (kill -9): no event for a container that exited while berthd was down (as containerd), STOPPED for one that exits later and for a pause that dies', async () => {
+    const pod = podConfig();
+    const podId = await ok('runp', pod);
+    const pausePid: number = json(await ok('inspectp', podId)).info.pid;
+    const quick = await ok('create', podId, containerConfig('quick', ['sh', '-c', 'sleep 1; exit 3']), pod);
+    const slow = await ok('create', podId, containerConfig('slow', ['sh', '-c', 'sleep 8; exit 4']), pod);
+    await ok('start', quick);
+    await ok('start', slow);
+    await daemon.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 2500));
+    await daemon.restart();
+    const events = await CrictlEvents.start(daemon.address, 500);
+    const names = new Map([
+      [podId, 'pod'],
+      [quick, 'quick'],
+      [slow, 'slow'],
+    ]);
+    // quick's exit was found at the restart: no event. slow exits while berthd runs.
+    const [slowStopped] = await events.waitFor(1);
+    expect(eventShape(slowStopped, names)).toMatchObject({ what: 'STOPPED slow', pod: { state: 'SANDBOX_READY', ip: true }, containers: ['quick:CONTAINER_EXITED', 'slow:CONTAINER_EXITED'] });
+    expect(slowStopped.containersStatuses.find((s: any) => s.id === slow).exitCode).toBe(4);
+    // The pause process dies on its own: the pod's STOPPED, NOTREADY.
+    process.kill(pausePid, 'SIGKILL');
+    const [, podStopped] = await events.waitFor(2);
+    expect(eventShape(podStopped, names)).toMatchObject({ what: 'STOPPED pod', pod: { state: 'SANDBOX_NOTREADY' } });
+    // stopp finds the pause gone: no second STOPPED. rmp removes the containers (in no set
+    // order, as in containerd), then the pod.
+    await ok('stopp', podId);
+    await ok('rmp', podId);
+    const deleted = whats((await events.waitFor(5)).slice(2), names);
+    expect([...deleted.slice(0, 2).sort(), deleted[2]]).toEqual(['DELETED quick', 'DELETED slow', 'DELETED pod']);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(events.events).toHaveLength(5);
+    await events.stop();
+  });
+});
