@@ -15,7 +15,7 @@ import { removeNetns } from '@berth/cni';
 import { TestNetwork, hostportChainsExist, removeUnusedHostportChains } from '@berth/cni/test-helpers';
 import { CONTAINERD2_PATH, CONTAINERD2_SHIM_PATH, ReferenceContainerd2, TestDaemon, runCrictl } from '@berth/testing';
 import { cleanupShims } from '@berth/tasks/test-support';
-import { CrictlEvents, type CriWorld, LIFECYCLE_EVENT_COUNTS, addPauseImage, eventShape, lifecycleScenario, startCriWorld } from './test-support';
+import { CrictlEvents, type CriWorld, LIFECYCLE_EVENT_COUNTS, addPauseImage, eventShape, json, lifecycleScenario, startCriWorld } from './test-support';
 
 jest.setTimeout(300_000);
 
@@ -27,6 +27,7 @@ let world: CriWorld;
 let net: TestNetwork;
 let berthd: TestDaemon;
 let containerd: ReferenceContainerd2;
+let containerdConfig = '';
 let hadHostportChains = false;
 const CGROUP_PARENT = `/berth-cri-events2-${process.pid}`;
 const PARENT_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, CGROUP_PARENT)).filter((d) => existsSync(d)) : []);
@@ -57,7 +58,7 @@ describeIf('GetContainerEvents: berthd and containerd 2.4.2 side by side', () =>
     const rt = 'plugins."io.containerd.cri.v1.runtime"';
     const im = 'plugins."io.containerd.cri.v1.images"';
     for (const d of ['cdi', 'opt']) mkdirSync(join(world.dir, d));
-    const containerdConfig =
+    containerdConfig =
       `[${im}]\n  snapshotter = "overlayfs"\n[${im}.pinned_images]\n  sandbox = "registry.k8s.io/pause:3.6"\n[${im}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n` +
       `[${rt}]\n  restrict_oom_score_adj = true\n  netns_mounts_under_state_dir = true\n  cdi_spec_dirs = [${JSON.stringify(join(world.dir, 'cdi'))}]\n` +
       `[${rt}.containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n  runtime_path = ${JSON.stringify(CONTAINERD2_SHIM_PATH)}\n` +
@@ -168,4 +169,58 @@ describeIf('GetContainerEvents: berthd and containerd 2.4.2 side by side', () =>
     expect(reference.steps[0].events[0].fields.event).toEqual(['containerEventType', 'containerId', 'createdAt', 'podSandboxStatus']);
   });
 
+  it('after a restart: nothing for a container that exited meanwhile, STOPPED for one exiting later and for a pause process killed', async () => {
+    const run = async (address: () => string, restart: () => Promise<void>, name: string) => {
+      const path = join(world.dir, `${name}.json`);
+      writeFileSync(path, JSON.stringify({ metadata: { name, namespace: 'berth-test', uid: `${name}-${process.pid}`, attempt: 0 }, log_directory: join(world.dir, `${name}-logs`), linux: { cgroup_parent: CGROUP_PARENT } }));
+      mkdirSync(join(world.dir, `${name}-logs`));
+      const pod = await ok(address(), 'runp', path);
+      const pausePid: number = json(await ok(address(), 'inspectp', pod)).info.pid;
+      const names = new Map([[pod, 'pod']]);
+      for (const [c, command] of [
+        ['quick', ['sh', '-c', 'sleep 1; exit 3']],
+        ['slow', ['sh', '-c', 'sleep 8; exit 4']],
+      ] as const) {
+        const cfg = join(world.dir, `${name}-${c}.json`);
+        writeFileSync(cfg, JSON.stringify({ metadata: { name: c }, image: { image: IMAGE }, command, log_path: `${c}.log` }));
+        const id = await ok(address(), 'create', pod, cfg, path);
+        await ok(address(), 'start', id);
+        names.set(id, c);
+      }
+      await restart();
+      const events = await CrictlEvents.start(address(), 500);
+      await events.waitFor(1);
+      process.kill(pausePid, 'SIGKILL');
+      await events.waitFor(2);
+      await new Promise((r) => setTimeout(r, 500));
+      await events.stop();
+      await ok(address(), 'rmp', '-f', pod);
+      return events.events.map((e) => eventShape(e, names)).map((e) => ({ what: e.what, pod: e.pod, containers: e.containers }));
+    };
+    // containerd stops (SIGTERM leaves the shims and their containers running) and comes back;
+    // berthd is killed (-9) and comes back.
+    const reference = await run(
+      () => containerd.address,
+      async () => {
+        await containerd.stop();
+        await new Promise((r) => setTimeout(r, 2500));
+        containerd = await ReferenceContainerd2.start({ dir: containerd.dir, config: containerdConfig, cri: true });
+      },
+      'restart-c',
+    );
+    expect(reference).toEqual([
+      { what: 'STOPPED slow', pod: { state: 'SANDBOX_READY', ip: true }, containers: ['quick:CONTAINER_EXITED', 'slow:CONTAINER_EXITED'] },
+      { what: 'STOPPED pod', pod: { state: 'SANDBOX_NOTREADY', ip: true }, containers: ['quick:CONTAINER_EXITED', 'slow:CONTAINER_EXITED'] },
+    ]);
+    const ours = await run(
+      () => berthd.address,
+      async () => {
+        await berthd.kill('SIGKILL');
+        await new Promise((r) => setTimeout(r, 2500));
+        await berthd.restart();
+      },
+      'restart-b',
+    );
+    expect(ours).toEqual(reference);
+  });
 });

@@ -181,4 +181,17 @@ describe('crictl events', () => {
     expect(events.events).toHaveLength(5);
     await events.stop();
   });
+
+  it('ends the open streams when berthd stops, so that they do not hold up its shutdown', async () => {
+    const events = await CrictlEvents.start(daemon.address);
+    const t0 = Date.now();
+    await daemon.restart(); // SIGTERM: in-flight calls get 10 s before they are cancelled
+    expect(Date.now() - t0).toBeLessThan(8000);
+    const end = Date.now() + 5000;
+    while (!events.exited && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    const { code, stderr } = await events.stop();
+    // The stream ended normally (EOF), and crictl with it.
+    expect({ exited: events.exited, code }).toEqual({ exited: true, code: 0 });
+    expect(stderr).toMatch(/"container events stream is closed" err="EOF"/);
+  });
 });

@@ -123,7 +123,7 @@ export class CrictlEvents {
   readonly events: Array<Record<string, any>> = [];
   private out = '';
   private err = '';
-  private readonly exited: Promise<number>;
+  private readonly closed: Promise<number>;
 
   private constructor(private readonly child: ChildProcessWithoutNullStreams) {
     child.stdout.on('data', (b: Buffer) => {
@@ -131,7 +131,7 @@ export class CrictlEvents {
       this.parse();
     });
     child.stderr.on('data', (b: Buffer) => (this.err += b.toString()));
-    this.exited = new Promise((resolve) => child.once('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
+    this.closed = new Promise((resolve) => child.once('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
   }
 
   /** Starts crictl events and gives it `settleMs` to subscribe (it prints nothing until an event comes). */
@@ -180,10 +180,15 @@ export class CrictlEvents {
     return this.events.slice(0, count);
   }
 
+  /** Whether crictl has exited (the stream ended or failed). */
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null;
+  }
+
   /** Interrupts crictl and waits for it; its exit code and stderr. */
   async stop(): Promise<{ code: number; stderr: string }> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGINT');
-    const code = await this.exited;
+    const code = await this.closed;
     return { code, stderr: this.err };
   }
 }
