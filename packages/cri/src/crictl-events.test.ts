@@ -8,6 +8,8 @@
 import { existsSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TestNetwork, hostportChainsExist, removeUnusedHostportChains } from '@berth/cni/test-helpers';
+import { ContainerConfig, PodSandboxConfig, RuntimeServiceService } from '@berth/api/cri';
+import * as grpc from '@grpc/grpc-js';
 import { type CrictlResult, TestDaemon, runCrictl } from '@berth/testing';
 import { cleanupShims } from '@berth/tasks/test-support';
 import { CrictlEvents, type CriWorld, LIFECYCLE_EVENT_COUNTS, addPauseImage, eventShape, json, lifecycleScenario, startCriWorld } from './test-support';
@@ -193,5 +195,53 @@ describe('crictl events', () => {
     // The stream ended normally (EOF), and crictl with it.
     expect({ exited: events.exited, code }).toEqual({ exited: true, code: 0 });
     expect(stderr).toMatch(/"container events stream is closed" err="EOF"/);
+  });
+
+  it('disconnects a subscriber that stops reading once 100 events wait for it (ResourceExhausted), while the calls and the other subscribers go on', async () => {
+    const runtime = daemon.client(RuntimeServiceService);
+    // Every event carries the pod's status, so a 60 kB annotation makes each one fill the
+    // client's HTTP/2 window: after a few, the events wait in berthd, in the subscriber's queue.
+    seq += 1;
+    const podConfigValue = PodSandboxConfig.fromPartial({
+      metadata: { name: `ev-slow-${seq}`, namespace: 'berth-test', uid: `ev-slow-${process.pid}-${seq}`, attempt: 0 },
+      annotations: { 'berth.test/big': 'x'.repeat(60_000) },
+      linux: { cgroupParent: CGROUP_PARENT },
+    });
+    // A raw stream that keeps each message's bytes: the generated code cannot decode CRI's
+    // nanosecond times into numbers (beyond Number.MAX_SAFE_INTEGER).
+    const channel = new grpc.Client(`unix:${daemon.address}`, grpc.credentials.createInsecure());
+    const raw = channel.makeServerStreamRequest('/runtime.v1.RuntimeService/GetContainerEvents', () => Buffer.alloc(0), (b: Buffer) => b, {}) as grpc.ClientReadableStream<Buffer>;
+    const stalled = raw[Symbol.asyncIterator]();
+    const first = stalled.next();
+    const reader = await CrictlEvents.start(daemon.address);
+    const { podSandboxId } = await runtime.runPodSandbox({ config: podConfigValue, runtimeHandler: '' });
+    await first; // it is subscribed, and reads no more from here on
+    const t0 = Date.now();
+    const rounds = 80;
+    for (let i = 0; i < rounds; i++) {
+      const config = ContainerConfig.fromPartial({ metadata: { name: `n${i}`, attempt: 0 }, image: { image: IMAGE } });
+      const { containerId } = await runtime.createContainer({ podSandboxId, config, sandboxConfig: podConfigValue });
+      await runtime.removeContainer({ containerId });
+    }
+    const total = 2 + rounds * 2;
+    // The reading subscriber got every one; the calls never waited for the stalled one.
+    await reader.waitFor(total);
+    const perRound = (Date.now() - t0) / rounds;
+    await reader.stop();
+    // The stalled subscriber gets what was on its way, then the error.
+    let got = 1;
+    const failure = await (async () => {
+      for (;;) {
+        const r = await stalled.next();
+        if (r.done) return undefined;
+        got++;
+      }
+    })().catch((err: unknown) => err);
+    expect(failure).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'container event subscriber fell behind: 100 events queued' });
+    expect(got).toBeLessThan(total);
+    expect(daemon.output).toMatch(/msg="disconnected container event subscriber that fell behind" .*queued=100/);
+    expect(perRound).toBeLessThan(2000);
+    channel.close();
+    await runtime.removePodSandbox({ podSandboxId });
   });
 });
