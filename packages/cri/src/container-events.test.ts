@@ -83,6 +83,24 @@ describe('ContainerEvents', () => {
     expect(lines).toEqual([expect.stringMatching(/level=warn msg="container event without pod status" container=gone sandbox=gone type=CONTAINER_DELETED_EVENT error="no such sandbox"/)]);
   });
 
+  it('sends an event without a pod when its snapshot does not come in time, and does not hold up the next', async () => {
+    const lines: string[] = [];
+    const events = new ContainerEvents({
+      snapshot: (id) => (id === 'stuck' ? new Promise<PodSnapshot>(() => undefined) : Promise.resolve(pod(id))),
+      snapshotTimeoutMs: 50,
+      logger: createLogger({ level: 'warn', write: (l) => lines.push(l) }),
+    });
+    const sub = events.subscribe();
+    const stuck = events.emit('CONTAINER_STOPPED_EVENT', 'stuck', 'stuck');
+    const next = events.emit('CONTAINER_CREATED_EVENT', 'next', 'next');
+    await Promise.all([stuck, next]);
+    expect((await take(sub, 2)).map((e) => [brief(e), e.containers.length])).toEqual([
+      ['STOPPED stuck', 0],
+      ['CREATED next', 1],
+    ]);
+    expect(lines).toEqual([expect.stringMatching(/msg="container event without pod status" container=stuck .*error="no pod status after 50 ms"/)]);
+  });
+
   it('gives a new subscriber only what comes after it while another is subscribed', async () => {
     const events = new ContainerEvents({ snapshot: async (id) => pod(id) });
     const early = events.subscribe();

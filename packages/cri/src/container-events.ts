@@ -71,6 +71,13 @@ export interface ContainerEventsOptions {
   holdLimit?: number;
   /** How long an event is kept while nobody subscribes, in ms. Default 5 minutes (containerd's). */
   holdMs?: number;
+  /**
+   * How long an event waits for its snapshot, in ms, before it goes without one (as when the
+   * snapshot fails). Default 10 s. Events are published in order, so one stuck snapshot (a shim
+   * that does not answer) would otherwise hold up every later event and the calls that wait for
+   * theirs.
+   */
+  snapshotTimeoutMs?: number;
   /** The clock, in ms (tests pass their own). */
   now?: () => number;
   logger?: Logger;
@@ -155,6 +162,7 @@ export class ContainerEvents implements ContainerEventSink {
   private readonly queueLimit: number;
   private readonly holdLimit: number;
   private readonly holdMs: number;
+  private readonly snapshotTimeoutMs: number;
   private readonly now: () => number;
   private readonly logger: Logger;
   private readonly totals: ContainerEventStats = { disconnected: 0, dropped: 0, discarded: 0 };
@@ -163,6 +171,7 @@ export class ContainerEvents implements ContainerEventSink {
     this.queueLimit = o.queueLimit ?? 100;
     this.holdLimit = o.holdLimit ?? 100;
     this.holdMs = o.holdMs ?? 5 * 60_000;
+    this.snapshotTimeoutMs = o.snapshotTimeoutMs ?? 10_000;
     this.now = o.now ?? Date.now;
     this.logger = o.logger ?? nullLogger;
   }
@@ -196,10 +205,17 @@ export class ContainerEvents implements ContainerEventSink {
     } catch (err) {
       built = Promise.reject(err);
     }
-    const snapshot = built.catch((err: unknown) => {
-      this.logger.warn('container event without pod status', { container: containerId, sandbox: sandboxId, type, error: (err as Error).message });
-      return { containers: [] } as PodSnapshot;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no pod status after ${this.snapshotTimeoutMs} ms`)), this.snapshotTimeoutMs);
+      timer.unref();
     });
+    const snapshot = Promise.race([built, timeout])
+      .catch((err: unknown) => {
+        this.logger.warn('container event without pod status', { container: containerId, sandbox: sandboxId, type, error: (err as Error).message });
+        return { containers: [] } as PodSnapshot;
+      })
+      .finally(() => clearTimeout(timer));
     this.tail = this.tail
       .then(() => snapshot)
       .then((s) => this.publish({ type, containerId, createdAt, ...s }))
