@@ -503,7 +503,7 @@ export class ContainerService {
       c.state.createdAt = nowNs();
       this.writeStatus(c);
       this.containers.set(id, c);
-      await this.o.events?.emit('CONTAINER_CREATED_EVENT', id, c.sandboxId);
+      void this.o.events?.emit('CONTAINER_CREATED_EVENT', id, c.sandboxId);
       return id;
     } catch (err) {
       for (const [what, fn] of undo.reverse()) {
@@ -564,8 +564,10 @@ export class ContainerService {
       c.state = { ...c.state, pid, startedAt: nowNs(), starting: false };
       this.writeStatus(c);
       c.exited = this.watch(c);
-      // Emitted before the watch can see an exit: STARTED always comes before its STOPPED.
-      await this.o.events?.emit('CONTAINER_STARTED_EVENT', c.id, c.sandboxId);
+      // Emitted before the watch can see an exit: STARTED always comes before its STOPPED. Not
+      // waited for (nor are the other calls' events): the hub publishes in emit order, and the
+      // event's pod status (a shim round trip) stays off the call's time.
+      void this.o.events?.emit('CONTAINER_STARTED_EVENT', c.id, c.sandboxId);
     } catch (err) {
       if (taskCreated) {
         await this.o.tasks.kill(ctx, { containerId: c.id, execId: '', signal: SIGKILL, all: true }).catch(() => undefined);
@@ -725,7 +727,7 @@ export class ContainerService {
     this.specs.delete(c.id);
     if (this.names.get(c.name) === c.id) this.names.delete(c.name);
     // After it left the list, as containerd: the event's statuses are the pod's other containers.
-    await this.o.events?.emit('CONTAINER_DELETED_EVENT', c.id, c.sandboxId);
+    void this.o.events?.emit('CONTAINER_DELETED_EVENT', c.id, c.sandboxId);
   }
 
   /** Stops every container of a sandbox at once (SIGKILL), as StopPodSandbox does first. */

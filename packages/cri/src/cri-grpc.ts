@@ -194,7 +194,7 @@ function toContainerEventResponse(e: ContainerEvent): Cri.ContainerEventResponse
   return {
     containerId: e.containerId,
     containerEventType: CONTAINER_EVENT_TYPES.indexOf(e.type) as Cri.ContainerEventType,
-    createdAt: Number(e.createdAt),
+    createdAt: ns(e.createdAt),
     ...(e.sandbox ? { podSandboxStatus: toPodSandboxStatus(e.sandbox) } : {}),
     containersStatuses: e.containers.map((c) => toContainerStatus(c.container, c.image)),
   };

@@ -207,8 +207,7 @@ describe('crictl events', () => {
       annotations: { 'berth.test/big': 'x'.repeat(60_000) },
       linux: { cgroupParent: CGROUP_PARENT },
     });
-    // A raw stream that keeps each message's bytes: the generated code cannot decode CRI's
-    // nanosecond times into numbers (beyond Number.MAX_SAFE_INTEGER).
+    // A raw stream whose messages stay undecoded bytes: it is only there to stop reading.
     const channel = new grpc.Client(`unix:${daemon.address}`, grpc.credentials.createInsecure());
     const raw = channel.makeServerStreamRequest('/runtime.v1.RuntimeService/GetContainerEvents', () => Buffer.alloc(0), (b: Buffer) => b, {}) as grpc.ClientReadableStream<Buffer>;
     const stalled = raw[Symbol.asyncIterator]();

@@ -483,9 +483,9 @@ export class SandboxService {
       }
       this.sandboxes.set(id, sandbox);
       // As containerd 2.x: both once the pod is in the list (and ready), CREATED first.
-      await this.o.events?.emit('CONTAINER_CREATED_EVENT', id, id);
+      void this.o.events?.emit('CONTAINER_CREATED_EVENT', id, id);
       this.watchPause(sandbox);
-      await this.o.events?.emit('CONTAINER_STARTED_EVENT', id, id);
+      void this.o.events?.emit('CONTAINER_STARTED_EVENT', id, id);
       return id;
     } catch (err) {
       for (const [what, fn] of undo.reverse()) {
@@ -621,7 +621,7 @@ export class SandboxService {
     await this.podContainers?.removeAll(ctx, s.id);
     // After its containers' (each one's DELETED came with their removal), while the pod is still
     // listed: containerd sends it before deleting the records.
-    await this.o.events?.emit('CONTAINER_DELETED_EVENT', s.id, s.id);
+    void this.o.events?.emit('CONTAINER_DELETED_EVENT', s.id, s.id);
     try {
       await this.o.containers.delete(ctx, s.id);
     } catch (err) {
