@@ -1,0 +1,275 @@
+/**
+ * Acceptance, side by side with Debian's containerd 1.6.20: the same steps against both daemons,
+ * compared.
+ * - A real terminal (tmux): `crictl exec -it <ctr> sh` (commands, their output and the prompt, a
+ *   resize seen by `stty size`, `exit 3`), and `crictl attach -it` to a tty+stdin container.
+ * - Invalid input sent straight through a gRPC client (crictl checks some of it first): the same
+ *   gRPC codes and messages, and nothing left on the host after each failure.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { removeNetns } from '@berth/cni';
+import { TestNetwork, hostLinks, hostportChainsExist, iptablesOf, removeUnusedHostportChains } from '@berth/cni/test-helpers';
+import { RuntimeServiceService } from '@berth/api/cri';
+import { crictlArgv } from '@berth/cri-streaming/test-support';
+import { type Client, createClient } from '@berth/grpc';
+import { readMountInfo } from '@berth/mount';
+import { CONTAINERD_PATH, CRICTL_PATH, type CrictlResult, ReferenceContainerd, TestDaemon, runCrictl, tempDir } from '@berth/testing';
+import { cleanupShims } from '@berth/tasks/test-support';
+import { type CriWorld, addPauseImage, json, startCriWorld } from './test-support';
+
+jest.setTimeout(180_000);
+
+const describeIf = CONTAINERD_PATH ? describe : describe.skip;
+const IMAGE = 'docker.io/library/busybox:berth';
+const run = promisify(execFile);
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+let world: CriWorld;
+let net: TestNetwork;
+let berthd: TestDaemon;
+let containerd: ReferenceContainerd;
+let hadHostportChains = false;
+const CGROUP_PARENT = `/berth-cri-accept-side-${process.pid}`;
+const PARENT_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, CGROUP_PARENT)).filter((d) => existsSync(d)) : []);
+
+interface Daemon {
+  name: 'berthd' | 'containerd';
+  address: string;
+  dir: string;
+  /** Where its network namespaces are mounted. */
+  netnsDir: string;
+}
+const daemons = (): Daemon[] => [
+  { name: 'berthd', address: berthd.address, dir: berthd.dir, netnsDir: net.netnsRoot },
+  { name: 'containerd', address: containerd.address, dir: containerd.dir, netnsDir: join(containerd.state, 'io.containerd.grpc.v1.cri', 'netns') },
+];
+
+async function ok(d: Daemon, ...args: string[]): Promise<string> {
+  const r = await runCrictl(d.address, args);
+  if (r.code !== 0) throw new Error(`${d.name}: crictl ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+let seq = 0;
+function podConfig(over: Record<string, unknown> = {}): string {
+  seq += 1;
+  const logDir = join(world.dir, 'logs', `accept-${seq}`);
+  mkdirSync(logDir, { recursive: true });
+  const path = join(world.dir, `accept-${seq}.json`);
+  writeFileSync(
+    path,
+    JSON.stringify({
+      metadata: { name: `accept-${seq}`, namespace: 'berth-test', uid: `uid-${process.pid}-${seq}`, attempt: 0 },
+      hostname: `accept-${seq}`,
+      log_directory: logDir,
+      ...over,
+      linux: { cgroup_parent: CGROUP_PARENT, ...((over.linux as object | undefined) ?? {}) },
+    }),
+  );
+  return path;
+}
+
+function containerConfig(name: string, over: Record<string, unknown> = {}): string {
+  seq += 1;
+  const path = join(world.dir, `accept-ctr-${seq}.json`);
+  writeFileSync(path, JSON.stringify({ metadata: { name }, image: { image: IMAGE }, log_path: `${name}.log`, working_dir: '/', ...over }));
+  return path;
+}
+
+async function removeAll(address: string): Promise<void> {
+  for (const id of (await runCrictl(address, ['pods', '-q'])).stdout.split('\n').filter(Boolean)) await runCrictl(address, ['rmp', '-f', id]);
+}
+
+/** What a failed call may leave on the host, per daemon: compared before and after. */
+async function hostState(d: Daemon) {
+  const veths = hostLinks().includes(net.bridge)
+    ? (await run('ip', ['-o', 'link', 'show', 'master', net.bridge])).stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split(': ')[1].split('@')[0])
+        .sort()
+    : [];
+  const cgroups = PARENT_CGROUPS().flatMap((p) => readdirSync(p).filter((e) => /^[0-9a-f]{64}$/.test(e)).map((e) => join(p, e))).sort();
+  const mounts = readMountInfo()
+    .map((m) => m.mountPoint)
+    .filter((p) => p.startsWith(d.dir) || p.startsWith(net.dir))
+    .sort();
+  const netns = existsSync(d.netnsDir) ? readdirSync(d.netnsDir).sort() : [];
+  const k8s = async (what: string) => (await runCrictl(d.address, [what, '-q'])).stdout;
+  return {
+    netns,
+    veths,
+    allocations: net.allocations().sort(),
+    iptables: iptablesOf(net).filter((l) => !l.startsWith(':CNI-HOSTPORT') && !/-j CNI-HOSTPORT-/.test(l) && !l.startsWith('-A CNI-HOSTPORT-')),
+    cgroups,
+    mounts,
+    pods: await k8s('pods'),
+    containers: (await runCrictl(d.address, ['ps', '-a', '-q'])).stdout,
+  };
+}
+
+describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
+  beforeAll(async () => {
+    hadHostportChains = hostportChainsExist();
+    world = await startCriWorld();
+    await addPauseImage(world);
+    net = new TestNetwork();
+    const section = 'plugins."io.containerd.grpc.v1.cri"';
+    const config =
+      `[${section}]\n  sandbox_image = "registry.k8s.io/pause:3.6"\n  restrict_oom_score_adj = true\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n  netns_mounts_under_state_dir = true\n` +
+      `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
+      `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n`;
+    berthd = await TestDaemon.start({ config, logLevel: 'info' });
+    containerd = await ReferenceContainerd.start({ config, cri: true });
+    for (const d of daemons()) await ok(d, 'pull', IMAGE);
+  });
+
+  afterAll(async () => {
+    if (berthd) {
+      await removeAll(berthd.address);
+      await berthd.stop();
+      await cleanupShims(berthd.address, berthd.dir);
+      await berthd.cleanup();
+    }
+    if (containerd) {
+      await removeAll(containerd.address);
+      await containerd.stop();
+      await cleanupShims(containerd.address, containerd.dir);
+      const netnsDir = join(containerd.state, 'io.containerd.grpc.v1.cri', 'netns');
+      if (existsSync(netnsDir)) for (const n of readdirSync(netnsDir)) await removeNetns(join(netnsDir, n));
+      await containerd.cleanup();
+    }
+    await net?.cleanup();
+    if (!hadHostportChains) removeUnusedHostportChains();
+    for (const d of PARENT_CGROUPS().flatMap((p) => [...readdirSync(p).filter((e) => /^[0-9a-f]{64}$/.test(e)).map((e) => join(p, e)), p])) {
+      try {
+        rmdirSync(d);
+      } catch {
+        /* in use */
+      }
+    }
+    await world?.cleanup();
+  });
+
+  describe('on a real terminal (tmux)', () => {
+    const crictlDir = tempDir('berth-cri-accept-tty-');
+    let n = 0;
+    let session = '';
+    const tmux = (...args: string[]) => run('tmux', ['-L', session, ...args]);
+    /** The lines of a screen with trailing spaces and blanks dropped. */
+    const lines = (text: string) => text.split('\n').map((l) => l.trimEnd()).filter((l, i, all) => l !== '' || all.slice(i).some((x) => x !== ''));
+    const screen = async () => (await tmux('capture-pane', '-p', '-t', session)).stdout;
+    async function waitFor(re: RegExp, timeoutMs = 20_000): Promise<string> {
+      const until = Date.now() + timeoutMs;
+      let text = '';
+      while (Date.now() < until) {
+        text = await screen();
+        if (re.test(text)) return text;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`screen never matched ${re}:\n${text}`);
+    }
+    /** Types a line and waits until the screen shows `until`. */
+    async function type(line: string, until: RegExp): Promise<string> {
+      await tmux('send-keys', '-t', session, '-l', line);
+      await tmux('send-keys', '-t', session, 'Enter');
+      return waitFor(until);
+    }
+    /**
+     * Clears the screen with busybox sh's ^L (no command runs, so nothing typed next is lost to
+     * its line editor's setup) and waits for the bare prompt.
+     */
+    async function clearScreen(): Promise<void> {
+      await tmux('send-keys', '-t', session, 'C-l');
+      const until = Date.now() + 20_000;
+      while (Date.now() < until) {
+        if (lines(await screen()).join('\n') === '/ #') return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`the screen was not cleared:\n${await screen()}`);
+    }
+    /** Starts crictl on the terminal, after `clear`, so that the screen holds only its session. */
+    async function startCrictl(d: Daemon, args: string[]): Promise<void> {
+      const argv = [CRICTL_PATH!, ...crictlArgv(d.address, crictlDir.path, args)].map(shellQuote).join(' ');
+      await tmux('send-keys', '-t', session, '-l', `clear; ${argv}; echo "crictl exited $?"`);
+      await tmux('send-keys', '-t', session, 'Enter');
+    }
+
+    beforeEach(async () => {
+      session = `berth-cri-accept-${process.pid}-${++n}`;
+      await tmux('new-session', '-d', '-s', session, '-x', '100', '-y', '30', 'sh');
+      await waitFor(/[$#]$/m);
+    });
+    afterEach(async () => {
+      await tmux('kill-server').catch(() => undefined);
+      // kill-server leaves its socket file behind.
+      rmSync(join(process.env.TMUX_TMPDIR ?? '/tmp', `tmux-${process.getuid!()}`, session), { force: true });
+    });
+    afterAll(() => crictlDir.remove());
+
+    it('exec -it sh: a prompt, commands and their output, the size and a resize, exit 3: the same screens on both', async () => {
+      const screens: Record<string, string[][]> = {};
+      for (const d of daemons()) {
+        const pod = podConfig();
+        const podId = (await ok(d, 'runp', pod)).trim();
+        const id = (await ok(d, 'create', '--no-pull', podId, containerConfig('shell', { command: ['sleep', '100000'] }), pod)).trim();
+        await ok(d, 'start', id);
+        await tmux('resize-window', '-t', session, '-x', '100', '-y', '30');
+        await startCrictl(d, ['exec', '-it', id, 'sh']);
+        const got: string[][] = [];
+        // busybox sh's prompt for root in /.
+        got.push(lines(await waitFor(/^\/ #$/m)));
+        await clearScreen();
+        got.push(lines(await type('echo $((6 * 7)); tty; stty size', /^30 100$/m)));
+        expect(got.at(-1)!.join('\n')).toMatch(/^42\n\/dev\/pts\/\d+\n30 100\n\/ #$/m);
+        await tmux('resize-window', '-t', session, '-x', '120', '-y', '40');
+        // tmux -> SIGWINCH to crictl -> the resize stream -> the exec's pty: asked until it shows.
+        let after = '';
+        for (let i = 0; i < 20 && !/^40 120$/m.test(after); i++) {
+          await clearScreen();
+          after = await type('stty size; echo $((6 * 7))', /^42$/m);
+          if (!/^40 120$/m.test(after)) await new Promise((r) => setTimeout(r, 200));
+        }
+        got.push(lines(after));
+        expect(after).toMatch(/^40 120$/m);
+        got.push(lines(await type('exit 3', /^crictl exited \d+$/m)));
+        screens[d.name] = got.map((s) => s.map((l) => l.replace(/\/dev\/pts\/\d+/, '/dev/pts/N').replace(id, '<id>')));
+        await ok(d, 'rmp', '-f', podId);
+      }
+      expect(screens.berthd).toEqual(screens.containerd);
+      // crictl 1.37 reports a non-zero exit code in words and exits 1.
+      const end = screens.berthd.at(-1)!;
+      expect(end.join('')).toContain('ERRO[0000] execing command in container <id>: command terminated with exit code 3');
+      expect(end).toContain('crictl exited 1');
+    });
+
+    it('attach -it to a tty+stdin container: a command and its answer, then exit ends the session: the same screens on both', async () => {
+      const screens: Record<string, string[][]> = {};
+      for (const d of daemons()) {
+        const pod = podConfig();
+        const podId = (await ok(d, 'runp', pod)).trim();
+        const id = (await ok(d, 'create', '--no-pull', podId, containerConfig('tty', { command: ['sh'], tty: true, stdin: true, stdin_once: true }), pod)).trim();
+        await ok(d, 'start', id);
+        await startCrictl(d, ['attach', '-it', id]);
+        const got: string[][] = [];
+        // Nothing is redrawn on attach: a line typed gets its answer and a fresh prompt.
+        await new Promise((r) => setTimeout(r, 1000));
+        got.push(lines(await type('echo attached-$((1 + 2)); stty size', /^30 100$/m)));
+        expect(got.at(-1)).toContain('attached-3');
+        got.push(lines(await type('exit 4', /^crictl exited \d+$/m)));
+        screens[d.name] = got;
+        const st = json(await ok(d, 'inspect', id)).status;
+        screens[d.name].push([st.state, String(st.exitCode)]);
+        await ok(d, 'rmp', '-f', podId);
+      }
+      expect(screens.berthd).toEqual(screens.containerd);
+      // crictl attach has no detach keys: it ends when the container's shell does, and exits 0
+      // whatever the container's exit code (4 here, in the status).
+      expect(screens.berthd[1]).toContain('crictl exited 0');
+      expect(screens.berthd[2]).toEqual(['CONTAINER_EXITED', '4']);
+    });
+  });
+});
