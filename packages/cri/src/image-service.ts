@@ -210,12 +210,14 @@ export class CriImageService {
     }
     const exact = id !== undefined ? all.find((i) => i.id === id) : undefined;
     if (exact) return exact;
-    // An id prefix, as containerd's digest set looks one up.
+    // An id prefix, as containerd's digest set looks one up, in its words. An empty one matches
+    // every image: ambiguous, as in containerd 1.6.20 (seen side by side), but never taken as
+    // the one image there is, which containerd would.
     const prefix = refOrId.startsWith('sha256:') ? refOrId : `sha256:${refOrId}`;
-    if (/^sha256:[a-f0-9]+$/.test(prefix) && id === undefined) {
+    if (/^sha256:[a-f0-9]*$/.test(prefix) && id === undefined) {
       const matches = all.filter((i) => i.id.startsWith(prefix));
-      if (matches.length > 1) throw new UnknownError(`ambiguous image id ${JSON.stringify(refOrId)}`);
-      if (matches.length === 1) return matches[0];
+      if (matches.length > 1) throw new UnknownError('ambiguous digest string', { bare: true });
+      if (matches.length === 1 && refOrId !== '') return matches[0];
     }
     throw new NotFoundError(`image ${JSON.stringify(refOrId)}`);
   }
