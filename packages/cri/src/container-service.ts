@@ -24,7 +24,7 @@ import { fromGoJson, toGoJson } from './go-json';
 import { KeyedSerial } from './serial';
 import { CRI_NAMESPACE, type CriImage } from './image-service';
 import type { Sandbox, SandboxContainer } from './sandbox-service';
-import { CRI_KIND_LABEL } from './sandbox-service';
+import { CRI_KIND_LABEL, EMPTY_PREFIX } from './sandbox-service';
 import { signalNumber } from './signals';
 
 /** The extension holding a container's metadata. */
@@ -87,7 +87,8 @@ export interface CriContainer {
 
 /** The sandbox service's part a container needs. */
 export interface SandboxLookup {
-  get(ctx: Context, id: string): Promise<Sandbox>;
+  /** A sandbox by id or unique prefix; `what` words the lookup's error (`<what>: not found`). */
+  get(ctx: Context, id: string, what?: string): Promise<Sandbox>;
   /** The pause task's pid, 0 when it does not run. */
   pausePid(ctx: Context, id: string): Promise<number>;
   /** The sandbox's files. */
@@ -348,19 +349,24 @@ export class ContainerService {
     return this.load(this.background());
   }
 
-  /** A container by id or unique id prefix; NotFound as containerd words it. */
-  private find(id: string): CriContainer {
+  /**
+   * A container by id or unique id prefix. `what` is the call's words before the lookup's error,
+   * as containerd words them: NotFound `<what>: not found`, or for an empty id Unknown
+   * `<what>: Prefix can't be empty`.
+   */
+  private find(id: string, what = `an error occurred when try to find container ${JSON.stringify(id)}`): CriContainer {
+    if (id === '') throw new UnknownError(`${what}: ${EMPTY_PREFIX}`, { bare: true });
     const exact = this.containers.get(id);
     if (exact) return exact;
-    const matches = id === '' ? [] : [...this.containers.keys()].filter((k) => k.startsWith(id));
-    if (matches.length !== 1) throw new NotFoundError(`an error occurred when try to find container ${JSON.stringify(id)}: not found`, { bare: true });
+    const matches = [...this.containers.keys()].filter((k) => k.startsWith(id));
+    if (matches.length !== 1) throw new NotFoundError(`${what}: not found`, { bare: true });
     return this.containers.get(matches[0])!;
   }
 
-  /** A container by id or prefix, after earlier runs' containers were read back. */
-  async get(callCtx: Context, id: string): Promise<CriContainer> {
+  /** A container by id or prefix, after earlier runs' containers were read back; `what` words the error (see `find`). */
+  async get(callCtx: Context, id: string, what?: string): Promise<CriContainer> {
     await this.load(this.ns(callCtx));
-    return this.find(id);
+    return this.find(id, what);
   }
 
   // ---- CreateContainer ---------------------------------------------------------------------
@@ -374,11 +380,13 @@ export class ContainerService {
     const ctx = this.ns(callCtx);
     await this.load(ctx);
     let sandbox: Sandbox;
+    const what = `failed to find sandbox id ${JSON.stringify(sandboxId)}`;
     try {
-      sandbox = await this.o.sandboxes.get(ctx, sandboxId);
+      sandbox = await this.o.sandboxes.get(ctx, sandboxId, what);
     } catch (err) {
-      if (isNotFound(err)) throw new NotFoundError(`failed to find sandbox id ${JSON.stringify(sandboxId)}: not found`, { bare: true, cause: err });
-      throw wrap(err, `failed to find sandbox id ${JSON.stringify(sandboxId)}`);
+      // The lookup's own errors are worded already.
+      if (isNotFound(err) || sandboxId === '') throw err;
+      throw wrap(err, what);
     }
     const sandboxConfig = sandbox.config ?? sandboxConfigIn;
     const pausePid = await this.o.sandboxes.pausePid(ctx, sandbox.id);
@@ -832,8 +840,8 @@ export class ContainerService {
    * The full id of container `id` (an id or a unique prefix) if it runs; otherwise containerd's
    * Unknown "container is in <STATE> state". Exec and Attach ask before they hand out a URL.
    */
-  async requireRunning(callCtx: Context, id: string): Promise<string> {
-    const c = await this.get(callCtx, id);
+  async requireRunning(callCtx: Context, id: string, what?: string): Promise<string> {
+    const c = await this.get(callCtx, id, what);
     if (stateOf(c.state) !== CONTAINER_RUNNING) throw new UnknownError(`container is in ${STATE_NAMES[stateOf(c.state)]} state`, { bare: true });
     return c.id;
   }
@@ -846,7 +854,7 @@ export class ContainerService {
   }
 
   async attach(callCtx: Context, id: string, streams: { stdin?: Readable; stdout?: Writable; stderr?: Writable }): Promise<void> {
-    const c = await this.get(callCtx, id);
+    const c = await this.get(callCtx, id, 'failed to find container in store');
     if (stateOf(c.state) !== CONTAINER_RUNNING) throw new UnknownError(`container is in ${STATE_NAMES[stateOf(c.state)]} state`, { bare: true });
     if (!c.io) throw new UnknownError(`container ${JSON.stringify(c.id)} has no IO`);
     await c.io.attach(streams);
@@ -858,7 +866,7 @@ export class ContainerService {
    */
   async exec(callCtx: Context, id: string, o: { cmd: string[]; tty: boolean; stdin?: Readable; stdout?: Writable; stderr?: Writable }): Promise<ExecHandle> {
     const ctx = this.ns(callCtx);
-    const c = await this.get(ctx, id);
+    const c = await this.get(ctx, id, `failed to find container ${JSON.stringify(id)} in store`);
     if (stateOf(c.state) !== CONTAINER_RUNNING) throw new UnknownError(`container is in ${STATE_NAMES[stateOf(c.state)]} state`, { bare: true });
     const record = await this.o.containers.get(ctx, c.id);
     const spec = JSON.parse(record.spec!.value.toString()) as { process: Record<string, any> };
@@ -918,7 +926,7 @@ export class ContainerService {
   /** UpdateContainerResources: the stored spec updated, and the running task's cgroup. */
   async updateResources(callCtx: Context, id: string, r: Cri.LinuxContainerResources | undefined, annotations: Record<string, string>): Promise<void> {
     const ctx = this.ns(callCtx);
-    const c = await this.get(ctx, id);
+    const c = await this.get(ctx, id, 'failed to find container');
     await this.serial(c.id, async () => {
       if (c.state.removing) throw new UnknownError(`failed to update resources: container ${JSON.stringify(c.id)} is in removing state`, { bare: true });
       if (!r) return;

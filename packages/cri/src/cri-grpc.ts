@@ -288,11 +288,11 @@ export function createRuntimeGrpcService(
         return {};
       },
       exec: async (req, call) => {
-        const containerId = await containers.requireRunning(call, req.containerId);
+        const containerId = await containers.requireRunning(call, req.containerId, `failed to find container ${JSON.stringify(req.containerId)} in store`);
         return (await streaming.server()).getExec({ ...req, containerId });
       },
       attach: async (req, call) => {
-        const containerId = await containers.requireRunning(call, req.containerId);
+        const containerId = await containers.requireRunning(call, req.containerId, 'failed to find container in store');
         return (await streaming.server()).getAttach({ ...req, containerId });
       },
       portForward: async (req) => {
@@ -324,8 +324,10 @@ export function createRuntimeGrpcService(
         return { stats };
       },
       containerStats: async (req, call) => {
-        const list = await containers.stats(call, { id: req.containerId });
-        if (list.length === 0) throw new NotFoundError(`failed to find container: an error occurred when try to find container ${JSON.stringify(req.containerId)}: not found`, { bare: true });
+        // The one container by id or prefix first (an empty id would list them all).
+        const { id } = await containers.get(call, req.containerId, 'failed to find container');
+        const list = await containers.stats(call, { id });
+        if (list.length === 0) throw new NotFoundError('failed to find container: not found', { bare: true });
         return { stats: toContainerStats(list[0]) };
       },
       listContainerStats: async (req, call) => {

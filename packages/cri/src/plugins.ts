@@ -127,7 +127,7 @@ export function createCriPlugin(options: CriPluginOptions) {
           return Object.prototype.hasOwnProperty.call(runtimes, key) ? runtimes[key].privileged_without_host_devices : false;
         },
         images: { get: (c, ref) => images.get(c, ref) },
-        sandboxes: { get: (c, id) => sandboxes.get(c, id), pausePid: (c, id) => sandboxes.pausePid(c, id), files: (s) => sandboxes.files(s) },
+        sandboxes: { get: (c, id, what) => sandboxes.get(c, id, what), pausePid: (c, id) => sandboxes.pausePid(c, id), files: (s) => sandboxes.files(s) },
         containers: ctx.get(ContainersServiceToken),
         tasks: {
           create: (c, r) => tasks.create(c, r as never),

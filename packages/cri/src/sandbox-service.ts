@@ -163,6 +163,9 @@ function fromGoCniResult(v: Record<string, any>, ip: string, additionalIps: stri
   return { ip, additionalIps, interfaces, dns, routes: v.Routes ?? [], results: {} };
 }
 
+/** containerd's id index's words for an empty id (prefix). */
+export const EMPTY_PREFIX = "Prefix can't be empty";
+
 /** containerd's sandbox name: `name_namespace_uid_attempt`. */
 export function sandboxName(m: Cri.PodSandboxMetadata): string {
   return [m.name, m.namespace, m.uid, String(m.attempt)].join('_');
@@ -271,13 +274,18 @@ export class SandboxService {
     };
   }
 
-  /** A sandbox by id or unique id prefix; NotFound as containerd words it. */
-  private find(id: string): Sandbox {
+  /**
+   * A sandbox by id or unique id prefix. `what` is the call's words before the lookup's error, as
+   * containerd words them: NotFound `<what>: not found`, or for an empty id Unknown
+   * `<what>: Prefix can't be empty` (its id index refuses an empty prefix).
+   */
+  private find(id: string, what = 'an error occurred when try to find sandbox'): Sandbox {
+    if (id === '') throw new UnknownError(`${what}: ${EMPTY_PREFIX}`, { bare: true });
     const exact = this.sandboxes.get(id);
     if (exact) return exact;
-    const matches = id === '' ? [] : [...this.sandboxes.keys()].filter((k) => k.startsWith(id));
+    const matches = [...this.sandboxes.keys()].filter((k) => k.startsWith(id));
     if (matches.length > 1) throw new InvalidArgumentError(`ambiguous sandbox id prefix ${JSON.stringify(id)}`);
-    if (matches.length === 0) throw new NotFoundError(`an error occurred when try to find sandbox: not found`, { bare: true });
+    if (matches.length === 0) throw new NotFoundError(`${what}: not found`, { bare: true });
     return this.sandboxes.get(matches[0])!;
   }
 
@@ -572,7 +580,7 @@ export class SandboxService {
     await this.load(ctx);
     let s: Sandbox;
     try {
-      s = this.find(id);
+      s = this.find(id, `an error occurred when try to find sandbox ${JSON.stringify(id)}`);
     } catch (err) {
       if (isNotFound(err)) return;
       throw err;
@@ -684,10 +692,10 @@ export class SandboxService {
     return s ? this.view(this.ns(context()), s, false) : undefined;
   }
 
-  /** A sandbox by id or unique id prefix (NotFound when missing). */
-  async get(callCtx: Context, id: string): Promise<Sandbox> {
+  /** A sandbox by id or unique id prefix (NotFound when missing); `what` words the error (see `find`). */
+  async get(callCtx: Context, id: string, what?: string): Promise<Sandbox> {
     await this.load(this.ns(callCtx));
-    return this.find(id);
+    return this.find(id, what);
   }
 
   /** The pid of a sandbox's pause task while it runs; 0 otherwise. */

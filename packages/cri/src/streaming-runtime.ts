@@ -42,13 +42,14 @@ export class CriStreamingRuntime implements StreamingRuntime {
   }
 
   async portForward(podSandboxId: string, port: number, stream: Duplex, signal: AbortSignal): Promise<void> {
-    const s = await this.sandboxes.get(this.ctx, podSandboxId);
+    const s = await this.sandboxes.get(this.ctx, podSandboxId, `failed to find sandbox ${JSON.stringify(podSandboxId)}`);
     await forwardPort(s.netnsPath === '' ? undefined : s.netnsPath, port, stream, { name: s.id, signal });
   }
 
   /** PortForward's check before it hands out a URL: the sandbox exists and is ready. */
   async requireReady(podSandboxId: string): Promise<string> {
-    const v = await this.sandboxes.status(this.ctx, podSandboxId);
+    const s = await this.sandboxes.get(this.ctx, podSandboxId, `failed to find sandbox ${JSON.stringify(podSandboxId)}`);
+    const v = await this.sandboxes.status(this.ctx, s.id);
     if (!v.ready) throw new UnknownError(`sandbox container ${JSON.stringify(v.sandbox.id)} is not running`, { bare: true });
     return v.sandbox.id;
   }
