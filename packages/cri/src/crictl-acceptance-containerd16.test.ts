@@ -12,11 +12,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { removeNetns } from '@berth/cni';
 import { TestNetwork, hostLinks, hostportChainsExist, iptablesOf, removeUnusedHostportChains } from '@berth/cni/test-helpers';
-import { RuntimeServiceService } from '@berth/api/cri';
+import { ContainerConfig, CreateContainerRequest, PodSandboxConfig, RunPodSandboxRequest, RuntimeServiceService } from '@berth/api/cri';
 import { crictlArgv } from '@berth/cri-streaming/test-support';
 import { type Client, createClient } from '@berth/grpc';
 import { readMountInfo } from '@berth/mount';
-import { CONTAINERD_PATH, CRICTL_PATH, type CrictlResult, ReferenceContainerd, TestDaemon, runCrictl, tempDir } from '@berth/testing';
+import { CONTAINERD_PATH, CRICTL_PATH, ReferenceContainerd, TestDaemon, runCrictl, tempDir } from '@berth/testing';
 import { cleanupShims } from '@berth/tasks/test-support';
 import { type CriWorld, addPauseImage, json, startCriWorld } from './test-support';
 
@@ -111,6 +111,20 @@ async function hostState(d: Daemon) {
   };
 }
 
+/**
+ * Expects berthd's host state back at `before`. The two daemons share the bridge, the host-local
+ * directory and the cgroup parent, and containerd finishes some cleanup after its calls return
+ * (a shim's exit, its cgroups): the state is polled a little before it is compared.
+ */
+async function expectHostState(d: Daemon, before: Awaited<ReturnType<typeof hostState>>): Promise<void> {
+  let after = await hostState(d);
+  for (let i = 0; i < 25 && JSON.stringify(after) !== JSON.stringify(before); i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    after = await hostState(d);
+  }
+  expect(after).toEqual(before);
+}
+
 describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
   beforeAll(async () => {
     hadHostportChains = hostportChainsExist();
@@ -155,7 +169,11 @@ describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
   });
 
   describe('on a real terminal (tmux)', () => {
-    const crictlDir = tempDir('berth-cri-accept-tty-');
+    // crictl's empty config file (crictlArgv writes it) and HOME.
+    let crictlDir: ReturnType<typeof tempDir>;
+    beforeAll(() => {
+      crictlDir = tempDir('berth-cri-accept-tty-');
+    });
     let n = 0;
     let session = '';
     const tmux = (...args: string[]) => run('tmux', ['-L', session, ...args]);
@@ -208,7 +226,7 @@ describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
       // kill-server leaves its socket file behind.
       rmSync(join(process.env.TMUX_TMPDIR ?? '/tmp', `tmux-${process.getuid!()}`, session), { force: true });
     });
-    afterAll(() => crictlDir.remove());
+    afterAll(() => crictlDir?.remove());
 
     it('exec -it sh: a prompt, commands and their output, the size and a resize, exit 3: the same screens on both', async () => {
       const screens: Record<string, string[][]> = {};
@@ -270,6 +288,157 @@ describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
       // whatever the container's exit code (4 here, in the status).
       expect(screens.berthd[1]).toContain('crictl exited 0');
       expect(screens.berthd[2]).toEqual(['CONTAINER_EXITED', '4']);
+    });
+  });
+  describe('invalid input through a gRPC client: the same codes and messages, nothing left behind', () => {
+    type Runtime = Client<typeof RuntimeServiceService>;
+    const clients = new Map<string, Runtime>();
+    const runtime = (d: Daemon) => {
+      if (!clients.has(d.name)) clients.set(d.name, createClient(RuntimeServiceService, d.address));
+      return clients.get(d.name)!;
+    };
+    afterAll(() => {
+      for (const c of clients.values()) c.close();
+    });
+
+    /** A call's outcome: OK (`then` runs on its reply), or the status code and message with what differs by nature masked. */
+    async function outcome<T>(call: Promise<T>, then: (reply: T) => Promise<unknown>): Promise<string> {
+      let reply: T;
+      try {
+        reply = await call;
+      } catch (err) {
+        const status = (err as { cause?: { code?: number; details?: string } }).cause;
+        if (typeof status?.code !== 'number') throw err;
+        return `code ${status.code}: ${(status.details ?? '')
+          .replace(/[0-9a-f]{64}/g, '<id>')
+          // portmap's chain (a hash of the sandbox id) and the pod's address.
+          .replace(/CNI-DN-[0-9a-f]+/g, 'CNI-DN-<hash>')
+          .replace(/\d+\.\d+\.\d+\.\d+/g, '<ip>')}`;
+      }
+      await then(reply);
+      return 'OK';
+    }
+
+    const podBase = () => ({
+      metadata: { name: `bad-${++seq}`, namespace: 'berth-test', uid: `uid-${process.pid}-${seq}`, attempt: 0 },
+      hostname: 'bad',
+      logDirectory: join(world.dir, 'logs'),
+      linux: { cgroupParent: CGROUP_PARENT },
+    });
+
+    it.each<[string, (base: ReturnType<typeof podBase>) => Record<string, unknown> | undefined]>([
+      ['no config', () => undefined],
+      ['no metadata', (b) => ({ ...b, metadata: undefined })],
+      // containerd 1.6.20 checks only that metadata is there. A pod without a name, namespace or
+      // uid runs, and Stop/RemovePodSandbox remove it; crictl (its cri-client) refuses its status,
+      // so `crictl rmp` cannot. Kubelet never sends one. Matched, not refused.
+      ['an empty name', (b) => ({ ...b, metadata: { ...b.metadata, name: '' } })],
+      ['an empty namespace', (b) => ({ ...b, metadata: { ...b.metadata, namespace: '' } })],
+      ['an empty uid', (b) => ({ ...b, metadata: { ...b.metadata, uid: '' } })],
+      ['container_port 0', (b) => ({ ...b, portMappings: [{ protocol: 0, containerPort: 0, hostPort: 18080 }] })],
+      ['a host port over 65535', (b) => ({ ...b, portMappings: [{ protocol: 0, containerPort: 80, hostPort: 70000 }] })],
+      ['a container port over 65535', (b) => ({ ...b, portMappings: [{ protocol: 0, containerPort: 70000, hostPort: 18081 }] })],
+      ['an unknown protocol', (b) => ({ ...b, portMappings: [{ protocol: 7, containerPort: 80, hostPort: 18082 }] })],
+      ['a host IP that is not an address', (b) => ({ ...b, portMappings: [{ protocol: 0, containerPort: 80, hostPort: 18083, hostIp: 'nope' }] })],
+    ])('RunPodSandbox with %s', async (_what, make) => {
+      const got: Record<string, string> = {};
+      for (const d of daemons()) {
+        const before = await hostState(d);
+        const config = make(podBase());
+        const req = RunPodSandboxRequest.fromPartial(config ? { config: PodSandboxConfig.fromPartial(config as never) } : {});
+        got[d.name] = await outcome(runtime(d).runPodSandbox(req), async ({ podSandboxId }) => {
+          await runtime(d).stopPodSandbox({ podSandboxId });
+          await runtime(d).removePodSandbox({ podSandboxId });
+        });
+        // containerd 1.6.20 leaves the network namespace of some sandboxes whose portmap step
+        // failed mounted (afterAll removes them): only berthd is held to leaving nothing.
+        if (d.name === 'berthd') await expectHostState(d, before);
+      }
+      expect(got.berthd).toBe(got.containerd);
+    });
+      describe('CreateContainer', () => {
+      const pods = new Map<string, { id: string; config: ReturnType<typeof podBase> }>();
+      beforeAll(async () => {
+        for (const d of daemons()) {
+          const config = podBase();
+          const { podSandboxId } = await runtime(d).runPodSandbox(RunPodSandboxRequest.fromPartial({ config: PodSandboxConfig.fromPartial(config as never) }));
+          pods.set(d.name, { id: podSandboxId, config });
+        }
+      });
+      afterAll(async () => {
+        for (const d of daemons()) await removeAll(d.address);
+      });
+
+      const ctrBase = () => ({ metadata: { name: `c-${++seq}` }, image: { image: IMAGE }, command: ['sleep', '1000'], logPath: `c-${seq}.log` });
+      it.each<[string, (c: ReturnType<typeof ctrBase>, pod: { id: string; config: ReturnType<typeof podBase> }) => Record<string, unknown>]>([
+        ['no config', (_c, p) => ({ podSandboxId: p.id, sandboxConfig: p.config })],
+        ['no metadata', (c, p) => ({ podSandboxId: p.id, sandboxConfig: p.config, config: { ...c, metadata: undefined } })],
+        ['an empty name', (c, p) => ({ podSandboxId: p.id, sandboxConfig: p.config, config: { ...c, metadata: { name: '' } } })],
+        ['a name with a slash and spaces', (c, p) => ({ podSandboxId: p.id, sandboxConfig: p.config, config: { ...c, metadata: { name: 'a/b c' } } })],
+        ['no image', (c, p) => ({ podSandboxId: p.id, sandboxConfig: p.config, config: { ...c, image: undefined } })],
+        ['an image not pulled', (c, p) => ({ podSandboxId: p.id, sandboxConfig: p.config, config: { ...c, image: { image: 'docker.io/library/nosuch:1' } } })],
+        ['no pod id', (c, p) => ({ podSandboxId: '', sandboxConfig: p.config, config: c })],
+        ['an unknown pod id', (c, p) => ({ podSandboxId: 'f'.repeat(64), sandboxConfig: p.config, config: c })],
+      ])('with %s', async (_what, make) => {
+        const got: Record<string, string> = {};
+        for (const d of daemons()) {
+          const before = await hostState(d);
+          const req = make(ctrBase(), pods.get(d.name)!) as { config?: unknown; sandboxConfig?: unknown; podSandboxId: string };
+          const request = CreateContainerRequest.fromPartial({
+            podSandboxId: req.podSandboxId,
+            ...(req.config ? { config: ContainerConfig.fromPartial(req.config as never) } : {}),
+            ...(req.sandboxConfig ? { sandboxConfig: PodSandboxConfig.fromPartial(req.sandboxConfig as never) } : {}),
+          });
+          got[d.name] = await outcome(runtime(d).createContainer(request), async ({ containerId }) => {
+            await runtime(d).removeContainer({ containerId });
+          });
+          if (d.name === 'berthd') await expectHostState(d, before);
+        }
+        expect(got.berthd).toBe(got.containerd);
+      });
+
+      it.each<[string, (r: Runtime, id: string) => Promise<unknown>]>([
+        ['PodSandboxStatus', (r, id) => r.podSandboxStatus({ podSandboxId: id, verbose: false })],
+        ['StopPodSandbox', (r, id) => r.stopPodSandbox({ podSandboxId: id })],
+        ['RemovePodSandbox', (r, id) => r.removePodSandbox({ podSandboxId: id })],
+        ['ContainerStatus', (r, id) => r.containerStatus({ containerId: id, verbose: false })],
+        ['StartContainer', (r, id) => r.startContainer({ containerId: id })],
+        ['StopContainer', (r, id) => r.stopContainer({ containerId: id, timeout: 0 })],
+        ['RemoveContainer', (r, id) => r.removeContainer({ containerId: id })],
+        ['ExecSync', (r, id) => r.execSync({ containerId: id, cmd: ['true'], timeout: 0 })],
+        ['Exec', (r, id) => r.exec({ containerId: id, cmd: ['true'], tty: false, stdin: false, stdout: true, stderr: false })],
+        ['Attach', (r, id) => r.attach({ containerId: id, tty: false, stdin: false, stdout: true, stderr: false })],
+        ['PortForward', (r, id) => r.portForward({ podSandboxId: id, port: [80] })],
+        ['UpdateContainerResources', (r, id) => r.updateContainerResources({ containerId: id, annotations: {} })],
+        ['ReopenContainerLog', (r, id) => r.reopenContainerLog({ containerId: id })],
+        ['ContainerStats', (r, id) => r.containerStats({ containerId: id })],
+      ])('%s with an empty id, and with an unknown one', async (what, call) => {
+        for (const id of ['', 'f'.repeat(64)]) {
+          const got: Record<string, string> = {};
+          for (const d of daemons()) got[d.name] = await outcome(call(runtime(d), id), async () => undefined);
+          if (id !== '' && what.startsWith('Stop')) {
+            // Stopping what is not there is done, as CRI asks (critest "Idempotence"); containerd
+            // 1.6.20 still answers NotFound (changed in containerd#10520 and #10531).
+            expect(got.berthd).toBe('OK');
+            expect(got.containerd).toMatch(/^code 5: an error occurred when try to find \w+ "<id>": not found$/);
+          } else expect(got.berthd).toBe(got.containerd);
+        }
+      });
+
+      it('with no sandbox config: berthd names and builds the container from the pod it knows (containerd 1.6.20 panics and exits)', async () => {
+        // containerd 1.6.20 dereferences the missing sandbox metadata while making the
+        // container's name (pkg/cri/server/helpers.go:113, seen here): the whole daemon dies. So
+        // only berthd is asked.
+        const d = daemons()[0];
+        const before = await hostState(d);
+        const pod = pods.get(d.name)!;
+        const { containerId } = await runtime(d).createContainer(CreateContainerRequest.fromPartial({ podSandboxId: pod.id, config: ContainerConfig.fromPartial(ctrBase() as never) }));
+        const status = json(await ok(d, 'inspect', containerId));
+        expect(status.status.logPath).toBe(join(pod.config.logDirectory, `c-${seq}.log`));
+        expect(status.info.runtimeSpec.annotations['io.kubernetes.cri.sandbox-name']).toBe(pod.config.metadata.name);
+        await runtime(d).removeContainer({ containerId });
+        await expectHostState(d, before);
+      });
     });
   });
 });
