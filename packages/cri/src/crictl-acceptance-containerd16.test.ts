@@ -16,7 +16,7 @@ import { ContainerConfig, CreateContainerRequest, PodSandboxConfig, RunPodSandbo
 import { crictlArgv } from '@berth/cri-streaming/test-support';
 import { type Client, createClient } from '@berth/grpc';
 import { readMountInfo } from '@berth/mount';
-import { CONTAINERD_PATH, CRICTL_PATH, ReferenceContainerd, TestDaemon, runCrictl, tempDir } from '@berth/testing';
+import { CONTAINERD_PATH, CRICTL_PATH, ReferenceContainerd, TestDaemon, runCrictl, runCtr, tempDir } from '@berth/testing';
 import { cleanupShims } from '@berth/tasks/test-support';
 import { type CriWorld, addPauseImage, json, startCriWorld } from './test-support';
 
@@ -99,7 +99,16 @@ async function hostState(d: Daemon) {
     .sort();
   const netns = existsSync(d.netnsDir) ? readdirSync(d.netnsDir).sort() : [];
   const k8s = async (what: string) => (await runCrictl(d.address, [what, '-q'])).stdout;
+  // The containerd-level objects too: records, snapshots, leases, the CRI plugin's dirs.
+  const ctr = async (...args: string[]) => (await runCtr(d.address, ['-n', 'k8s.io', ...args], d.name === 'containerd' ? { ctr: containerd.ctrPath } : {})).stdout;
+  const criDirs = (root: string) => ['sandboxes', 'containers'].flatMap((k) => (existsSync(join(root, 'io.containerd.grpc.v1.cri', k)) ? readdirSync(join(root, 'io.containerd.grpc.v1.cri', k)) : []));
+  const root = d.name === 'berthd' ? berthd.root : containerd.root;
+  const state = d.name === 'berthd' ? berthd.state : containerd.state;
   return {
+    records: await ctr('containers', 'ls', '-q'),
+    snapshots: (await ctr('snapshots', 'ls')).split('\n').map((l) => l.split(/\s+/)[0]).sort(),
+    leases: await ctr('leases', 'ls', '-q'),
+    criDirs: [...criDirs(root), ...criDirs(state)].sort(),
     netns,
     veths,
     allocations: net.allocations().sort(),
@@ -277,6 +286,9 @@ describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
         await new Promise((r) => setTimeout(r, 1000));
         got.push(lines(await type('echo attached-$((1 + 2)); stty size', /^30 100$/m)));
         expect(got.at(-1)).toContain('attached-3');
+        // The terminal is raw: ^C goes to the container's shell, and the session goes on.
+        await tmux('send-keys', '-t', session, 'C-c');
+        got.push(lines(await type('echo still-$((2 + 2))', /^still-4$/m)));
         got.push(lines(await type('exit 4', /^crictl exited \d+$/m)));
         screens[d.name] = got;
         const st = json(await ok(d, 'inspect', id)).status;
@@ -286,8 +298,8 @@ describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
       expect(screens.berthd).toEqual(screens.containerd);
       // crictl attach has no detach keys: it ends when the container's shell does, and exits 0
       // whatever the container's exit code (4 here, in the status).
-      expect(screens.berthd[1]).toContain('crictl exited 0');
-      expect(screens.berthd[2]).toEqual(['CONTAINER_EXITED', '4']);
+      expect(screens.berthd[2]).toContain('crictl exited 0');
+      expect(screens.berthd[3]).toEqual(['CONTAINER_EXITED', '4']);
     });
   });
   describe('invalid input through a gRPC client: the same codes and messages, nothing left behind', () => {
