@@ -20,6 +20,7 @@
  *   events are discarded when the next one is held or when someone subscribes.
  */
 import { ResourceExhaustedError } from '@berth/errdefs';
+import { SubscriberQueue } from '@berth/events';
 import { type Logger, nullLogger } from '@berth/log';
 import type { CriImage } from './image-service';
 import type { CriContainer } from './container-service';
@@ -93,68 +94,13 @@ export interface ContainerEventStats {
   discarded: number;
 }
 
-class Subscriber implements ContainerEventSubscription {
-  private readonly queue: ContainerEvent[] = [];
-  private wake?: () => void;
-  private failure?: Error;
-  private closed = false;
-
-  constructor(
-    private readonly limit: number,
-    private readonly onClose: (s: Subscriber) => void,
-  ) {}
-
-  /** Queues an event; false when the queue is full (the caller then fails the subscriber). */
-  deliver(e: ContainerEvent, force = false): boolean {
-    if (this.closed) return true;
-    if (!force && this.queue.length >= this.limit) return false;
-    this.queue.push(e);
-    this.wake?.();
-    return true;
-  }
-
-  /** Ends the subscription with `err` after discarding what is queued; returns how many were discarded. */
-  fail(err: Error): number {
-    const discarded = this.queue.length;
-    this.queue.length = 0;
-    this.failure = err;
-    this.close();
-    return discarded;
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.onClose(this);
-    this.wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<ContainerEvent> {
-    try {
-      for (;;) {
-        const next = this.queue.shift();
-        if (next) {
-          yield next;
-          continue;
-        }
-        if (this.failure) throw this.failure;
-        if (this.closed) return;
-        await new Promise<void>((resolve) => (this.wake = resolve));
-        this.wake = undefined;
-      }
-    } finally {
-      this.close();
-    }
-  }
-}
-
 /**
  * The hub of CRI container events (see the module comment for the rules). The services call
  * {@link ContainerEvents.emit}; each GetContainerEvents stream reads a
  * {@link ContainerEvents.subscribe} subscription.
  */
 export class ContainerEvents implements ContainerEventSink {
-  private readonly subs = new Set<Subscriber>();
+  private readonly subs = new Set<SubscriberQueue<ContainerEvent>>();
   private held: Array<{ event: ContainerEvent; at: number }> = [];
   /** The publication of the last event emitted: events are published in emit order. */
   private tail: Promise<void> = Promise.resolve();
@@ -261,7 +207,7 @@ export class ContainerEvents implements ContainerEventSink {
    */
   subscribe(signal?: AbortSignal): ContainerEventSubscription {
     const onAbort = () => sub.close();
-    const sub: Subscriber = new Subscriber(this.queueLimit, (s) => {
+    const sub = new SubscriberQueue<ContainerEvent>(this.queueLimit, (s) => {
       this.subs.delete(s);
       signal?.removeEventListener('abort', onAbort);
     });

@@ -5,6 +5,7 @@ import { Adaptor, Filter, parseAll } from '@berth/filters';
 import { validate } from '@berth/identifiers';
 import { Logger, nullLogger } from '@berth/log';
 import { token } from '@berth/plugin';
+import { SubscriberQueue } from './subscriber-queue';
 
 /** Publishes events from the caller's namespace. Never blocks on subscribers. */
 export interface Publisher {
@@ -112,57 +113,10 @@ export interface ExchangeOptions {
   logger?: Logger;
 }
 
-class Sub implements Subscription {
-  private readonly queue: Envelope[] = [];
-  private wake?: () => void;
-  private failure?: Error;
-  closed = false;
-
-  constructor(readonly filter: Filter, private readonly limit: number, private readonly onClose: (s: Sub) => void) {}
-
-  deliver(env: Envelope): boolean {
-    if (this.closed) return true;
-    if (this.queue.length >= this.limit) return false;
-    this.queue.push(env);
-    this.wake?.();
-    return true;
-  }
-
-  /**
-   * Disconnects the subscriber with `err`. The envelopes still queued are discarded at once, so a
-   * consumer that has stopped reading holds no more than its transport's buffer; returns how many.
-   */
-  fail(err: Error): number {
-    this.failure = err;
-    const discarded = this.queue.length;
-    this.queue.length = 0;
-    this.close();
-    return discarded;
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.onClose(this);
-    this.wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<Envelope> {
-    try {
-      for (;;) {
-        const next = this.queue.shift();
-        if (next) {
-          yield next;
-          continue;
-        }
-        if (this.failure) throw this.failure;
-        if (this.closed) return;
-        await new Promise<void>((resolve) => (this.wake = resolve));
-        this.wake = undefined;
-      }
-    } finally {
-      this.close();
-    }
+/** A subscription: its queue, and the filter the exchange matches envelopes against. */
+class Sub extends SubscriberQueue<Envelope> implements Subscription {
+  constructor(readonly filter: Filter, limit: number, onClose: (s: Sub) => void) {
+    super(limit, onClose as (q: SubscriberQueue<Envelope>) => void);
   }
 }
 
