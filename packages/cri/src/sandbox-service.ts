@@ -59,6 +59,7 @@ export interface SandboxServiceOptions {
     get(ctx: Context, id: string): Promise<SandboxContainer>;
     list(ctx: Context, filters?: readonly string[]): Promise<SandboxContainer[]>;
     create(ctx: Context, c: SandboxContainer): Promise<SandboxContainer>;
+    update(ctx: Context, c: Partial<SandboxContainer> & { id: string }, fieldpaths: string[]): Promise<SandboxContainer>;
     delete(ctx: Context, id: string): Promise<void>;
   };
   tasks: {
@@ -353,6 +354,7 @@ export class SandboxService {
     const id = randomBytes(32).toString('hex');
     const name = sandboxName(metadata);
     const undo: Array<[string, () => Promise<void> | void]> = [];
+    let networking: Promise<void> | undefined;
     try {
       const holder = this.names.get(name);
       if (holder !== undefined) throw new UnknownError(`failed to reserve sandbox name ${JSON.stringify(name)}: name ${JSON.stringify(name)} is reserved for ${JSON.stringify(holder)}`, { bare: true });
@@ -378,12 +380,17 @@ export class SandboxService {
         const opts = this.cniOptions(sandbox);
         // go-cni's "not initialized" is a plain error in containerd: Unknown, without the load error.
         if (!network.status().ready) throw new UnknownError(`failed to setup network for sandbox ${JSON.stringify(id)}: ${NOT_INITIALIZED}`, { bare: true });
+        // The CNI chain (tens of ms of plugin runs) goes on while the rest of the sandbox is made
+        // and its pause task started: the task needs the namespace, not its interfaces. The
+        // record gets the IP once the chain is done (below), before the pod is listed.
         // @berth/cni words its failure as containerd: `failed to setup network for sandbox "<id>": ...`.
-        const result = await network.setup(id, netns, opts);
-        undo.push(['network', () => network.teardown(id, netns, opts)]);
-        sandbox.ip = result.ip;
-        sandbox.additionalIps = result.additionalIps;
-        sandbox.cniResult = result;
+        networking = network.setup(id, netns, opts).then((result) => {
+          undo.push(['network', () => network.teardown(id, netns, opts)]);
+          sandbox.ip = result.ip;
+          sandbox.additionalIps = result.additionalIps;
+          sandbox.cniResult = result;
+        });
+        networking.catch(() => undefined); // awaited below, on success and on failure alike
       }
 
       // The sandbox's files: hostname, hosts, resolv.conf; a /dev/shm of its own unless host IPC.
@@ -489,6 +496,14 @@ export class SandboxService {
       } catch (err) {
         throw wrap(err, `failed to start sandbox container task ${JSON.stringify(id)}`);
       }
+      if (networking) {
+        await networking;
+        try {
+          await this.o.containers.update(ctx, { id, extensions: { [SANDBOX_METADATA_EXTENSION]: { typeUrl: SANDBOX_METADATA_TYPE_URL, value: this.toExtension(sandbox) } } }, [`extensions.${SANDBOX_METADATA_EXTENSION}`]);
+        } catch (err) {
+          throw wrap(err, 'failed to update sandbox container');
+        }
+      }
       this.sandboxes.set(id, sandbox);
       // As containerd 2.x: both once the pod is in the list (and ready), CREATED first.
       void this.o.events?.emit('CONTAINER_CREATED_EVENT', id, id);
@@ -496,6 +511,9 @@ export class SandboxService {
       void this.o.events?.emit('CONTAINER_STARTED_EVENT', id, id);
       return id;
     } catch (err) {
+      // A network setup still running ends first (its teardown is then in the undo list), and
+      // its failure is the one reported: containerd runs CNI before everything that followed here.
+      const networkErr = await networking?.then(() => undefined, (e: unknown) => e);
       for (const [what, fn] of undo.reverse()) {
         try {
           await fn();
@@ -503,7 +521,7 @@ export class SandboxService {
           this.o.logger.error(`undo ${what} of a failed sandbox`, { id, error: (e as Error).message });
         }
       }
-      throw err;
+      throw networkErr ?? err;
     }
   }
 
