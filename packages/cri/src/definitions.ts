@@ -11,6 +11,14 @@ export function loadCri(): CriModule {
   return (loaded ??= require('@berth/api/cri') as CriModule);
 }
 
+/**
+ * A response a handler encoded itself (a list built from cached message encodings): the
+ * definition's serializer passes its bytes through.
+ */
+export class PreEncoded {
+  constructor(readonly bytes: Buffer) {}
+}
+
 export type RuntimeServiceDefinition = CriModule['RuntimeServiceService'];
 export type ImageServiceDefinition = CriModule['ImageServiceService'];
 
@@ -79,7 +87,8 @@ function lazyDefinition<D>(service: string, methods: Record<keyof D, string>, ge
       responseStream: spec.endsWith('>'),
       requestSerialize: (v) => real().requestSerialize(v),
       requestDeserialize: (b) => real().requestDeserialize(b),
-      responseSerialize: (v) => real().responseSerialize(v),
+      // A handler may answer with the response already encoded (see `PreEncoded`).
+      responseSerialize: (v) => (v instanceof PreEncoded ? v.bytes : real().responseSerialize(v)),
       responseDeserialize: (b) => real().responseDeserialize(b),
     };
   }
