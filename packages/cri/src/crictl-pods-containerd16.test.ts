@@ -5,122 +5,52 @@
  * image through the same hosts.toml. Compared: the error codes and words, and the shape of
  * inspectp (its keys, and the values that do not depend on the daemon).
  */
-import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { removeNetns } from '@berth/cni';
-import { TestNetwork, hostportChainsExist, removeUnusedHostportChains } from '@berth/cni/test-helpers';
-import { CONTAINERD_PATH, type CrictlResult, ReferenceContainerd, TestDaemon, runCrictl, runCtr } from '@berth/testing';
-import { cleanupShims } from '@berth/tasks/test-support';
-import { type CriWorld, addPauseImage, json, startCriWorld } from './test-support';
+import { CONTAINERD_PATH, runCrictl, runCtr } from '@berth/testing';
+import { errorOf, useCriTestBed } from './test-bed';
+import { json } from './test-support';
 
 jest.setTimeout(240_000);
 
 const describeIf = CONTAINERD_PATH ? describe : describe.skip;
 
-let world: CriWorld;
-let net: TestNetwork;
-let berthd: TestDaemon;
-let containerd: ReferenceContainerd;
-let hadHostportChains = false;
-/** Both daemons' pods go under a test-unique cgroup parent, removed after the run. */
-const CGROUP_PARENT = `/berth-cri-side-${process.pid}`;
-const PARENT_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, CGROUP_PARENT)).filter((d) => existsSync(d)) : []);
+describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
+  const bed = useCriTestBed({
+    name: 'side',
+    containerd: '1.6',
+    // A handler whose CNI config dir is empty: its pods have no network to join. runc is named
+    // too: a runtimes table replaces the default set (in both).
+    extraConfig: (world) => {
+      mkdirSync(join(world.dir, 'empty-net.d'), { recursive: true });
+      return (
+        `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n` +
+        `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nonet]\n  runtime_type = "io.containerd.runc.v2"\n  cni_conf_dir = ${JSON.stringify(join(world.dir, 'empty-net.d'))}\n`
+      );
+    },
+    pod: {
+      prefix: 'side',
+      attempt: 1,
+      hostname: (name) => name,
+      logs: 'shared',
+      fields: (n) => ({ dns_config: { servers: ['10.10.10.10'], searches: ['google.com'], options: ['ndots:8'] }, labels: { app: 'side', seq: String(n) }, annotations: { 'berth.test/x': 'y' } }),
+    },
+  });
+  const podConfig = (over: Record<string, unknown> = {}) => bed.pod(over).path;
+  const both = (...args: string[]) => bed.both(...args);
+  const removeAll = (address: string) => bed.removePods(address);
 
-/** crictl's stderr quotes the gRPC error inside err="..."; this unescapes it and drops the id. */
-const errorOf = (r: CrictlResult) => {
-  const m = /rpc error: (code = \w+ desc = .*?)"?\n/.exec(r.stderr.replace(/\\"/g, '"'));
-  return m ? m[1].replace(/[0-9a-f]{64}/g, '<id>') : `exit ${r.code}: ${r.stderr}`;
-};
-
-/** An inspectp (or record) JSON with what differs by nature masked: ids, pids, times, addresses, paths. */
-const masked = (i: any, id: string, dir: string) =>
+  /** An inspectp (or record) JSON with what differs by nature masked: ids, pids, times, addresses, paths. */
+  const masked = (i: any, id: string, dir: string) =>
     JSON.parse(
       JSON.stringify({ ...i, info: { ...i.info, pid: 0 }, status: { ...i.status, createdAt: '<t>' } })
         .replaceAll(id, '<id>')
         .replaceAll(dir, '<dir>')
         .replace(/"[^"]*\/netns\/cni-[0-9a-f-]+"/g, '"<netns>"')
-        .replace(/\d+\.\d+\.\d+\.\d+/g, (ip) => (ip.startsWith(`${net.subnet}.`) && !ip.endsWith('.1') ? '<ip>' : ip))
+        .replace(/\d+\.\d+\.\d+\.\d+/g, (ip) => (ip.startsWith(`${bed.net.subnet}.`) && !ip.endsWith('.1') ? '<ip>' : ip))
         .replace(/"Mac":"[0-9a-f:]+"/g, '"Mac":"<mac>"')
         .replace(/"veth[0-9a-f]+"/g, '"<veth>"'),
     );
-
-let seq = 0;
-function podConfig(over: Record<string, unknown> = {}): string {
-  seq += 1;
-  const path = join(world.dir, `side-${seq}.json`);
-  writeFileSync(
-    path,
-    JSON.stringify({
-      metadata: { name: `side-${seq}`, namespace: 'berth-test', uid: `uid-${process.pid}-${seq}`, attempt: 1 },
-      hostname: `side-${seq}`,
-      log_directory: join(world.dir, 'logs'),
-      dns_config: { servers: ['10.10.10.10'], searches: ['google.com'], options: ['ndots:8'] },
-      labels: { app: 'side', seq: String(seq) },
-      annotations: { 'berth.test/x': 'y' },
-      ...over,
-      linux: { cgroup_parent: CGROUP_PARENT, ...((over.linux as object | undefined) ?? {}) },
-    }),
-  );
-  return path;
-}
-
-async function removeAll(address: string): Promise<void> {
-  for (const id of (await runCrictl(address, ['pods', '-q'])).stdout.split('\n').filter(Boolean)) await runCrictl(address, ['rmp', '-f', id]);
-}
-
-describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
-  beforeAll(async () => {
-    hadHostportChains = hostportChainsExist();
-    world = await startCriWorld();
-    await addPauseImage(world);
-    net = new TestNetwork();
-    const section = 'plugins."io.containerd.grpc.v1.cri"';
-    // Each daemon ignores the other's keys: netns_mounts_under and cni.cache_dir are berthd's,
-    // netns_mounts_under_state_dir is containerd 1.6's.
-    const config =
-      `[${section}]\n  sandbox_image = "registry.k8s.io/pause:3.6"\n  restrict_oom_score_adj = true\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n  netns_mounts_under_state_dir = true\n` +
-      `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
-      `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n` +
-      // A handler whose CNI config dir is empty: its pods have no network to join. runc is named
-      // too: a runtimes table replaces the default set (in both).
-      `[${section}.containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n` +
-      `[${section}.containerd.runtimes.nonet]\n  runtime_type = "io.containerd.runc.v2"\n  cni_conf_dir = ${JSON.stringify(join(world.dir, 'empty-net.d'))}\n`;
-    mkdirSync(join(world.dir, 'empty-net.d'));
-    berthd = await TestDaemon.start({ config, logLevel: 'info' });
-    containerd = await ReferenceContainerd.start({ config, cri: true });
-  });
-
-  afterAll(async () => {
-    if (berthd) {
-      await removeAll(berthd.address);
-      await berthd.stop();
-      await cleanupShims(berthd.address, berthd.dir);
-      await berthd.cleanup();
-    }
-    if (containerd) {
-      await removeAll(containerd.address);
-      await containerd.stop();
-      const netnsDir = join(containerd.state, 'io.containerd.grpc.v1.cri', 'netns');
-      if (existsSync(netnsDir)) for (const n of readdirSync(netnsDir)) await removeNetns(join(netnsDir, n));
-      await containerd.cleanup();
-    }
-    await net?.cleanup();
-    if (!hadHostportChains) removeUnusedHostportChains();
-    for (const d of PARENT_CGROUPS()) {
-      try {
-        rmdirSync(d);
-      } catch {
-        /* in use */
-      }
-    }
-    await world?.cleanup();
-  });
-
-  async function both(...args: string[]): Promise<{ berthd: CrictlResult; containerd: CrictlResult }> {
-    const b = await runCrictl(berthd.address, args);
-    const c = await runCrictl(containerd.address, args);
-    return { berthd: b, containerd: c };
-  }
 
   it('inspectp: the same keys, states, metadata, labels, annotations, namespace options and config', async () => {
     const config = podConfig({
@@ -130,12 +60,12 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
         security_context: { run_as_user: { value: 1000 }, run_as_group: { value: 2000 }, supplemental_groups: [3000], privileged: true, seccomp: { profile_type: 0 } },
       },
     });
-    const b = (await runCrictl(berthd.address, ['runp', config])).stdout.trim();
-    const c = (await runCrictl(containerd.address, ['runp', config])).stdout.trim();
+    const b = (await runCrictl(bed.berthd.address, ['runp', config])).stdout.trim();
+    const c = (await runCrictl(bed.containerd.address, ['runp', config])).stdout.trim();
     expect(b).toMatch(/^[0-9a-f]{64}$/);
     expect(c).toMatch(/^[0-9a-f]{64}$/);
-    const ib = json((await runCrictl(berthd.address, ['inspectp', b])).stdout);
-    const ic = json((await runCrictl(containerd.address, ['inspectp', c])).stdout);
+    const ib = json((await runCrictl(bed.berthd.address, ['inspectp', b])).stdout);
+    const ic = json((await runCrictl(bed.containerd.address, ['inspectp', c])).stdout);
     expect(Object.keys(ib).sort()).toEqual(Object.keys(ic).sort());
     expect(Object.keys(ib.status).sort()).toEqual(Object.keys(ic.status).sort());
     expect(Object.keys(ib.info).sort()).toEqual(Object.keys(ic.info).sort());
@@ -146,7 +76,7 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
       annotations: i.status.annotations,
       linux: i.status.linux,
       runtimeHandler: i.status.runtimeHandler,
-      ipInSubnet: i.status.network.ip.startsWith(`${net.subnet}.`),
+      ipInSubnet: i.status.network.ip.startsWith(`${bed.net.subnet}.`),
       additionalIps: i.status.network.additionalIps,
       config: i.info.config,
       processStatus: i.info.processStatus,
@@ -166,7 +96,7 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
     });
     expect(stable(ib)).toEqual(stable(ic));
     // And the whole of it once what differs by nature is masked.
-    expect(masked(ib, b, berthd.dir)).toEqual(masked(ic, c, containerd.dir));
+    expect(masked(ib, b, bed.berthd.dir)).toEqual(masked(ic, c, bed.containerd.dir));
 
     // The container record too: labels, image, runtime, snapshotter, and the metadata extension
     // (its type URL and JSON), the spec aside (compared above through inspectp).
@@ -179,23 +109,23 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
       delete r.UpdatedAt;
       return masked({ info: {}, status: {}, record: { ...r, Extensions: { 'io.cri-containerd.sandbox.metadata': { type: ext.type_url ?? ext.typeUrl, meta } } } }, id, dir);
     };
-    expect(await record(berthd.address, b, berthd.dir)).toEqual(await record(containerd.address, c, containerd.dir));
+    expect(await record(bed.berthd.address, b, bed.berthd.dir)).toEqual(await record(bed.containerd.address, c, bed.containerd.dir));
     expect(ib.info.snapshotKey).toBe(b);
     expect(ic.info.snapshotKey).toBe(c);
 
     // pods: the same columns and values but for ids and ages.
     const rows = async (address: string) => (await runCrictl(address, ['pods', '-o', 'json'])).stdout;
     const norm = (out: string) => json(out).items.map((p: any) => ({ ...p, id: '<id>', createdAt: '<t>' }));
-    expect(norm(await rows(berthd.address))).toEqual(norm(await rows(containerd.address)));
+    expect(norm(await rows(bed.berthd.address))).toEqual(norm(await rows(bed.containerd.address)));
 
     // stopp: NOTREADY and no IP on both.
-    await runCrictl(berthd.address, ['stopp', b]);
-    await runCrictl(containerd.address, ['stopp', c]);
-    const sb = json((await runCrictl(berthd.address, ['inspectp', b])).stdout);
-    const sc = json((await runCrictl(containerd.address, ['inspectp', c])).stdout);
+    await runCrictl(bed.berthd.address, ['stopp', b]);
+    await runCrictl(bed.containerd.address, ['stopp', c]);
+    const sb = json((await runCrictl(bed.berthd.address, ['inspectp', b])).stdout);
+    const sc = json((await runCrictl(bed.containerd.address, ['inspectp', c])).stdout);
     expect([sb.status.state, sb.status.network.ip]).toEqual([sc.status.state, sc.status.network.ip]);
-    await runCrictl(berthd.address, ['rmp', b]);
-    await runCrictl(containerd.address, ['rmp', c]);
+    await runCrictl(bed.berthd.address, ['rmp', b]);
+    await runCrictl(bed.containerd.address, ['rmp', c]);
   });
 
   it('errors: a repeated name, an unknown handler, a port mapping portmap refuses, no CNI network, a missing sandbox: the same codes and words', async () => {
@@ -206,9 +136,9 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
     expect(first.containerd.code).toBe(0);
     // A host-network pod's inspectp is the same too.
     const [hb, hc] = [first.berthd.stdout.trim(), first.containerd.stdout.trim()];
-    const hib = json((await runCrictl(berthd.address, ['inspectp', hb])).stdout);
-    const hic = json((await runCrictl(containerd.address, ['inspectp', hc])).stdout);
-    expect(masked(hib, hb, berthd.dir)).toEqual(masked(hic, hc, containerd.dir));
+    const hib = json((await runCrictl(bed.berthd.address, ['inspectp', hb])).stdout);
+    const hic = json((await runCrictl(bed.containerd.address, ['inspectp', hc])).stdout);
+    expect(masked(hib, hb, bed.berthd.dir)).toEqual(masked(hic, hc, bed.containerd.dir));
     const repeated = await both('runp', config);
     expect(errorOf(repeated.berthd)).toBe(errorOf(repeated.containerd));
     expect(errorOf(repeated.berthd)).toMatch(/^code = Unknown desc = failed to reserve sandbox name /);
@@ -220,17 +150,17 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
     expect(errorOf(port.berthd)).toBe(errorOf(port.containerd));
     // containerd 1.6.20 leaves the network namespace of this failed sandbox mounted (afterAll
     // removes it); berthd leaves none.
-    expect(readdirSync(net.netnsRoot)).toEqual([]);
-    expect(readdirSync(join(containerd.state, 'io.containerd.grpc.v1.cri', 'netns'))).toHaveLength(1);
+    expect(readdirSync(bed.net.netnsRoot)).toEqual([]);
+    expect(readdirSync(join(bed.containerd.state, 'io.containerd.grpc.v1.cri', 'netns'))).toHaveLength(1);
 
     const nonet = await both('runp', '--runtime', 'nonet', podConfig());
     expect(errorOf(nonet.berthd)).toBe(errorOf(nonet.containerd));
     expect(errorOf(nonet.berthd)).toBe('code = Unknown desc = failed to setup network for sandbox "<id>": cni plugin not initialized');
-    expect(readdirSync(net.netnsRoot)).toEqual([]);
+    expect(readdirSync(bed.net.netnsRoot)).toEqual([]);
 
     const missing = await both('inspectp', 'f'.repeat(64));
     expect(errorOf(missing.berthd)).toBe(errorOf(missing.containerd));
-    await removeAll(berthd.address);
-    await removeAll(containerd.address);
+    await removeAll(bed.berthd.address);
+    await removeAll(bed.containerd.address);
   });
 });

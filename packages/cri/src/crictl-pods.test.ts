@@ -5,25 +5,17 @@
  * gone nothing of it is left: network namespaces, veths, IP allocations, iptables rules,
  * cgroups, mounts.
  */
-import { existsSync, readFileSync, readdirSync, readlinkSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { TestNetwork, fetchTcp, hostLinks, iptablesOf, removeUnusedHostportChains, hostportChainsExist } from '@berth/cni/test-helpers';
+import { fetchTcp } from '@berth/cni/test-helpers';
 import { RuntimeServiceService } from '@berth/api/cri';
 import { readMountInfo } from '@berth/mount';
-import { type CrictlResult, TestDaemon, freePort, runCrictl } from '@berth/testing';
-import { cleanupShims } from '@berth/tasks/test-support';
-import { type CriWorld, addPauseImage, json, startCriWorld } from './test-support';
+import { TestDaemon, freePort, runCrictl } from '@berth/testing';
+import { useCriTestBed } from './test-bed';
+import { json } from './test-support';
 
 jest.setTimeout(240_000);
-
-let world: CriWorld;
-let net: TestNetwork;
-let daemon: TestDaemon;
-let hadHostportChains = false;
-/** The pods' cgroup parent; runc makes it in every controller, and afterAll removes it. */
-const CGROUP_PARENT = `/berth-cri-pods-${process.pid}`;
-const PARENT_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, CGROUP_PARENT)).filter((d) => existsSync(d)) : []);
 
 /** Lowering an OOM score needs CAP_SYS_RESOURCE, which this machine may not give (a container). */
 const RESTRICT_OOM = (() => {
@@ -36,93 +28,25 @@ const PAUSE_OOM = RESTRICT_OOM ? Math.max(-998, OWN_OOM) : -998;
 /** crictl's stderr quotes the gRPC error inside err="..."; this unescapes it. */
 const plain = (s: string) => s.replace(/\\"/g, '"');
 
-const criConfig = (over: { sandboxImage?: string } = {}) => {
-  const section = 'plugins."io.containerd.grpc.v1.cri"';
-  return (
-    `[${section}]\n  sandbox_image = ${JSON.stringify(over.sandboxImage ?? 'registry.k8s.io/pause:3.6')}\n  restrict_oom_score_adj = ${RESTRICT_OOM}\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n` +
-    `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
-    `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n` +
-    // A handler whose shim does not exist: RunPodSandbox fails at its last steps. (A runtimes
-    // table replaces the default set, so runc is named too.)
-    `[${section}.containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n` +
-    `[${section}.containerd.runtimes.broken]\n  runtime_type = "io.containerd.nosuch.v1"\n`
-  );
-};
-
-const crictl = (...args: string[]): Promise<CrictlResult> => runCrictl(daemon.address, args);
-async function ok(...args: string[]): Promise<string> {
-  const r = await crictl(...args);
-  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
-let seq = 0;
+const bed = useCriTestBed({
+  name: 'pods',
+  restrictOomScoreAdj: RESTRICT_OOM,
+  // A handler whose shim does not exist: RunPodSandbox fails at its last steps. (A runtimes
+  // table replaces the default set, so runc is named too.)
+  extraConfig: () =>
+    `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\n  runtime_type = "io.containerd.runc.v2"\n` +
+    `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.broken]\n  runtime_type = "io.containerd.nosuch.v1"\n`,
+  pod: {
+    hostname: (name) => `${name}-host`,
+    logs: 'own',
+    fields: (n) => ({ labels: { app: 'web', seq: String(n) }, annotations: { 'berth.test/a': 'b' } }),
+  },
+});
+const { crictl, ok } = bed;
 /** Writes a pod config for crictl runp and returns its path. */
-function podConfig(over: Record<string, unknown> = {}): string {
-  seq += 1;
-  const config = {
-    metadata: { name: `pod-${seq}`, namespace: 'berth-test', uid: `uid-${process.pid}-${seq}`, attempt: 0 },
-    hostname: `pod-${seq}-host`,
-    log_directory: join(world.dir, 'logs', `pod-${seq}`),
-    labels: { app: 'web', seq: String(seq) },
-    annotations: { 'berth.test/a': 'b' },
-    ...over,
-    // A test-unique cgroup parent: other runs' pods (containerd's default /k8s.io) stay out of the comparison.
-    linux: { cgroup_parent: CGROUP_PARENT, ...((over.linux as object | undefined) ?? {}) },
-  };
-  const path = join(world.dir, `pod-${seq}.json`);
-  writeFileSync(path, JSON.stringify(config));
-  return path;
-}
-
+const podConfig = (over: Record<string, unknown> = {}) => bed.pod(over).path;
 /** What a pod may leave on the host: compared before and after. */
-function hostState() {
-  const netns = existsSync(net.netnsRoot) ? readdirSync(net.netnsRoot).sort() : [];
-  // The host ends of the pods' veths are the ports of this network's bridge.
-  const veths = hostLinks().includes(net.bridge)
-    ? execFileSync('ip', ['-o', 'link', 'show', 'master', net.bridge], { encoding: 'utf8' })
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => l.split(': ')[1].split('@')[0])
-        .sort()
-    : [];
-  const cgroups = PARENT_CGROUPS().flatMap((d) => readdirSync(d).filter((e) => /^[0-9a-f]{64}$/.test(e)).map((e) => join(d, e))).sort();
-  const mounts = readMountInfo()
-    .map((m) => m.mountPoint)
-    .filter((p) => p.startsWith(daemon.dir) || p.startsWith(net.dir))
-    .sort();
-  return { netns, veths, allocations: net.allocations().sort(), iptables: iptablesOf(net).filter((l) => !l.startsWith(':CNI-HOSTPORT') && !/-j CNI-HOSTPORT-/.test(l) && !l.startsWith('-A CNI-HOSTPORT-')), cgroups, mounts };
-}
-
-beforeAll(async () => {
-  hadHostportChains = hostportChainsExist();
-  world = await startCriWorld();
-  await addPauseImage(world);
-  net = new TestNetwork();
-  daemon = await TestDaemon.start({ config: criConfig(), logLevel: 'info' });
-});
-
-afterAll(async () => {
-  if (daemon) {
-    // Pods a failed test left behind go first (their netns, veths and rules).
-    const ids = (await crictl('pods', '-q')).stdout.split('\n').filter(Boolean);
-    for (const id of ids) await crictl('rmp', '-f', id);
-    await daemon.stop();
-    await cleanupShims(daemon.address, daemon.dir);
-    await daemon.cleanup();
-  }
-  await net?.cleanup();
-  if (!hadHostportChains) removeUnusedHostportChains();
-  // rmdir removes only an empty cgroup.
-  for (const d of PARENT_CGROUPS()) {
-    try {
-      rmdirSync(d);
-    } catch {
-      /* in use */
-    }
-  }
-  await world?.cleanup();
-});
+const hostState = () => bed.hostState(['netns', 'veths', 'allocations', 'iptables', 'cgroups', 'mounts']);
 
 describe('crictl runp / pods / inspectp / stopp / rmp', () => {
   it('runs a pod on the CNI bridge: READY, its IP reachable from the host, hostPort on 127.0.0.1; stopp and rmp leave nothing', async () => {
@@ -144,47 +68,47 @@ describe('crictl runp / pods / inspectp / stopp / rmp', () => {
     expect(inspect.status).toMatchObject({
       id,
       state: 'SANDBOX_READY',
-      metadata: { name: `pod-${seq}`, namespace: 'berth-test', attempt: 0 },
+      metadata: { name: `pod-${bed.seq}`, namespace: 'berth-test', attempt: 0 },
       linux: { namespaces: { options: { network: 'POD', pid: 'POD', ipc: 'POD', targetId: '' } } },
-      labels: { app: 'web', seq: String(seq) },
+      labels: { app: 'web', seq: String(bed.seq) },
       annotations: { 'berth.test/a': 'b' },
     });
     const ip: string = inspect.status.network.ip;
-    expect(ip.startsWith(`${net.subnet}.`)).toBe(true);
+    expect(ip.startsWith(`${bed.net.subnet}.`)).toBe(true);
     const info = inspect.info;
     expect(info).toMatchObject({ processStatus: 'running', netNamespaceClosed: false, snapshotKey: id, snapshotter: 'overlayfs', runtimeType: 'io.containerd.runc.v2' });
-    expect(info.config.metadata.name).toBe(`pod-${seq}`);
+    expect(info.config.metadata.name).toBe(`pod-${bed.seq}`);
     expect(info.config.dns_config).toEqual({ servers: ['10.10.10.10'], searches: ['google.com'], options: ['ndots:8'] });
     const spec = info.runtimeSpec;
     expect(spec.root).toEqual({ path: 'rootfs', readonly: true });
     expect(spec.process.args).toEqual(['/catatonit', '-P']);
     expect(spec.process.oomScoreAdj).toBe(PAUSE_OOM);
-    expect(spec.linux.cgroupsPath).toBe(`${CGROUP_PARENT}/${id}`);
-    expect(spec.hostname).toBe(`pod-${seq}-host`);
+    expect(spec.linux.cgroupsPath).toBe(`${bed.cgroupParent}/${id}`);
+    expect(spec.hostname).toBe(`pod-${bed.seq}-host`);
     expect(spec.annotations).toMatchObject({ 'io.kubernetes.cri.container-type': 'sandbox', 'io.kubernetes.cri.sandbox-id': id });
     const netnsPath = spec.linux.namespaces.find((n: any) => n.type === 'network').path;
-    expect(netnsPath.startsWith(`${net.netnsRoot}/cni-`)).toBe(true);
+    expect(netnsPath.startsWith(`${bed.net.netnsRoot}/cni-`)).toBe(true);
 
     // The pause process: catatonit in the pod's netns, cgroup and OOM score.
     const pid: number = info.pid;
     expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]).toBe('/catatonit');
     expect(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim()).toBe(String(PAUSE_OOM));
     expect(statSync(`/proc/${pid}/ns/net`).ino).toBe(statSync(netnsPath).ino);
-    expect(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).toContain(`:${CGROUP_PARENT}/${id}`);
+    expect(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).toContain(`:${bed.cgroupParent}/${id}`);
     expect(readFileSync(`/proc/${pid}/root/etc/resolv.conf`, 'utf8')).toBe('search google.com\nnameserver 10.10.10.10\noptions ndots:8\n');
     expect(readMountInfo().some((m) => m.mountPoint.endsWith(`/sandboxes/${id}/shm`) && m.fsType === 'tmpfs')).toBe(true);
     // The sysctl is set in the pod's IPC namespace, not the host's.
     expect(execFileSync('nsenter', ['-t', String(pid), '--ipc', 'cat', '/proc/sys/kernel/shm_rmid_forced'], { encoding: 'utf8' }).trim()).toBe('1');
 
     // The container record: namespace k8s.io, containerd's labels and metadata extension.
-    const record = await daemon.ctr(['-n', 'k8s.io', 'containers', 'info', id]);
+    const record = await bed.berthd.ctr(['-n', 'k8s.io', 'containers', 'info', id]);
     expect(record.code).toBe(0);
     const c = JSON.parse(record.stdout);
     expect(c.Labels).toMatchObject({ 'io.cri-containerd.kind': 'sandbox', app: 'web' });
     expect(c.Extensions['io.cri-containerd.sandbox.metadata']).toBeDefined();
 
     // Reachable from the host: a listener in the pod's netns, by pod IP and by hostPort on loopback.
-    await net.listen(netnsPath, 8080, 'hello from the pod');
+    await bed.net.listen(netnsPath, 8080, 'hello from the pod');
     expect(await fetchTcp(ip, 8080)).toBe('hello from the pod');
     expect(await fetchTcp('127.0.0.1', hostPort)).toBe('hello from the pod');
 
@@ -194,7 +118,7 @@ describe('crictl runp / pods / inspectp / stopp / rmp', () => {
     expect(stopped.status.network.ip).toBe('');
     expect(existsSync(netnsPath)).toBe(false);
     expect(existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('/catatonit')).toBe(false);
-    expect(net.allocations()).toEqual(before.allocations);
+    expect(bed.net.allocations()).toEqual(before.allocations);
     await ok('stopp', id);
     expect(json(await ok('pods', '-o', 'json', '--state', 'notready')).items.map((p: any) => p.id)).toEqual([id]);
     expect(json(await ok('pods', '-o', 'json', '--state', 'ready')).items).toEqual([]);
@@ -205,12 +129,12 @@ describe('crictl runp / pods / inspectp / stopp / rmp', () => {
     expect(gone.code).not.toBe(0);
     expect(gone.stderr).toContain('code = NotFound');
     // crictl asks PodSandboxStatus first and stops at its NotFound; the RPCs themselves answer OK.
-    const runtime = daemon.client(RuntimeServiceService);
+    const runtime = bed.berthd.client(RuntimeServiceService);
     await expect(runtime.removePodSandbox({ podSandboxId: id })).resolves.toEqual({});
     await expect(runtime.stopPodSandbox({ podSandboxId: id })).resolves.toEqual({});
-    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
-    expect((await daemon.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout.split('\n').filter((l) => l.includes(id))).toEqual([]);
-    expect((await daemon.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout.split('\n').filter((l) => l.includes(id))).toEqual([]);
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
     expect(hostState()).toEqual(before);
   });
 
@@ -231,7 +155,7 @@ describe('crictl runp / pods / inspectp / stopp / rmp', () => {
   it('repeated and concurrent StopPodSandbox and RemovePodSandbox calls (kubelet retries) are done one after the other', async () => {
     const before = hostState();
     const id = (await ok('runp', podConfig())).trim();
-    const runtime = daemon.client(RuntimeServiceService);
+    const runtime = bed.berthd.client(RuntimeServiceService);
     const stops = [1, 2, 3].map(() => runtime.stopPodSandbox({ podSandboxId: id }));
     const removes = [1, 2].map(() => runtime.removePodSandbox({ podSandboxId: id }));
     await expect(Promise.all([...stops, ...removes])).resolves.toHaveLength(5);
@@ -256,7 +180,7 @@ describe('a Node client of the CRI (@berth/api/cri over grpc-js)', () => {
   it('reads pods with their nanosecond times exact, as decimal strings (they pass 2^53)', async () => {
     const id = (await ok('runp', podConfig({ linux: { security_context: { namespace_options: { network: 2 } } } }))).trim();
     try {
-      const runtime = daemon.client(RuntimeServiceService);
+      const runtime = bed.berthd.client(RuntimeServiceService);
       const listed = (await runtime.listPodSandbox({ filter: { id, labelSelector: {} } })).items;
       const fromCrictl = json(await ok('pods', '-o', 'json', '--id', id)).items[0].createdAt;
       expect(listed.map((p) => p.createdAt)).toEqual([fromCrictl]);
@@ -299,8 +223,8 @@ describe('RunPodSandbox errors, and nothing left behind', () => {
     expect(r.code).not.toBe(0);
     expect(plain(r.stderr)).toMatch(/code = \w+ desc = failed to setup network for sandbox "[0-9a-f]{64}": plugin type="portmap" failed \(add\)/);
     expect(json(await ok('pods', '-o', 'json')).items).toEqual([]);
-    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
-    expect((await daemon.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
     expect(hostState()).toEqual(before);
   });
 
@@ -310,16 +234,16 @@ describe('RunPodSandbox errors, and nothing left behind', () => {
     expect(r.code).not.toBe(0);
     expect(plain(r.stderr)).toContain('code = Unknown desc = failed to create containerd task: ');
     expect(json(await ok('pods', '-o', 'json')).items).toEqual([]);
-    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
-    expect((await daemon.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
-    const snapshots = (await daemon.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout.split('\n').slice(1).filter(Boolean);
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
+    const snapshots = (await bed.berthd.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout.split('\n').slice(1).filter(Boolean);
     expect(snapshots.every((l) => !/\bActive\b/.test(l))).toBe(true);
-    expect(readdirSync(join(daemon.root, 'io.containerd.grpc.v1.cri', 'sandboxes'))).toEqual([]);
+    expect(readdirSync(join(bed.berthd.root, 'io.containerd.grpc.v1.cri', 'sandboxes'))).toEqual([]);
     expect(hostState()).toEqual(before);
   });
 
   it('a sandbox image the registry does not have: NotFound from the pull, nothing made', async () => {
-    const other = await TestDaemon.start({ config: criConfig({ sandboxImage: 'registry.k8s.io/pause:nope' }), logLevel: 'info' });
+    const other = await TestDaemon.start({ config: bed.config({ sandboxImage: 'registry.k8s.io/pause:nope' }), logLevel: 'info' });
     try {
       const r = await runCrictl(other.address, ['runp', podConfig()]);
       expect(r.code).not.toBe(0);
@@ -339,7 +263,7 @@ describe('a restarted berthd', () => {
     const id = (await ok('runp', podConfig())).trim();
     const first = json(await ok('inspectp', id));
     const ip = first.status.network.ip;
-    await daemon.restart();
+    await bed.berthd.restart();
     const after = json(await ok('inspectp', id));
     expect(after.status).toMatchObject({ id, state: 'SANDBOX_READY', network: { ip }, labels: { app: 'web' } });
     expect(after.info.cniResult).toEqual(first.info.cniResult);
@@ -352,15 +276,15 @@ describe('a restarted berthd', () => {
     const before = hostState();
     const id = (await ok('runp', podConfig())).trim();
     const pid: number = json(await ok('inspectp', id)).info.pid;
-    await daemon.kill('SIGKILL');
+    await bed.berthd.kill('SIGKILL');
     process.kill(pid, 'SIGKILL');
-    await daemon.restart();
+    await bed.berthd.restart();
     const after = json(await ok('inspectp', id));
     expect(after.status.state).toBe('SANDBOX_NOTREADY');
     await ok('stopp', id);
     await ok('rmp', id);
     expect(json(await ok('pods', '-o', 'json')).items).toEqual([]);
-    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
     expect(hostState()).toEqual(before);
   });
 
@@ -368,8 +292,8 @@ describe('a restarted berthd', () => {
     const before = hostState();
     const id = (await ok('runp', podConfig())).trim();
     const first = json(await ok('inspectp', id));
-    await daemon.kill('SIGKILL');
-    await daemon.restart();
+    await bed.berthd.kill('SIGKILL');
+    await bed.berthd.restart();
     const after = json(await ok('inspectp', id));
     expect(after.status).toMatchObject({ id, state: 'SANDBOX_READY', network: { ip: first.status.network.ip } });
     expect(after.info.pid).toBe(first.info.pid);
