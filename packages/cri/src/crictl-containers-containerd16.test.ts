@@ -5,32 +5,14 @@
  * info with the runtime spec) once ids, pids, times and paths are masked, the container
  * record, ps, the log file's lines, exec -s, and the error codes and words.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { removeNetns } from '@berth/cni';
-import { TestNetwork, hostportChainsExist, removeUnusedHostportChains } from '@berth/cni/test-helpers';
-import { CONTAINERD_PATH, type CrictlResult, ReferenceContainerd, TestDaemon, runCrictl, runCtr } from '@berth/testing';
-import { cleanupShims } from '@berth/tasks/test-support';
-import { type CriWorld, addPauseImage, json, startCriWorld } from './test-support';
+import { readFileSync } from 'node:fs';
+import { CONTAINERD_PATH, runCrictl, runCtr } from '@berth/testing';
+import { errorOf, useCriTestBed } from './test-bed';
+import { json } from './test-support';
 
 jest.setTimeout(300_000);
 
 const describeIf = CONTAINERD_PATH ? describe : describe.skip;
-const IMAGE = 'docker.io/library/busybox:berth';
-
-let world: CriWorld;
-let net: TestNetwork;
-let berthd: TestDaemon;
-let containerd: ReferenceContainerd;
-let hadHostportChains = false;
-const CGROUP_PARENT = `/berth-cri-ctr-side-${process.pid}`;
-const PARENT_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, CGROUP_PARENT)).filter((d) => existsSync(d)) : []);
-
-/** crictl's stderr quotes the gRPC error inside err="..."; this unescapes it and drops ids. */
-const errorOf = (r: CrictlResult) => {
-  const m = /rpc error: (code = \w+ desc = .*?)"?\n/.exec(r.stderr.replace(/\\"/g, '"'));
-  return m ? m[1].replace(/[0-9a-f]{64}/g, '<id>') : `exit ${r.code}: ${r.stderr}`;
-};
 
 /** Masks what differs by nature: ids, pids, times, the daemons' dirs. */
 function masked(v: unknown, ids: string[], dir: string): any {
@@ -47,88 +29,23 @@ function masked(v: unknown, ids: string[], dir: string): any {
   return JSON.parse(s);
 }
 
-let seq = 0;
-function podConfig(over: Record<string, unknown> = {}): string {
-  seq += 1;
-  const logDir = join(world.dir, 'logs', `side-${seq}`);
-  mkdirSync(logDir, { recursive: true });
-  const path = join(world.dir, `side-${seq}.json`);
-  writeFileSync(
-    path,
-    JSON.stringify({
-      metadata: { name: `side-${seq}`, namespace: 'berth-test', uid: `uid-${process.pid}-${seq}`, attempt: 1 },
-      hostname: `side-${seq}`,
-      log_directory: logDir,
-      labels: { app: 'side' },
-      ...over,
-      linux: { cgroup_parent: CGROUP_PARENT, ...((over.linux as object | undefined) ?? {}) },
-    }),
-  );
-  return path;
-}
-
-function containerConfig(name: string, over: Record<string, unknown> = {}): string {
-  seq += 1;
-  const path = join(world.dir, `side-ctr-${seq}.json`);
-  writeFileSync(path, JSON.stringify({ metadata: { name }, image: { image: IMAGE }, log_path: `${name}.log`, labels: { tier: name }, annotations: { 'berth.test/c': name }, ...over }));
-  return path;
-}
-
-async function removeAll(address: string): Promise<void> {
-  for (const id of (await runCrictl(address, ['pods', '-q'])).stdout.split('\n').filter(Boolean)) await runCrictl(address, ['rmp', '-f', id]);
-}
-
 describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
-  beforeAll(async () => {
-    hadHostportChains = hostportChainsExist();
-    world = await startCriWorld();
-    await addPauseImage(world);
-    net = new TestNetwork();
-    const section = 'plugins."io.containerd.grpc.v1.cri"';
-    const config =
-      `[${section}]\n  sandbox_image = "registry.k8s.io/pause:3.6"\n  restrict_oom_score_adj = true\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n  netns_mounts_under_state_dir = true\n` +
-      `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
-      `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n`;
-    berthd = await TestDaemon.start({ config, logLevel: 'info' });
-    containerd = await ReferenceContainerd.start({ config, cri: true });
-    for (const d of [berthd.address, containerd.address]) expect((await runCrictl(d, ['pull', IMAGE])).code).toBe(0);
+  const bed = useCriTestBed({
+    name: 'ctr-side',
+    containerd: '1.6',
+    pullBusybox: true,
+    pod: { prefix: 'side', attempt: 1, hostname: (name) => name, logs: 'own', makeLogDir: true, fields: () => ({ labels: { app: 'side' } }) },
+    container: (name) => ({ log_path: `${name}.log`, labels: { tier: name }, annotations: { 'berth.test/c': name } }),
   });
-
-  afterAll(async () => {
-    if (berthd) {
-      await removeAll(berthd.address);
-      await berthd.stop();
-      await cleanupShims(berthd.address, berthd.dir);
-      await berthd.cleanup();
-    }
-    if (containerd) {
-      await removeAll(containerd.address);
-      await containerd.stop();
-      await cleanupShims(containerd.address, containerd.dir);
-      const netnsDir = join(containerd.state, 'io.containerd.grpc.v1.cri', 'netns');
-      if (existsSync(netnsDir)) for (const n of readdirSync(netnsDir)) await removeNetns(join(netnsDir, n));
-      await containerd.cleanup();
-    }
-    await net?.cleanup();
-    if (!hadHostportChains) removeUnusedHostportChains();
-    for (const d of PARENT_CGROUPS().flatMap((p) => [...readdirSync(p).filter((e) => /^[0-9a-f]{64}$/.test(e)).map((e) => join(p, e)), p])) {
-      try {
-        rmdirSync(d);
-      } catch {
-        /* in use */
-      }
-    }
-    await world?.cleanup();
-  });
-
-  async function both(...args: string[]): Promise<{ berthd: CrictlResult; containerd: CrictlResult }> {
-    return { berthd: await runCrictl(berthd.address, args), containerd: await runCrictl(containerd.address, args) };
-  }
+  const podConfig = (over: Record<string, unknown> = {}) => bed.pod(over).path;
+  const containerConfig = (name: string, over: Record<string, unknown> = {}) => bed.containerConfig(name, over);
+  const both = (...args: string[]) => bed.both(...args);
+  const removeAll = (address: string) => bed.removePods(address);
 
   /** runp + create (+ start) of the same configs on both; returns the ids. */
   async function runOnBoth(pod: string, ctr: string, start = true): Promise<{ b: { pod: string; ctr: string }; c: { pod: string; ctr: string } }> {
     const out: Record<string, { pod: string; ctr: string }> = {};
-    for (const [name, address] of [['b', berthd.address], ['c', containerd.address]] as const) {
+    for (const [name, address] of [['b', bed.berthd.address], ['c', bed.containerd.address]] as const) {
       const p = await runCrictl(address, ['runp', pod]);
       if (p.code !== 0) throw new Error(`${name} runp: ${p.stderr}`);
       const c = await runCrictl(address, ['create', '--no-pull', p.stdout.trim(), ctr, pod]);
@@ -174,10 +91,10 @@ describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
     const pod = podConfig(podOver);
     const ctr = containerConfig('side', { command: ['top'], ...ctrOver });
     const { b, c } = await runOnBoth(pod, ctr);
-    const ib = json((await runCrictl(berthd.address, ['inspect', b.ctr])).stdout);
-    const ic = json((await runCrictl(containerd.address, ['inspect', c.ctr])).stdout);
-    const mb = masked(ib, [b.ctr, b.pod], berthd.dir);
-    const mc = masked(ic, [c.ctr, c.pod], containerd.dir);
+    const ib = json((await runCrictl(bed.berthd.address, ['inspect', b.ctr])).stdout);
+    const ic = json((await runCrictl(bed.containerd.address, ['inspect', c.ctr])).stdout);
+    const mb = masked(ib, [b.ctr, b.pod], bed.berthd.dir);
+    const mc = masked(ic, [c.ctr, c.pod], bed.containerd.dir);
     // containerd 1.6's cri-api lacks image_id, stop_signal, user and resources in the status.
     for (const k of ['imageId', 'stopSignal', 'user', 'resources']) {
       delete mb.status[k];
@@ -198,14 +115,14 @@ describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
       delete r.UpdatedAt;
       return masked({ ...r, Extensions: { 'io.cri-containerd.container.metadata': { type: ext.type_url ?? ext.typeUrl, meta } } }, [ids.ctr, ids.pod], dir);
     };
-    expect(await record(berthd.address, b, berthd.dir)).toEqual(await record(containerd.address, c, containerd.dir));
+    expect(await record(bed.berthd.address, b, bed.berthd.dir)).toEqual(await record(bed.containerd.address, c, bed.containerd.dir));
 
     // ps: the same items but for ids and times.
     const rows = async (address: string, ids: { pod: string; ctr: string }, dir: string) =>
       masked(json((await runCrictl(address, ['ps', '-a', '-o', 'json'])).stdout).containers.map((x: any) => ({ ...x, createdAt: '<t>', imageId: undefined })), [ids.ctr, ids.pod], dir);
-    expect(await rows(berthd.address, b, berthd.dir)).toEqual(await rows(containerd.address, c, containerd.dir));
-    await removeAll(berthd.address);
-    await removeAll(containerd.address);
+    expect(await rows(bed.berthd.address, b, bed.berthd.dir)).toEqual(await rows(bed.containerd.address, c, bed.containerd.dir));
+    await removeAll(bed.berthd.address);
+    await removeAll(bed.containerd.address);
   });
 
   it('logs and exec -s: the same lines, outputs and exit codes; stop reports the same state and reason', async () => {
@@ -217,45 +134,45 @@ describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
       const st = json((await runCrictl(address, ['inspect', id])).stdout).status;
       return readFileSync(st.logPath, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').slice(1).join(' ')).sort();
     };
-    expect(await logsOf(berthd.address, b.ctr)).toEqual(await logsOf(containerd.address, c.ctr));
+    expect(await logsOf(bed.berthd.address, b.ctr)).toEqual(await logsOf(bed.containerd.address, c.ctr));
     for (const cmd of [['sh', '-c', 'echo out; echo err >&2'], ['sh', '-c', 'exit 7'], ['nosuchcommand']]) {
-      const rb = await runCrictl(berthd.address, ['exec', '-s', b.ctr, ...cmd]);
-      const rc = await runCrictl(containerd.address, ['exec', '-s', c.ctr, ...cmd]);
+      const rb = await runCrictl(bed.berthd.address, ['exec', '-s', b.ctr, ...cmd]);
+      const rc = await runCrictl(bed.containerd.address, ['exec', '-s', c.ctr, ...cmd]);
       const clean = (e: string) => e.replace(/time="[^"]*" /g, '').replace(/[0-9a-f]{64}/g, '<id>').replace(/^E\d+ [\d:.]+\s+\d+ /gm, 'E ');
       expect([rb.code, rb.stdout, clean(rb.stderr)]).toEqual([rc.code, rc.stdout, clean(rc.stderr)]);
     }
-    for (const [address, id] of [[berthd.address, b.ctr], [containerd.address, c.ctr]]) expect((await runCrictl(address, ['stop', '--timeout', '1', id])).code).toBe(0);
+    for (const [address, id] of [[bed.berthd.address, b.ctr], [bed.containerd.address, c.ctr]]) expect((await runCrictl(address, ['stop', '--timeout', '1', id])).code).toBe(0);
     const st = async (address: string, id: string) => {
       const s = json((await runCrictl(address, ['inspect', id])).stdout).status;
       return { state: s.state, reason: s.reason, exitCode: s.exitCode, message: s.message };
     };
-    expect(await st(berthd.address, b.ctr)).toEqual(await st(containerd.address, c.ctr));
-    await removeAll(berthd.address);
-    await removeAll(containerd.address);
+    expect(await st(bed.berthd.address, b.ctr)).toEqual(await st(bed.containerd.address, c.ctr));
+    await removeAll(bed.berthd.address);
+    await removeAll(bed.containerd.address);
   });
 
   it('errors: a repeated name, a missing image, an unknown pod, a mount that cannot propagate, a missing container: the same codes and words', async () => {
     const pod = podConfig();
     const ctr = containerConfig('dup');
     const { b, c } = await runOnBoth(pod, ctr, false);
-    const repeated = { berthd: await runCrictl(berthd.address, ['create', '--no-pull', b.pod, ctr, pod]), containerd: await runCrictl(containerd.address, ['create', '--no-pull', c.pod, ctr, pod]) };
+    const repeated = { berthd: await runCrictl(bed.berthd.address, ['create', '--no-pull', b.pod, ctr, pod]), containerd: await runCrictl(bed.containerd.address, ['create', '--no-pull', c.pod, ctr, pod]) };
     expect(errorOf(repeated.berthd)).toBe(errorOf(repeated.containerd));
     const noImage = containerConfig('noimage', { image: { image: 'docker.io/library/nosuch:1' } });
-    const missing = { berthd: await runCrictl(berthd.address, ['create', '--no-pull', b.pod, noImage, pod]), containerd: await runCrictl(containerd.address, ['create', '--no-pull', c.pod, noImage, pod]) };
+    const missing = { berthd: await runCrictl(bed.berthd.address, ['create', '--no-pull', b.pod, noImage, pod]), containerd: await runCrictl(bed.containerd.address, ['create', '--no-pull', c.pod, noImage, pod]) };
     expect(errorOf(missing.berthd)).toBe(errorOf(missing.containerd));
     const unknownPod = await both('create', '--no-pull', 'f'.repeat(64), containerConfig('nopod'), pod);
     expect(errorOf(unknownPod.berthd)).toBe(errorOf(unknownPod.containerd));
-    const shared = containerConfig('shared', { mounts: [{ container_path: '/x', host_path: world.dir, propagation: 2 }] });
-    const prop = { berthd: await runCrictl(berthd.address, ['create', '--no-pull', b.pod, shared, pod]), containerd: await runCrictl(containerd.address, ['create', '--no-pull', c.pod, shared, pod]) };
+    const shared = containerConfig('shared', { mounts: [{ container_path: '/x', host_path: bed.world.dir, propagation: 2 }] });
+    const prop = { berthd: await runCrictl(bed.berthd.address, ['create', '--no-pull', b.pod, shared, pod]), containerd: await runCrictl(bed.containerd.address, ['create', '--no-pull', c.pod, shared, pod]) };
     expect(errorOf(prop.berthd).replace(/container "<id>"/, '')).toBe(errorOf(prop.containerd).replace(/container "<id>"/, ''));
     const gone = await both('inspect', 'f'.repeat(64));
     expect(errorOf(gone.berthd)).toBe(errorOf(gone.containerd));
-    const startTwice = { berthd: await runCrictl(berthd.address, ['start', b.ctr]), containerd: await runCrictl(containerd.address, ['start', c.ctr]) };
+    const startTwice = { berthd: await runCrictl(bed.berthd.address, ['start', b.ctr]), containerd: await runCrictl(bed.containerd.address, ['start', c.ctr]) };
     expect([startTwice.berthd.code, startTwice.containerd.code]).toEqual([0, 0]);
-    const again = { berthd: await runCrictl(berthd.address, ['start', b.ctr]), containerd: await runCrictl(containerd.address, ['start', c.ctr]) };
+    const again = { berthd: await runCrictl(bed.berthd.address, ['start', b.ctr]), containerd: await runCrictl(bed.containerd.address, ['start', c.ctr]) };
     expect(errorOf(again.berthd)).toBe(errorOf(again.containerd));
-    await removeAll(berthd.address);
-    await removeAll(containerd.address);
+    await removeAll(bed.berthd.address);
+    await removeAll(bed.containerd.address);
   });
 
   it('stats, update, reopen: the same fields and results; pod stats answered as containerd 1.6.20 does', async () => {
@@ -263,8 +180,8 @@ describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
     const ctr = containerConfig('stats', { command: ['sh', '-c', 'while true; do echo x; sleep 0.5; done'] });
     const { b, c } = await runOnBoth(pod, ctr);
     const shape = (v: any): any => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, shape(v[k])])) : typeof v);
-    const sb = json((await runCrictl(berthd.address, ['stats', '-o', 'json', b.ctr])).stdout).stats[0];
-    const sc = json((await runCrictl(containerd.address, ['stats', '-o', 'json', c.ctr])).stdout).stats[0];
+    const sb = json((await runCrictl(bed.berthd.address, ['stats', '-o', 'json', b.ctr])).stdout).stats[0];
+    const sc = json((await runCrictl(bed.containerd.address, ['stats', '-o', 'json', c.ctr])).stdout).stats[0];
     // containerd 1.6 fills cpu and memory with what its cri-api has; Berth adds nothing else.
     expect(Object.keys(sb).sort()).toEqual(Object.keys(sc).sort());
     expect(shape(sb.attributes)).toEqual(shape(sc.attributes));
@@ -281,19 +198,19 @@ describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
     expect(errorOf(statsp.berthd).replace(/desc = .*/, '')).toBe(errorOf(statsp.containerd).replace(/desc = .*/, ''));
 
     const update = ['update', '--memory', String(96 * 1024 * 1024), '--cpu-share', '256'];
-    expect((await runCrictl(berthd.address, [...update, b.ctr])).code).toBe(0);
-    expect((await runCrictl(containerd.address, [...update, c.ctr])).code).toBe(0);
+    expect((await runCrictl(bed.berthd.address, [...update, b.ctr])).code).toBe(0);
+    expect((await runCrictl(bed.containerd.address, [...update, c.ctr])).code).toBe(0);
     const res = async (address: string, id: string) => json((await runCrictl(address, ['inspect', id])).stdout).info.runtimeSpec.linux.resources;
-    expect(await res(berthd.address, b.ctr)).toEqual(await res(containerd.address, c.ctr));
-    const cg = (id: string, file: string) => readFileSync(`/sys/fs/cgroup/memory${CGROUP_PARENT}/${id}/${file}`, 'utf8').trim();
+    expect(await res(bed.berthd.address, b.ctr)).toEqual(await res(bed.containerd.address, c.ctr));
+    const cg = (id: string, file: string) => readFileSync(`/sys/fs/cgroup/memory${bed.cgroupParent}/${id}/${file}`, 'utf8').trim();
     expect(cg(b.ctr, 'memory.limit_in_bytes')).toBe(cg(c.ctr, 'memory.limit_in_bytes'));
 
-    const reopen = { berthd: await runCrictl(berthd.address, ['logs', '--reopen', b.ctr]), containerd: await runCrictl(containerd.address, ['logs', '--reopen', c.ctr]) };
+    const reopen = { berthd: await runCrictl(bed.berthd.address, ['logs', '--reopen', b.ctr]), containerd: await runCrictl(bed.containerd.address, ['logs', '--reopen', c.ctr]) };
     expect([reopen.berthd.code, reopen.containerd.code]).toEqual([0, 0]);
-    for (const [address, id] of [[berthd.address, b.ctr], [containerd.address, c.ctr]]) await runCrictl(address, ['stop', '--timeout', '0', id]);
-    const stopped = { berthd: await runCrictl(berthd.address, ['logs', '--reopen', b.ctr]), containerd: await runCrictl(containerd.address, ['logs', '--reopen', c.ctr]) };
+    for (const [address, id] of [[bed.berthd.address, b.ctr], [bed.containerd.address, c.ctr]]) await runCrictl(address, ['stop', '--timeout', '0', id]);
+    const stopped = { berthd: await runCrictl(bed.berthd.address, ['logs', '--reopen', b.ctr]), containerd: await runCrictl(bed.containerd.address, ['logs', '--reopen', c.ctr]) };
     expect(errorOf(stopped.berthd)).toBe(errorOf(stopped.containerd));
-    await removeAll(berthd.address);
-    await removeAll(containerd.address);
+    await removeAll(bed.berthd.address);
+    await removeAll(bed.containerd.address);
   });
 });

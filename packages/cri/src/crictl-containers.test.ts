@@ -6,9 +6,8 @@
  * snapshots, leases, records, network namespaces.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TestNetwork, hostportChainsExist, removeUnusedHostportChains } from '@berth/cni/test-helpers';
 import { tasks } from '@berth/api';
 import { RuntimeServiceService } from '@berth/api/cri';
 import { context } from '@berth/context';
@@ -16,81 +15,29 @@ import { PassThrough, Readable } from 'node:stream';
 import { type ExecTasks, execInTask } from './exec-process';
 import { DeadlineExceededError } from '@berth/errdefs';
 import { FifoPool } from '@berth/exec';
-import { readMountInfo } from '@berth/mount';
-import { CRICTL_PATH, type CrictlResult, TestDaemon, runCrictl } from '@berth/testing';
-import { cleanupShims } from '@berth/tasks/test-support';
+import { CRICTL_PATH } from '@berth/testing';
 import { crictl as streamingCrictl, crictlArgv as streamingCrictlArgv } from '@berth/cri-streaming/test-support';
-import { type CriWorld, addPauseImage, json, startCriWorld } from './test-support';
+import { BUSYBOX as IMAGE, useCriTestBed, waitFor } from './test-bed';
+import { json } from './test-support';
 
 jest.setTimeout(300_000);
-
-let world: CriWorld;
-let net: TestNetwork;
-let daemon: TestDaemon;
-let hadHostportChains = false;
-const CGROUP_PARENT = `/berth-cri-ctrs-${process.pid}`;
-const PARENT_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, CGROUP_PARENT)).filter((d) => existsSync(d)) : []);
-const IMAGE = 'docker.io/library/busybox:berth';
 
 /** crictl's stderr quotes the gRPC error inside err="..."; this unescapes it. */
 const plain = (s: string) => s.replace(/\\"/g, '"');
 
-const crictl = (...args: string[]): Promise<CrictlResult> => runCrictl(daemon.address, args);
-async function ok(...args: string[]): Promise<string> {
-  const r = await crictl(...args);
-  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
-let seq = 0;
+const bed = useCriTestBed({
+  name: 'ctrs',
+  pullBusybox: true,
+  pod: { hostname: (name) => `${name}-host`, logs: 'own', makeLogDir: true, fields: () => ({ labels: { app: 'web' } }) },
+  container: (name) => ({ log_path: `${name}.log`, labels: { tier: name }, annotations: { 'berth.test/c': name } }),
+});
+const { crictl, ok } = bed;
 /** Writes a pod config and returns its path and log directory. */
-function podConfig(over: Record<string, unknown> = {}): { path: string; logDir: string; name: string } {
-  seq += 1;
-  const logDir = join(world.dir, 'logs', `pod-${seq}`);
-  mkdirSync(logDir, { recursive: true });
-  const name = `pod-${seq}`;
-  const config = {
-    metadata: { name, namespace: 'berth-test', uid: `uid-${process.pid}-${seq}`, attempt: 0 },
-    hostname: `pod-${seq}-host`,
-    log_directory: logDir,
-    labels: { app: 'web' },
-    ...over,
-    linux: { cgroup_parent: CGROUP_PARENT, ...((over.linux as object | undefined) ?? {}) },
-  };
-  const path = join(world.dir, `pod-${seq}.json`);
-  writeFileSync(path, JSON.stringify(config));
-  return { path, logDir, name };
-}
-
+const podConfig = (over: Record<string, unknown> = {}) => bed.pod(over);
 /** Writes a container config and returns its path. */
-function containerConfig(name: string, over: Record<string, unknown> = {}): string {
-  seq += 1;
-  const config = { metadata: { name }, image: { image: IMAGE }, log_path: `${name}.log`, labels: { tier: name }, annotations: { 'berth.test/c': name }, ...over };
-  const path = join(world.dir, `ctr-${seq}.json`);
-  writeFileSync(path, JSON.stringify(config));
-  return path;
-}
-
+const containerConfig = (name: string, over: Record<string, unknown> = {}) => bed.containerConfig(name, over);
 /** What pods and containers may leave on the host: compared before and after. */
-function hostState() {
-  const cgroups = PARENT_CGROUPS().flatMap((d) => readdirSync(d).filter((e) => /^[0-9a-f]{64}$/.test(e)).map((e) => join(d, e))).sort();
-  const mounts = readMountInfo()
-    .map((m) => m.mountPoint)
-    .filter((p) => p.startsWith(daemon.dir) || p.startsWith(net.dir))
-    .sort();
-  const netns = existsSync(net.netnsRoot) ? readdirSync(net.netnsRoot).sort() : [];
-  return { cgroups, mounts, netns, allocations: net.allocations().sort() };
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const hostState = () => bed.hostState(['cgroups', 'mounts', 'netns', 'allocations']);
 
 /** The content of the CRI log lines of a file (`<time> <stream> <tag> <content>`). */
 function logLines(path: string): Array<{ time: string; stream: string; tag: string; content: string }> {
@@ -102,40 +49,6 @@ function logLines(path: string): Array<{ time: string; stream: string; tag: stri
       return { time, stream, tag, content: rest.join(' ') };
     });
 }
-
-beforeAll(async () => {
-  hadHostportChains = hostportChainsExist();
-  world = await startCriWorld();
-  await addPauseImage(world);
-  net = new TestNetwork();
-  const section = 'plugins."io.containerd.grpc.v1.cri"';
-  const config =
-    `[${section}]\n  sandbox_image = "registry.k8s.io/pause:3.6"\n  restrict_oom_score_adj = true\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n` +
-    `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
-    `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n`;
-  daemon = await TestDaemon.start({ config, logLevel: 'info' });
-  await ok('pull', IMAGE);
-});
-
-afterAll(async () => {
-  if (daemon) {
-    const ids = (await crictl('pods', '-q')).stdout.split('\n').filter(Boolean);
-    for (const id of ids) await crictl('rmp', '-f', id);
-    await daemon.stop();
-    await cleanupShims(daemon.address, daemon.dir);
-    await daemon.cleanup();
-  }
-  await net?.cleanup();
-  if (!hadHostportChains) removeUnusedHostportChains();
-  for (const d of PARENT_CGROUPS()) {
-    try {
-      rmdirSync(d);
-    } catch {
-      /* in use */
-    }
-  }
-  await world?.cleanup();
-});
 
 describe('crictl create / start / ps / inspect / logs / exec -s / stop / rm', () => {
   it('runs a container in a pod: its spec, state, log file, exec; stopp and rmp leave nothing', async () => {
@@ -154,8 +67,8 @@ describe('crictl create / start / ps / inspect / logs / exec -s / stop / rm', ()
     const spec = inspect.info.runtimeSpec;
     expect(spec.process.args).toEqual(['sh', '-c', script]);
     expect(spec.process.cwd).toBe('/tmp');
-    expect(spec.process.env).toEqual(expect.arrayContaining(['FOO=bar', `HOSTNAME=pod-${seq - 1}-host`]));
-    expect(spec.linux.cgroupsPath).toBe(`${CGROUP_PARENT}/${id}`);
+    expect(spec.process.env).toEqual(expect.arrayContaining(['FOO=bar', `HOSTNAME=pod-${bed.seq - 1}-host`]));
+    expect(spec.linux.cgroupsPath).toBe(`${bed.cgroupParent}/${id}`);
     expect(spec.annotations).toMatchObject({ 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': podId, 'io.kubernetes.cri.container-name': 'web' });
     expect(inspect.info).toMatchObject({ sandboxID: podId, snapshotKey: id, snapshotter: 'overlayfs', runtimeType: 'io.containerd.runc.v2' });
 
@@ -165,8 +78,8 @@ describe('crictl create / start / ps / inspect / logs / exec -s / stop / rm', ()
     const pid: number = inspect.info.pid;
     const podPid: number = json(await ok('inspectp', podId)).info.pid;
     for (const ns of ['net', 'ipc', 'uts', 'pid']) expect(statSync(`/proc/${pid}/ns/${ns}`).ino).toBe(statSync(`/proc/${podPid}/ns/${ns}`).ino);
-    expect(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).toContain(`:${CGROUP_PARENT}/${id}`);
-    expect(readFileSync(`/proc/${pid}/root/etc/hostname`, 'utf8')).toBe(`pod-${seq - 1}-host\n`);
+    expect(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).toContain(`:${bed.cgroupParent}/${id}`);
+    expect(readFileSync(`/proc/${pid}/root/etc/hostname`, 'utf8')).toBe(`pod-${bed.seq - 1}-host\n`);
 
     // The log file in the CRI format.
     const logPath = inspect.status.logPath;
@@ -207,14 +120,14 @@ describe('crictl create / start / ps / inspect / logs / exec -s / stop / rm', ()
     const failed = await crictl('exec', '-s', id, 'sh', '-c', 'echo out; echo err >&2; exit 3');
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain("exited with 3: err");
-    const sync = await daemon.client(RuntimeServiceService).execSync({ containerId: id, cmd: ['sh', '-c', 'echo out; exit 3'], timeout: 10 });
+    const sync = await bed.berthd.client(RuntimeServiceService).execSync({ containerId: id, cmd: ['sh', '-c', 'echo out; exit 3'], timeout: 10 });
     expect({ exitCode: sync.exitCode, stdout: Buffer.from(sync.stdout).toString() }).toEqual({ exitCode: 3, stdout: 'out\n' });
     // A timeout: DeadlineExceeded, and the exec's process is gone.
     const t0 = Date.now();
-    await expect(daemon.client(RuntimeServiceService).execSync({ containerId: id, cmd: ['sleep', '1234'], timeout: 1 })).rejects.toBeInstanceOf(DeadlineExceededError);
+    await expect(bed.berthd.client(RuntimeServiceService).execSync({ containerId: id, cmd: ['sleep', '1234'], timeout: 1 })).rejects.toBeInstanceOf(DeadlineExceededError);
     expect(Date.now() - t0).toBeLessThan(15_000);
     expect((await ok('exec', '-s', id, 'ps', '-o', 'args'))).not.toContain('sleep 1234');
-    expect((await ok('exec', '-s', id, 'cat', '/proc/self/cgroup'))).toContain(`${CGROUP_PARENT}/${id}`);
+    expect((await ok('exec', '-s', id, 'cat', '/proc/self/cgroup'))).toContain(`${bed.cgroupParent}/${id}`);
 
     // stats
     const stats = json(await ok('stats', '-o', 'json', id));
@@ -225,7 +138,7 @@ describe('crictl create / start / ps / inspect / logs / exec -s / stop / rm', ()
 
     // update: the cgroup and the stored spec.
     await ok('update', '--memory', String(64 * 1024 * 1024), '--cpu-quota', '50000', '--cpu-period', '100000', id);
-    expect(readFileSync(`/sys/fs/cgroup/memory${CGROUP_PARENT}/${id}/memory.limit_in_bytes`, 'utf8').trim()).toBe(String(64 * 1024 * 1024));
+    expect(readFileSync(`/sys/fs/cgroup/memory${bed.cgroupParent}/${id}/memory.limit_in_bytes`, 'utf8').trim()).toBe(String(64 * 1024 * 1024));
     expect(json(await ok('inspect', id)).info.runtimeSpec.linux.resources.memory.limit).toBe(64 * 1024 * 1024);
 
     // reopen: the file renamed away stops growing, a new one at the path gets the new lines.
@@ -250,16 +163,16 @@ describe('crictl create / start / ps / inspect / logs / exec -s / stop / rm', ()
     expect(json(await ok('ps', '-a', '-o', 'json')).containers).toEqual([]);
     const gone = await crictl('inspect', id);
     expect(plain(gone.stderr)).toContain('code = NotFound');
-    const runtime = daemon.client(RuntimeServiceService);
+    const runtime = bed.berthd.client(RuntimeServiceService);
     await expect(runtime.removeContainer({ containerId: id })).resolves.toEqual({});
     await expect(runtime.stopContainer({ containerId: id, timeout: 0 })).resolves.toEqual({});
 
     await ok('stopp', podId);
     await ok('rmp', podId);
-    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
-    expect((await daemon.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout.split('\n').filter((l) => l.includes(id) || l.includes(podId))).toEqual([]);
-    expect((await daemon.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
-    expect(existsSync(join(daemon.root, 'io.containerd.grpc.v1.cri', 'containers', id))).toBe(false);
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout.split('\n').filter((l) => l.includes(id) || l.includes(podId))).toEqual([]);
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect(existsSync(join(bed.berthd.root, 'io.containerd.grpc.v1.cri', 'containers', id))).toBe(false);
     expect(hostState()).toEqual(before);
   });
 });
@@ -280,9 +193,9 @@ describe('a berthd killed with kill -9 and started again', () => {
     const logPath = first.status.logPath;
     await waitFor('ticks', () => existsSync(logPath) && readFileSync(logPath, 'utf8').includes('tick 2'));
 
-    await daemon.kill('SIGKILL');
+    await bed.berthd.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 3000));
-    await daemon.restart();
+    await bed.berthd.restart();
 
     const pods = json(await ok('inspectp', podId));
     expect(pods.status).toMatchObject({ state: 'SANDBOX_READY', network: { ip: firstPod.status.network.ip } });
@@ -304,7 +217,7 @@ describe('a berthd killed with kill -9 and started again', () => {
     expect(json(await ok('inspect', id)).status.state).toBe('CONTAINER_EXITED');
     await ok('rm', id, quick);
     await ok('rmp', '-f', podId);
-    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
     expect(hostState()).toEqual(before);
   });
 });
@@ -313,7 +226,7 @@ describe('failures', () => {
   it('a repeated name, a missing image, an unknown pod, a mount that cannot propagate: errors, and nothing left behind', async () => {
     const pod = podConfig();
     const podId = (await ok('runp', pod.path)).trim();
-    const before = { records: (await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout, snapshots: (await daemon.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout };
+    const before = { records: (await bed.berthd.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout, snapshots: (await bed.berthd.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout };
     const cfg = containerConfig('dup');
     const id = (await ok('create', '--no-pull', podId, cfg, pod.path)).trim();
     const again = await crictl('create', '--no-pull', podId, cfg, pod.path);
@@ -325,12 +238,12 @@ describe('failures', () => {
     expect(plain(noImage.stderr)).toContain('code = NotFound desc = failed to resolve image "docker.io/library/nosuch:1": not found');
     const noPod = await crictl('create', '--no-pull', 'f'.repeat(64), containerConfig('nopod'), pod.path);
     expect(plain(noPod.stderr)).toContain(`code = NotFound desc = failed to find sandbox id "${'f'.repeat(64)}": not found`);
-    const shared = await crictl('create', '--no-pull', podId, containerConfig('shared', { mounts: [{ container_path: '/x', host_path: world.dir, propagation: 2 }] }), pod.path);
+    const shared = await crictl('create', '--no-pull', podId, containerConfig('shared', { mounts: [{ container_path: '/x', host_path: bed.world.dir, propagation: 2 }] }), pod.path);
     expect(plain(shared.stderr)).toMatch(/code = Unknown desc = failed to generate container "[0-9a-f]{64}" spec: failed to generate spec: path ".*" is mounted on "\/.*" but it is not a shared mount/);
-    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout).toBe(before.records);
-    expect((await daemon.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout).toBe(before.snapshots);
-    expect((await daemon.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
-    expect(readdirSync(join(daemon.root, 'io.containerd.grpc.v1.cri', 'containers'))).toEqual([]);
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout).toBe(before.records);
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'snapshots', 'ls'])).stdout).toBe(before.snapshots);
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect(readdirSync(join(bed.berthd.root, 'io.containerd.grpc.v1.cri', 'containers'))).toEqual([]);
     await ok('rmp', '-f', podId);
   });
 
@@ -346,7 +259,7 @@ describe('failures', () => {
     expect(existsSync(`/proc/${pid}`)).toBe(false);
     await ok('rmp', podId);
     expect(json(await ok('ps', '-a', '-o', 'json')).containers).toEqual([]);
-    expect((await daemon.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.trim()).toBe('');
     expect(hostState()).toEqual(before);
   });
 });
@@ -357,8 +270,8 @@ describe('crictl logs -f', () => {
     const podId = (await ok('runp', pod.path)).trim();
     const id = (await ok('create', '--no-pull', podId, containerConfig('follow', { command: ['sh', '-c', 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'] }), pod.path)).trim();
     await ok('start', id);
-    writeFileSync(join(world.dir, 'crictl-empty.yaml'), '');
-    const child = spawn(CRICTL_PATH!, ['--config', join(world.dir, 'crictl-empty.yaml'), '-r', `unix://${daemon.address}`, 'logs', '-f', id], { stdio: ['ignore', 'pipe', 'pipe'] });
+    writeFileSync(join(bed.world.dir, 'crictl-empty.yaml'), '');
+    const child = spawn(CRICTL_PATH!, ['--config', join(bed.world.dir, 'crictl-empty.yaml'), '-r', `unix://${bed.berthd.address}`, 'logs', '-f', id], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     const code = await new Promise<number>((resolve) => child.once('close', (c) => resolve(c ?? 1)));
@@ -385,7 +298,7 @@ describe('exec with streams (what the streaming server\'s Exec is wired to)', ()
     const id = (await ok('create', '--no-pull', podId, containerConfig('execd', { command: ['sleep', '1000'] }), pod.path)).trim();
     await ok('start', id);
     const spec = json(await ok('inspect', id)).info.runtimeSpec;
-    const client = daemon.client(tasks.TasksService, 'k8s.io');
+    const client = bed.berthd.client(tasks.TasksService, 'k8s.io');
     const grpcTasks: ExecTasks = {
       exec: async (_c, r) => void (await client.exec({ ...r, spec: { typeUrl: r.spec.typeUrl, value: r.spec.value } })),
       start: (_c, r) => client.start(r),
@@ -395,8 +308,8 @@ describe('exec with streams (what the streaming server\'s Exec is wired to)', ()
       resizePty: async (_c, r) => void (await client.resizePty(r)),
       closeIO: async (_c, r) => void (await client.closeIo(r)),
     };
-    const fifoDir = join(world.dir, 'exec-fifos');
-    const fifos = new FifoPool(join(world.dir, 'exec-fifo-pool'), 4);
+    const fifoDir = join(bed.world.dir, 'exec-fifos');
+    const fifos = new FifoPool(join(bed.world.dir, 'exec-fifo-pool'), 4);
     const out = new PassThrough();
     let stdout = '';
     out.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -433,10 +346,10 @@ describe('exec with streams (what the streaming server\'s Exec is wired to)', ()
 });
 
 describe('crictl exec, attach and port-forward through the streaming server', () => {
-  const dir = () => join(world.dir, 'streaming');
+  const dir = () => join(bed.world.dir, 'streaming');
   const withInput = (args: string[], input: string) => {
     mkdirSync(dir(), { recursive: true });
-    return streamingCrictl(daemon.address, dir(), args, { input });
+    return streamingCrictl(bed.berthd.address, dir(), args, { input });
   };
 
   it('exec: output, stdin with -i, the exit code; attach -i to a stdin_once container; a stopped container is refused', async () => {
@@ -474,7 +387,7 @@ describe('crictl exec, attach and port-forward through the streaming server', ()
     await ok('start', web);
     await waitFor('httpd to listen', async () => (await crictl('exec', web, 'sh', '-c', 'netstat -ltn | grep -q 127.0.0.1:8080')).code === 0);
     mkdirSync(dir(), { recursive: true });
-    const child = spawn(CRICTL_PATH!, streamingCrictlArgv(daemon.address, dir(), ['port-forward', podId, ':8080']), { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, HOME: dir() } });
+    const child = spawn(CRICTL_PATH!, streamingCrictlArgv(bed.berthd.address, dir(), ['port-forward', podId, ':8080']), { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, HOME: dir() } });
     try {
       let said = '';
       const port = await new Promise<number>((resolve, reject) => {
