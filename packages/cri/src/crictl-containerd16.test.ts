@@ -8,17 +8,14 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImageServiceService } from '@berth/api/cri';
 import { isNotFound } from '@berth/errdefs';
-import { CONTAINERD_PATH, type CrictlResult, ReferenceContainerd, TestDaemon, rejectionOf, runCrictl } from '@berth/testing';
+import { CONTAINERD_PATH, type CrictlResult, rejectionOf, runCrictl } from '@berth/testing';
 import { createClient } from '@berth/grpc';
-import { type CriWorld, json, startCriWorld } from './test-support';
+import { useCriTestBed } from './test-bed';
+import { json } from './test-support';
 
 jest.setTimeout(240_000);
 
 const describeIf = CONTAINERD_PATH ? describe : describe.skip;
-
-let world: CriWorld;
-let berthd: TestDaemon;
-let containerd: ReferenceContainerd;
 
 /** Log lines without their time and pid, so that two runs compare. */
 const stable = (s: string) =>
@@ -27,32 +24,22 @@ const stable = (s: string) =>
     .replace(/^E\d{4} [\d:.]+\s+\d+ /gm, '')
     .trim();
 
-async function both(...args: string[]): Promise<{ berthd: CrictlResult; containerd: CrictlResult }> {
-  const [b, c] = await Promise.all([runCrictl(berthd.address, args), runCrictl(containerd.address, args)]);
-  return { berthd: b, containerd: c };
-}
-
-async function same(...args: string[]): Promise<string> {
-  const r = await both(...args);
-  expect({ code: r.berthd.code, stdout: r.berthd.stdout }).toEqual({ code: r.containerd.code, stdout: r.containerd.stdout });
-  return r.berthd.stdout;
-}
-
 describeIf('crictl against berthd and containerd 1.6.20', () => {
-  beforeAll(async () => {
-    world = await startCriWorld();
-    berthd = await TestDaemon.start({ config: world.criConfig, logLevel: 'info' });
-    containerd = await ReferenceContainerd.start({ config: world.criConfig, cri: true });
-  });
+  const bed = useCriTestBed({ name: 'crictl-side', network: false, containerd: '1.6' });
 
-  afterAll(async () => {
-    await berthd?.cleanup();
-    await containerd?.cleanup();
-    await world?.cleanup();
-  });
+  async function both(...args: string[]): Promise<{ berthd: CrictlResult; containerd: CrictlResult }> {
+    const [b, c] = await Promise.all([runCrictl(bed.berthd.address, args), runCrictl(bed.containerd.address, args)]);
+    return { berthd: b, containerd: c };
+  }
+
+  async function same(...args: string[]): Promise<string> {
+    const r = await both(...args);
+    expect({ code: r.berthd.code, stdout: r.berthd.stdout }).toEqual({ code: r.containerd.code, stdout: r.containerd.stdout });
+    return r.berthd.stdout;
+  }
 
   beforeEach(async () => {
-    for (const d of [berthd.address, containerd.address]) {
+    for (const d of [bed.berthd.address, bed.containerd.address]) {
       for (const id of (await runCrictl(d, ['images', '-q'])).stdout.split('\n').filter(Boolean)) await runCrictl(d, ['rmi', id]);
     }
   });
@@ -72,7 +59,7 @@ describeIf('crictl against berthd and containerd 1.6.20', () => {
     const before = await both('info');
     expect(pick(before.berthd.stdout)).toEqual(pick(before.containerd.stdout));
 
-    const file = join(world.confDir, '10-berth.conflist');
+    const file = join(bed.world.confDir, '10-berth.conflist');
     writeFileSync(file, JSON.stringify({ cniVersion: '1.0.0', name: 'berth-test', plugins: [{ type: 'bridge', bridge: 'cni-berth0', ipam: { type: 'host-local', subnet: '10.250.0.0/24' } }] }));
     try {
       // containerd reloads on an inotify event: wait for it.
@@ -95,29 +82,29 @@ describeIf('crictl against berthd and containerd 1.6.20', () => {
   });
 
   it('pull, images (table, -q, --digests, json), inspecti and ctr records are the same', async () => {
-    expect(await same('pull', 'busybox:berth')).toBe(`Image is up to date for ${world.busybox.image.config.digest}\n`);
+    expect(await same('pull', 'busybox:berth')).toBe(`Image is up to date for ${bed.world.busybox.image.config.digest}\n`);
     await same('images');
     await same('images', '-q');
     await same('images', '--digests');
     await same('images', '-o', 'json');
     await same('images', '-o', 'json', 'busybox:berth');
-    for (const ref of ['busybox:berth', world.busybox.image.config.digest, `docker.io/library/busybox@${world.busybox.image.manifest.digest}`]) {
+    for (const ref of ['busybox:berth', bed.world.busybox.image.config.digest, `docker.io/library/busybox@${bed.world.busybox.image.manifest.digest}`]) {
       const r = await both('inspecti', ref);
       const [b, c] = [json(r.berthd.stdout), json(r.containerd.stdout)];
       expect(b.status).toEqual(c.status);
       expect({ chainID: b.info.chainID, imageSpec: b.info.imageSpec }).toEqual({ chainID: c.info.chainID, imageSpec: c.info.imageSpec });
     }
     const records = async (d: { ctr(a: string[]): Promise<{ stdout: string }> }) => (await d.ctr(['-n', 'k8s.io', 'images', 'ls'])).stdout.trim().split('\n').slice(1).map((l) => l.split(/\s+/).filter((_, i) => i !== 3 && i !== 4)).sort();
-    expect(await records(berthd)).toEqual(await records(containerd));
+    expect(await records(bed.berthd)).toEqual(await records(bed.containerd));
   });
 
   it('images NAME: berthd applies the filter, containerd 1.6 ignores it (its ListImages has a TODO there) and lists all', async () => {
     await same('pull', 'busybox:berth');
-    await same('pull', `${world.registry.host}/${world.userUid.repo}:${world.userUid.tag}`);
+    await same('pull', `${bed.world.registry.host}/${bed.world.userUid.repo}:${bed.world.userUid.tag}`);
     const r = await both('images', '-o', 'json', 'busybox:berth');
     const ids = (out: string) => json(out).images.map((i: any) => i.id).sort();
-    expect(ids(r.berthd.stdout)).toEqual([world.busybox.image.config.digest]);
-    expect(ids(r.containerd.stdout)).toEqual([world.busybox.image.config.digest, world.userUid.image.config.digest].sort());
+    expect(ids(r.berthd.stdout)).toEqual([bed.world.busybox.image.config.digest]);
+    expect(ids(r.containerd.stdout)).toEqual([bed.world.busybox.image.config.digest, bed.world.userUid.image.config.digest].sort());
     // Without a name both list everything, the same way.
     await same('images', '-o', 'json');
   });
@@ -126,8 +113,8 @@ describeIf('crictl against berthd and containerd 1.6.20', () => {
     ['uid from USER 1002', 'userUid'],
     ['username from USER www-data:1004', 'userName'],
   ] as const)('inspecti reports the %s as containerd', async (_what, key) => {
-    const s = world[key];
-    const ref = `${world.registry.host}/${s.repo}:${s.tag}`;
+    const s = bed.world[key];
+    const ref = `${bed.world.registry.host}/${s.repo}:${s.tag}`;
     await same('pull', ref);
     const r = await both('inspecti', ref);
     expect(json(r.berthd.stdout).status).toEqual(json(r.containerd.stdout).status);
@@ -135,7 +122,7 @@ describeIf('crictl against berthd and containerd 1.6.20', () => {
 
   it.each(['tag', 'id', 'digest'])('rmi by %s: the same output, and nothing left in either', async (by) => {
     await same('pull', 'busybox:berth');
-    const ref = by === 'tag' ? 'busybox:berth' : by === 'id' ? world.busybox.image.config.digest : `docker.io/library/busybox@${world.busybox.image.manifest.digest}`;
+    const ref = by === 'tag' ? 'busybox:berth' : by === 'id' ? bed.world.busybox.image.config.digest : `docker.io/library/busybox@${bed.world.busybox.image.manifest.digest}`;
     await same('rmi', ref);
     expect(await same('images', '-q')).toBe('');
   });
@@ -154,7 +141,7 @@ describeIf('crictl against berthd and containerd 1.6.20', () => {
       const c = createClient(ImageServiceService, address);
       return rejectionOf(c.pullImage({ image: { image: 'busybox:missing', annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' } })).finally(() => c.close());
     };
-    const [b, c] = await Promise.all([pull(berthd.address), pull(containerd.address)]);
+    const [b, c] = await Promise.all([pull(bed.berthd.address), pull(bed.containerd.address)]);
     expect([isNotFound(b), isNotFound(c)]).toEqual([true, true]);
     expect(b.message).toBe(c.message);
     expect(b.message).toBe('failed to pull and unpack image "docker.io/library/busybox:missing": failed to resolve reference "docker.io/library/busybox:missing": docker.io/library/busybox:missing: not found');
@@ -184,6 +171,6 @@ describeIf('crictl against berthd and containerd 1.6.20', () => {
         values: [fs.timestamp, fs.usedBytes.value, fs.inodesUsed.value].map((v) => /^\d+$/.test(v)),
       };
     };
-    expect(shape(r.berthd.stdout, berthd.root)).toEqual(shape(r.containerd.stdout, containerd.root));
+    expect(shape(r.berthd.stdout, bed.berthd.root)).toEqual(shape(r.containerd.stdout, bed.containerd.root));
   });
 });

@@ -7,31 +7,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImageServiceService, RuntimeServiceService } from '@berth/api/cri';
 import { isNotFound } from '@berth/errdefs';
-import { type CrictlResult, TestDaemon, TestRegistry, rejectionOf, runCrictl } from '@berth/testing';
+import { TestRegistry, rejectionOf } from '@berth/testing';
 import { buildImage, busyboxSpec } from '@berth/fixtures';
-import { type CriWorld, json, push, startCriWorld } from './test-support';
+import { useCriTestBed } from './test-bed';
+import { json, push } from './test-support';
 
 jest.setTimeout(180_000);
 
-let world: CriWorld;
-let daemon: TestDaemon;
-
-const crictl = (...args: string[]): Promise<CrictlResult> => runCrictl(daemon.address, args);
-async function ok(...args: string[]): Promise<string> {
-  const r = await crictl(...args);
-  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
-beforeAll(async () => {
-  world = await startCriWorld();
-  daemon = await TestDaemon.start({ config: world.criConfig, logLevel: 'info' });
-});
-
-afterAll(async () => {
-  await daemon?.cleanup();
-  await world?.cleanup();
-});
+const bed = useCriTestBed({ name: 'crictl', network: false });
+const { crictl, ok } = bed;
 
 /** Removes every image of the k8s.io namespace, so each test starts from none. */
 async function removeAllImages(): Promise<void> {
@@ -49,13 +33,13 @@ describe('crictl: runtime info', () => {
       { type: 'RuntimeReady', status: true, reason: '', message: '' },
       { type: 'NetworkReady', status: false, reason: 'NetworkPluginNotReady', message: 'Network plugin returns error: cni plugin not initialized' },
     ]);
-    expect(before.lastCNILoadStatus).toBe(`cni config load failed: no network config found in ${world.confDir}: cni plugin not initialized: failed to load cni config`);
-    expect(before.cniconfig).toMatchObject({ PluginConfDir: world.confDir, PluginDirs: ['/usr/lib/cni'], PluginMaxConfNum: 1, Prefix: 'eth' });
+    expect(before.lastCNILoadStatus).toBe(`cni config load failed: no network config found in ${bed.world.confDir}: cni plugin not initialized: failed to load cni config`);
+    expect(before.cniconfig).toMatchObject({ PluginConfDir: bed.world.confDir, PluginDirs: ['/usr/lib/cni'], PluginMaxConfNum: 1, Prefix: 'eth' });
     expect(before.cniconfig.Networks.map((n: any) => n.Config.Name)).toEqual(['cni-loopback']);
-    expect(before.config.registry.configPath).toBe(world.hostsDir);
+    expect(before.config.registry.configPath).toBe(bed.world.hostsDir);
     expect(typeof before.golang).toBe('string');
 
-    const file = join(world.confDir, '10-berth.conflist');
+    const file = join(bed.world.confDir, '10-berth.conflist');
     writeFileSync(file, JSON.stringify({ cniVersion: '1.0.0', name: 'berth-test', plugins: [{ type: 'bridge', bridge: 'cni-berth0' }] }));
     try {
       const after = json(await ok('info'));
@@ -75,7 +59,7 @@ describe('crictl: runtime info', () => {
   });
 
   it('Status lists the runtime handlers with every feature false (they gate critest skips)', async () => {
-    const client = daemon.client(RuntimeServiceService);
+    const client = bed.berthd.client(RuntimeServiceService);
     const status = await client.status({ verbose: false });
     expect(status.runtimeHandlers).toEqual([
       { name: '', features: { recursiveReadOnlyMounts: false, userNamespaces: false } },
@@ -101,10 +85,10 @@ describe('crictl: runtime info', () => {
 describe('crictl: images', () => {
   beforeEach(removeAllImages);
 
-  const busyboxId = () => world.busybox.image.config.digest;
-  const busyboxDigest = () => world.busybox.image.manifest.digest;
+  const busyboxId = () => bed.world.busybox.image.config.digest;
+  const busyboxDigest = () => bed.world.busybox.image.manifest.digest;
   const busyboxSize = () => {
-    const i = world.busybox.image;
+    const i = bed.world.busybox.image;
     return i.manifest.size + i.config.size + i.layers.reduce((n, l) => n + l.size, 0);
   };
 
@@ -125,13 +109,13 @@ describe('crictl: images', () => {
 
   it('records the image under its id, tag and digest, labelled io.cri-containerd.image=managed, in namespace k8s.io', async () => {
     await ok('pull', 'docker.io/library/busybox:berth');
-    const r = await daemon.ctr(['-n', 'k8s.io', 'images', 'ls', '-q']);
+    const r = await bed.berthd.ctr(['-n', 'k8s.io', 'images', 'ls', '-q']);
     expect(r.stdout.trim().split('\n').sort()).toEqual(
       [busyboxId(), 'docker.io/library/busybox:berth', `docker.io/library/busybox@${busyboxDigest()}`].sort(),
     );
-    const labels = await daemon.ctr(['-n', 'k8s.io', 'images', 'ls']);
+    const labels = await bed.berthd.ctr(['-n', 'k8s.io', 'images', 'ls']);
     expect(labels.stdout.trim().split('\n').slice(1).every((l) => l.includes('io.cri-containerd.image=managed'))).toBe(true);
-    expect((await daemon.ctr(['-n', 'default', 'images', 'ls', '-q'])).stdout).toBe('');
+    expect((await bed.berthd.ctr(['-n', 'default', 'images', 'ls', '-q'])).stdout).toBe('');
   });
 
   it('images -q prints full ids, --digests adds the short digest column', async () => {
@@ -145,7 +129,7 @@ describe('crictl: images', () => {
 
   it('images NAME lists only that image', async () => {
     await ok('pull', 'busybox:berth');
-    await ok('pull', `${world.registry.host}/cri/user-uid:1`);
+    await ok('pull', `${bed.world.registry.host}/cri/user-uid:1`);
     expect(json(await ok('images', '-o', 'json', 'busybox:berth')).images.map((i: any) => i.id)).toEqual([busyboxId()]);
     expect(json(await ok('images', '-o', 'json', 'nothere')).images).toEqual([]);
     expect(json(await ok('images', '-o', 'json')).images).toHaveLength(2);
@@ -161,17 +145,17 @@ describe('crictl: images', () => {
     for (const a of answers) expect(a).toEqual(answers[0]);
     const a = answers[0];
     expect(a.status).toMatchObject({ id: busyboxId(), repoTags: ['docker.io/library/busybox:berth'], size: String(busyboxSize()) });
-    expect(a.info.imageSpec.rootfs.diff_ids).toEqual(world.busybox.image.diffIds);
-    expect(a.info.chainID).toBe(world.busybox.image.diffIds[0]);
+    expect(a.info.imageSpec.rootfs.diff_ids).toEqual(bed.world.busybox.image.diffIds);
+    expect(a.info.chainID).toBe(bed.world.busybox.image.diffIds[0]);
   });
 
   it.each([
     ['a numeric USER', 'userUid', { uid: { value: '1002' }, username: '' }],
     ['a named USER (the part before ":")', 'userName', { username: 'www-data' }],
   ] as const)('reports uid or username from %s', async (_what, key, expected) => {
-    const s = world[key];
-    await ok('pull', `${world.registry.host}/${s.repo}:${s.tag}`);
-    const status = json(await ok('inspecti', `${world.registry.host}/${s.repo}:${s.tag}`)).status;
+    const s = bed.world[key];
+    await ok('pull', `${bed.world.registry.host}/${s.repo}:${s.tag}`);
+    const status = json(await ok('inspecti', `${bed.world.registry.host}/${s.repo}:${s.tag}`)).status;
     expect({ uid: status.uid, username: status.username }).toEqual({ uid: undefined, ...expected });
   });
 
@@ -183,7 +167,7 @@ describe('crictl: images', () => {
     await ok('pull', 'busybox:berth');
     expect(await ok('rmi', ref())).toBe(`Deleted: docker.io/library/busybox:berth\n`);
     expect(await ok('images', '-q')).toBe('');
-    expect((await daemon.ctr(['-n', 'k8s.io', 'images', 'ls', '-q'])).stdout).toBe('');
+    expect((await bed.berthd.ctr(['-n', 'k8s.io', 'images', 'ls', '-q'])).stdout).toBe('');
   });
 
   it('rmi and inspecti of a missing image: crictl says so; over gRPC, ImageStatus has no image and RemoveImage is OK', async () => {
@@ -191,14 +175,14 @@ describe('crictl: images', () => {
     expect({ code: rmi.code, err: rmi.stderr.trim() }).toEqual({ code: 1, err: expect.stringContaining('no such image nothere') });
     const inspect = await crictl('inspecti', 'nothere');
     expect({ code: inspect.code, err: inspect.stderr.trim() }).toEqual({ code: 1, err: expect.stringContaining('no such image \\"nothere\\" present') });
-    const images = daemon.client(ImageServiceService);
+    const images = bed.berthd.client(ImageServiceService);
     expect(await images.imageStatus({ image: { image: 'nothere', annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, verbose: true })).toEqual({ info: {} });
     expect(await images.removeImage({ image: { image: busyboxId(), annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' } })).toEqual({});
   });
 
   it('five RemoveImage calls by id at once all answer OK (critest "Image Manager" does this)', async () => {
     await ok('pull', 'busybox:berth');
-    const images = daemon.client(ImageServiceService);
+    const images = bed.berthd.client(ImageServiceService);
     const spec = { image: busyboxId(), annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' };
     expect(await Promise.all([1, 2, 3, 4, 5].map(() => images.removeImage({ image: spec })))).toEqual([{}, {}, {}, {}, {}]);
     expect(await ok('images', '-q')).toBe('');
@@ -207,7 +191,7 @@ describe('crictl: images', () => {
   it('imagefsinfo: the overlayfs directory, with the unpacked layers counted', async () => {
     const empty = json(await ok('imagefsinfo'));
     expect(empty.status.imageFilesystems).toEqual([
-      { timestamp: expect.stringMatching(/^\d{19}$/), fsId: { mountpoint: join(daemon.root, 'io.containerd.snapshotter.v1.overlayfs') }, usedBytes: { value: '0' }, inodesUsed: { value: '0' } },
+      { timestamp: expect.stringMatching(/^\d{19}$/), fsId: { mountpoint: join(bed.berthd.root, 'io.containerd.snapshotter.v1.overlayfs') }, usedBytes: { value: '0' }, inodesUsed: { value: '0' } },
     ]);
     await ok('pull', 'busybox:berth');
     const used = json(await ok('imagefsinfo')).status.imageFilesystems[0];
@@ -224,7 +208,7 @@ describe('crictl: bad input', () => {
   });
 
   it('a missing image: NotFound, naming the image', async () => {
-    const images = daemon.client(ImageServiceService);
+    const images = bed.berthd.client(ImageServiceService);
     const err = await rejectionOf(images.pullImage({ image: { image: 'busybox:missing', annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' } }));
     expect(isNotFound(err)).toBe(true);
     expect(err.message).toContain('failed to pull and unpack image "docker.io/library/busybox:missing"');
@@ -270,7 +254,7 @@ describe('crictl: pull with credentials from the request', () => {
   });
 
   it('uses the credentials only for the host server_address names', async () => {
-    const images = daemon.client(ImageServiceService);
+    const images = bed.berthd.client(ImageServiceService);
     await rejectionOf(images.pullImage(spec(ref, 'https://registry.example.com', { username: 'kube', password: 's3cret' })));
     expect((await images.pullImage(spec(ref, `http://${registry.host}`, { username: 'kube', password: 's3cret' }))).imageRef).toMatch(/^sha256:/);
   });
