@@ -5,85 +5,24 @@
  * leaves; events while nobody listens; a berthd restart. crictl-events-containerd2.test.ts
  * compares the same life with containerd 2.4.2's.
  */
-import { existsSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { TestNetwork, hostportChainsExist, removeUnusedHostportChains } from '@berth/cni/test-helpers';
 import { ContainerConfig, PodSandboxConfig, RuntimeServiceService } from '@berth/api/cri';
 import * as grpc from '@grpc/grpc-js';
-import { type CrictlResult, TestDaemon, runCrictl } from '@berth/testing';
-import { cleanupShims } from '@berth/tasks/test-support';
-import { CrictlEvents, type CriWorld, LIFECYCLE_EVENT_COUNTS, addPauseImage, eventShape, json, lifecycleScenario, startCriWorld } from './test-support';
+import { BUSYBOX as IMAGE, useCriTestBed } from './test-bed';
+import { CrictlEvents, LIFECYCLE_EVENT_COUNTS, eventShape, json, lifecycleScenario } from './test-support';
 
 jest.setTimeout(300_000);
 
-let world: CriWorld;
-let net: TestNetwork;
-let daemon: TestDaemon;
-let hadHostportChains = false;
-const CGROUP_PARENT = `/berth-cri-events-${process.pid}`;
-const PARENT_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, CGROUP_PARENT)).filter((d) => existsSync(d)) : []);
-const IMAGE = 'docker.io/library/busybox:berth';
-
-const crictl = (...args: string[]): Promise<CrictlResult> => runCrictl(daemon.address, args);
-async function ok(...args: string[]): Promise<string> {
-  const r = await crictl(...args);
-  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout.trim();
-}
-
-let seq = 0;
-function podConfig(): string {
-  seq += 1;
-  const path = join(world.dir, `ev-pod-${seq}.json`);
-  writeFileSync(path, JSON.stringify({ metadata: { name: `ev-${seq}`, namespace: 'berth-test', uid: `ev-${process.pid}-${seq}`, attempt: 0 }, linux: { cgroup_parent: CGROUP_PARENT } }));
-  return path;
-}
-function containerConfig(name: string, command: string[]): string {
-  seq += 1;
-  const path = join(world.dir, `ev-ctr-${seq}.json`);
-  writeFileSync(path, JSON.stringify({ metadata: { name }, image: { image: IMAGE }, command }));
-  return path;
-}
+const bed = useCriTestBed({ name: 'events', pullBusybox: true, pod: { prefix: 'ev' } });
+const ok = async (...args: string[]): Promise<string> => (await bed.ok(...args)).trim();
+const podConfig = () => bed.pod().path;
+const containerConfig = (name: string, command: string[]) => bed.containerConfig(name, { command });
 
 /** `TYPE name` of each event, with the ids named. */
 const whats = (events: Array<Record<string, any>>, names: Map<string, string>) => events.map((e) => eventShape(e, names).what);
 
-beforeAll(async () => {
-  hadHostportChains = hostportChainsExist();
-  world = await startCriWorld();
-  await addPauseImage(world);
-  net = new TestNetwork();
-  const section = 'plugins."io.containerd.grpc.v1.cri"';
-  const config =
-    `[${section}]\n  sandbox_image = "registry.k8s.io/pause:3.6"\n  restrict_oom_score_adj = true\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n` +
-    `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
-    `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n`;
-  daemon = await TestDaemon.start({ config, logLevel: 'info' });
-  await ok('pull', IMAGE);
-});
-
-afterAll(async () => {
-  if (daemon) {
-    for (const id of (await crictl('pods', '-q')).stdout.split('\n').filter(Boolean)) await crictl('rmp', '-f', id);
-    await daemon.stop();
-    await cleanupShims(daemon.address, daemon.dir);
-    await daemon.cleanup();
-  }
-  await net?.cleanup();
-  if (!hadHostportChains) removeUnusedHostportChains();
-  for (const d of PARENT_CGROUPS()) {
-    try {
-      rmdirSync(d);
-    } catch {
-      /* in use */
-    }
-  }
-  await world?.cleanup();
-});
-
 describe('crictl events', () => {
   it("sends a pod's life as containerd 2.4.2 does, each event with the pod's status and its containers' at that moment", async () => {
-    const { steps, raw } = await lifecycleScenario(daemon.address, { dir: world.dir, image: IMAGE, cgroupParent: CGROUP_PARENT, podName: 'life', expected: LIFECYCLE_EVENT_COUNTS });
+    const { steps, raw } = await lifecycleScenario(bed.berthd.address, { dir: bed.world.dir, image: IMAGE, cgroupParent: bed.cgroupParent, podName: 'life', expected: LIFECYCLE_EVENT_COUNTS });
     const states = steps.map((s) => [s.step, s.events.map((e) => [e.what, e.pod && `${e.pod.state}${e.pod.ip ? '+ip' : ''}`, e.containers.join(' ')])]);
     expect(states).toEqual([
       ['runp', [['CREATED pod', 'SANDBOX_READY+ip', ''], ['STARTED pod', 'SANDBOX_READY+ip', '']]],
@@ -113,8 +52,8 @@ describe('crictl events', () => {
   });
 
   it('gives several subscribers the same events in the same order, drops one that leaves at once, and keeps what comes while nobody listens for the next', async () => {
-    const a = await CrictlEvents.start(daemon.address);
-    const b = await CrictlEvents.start(daemon.address);
+    const a = await CrictlEvents.start(bed.berthd.address);
+    const b = await CrictlEvents.start(bed.berthd.address);
     const firstPod = podConfig();
     const first = await ok('runp', firstPod);
     const c = await ok('create', first, containerConfig('one', ['sleep', '1000']), firstPod);
@@ -141,7 +80,7 @@ describe('crictl events', () => {
     await b.stop();
     const third = await ok('runp', podConfig());
     await ok('rmp', '-f', third);
-    const late = await CrictlEvents.start(daemon.address);
+    const late = await CrictlEvents.start(bed.berthd.address);
     expect(whats(await late.waitFor(4), new Map([[third, 'pod']]))).toEqual(['CREATED pod', 'STARTED pod', 'STOPPED pod', 'DELETED pod']);
     await new Promise((r) => setTimeout(r, 300));
     expect(late.events).toHaveLength(4);
@@ -156,10 +95,10 @@ describe('crictl events', () => {
     const slow = await ok('create', podId, containerConfig('slow', ['sh', '-c', 'sleep 8; exit 4']), pod);
     await ok('start', quick);
     await ok('start', slow);
-    await daemon.kill('SIGKILL');
+    await bed.berthd.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 2500));
-    await daemon.restart();
-    const events = await CrictlEvents.start(daemon.address, 500);
+    await bed.berthd.restart();
+    const events = await CrictlEvents.start(bed.berthd.address, 500);
     const names = new Map([
       [podId, 'pod'],
       [quick, 'quick'],
@@ -185,9 +124,9 @@ describe('crictl events', () => {
   });
 
   it('ends the open streams when berthd stops, so that they do not hold up its shutdown', async () => {
-    const events = await CrictlEvents.start(daemon.address);
+    const events = await CrictlEvents.start(bed.berthd.address);
     const t0 = Date.now();
-    await daemon.restart(); // SIGTERM: in-flight calls get 10 s before they are cancelled
+    await bed.berthd.restart(); // SIGTERM: in-flight calls get 10 s before they are cancelled
     expect(Date.now() - t0).toBeLessThan(8000);
     const end = Date.now() + 5000;
     while (!events.exited && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
@@ -198,21 +137,21 @@ describe('crictl events', () => {
   });
 
   it('disconnects a subscriber that stops reading once 100 events wait for it (ResourceExhausted), while the calls and the other subscribers go on', async () => {
-    const runtime = daemon.client(RuntimeServiceService);
+    const runtime = bed.berthd.client(RuntimeServiceService);
     // Every event carries the pod's status, so a 60 kB annotation makes each one fill the
     // client's HTTP/2 window: after a few, the events wait in berthd, in the subscriber's queue.
-    seq += 1;
+    bed.seq += 1;
     const podConfigValue = PodSandboxConfig.fromPartial({
-      metadata: { name: `ev-slow-${seq}`, namespace: 'berth-test', uid: `ev-slow-${process.pid}-${seq}`, attempt: 0 },
+      metadata: { name: `ev-slow-${bed.seq}`, namespace: 'berth-test', uid: `ev-slow-${process.pid}-${bed.seq}`, attempt: 0 },
       annotations: { 'berth.test/big': 'x'.repeat(60_000) },
-      linux: { cgroupParent: CGROUP_PARENT },
+      linux: { cgroupParent: bed.cgroupParent },
     });
     // A raw stream whose messages stay undecoded bytes: it is only there to stop reading.
-    const channel = new grpc.Client(`unix:${daemon.address}`, grpc.credentials.createInsecure());
+    const channel = new grpc.Client(`unix:${bed.berthd.address}`, grpc.credentials.createInsecure());
     const raw = channel.makeServerStreamRequest('/runtime.v1.RuntimeService/GetContainerEvents', () => Buffer.alloc(0), (b: Buffer) => b, {}) as grpc.ClientReadableStream<Buffer>;
     const stalled = raw[Symbol.asyncIterator]();
     const first = stalled.next();
-    const reader = await CrictlEvents.start(daemon.address);
+    const reader = await CrictlEvents.start(bed.berthd.address);
     const { podSandboxId } = await runtime.runPodSandbox({ config: podConfigValue, runtimeHandler: '' });
     await first; // it is subscribed, and reads no more from here on
     const t0 = Date.now();
@@ -238,7 +177,7 @@ describe('crictl events', () => {
     })().catch((err: unknown) => err);
     expect(failure).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'container event subscriber fell behind: 100 events queued' });
     expect(got).toBeLessThan(total);
-    expect(daemon.output).toMatch(/msg="disconnected container event subscriber that fell behind" .*queued=100/);
+    expect(bed.berthd.output).toMatch(/msg="disconnected container event subscriber that fell behind" .*queued=100/);
     expect(perRound).toBeLessThan(2000);
     channel.close();
     await runtime.removePodSandbox({ podSandboxId });
