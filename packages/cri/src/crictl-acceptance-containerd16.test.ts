@@ -9,113 +9,46 @@
  * asks) and CreateContainer without a sandbox config (containerd 1.6.20 panics).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { removeNetns } from '@berth/cni';
-import { TestNetwork, hostLinks, hostportChainsExist, iptablesOf, removeUnusedHostportChains } from '@berth/cni/test-helpers';
 import { ContainerConfig, CreateContainerRequest, PodSandboxConfig, RunPodSandboxRequest, RuntimeServiceService } from '@berth/api/cri';
 import { crictlArgv } from '@berth/cri-streaming/test-support';
 import { type Client, createClient } from '@berth/grpc';
-import { readMountInfo } from '@berth/mount';
-import { CONTAINERD_PATH, CRICTL_PATH, ReferenceContainerd, TestDaemon, runCrictl, runCtr, tempDir } from '@berth/testing';
-import { cleanupShims } from '@berth/tasks/test-support';
-import { type CriWorld, addPauseImage, json, startCriWorld } from './test-support';
+import { CONTAINERD_PATH, CRICTL_PATH, runCrictl, tempDir } from '@berth/testing';
+import { BUSYBOX as IMAGE, CriTestBed, type CriDaemon as Daemon } from './test-bed';
+import { json } from './test-support';
 
 jest.setTimeout(180_000);
 
 const describeIf = CONTAINERD_PATH ? describe : describe.skip;
-const IMAGE = 'docker.io/library/busybox:berth';
 const run = promisify(execFile);
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-let world: CriWorld;
-let net: TestNetwork;
-let berthd: TestDaemon;
-let containerd: ReferenceContainerd;
-let hadHostportChains = false;
-const CGROUP_PARENT = `/berth-cri-accept-side-${process.pid}`;
-const PARENT_CGROUPS = () => (existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, CGROUP_PARENT)).filter((d) => existsSync(d)) : []);
-
-interface Daemon {
-  name: 'berthd' | 'containerd';
-  address: string;
-  dir: string;
-  /** Where its network namespaces are mounted. */
-  netnsDir: string;
-}
-const daemons = (): Daemon[] => [
-  { name: 'berthd', address: berthd.address, dir: berthd.dir, netnsDir: net.netnsRoot },
-  { name: 'containerd', address: containerd.address, dir: containerd.dir, netnsDir: join(containerd.state, 'io.containerd.grpc.v1.cri', 'netns') },
-];
-
-async function ok(d: Daemon, ...args: string[]): Promise<string> {
-  const r = await runCrictl(d.address, args);
-  if (r.code !== 0) throw new Error(`${d.name}: crictl ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
-let seq = 0;
-function podConfig(over: Record<string, unknown> = {}): string {
-  seq += 1;
-  const logDir = join(world.dir, 'logs', `accept-${seq}`);
-  mkdirSync(logDir, { recursive: true });
-  const path = join(world.dir, `accept-${seq}.json`);
-  writeFileSync(
-    path,
-    JSON.stringify({
-      metadata: { name: `accept-${seq}`, namespace: 'berth-test', uid: `uid-${process.pid}-${seq}`, attempt: 0 },
-      hostname: `accept-${seq}`,
-      log_directory: logDir,
-      ...over,
-      linux: { cgroup_parent: CGROUP_PARENT, ...((over.linux as object | undefined) ?? {}) },
-    }),
-  );
-  return path;
-}
-
-function containerConfig(name: string, over: Record<string, unknown> = {}): string {
-  seq += 1;
-  const path = join(world.dir, `accept-ctr-${seq}.json`);
-  writeFileSync(path, JSON.stringify({ metadata: { name }, image: { image: IMAGE }, log_path: `${name}.log`, working_dir: '/', ...over }));
-  return path;
-}
-
-async function removeAll(address: string): Promise<void> {
-  for (const id of (await runCrictl(address, ['pods', '-q'])).stdout.split('\n').filter(Boolean)) await runCrictl(address, ['rmp', '-f', id]);
-}
+const bed = new CriTestBed({
+  name: 'accept-side',
+  containerd: '1.6',
+  pullBusybox: true,
+  pod: { prefix: 'accept', hostname: (name) => name, logs: 'own', makeLogDir: true },
+  container: (name) => ({ log_path: `${name}.log`, working_dir: '/' }),
+});
+const daemons = () => bed.daemons();
+const ok = (d: Daemon, ...args: string[]) => bed.okAt(d.address, ...args);
+const podConfig = (over: Record<string, unknown> = {}) => bed.pod(over).path;
+const containerConfig = (name: string, over: Record<string, unknown> = {}) => bed.containerConfig(name, over);
+const removeAll = (address: string) => bed.removePods(address);
 
 /** What a failed call may leave on the host, per daemon: compared before and after. */
 async function hostState(d: Daemon) {
-  const veths = hostLinks().includes(net.bridge)
-    ? (await run('ip', ['-o', 'link', 'show', 'master', net.bridge])).stdout
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => l.split(': ')[1].split('@')[0])
-        .sort()
-    : [];
-  const cgroups = PARENT_CGROUPS().flatMap((p) => readdirSync(p).filter((e) => /^[0-9a-f]{64}$/.test(e)).map((e) => join(p, e))).sort();
-  const mounts = readMountInfo()
-    .map((m) => m.mountPoint)
-    .filter((p) => p.startsWith(d.dir) || p.startsWith(net.dir))
-    .sort();
-  const netns = existsSync(d.netnsDir) ? readdirSync(d.netnsDir).sort() : [];
   // The containerd-level objects too: records, snapshots, leases, the CRI plugin's dirs.
-  const ctr = async (...args: string[]) => (await runCtr(d.address, ['-n', 'k8s.io', ...args], d.name === 'containerd' ? { ctr: containerd.ctrPath } : {})).stdout;
+  const ctr = async (...args: string[]) => (await d.ctr(['-n', 'k8s.io', ...args])).stdout;
   const criDirs = (root: string) => ['sandboxes', 'containers'].flatMap((k) => (existsSync(join(root, 'io.containerd.grpc.v1.cri', k)) ? readdirSync(join(root, 'io.containerd.grpc.v1.cri', k)) : []));
-  const root = d.name === 'berthd' ? berthd.root : containerd.root;
-  const state = d.name === 'berthd' ? berthd.state : containerd.state;
   return {
     records: await ctr('containers', 'ls', '-q'),
     snapshots: (await ctr('snapshots', 'ls')).split('\n').map((l) => l.split(/\s+/)[0]).sort(),
     leases: await ctr('leases', 'ls', '-q'),
-    criDirs: [...criDirs(root), ...criDirs(state)].sort(),
-    netns,
-    veths,
-    allocations: net.allocations().sort(),
-    iptables: iptablesOf(net).filter((l) => !l.startsWith(':CNI-HOSTPORT') && !/-j CNI-HOSTPORT-/.test(l) && !l.startsWith('-A CNI-HOSTPORT-')),
-    cgroups,
-    mounts,
+    criDirs: [...criDirs(d.root), ...criDirs(d.state)].sort(),
+    ...bed.hostState(['netns', 'veths', 'allocations', 'iptables', 'cgroups', 'mounts'], d),
     pods: (await runCrictl(d.address, ['pods', '-q'])).stdout,
     containers: (await runCrictl(d.address, ['ps', '-a', '-q'])).stdout,
   };
@@ -136,47 +69,8 @@ async function expectHostState(d: Daemon, before: Awaited<ReturnType<typeof host
 }
 
 describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
-  beforeAll(async () => {
-    hadHostportChains = hostportChainsExist();
-    world = await startCriWorld();
-    await addPauseImage(world);
-    net = new TestNetwork();
-    const section = 'plugins."io.containerd.grpc.v1.cri"';
-    const config =
-      `[${section}]\n  sandbox_image = "registry.k8s.io/pause:3.6"\n  restrict_oom_score_adj = true\n  netns_mounts_under = ${JSON.stringify(net.netnsRoot)}\n  netns_mounts_under_state_dir = true\n` +
-      `[${section}.cni]\n  bin_dir = "/usr/lib/cni"\n  conf_dir = ${JSON.stringify(net.confDir)}\n  cache_dir = ${JSON.stringify(net.cacheDir)}\n` +
-      `[${section}.registry]\n  config_path = ${JSON.stringify(world.hostsDir)}\n`;
-    berthd = await TestDaemon.start({ config, logLevel: 'info' });
-    containerd = await ReferenceContainerd.start({ config, cri: true });
-    for (const d of daemons()) await ok(d, 'pull', IMAGE);
-  });
-
-  afterAll(async () => {
-    if (berthd) {
-      await removeAll(berthd.address);
-      await berthd.stop();
-      await cleanupShims(berthd.address, berthd.dir);
-      await berthd.cleanup();
-    }
-    if (containerd) {
-      await removeAll(containerd.address);
-      await containerd.stop();
-      await cleanupShims(containerd.address, containerd.dir);
-      const netnsDir = join(containerd.state, 'io.containerd.grpc.v1.cri', 'netns');
-      if (existsSync(netnsDir)) for (const n of readdirSync(netnsDir)) await removeNetns(join(netnsDir, n));
-      await containerd.cleanup();
-    }
-    await net?.cleanup();
-    if (!hadHostportChains) removeUnusedHostportChains();
-    for (const d of PARENT_CGROUPS().flatMap((p) => [...readdirSync(p).filter((e) => /^[0-9a-f]{64}$/.test(e)).map((e) => join(p, e)), p])) {
-      try {
-        rmdirSync(d);
-      } catch {
-        /* in use */
-      }
-    }
-    await world?.cleanup();
-  });
+  beforeAll(() => bed.start());
+  afterAll(() => bed.cleanup());
 
   describe('on a real terminal (tmux)', () => {
     // crictl's empty config file (crictlArgv writes it) and HOME.
@@ -351,10 +245,10 @@ describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
     }
 
     const podBase = () => ({
-      metadata: { name: `bad-${++seq}`, namespace: 'berth-test', uid: `uid-${process.pid}-${seq}`, attempt: 0 },
+      metadata: { name: `bad-${++bed.seq}`, namespace: 'berth-test', uid: `uid-${process.pid}-${bed.seq}`, attempt: 0 },
       hostname: 'bad',
-      logDirectory: join(world.dir, 'logs'),
-      linux: { cgroupParent: CGROUP_PARENT },
+      logDirectory: join(bed.world.dir, 'logs'),
+      linux: { cgroupParent: bed.cgroupParent },
     });
 
     it.each<[string, (base: ReturnType<typeof podBase>) => Record<string, unknown> | undefined]>([
@@ -428,7 +322,7 @@ describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
         for (const d of daemons()) await removeAll(d.address);
       });
 
-      const ctrBase = () => ({ metadata: { name: `c-${++seq}` }, image: { image: IMAGE }, command: ['sleep', '1000'], logPath: `c-${seq}.log` });
+      const ctrBase = () => ({ metadata: { name: `c-${++bed.seq}` }, image: { image: IMAGE }, command: ['sleep', '1000'], logPath: `c-${bed.seq}.log` });
       it.each<[string, (c: ReturnType<typeof ctrBase>, pod: { id: string; config: ReturnType<typeof podBase> }) => Record<string, unknown>]>([
         ['no config', (_c, p) => ({ podSandboxId: p.id, sandboxConfig: p.config })],
         ['no metadata', (c, p) => ({ podSandboxId: p.id, sandboxConfig: p.config, config: { ...c, metadata: undefined } })],
@@ -458,14 +352,14 @@ describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
 
       it('with no sandbox config: berthd names and builds the container from the pod it knows (containerd 1.6.20 panics and exits)', async () => {
         // containerd 1.6.20 dereferences the missing sandbox metadata while making the
-        // container's name (pkg/cri/server/helpers.go:113, seen here): the whole daemon dies. So
+        // container's name (pkg/cri/server/helpers.go:113, seen here): the whole bed.berthd dies. So
         // only berthd is asked.
         const d = daemons()[0];
         const before = await hostState(d);
         const pod = pods.get(d.name)!;
         const { containerId } = await runtime(d).createContainer(CreateContainerRequest.fromPartial({ podSandboxId: pod.id, config: ContainerConfig.fromPartial(ctrBase() as never) }));
         const status = json(await ok(d, 'inspect', containerId));
-        expect(status.status.logPath).toBe(join(pod.config.logDirectory, `c-${seq}.log`));
+        expect(status.status.logPath).toBe(join(pod.config.logDirectory, `c-${bed.seq}.log`));
         expect(status.info.runtimeSpec.annotations['io.kubernetes.cri.sandbox-name']).toBe(pod.config.metadata.name);
         await runtime(d).removeContainer({ containerId });
         await expectHostState(d, before);
