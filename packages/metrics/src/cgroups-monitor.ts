@@ -129,8 +129,11 @@ export class CgroupsMonitor {
       try {
         const w = await this.pathsOf(key, task);
         if (!w.paths) continue;
-        const kills = await readOomKills(w.paths);
+        // The time before the read: a count read as unchanged was read no earlier than this, so a
+        // shim report after it may belong to the next kill (taking the time after the read made
+        // such a report look older than the kill, and the OOM was published twice).
         const now = Date.now();
+        const kills = await readOomKills(w.paths);
         if (kills === undefined) continue;
         // The first reading is the baseline: kills from before the monitor watched are not new.
         if (w.oomKills !== undefined && kills > w.oomKills) this.oomSeen(task, key, w.readAt);
