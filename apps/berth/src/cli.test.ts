@@ -183,13 +183,41 @@ describe('berth CLI against berthd', () => {
       expect(s).toMatchObject({ id: 'busy', memoryLimit: 64 * 1024 * 1024, pids: 1 });
       expect(s!.cpuPercent).toBeGreaterThan(5);
       expect(s!.memoryBytes).toBeGreaterThan(0);
-      const table = await berth(['stats']);
-      expect(table.stdout).toMatch(/^CONTAINER +CPU % +MEM USAGE \/ LIMIT +MEM % +NET I\/O +BLOCK I\/O +PIDS$/m);
-      expect(table.stdout).toMatch(/^busy +[0-9.]+% +[0-9.]+[kMG]?B \/ 67.1MB +[0-9.]+% /m);
+      // To a pipe one sample is the default; --no-stream asks for it anywhere.
+      for (const args of [['stats'], ['stats', '--no-stream']]) {
+        const table = await berth(args);
+        expect(table).toMatchObject({ code: 0, stderr: '' });
+        expect(table.stdout).toMatch(/^CONTAINER +CPU % +MEM USAGE \/ LIMIT +MEM % +NET I\/O +BLOCK I\/O +PIDS\nbusy +[0-9.]+% +[0-9.]+[kMG]?B \/ 67.1MB +[0-9.]+% .*\n$/);
+      }
+      expect(JSON.parse((await berth(['stats', '--no-stream', '--json', 'busy'])).stdout)).toEqual([expect.objectContaining({ id: 'busy', memoryLimit: 64 * 1024 * 1024 })]);
+      expect(await berth(['stats', '--stream', 'nope'])).toMatchObject({ code: 1, stdout: '', stderr: 'berth: no such container: nope\n' });
     } finally {
       await berth(['rm', '-f', 'busy']);
     }
+    expect(await berth(['run', '-d', '--name', 'idle', busybox, 'sleep', '600'])).toMatchObject({ code: 0 });
+    try {
+      expect(await berth(['stop', '-t', '0', 'idle'])).toMatchObject({ code: 0 });
+      for (const args of [['stats', 'idle'], ['stats', '--stream', '--json', 'idle']]) expect(await berth(args)).toEqual({ code: 1, stdout: '', stderr: 'berth: container idle is not running\n' });
+    } finally {
+      await berth(['rm', '-f', 'idle']);
+    }
   }, 60_000);
+
+  it('stats --stream to a pipe: a JSON array a line (or a plain table) each second, until the named container exits', async () => {
+    expect(await berth(['run', '-d', '--name', 'brief', busybox, 'sleep', '4'])).toMatchObject({ code: 0 });
+    try {
+      const [json, tables] = await Promise.all([berth(['stats', '--stream', '--json', 'brief']), berth(['stats', '--stream', 'brief'])]);
+      for (const r of [json, tables]) expect(r).toMatchObject({ code: 0, stderr: 'none of the named containers is running any more\n' });
+      const lines = json.stdout.trimEnd().split('\n');
+      expect(lines.length).toBeGreaterThanOrEqual(2);
+      for (const l of lines) expect(JSON.parse(l)).toEqual([expect.objectContaining({ id: 'brief', cpuPercent: expect.any(Number), pids: 1 })]);
+      expect(tables.stdout).not.toMatch(/\x1b/);
+      expect(tables.stdout.match(/^CONTAINER +CPU %/gm)!.length).toBeGreaterThanOrEqual(2);
+      expect(tables.stdout).toMatch(/^brief +[0-9.]+% /m);
+    } finally {
+      await berth(['rm', '-f', 'brief']);
+    }
+  }, 30_000);
 
   it('images tag, inspect and prune; kill -s, top, inspect of a container; system prune', async () => {
     const ns = 'cli-more';
@@ -372,6 +400,38 @@ describe('berth CLI against berthd', () => {
       await tmux('send-keys', '-t', session, 'exit 5', 'Enter');
       await waitFor(/^berth exited 5$/m);
       expect((await berth(['ps', '-a', '-q'])).stdout).toBe('');
+    }, 60_000);
+
+    it('stats on a terminal redraws one table in place, shows a container started meanwhile, and ends on C-c with the cursor back', async () => {
+      // The tests' namespace, where nothing else runs between tests: the table shows only these two.
+      const env = `BERTH_ADDRESS=${daemon.address} CONTAINERD_NAMESPACE=cli`;
+      const b = (args: string[]) => berth(args);
+      // Memory that grows about 1 MB a second (tmpfs pages count to the container), so every frame differs.
+      expect(await b(['run', '-d', '--name', 'grow', busybox, 'sh', '-c', 'i=0; while true; do i=$((i+1)); head -c 200000 /dev/urandom > /dev/shm/f$i; sleep 0.2; done'])).toMatchObject({ code: 0 });
+      try {
+        await tmux('send-keys', '-t', session, `clear; ${env} ${process.execPath} ${BERTH} stats; echo "berth exited $?"`, 'Enter');
+        const headers = (text: string) => text.match(/^CONTAINER +CPU % +MEM USAGE/gm)?.length ?? 0;
+        const row = (text: string) => /^grow +.*$/m.exec(text)?.[0];
+        const first = await waitFor(/^grow +[0-9.]+% /m);
+        expect(await tmux('display-message', '-p', '-t', session, '#{cursor_flag}')).toMatchObject({ stdout: '0\n' });
+        await new Promise((r) => setTimeout(r, 2200));
+        const later = await screen();
+        expect([headers(first), headers(later)]).toEqual([1, 1]);
+        expect(row(later)).toBeDefined();
+        expect(row(later)).not.toBe(row(first));
+        expect(await b(['run', '-d', '--name', 'late', busybox, 'sleep', '600'])).toMatchObject({ code: 0 });
+        const both = await waitFor(/^late +[0-9.]+% /m, 10_000);
+        expect(headers(both)).toBe(1);
+        expect(row(both)).toBeDefined();
+        await tmux('send-keys', '-t', session, 'C-c');
+        // The terminal echoes ^C on the line after the table, where the cursor waits.
+        const end = await waitFor(/^(\^C)?berth exited 0$/m, 10_000);
+        expect(headers(end)).toBe(1);
+        expect(end).toMatch(/^late +[0-9.]+% .*\n(\^C)?berth exited 0$/m);
+        expect(await tmux('display-message', '-p', '-t', session, '#{cursor_flag}')).toMatchObject({ stdout: '1\n' });
+      } finally {
+        expect(await b(['rm', '-f', 'grow', 'late'])).toMatchObject({ code: 0 });
+      }
     }, 60_000);
 
     it('pull on a terminal draws progress bars and ends with the summary', async () => {

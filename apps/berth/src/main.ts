@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { registerContainerCommands } from './commands/containers';
 import { registerGcCommands } from './commands/gc';
 import { registerImageCommands } from './commands/images';
+import { registerStatsCommand } from './commands/stats';
 import { registerSystemCommands } from './commands/system';
 import { bashCompletion, zshCompletion } from './completion';
 import { CliError, EXIT, errorMessage } from './errors';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerSystemCommands(program);
   registerImageCommands(program);
   registerContainerCommands(program);
+  registerStatsCommand(program);
   registerGcCommands(program);
   program
     .command('completion')

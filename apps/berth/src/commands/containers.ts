@@ -6,7 +6,7 @@ import { isNotFound } from '@berth/errdefs';
 import type { Command } from 'commander';
 import { withClient } from '../context';
 import { CliError, EXIT, nonNegative, startFailureCode } from '../errors';
-import { type Column, type ListingFormat, humanSize, parsePairs, printJson, printListing, since } from '../output';
+import { type Column, type ListingFormat, parsePairs, printJson, printListing, since } from '../output';
 import { pullImage } from './images';
 
 /** Where `run -d` has the shim write a container's output (read by `berth logs`). */
@@ -113,7 +113,7 @@ const rowJson = (r: Row) => ({
 });
 
 /** Finds a container by its id or a unique prefix of it. */
-async function findContainer(client: BerthClient, ref: string): Promise<Container> {
+export async function findContainer(client: BerthClient, ref: string): Promise<Container> {
   try {
     return await client.containers.get(ref);
   } catch (err) {
@@ -533,51 +533,6 @@ export function registerContainerCommands(program: Command): void {
           pos = await copyFrom(path, pos, process.stdout);
         }
         await copyFrom(path, pos, process.stdout);
-      });
-    });
-
-  program
-    .command('stats')
-    .description('resource use of running containers (all running ones when none is named): CPU over half a second, memory, network and block I/O, pids')
-    .argument('[container...]')
-    .option('--json', 'print JSON')
-    .action(async (refs: string[], f: { json?: boolean }, cmd: Command) => {
-      await withClient(cmd, async (client) => {
-        const containers = refs.length > 0 ? await Promise.all(refs.map((r) => findContainer(client, r))) : await Promise.all((await client.containers.list()).map((c) => client.containers.get(c.id)));
-        const tasks: Array<{ id: string; task: Task }> = [];
-        for (const c of containers) {
-          try {
-            const task = await c.task();
-            if ((await task.status()).status === 'running') tasks.push({ id: c.id, task });
-            else if (refs.length > 0) throw new CliError(`container ${c.id} is not running`);
-          } catch (err) {
-            if (!isNotFound(err)) throw err;
-            if (refs.length > 0) throw new CliError(`container ${c.id} is not running`);
-          }
-        }
-        // CPU % as Docker computes it: CPU time used over wall time, between two samples.
-        const first = await Promise.all(tasks.map((t) => t.task.stats()));
-        const t0 = Date.now();
-        await new Promise((r) => setTimeout(r, 500));
-        const second = await Promise.all(tasks.map((t) => t.task.stats()));
-        const wallNs = (Date.now() - t0) * 1e6;
-        const rows = tasks.map((t, i) => ({ id: t.id, cpuPercent: (100 * (second[i]!.cpuNs - first[i]!.cpuNs)) / wallNs, ...second[i]! }));
-        if (f.json) return printJson(process.stdout, rows);
-        printListing(
-          process.stdout,
-          rows,
-          [
-            { header: 'CONTAINER', value: (r) => shortId(r.id) },
-            { header: 'CPU %', value: (r) => `${r.cpuPercent.toFixed(2)}%` },
-            { header: 'MEM USAGE / LIMIT', value: (r) => `${humanSize(r.memoryBytes)} / ${r.memoryLimit !== undefined ? humanSize(r.memoryLimit) : 'unlimited'}` },
-            { header: 'MEM %', value: (r) => (r.memoryLimit ? `${((100 * r.memoryBytes) / r.memoryLimit).toFixed(2)}%` : '--') },
-            { header: 'NET I/O', value: (r) => `${humanSize(r.netRx)} / ${humanSize(r.netTx)}` },
-            { header: 'BLOCK I/O', value: (r) => `${humanSize(r.blockRead)} / ${humanSize(r.blockWrite)}` },
-            { header: 'PIDS', value: (r) => String(r.pids) },
-          ],
-          (r) => r,
-          {},
-        );
       });
     });
 
