@@ -206,7 +206,15 @@ describe('berth CLI against berthd', () => {
   it('stats --stream to a pipe: a JSON array a line (or a plain table) each second, until the named container exits', async () => {
     expect(await berth(['run', '-d', '--name', 'brief', busybox, 'sleep', '4'])).toMatchObject({ code: 0 });
     try {
+      // A reader that goes away (head) ends the stream too, with exit code 0, before the container does.
+      const env = { ...process.env, BERTH_ADDRESS: daemon.address, CONTAINERD_NAMESPACE: 'cli' };
+      const headed = run('bash', ['-c', `${process.execPath} ${BERTH} stats --stream --json brief | head -n 1; echo "berth exited \${PIPESTATUS[0]}"`], { env });
+      const headedAt = headed.then(() => Date.now());
       const [json, tables] = await Promise.all([berth(['stats', '--stream', '--json', 'brief']), berth(['stats', '--stream', 'brief'])]);
+      expect(await headedAt).toBeLessThan(Date.now() - 500);
+      const [line, exit] = (await headed).stdout.trimEnd().split('\n');
+      expect(JSON.parse(line!)).toEqual([expect.objectContaining({ id: 'brief' })]);
+      expect(exit).toBe('berth exited 0');
       for (const r of [json, tables]) expect(r).toMatchObject({ code: 0, stderr: 'none of the named containers is running any more\n' });
       const lines = json.stdout.trimEnd().split('\n');
       expect(lines.length).toBeGreaterThanOrEqual(2);
