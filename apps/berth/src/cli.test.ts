@@ -42,6 +42,13 @@ describe('berth CLI against berthd', () => {
   let five: string;
   const logs = tempDir('berth-cli-logs-');
 
+  /** `berth ARGS` that must succeed: a failure shows its exit code and stderr. */
+  async function succeeds(args: string[], o: { input?: string; namespace?: string } = {}): Promise<Result> {
+    const r = await berth(args, o);
+    if (r.code !== 0) throw new Error(`berth ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
+    return r;
+  }
+
   /** Runs `berth ARGS` with the daemon's address; never throws, answers code and output. */
   function berth(args: string[], o: { input?: string; namespace?: string } = {}): Promise<Result> {
     return new Promise((resolve, reject) => {
@@ -164,9 +171,9 @@ describe('berth CLI against berthd', () => {
       expect(await berth(['logs', '--tail', '1', 'web'])).toMatchObject({ code: 0, stdout: 'two\n' });
       expect(await berth(['exec', 'web', 'sh', '-c', 'echo in; exit 3'])).toMatchObject({ code: 3, stdout: 'in\n' });
       expect(await berth(['rm', 'web'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/running/) });
-      expect(await berth(['stop', '-t', '1', 'web'])).toMatchObject({ code: 0 });
+      await succeeds(['stop', '-t', '1', 'web']);
       expect(JSON.parse((await berth(['ps', '-a', '--json'])).stdout)).toEqual([expect.objectContaining({ ID: 'web', State: 'stopped' })]);
-      expect(await berth(['start', 'web'])).toMatchObject({ code: 0 });
+      await succeeds(['start', 'web']);
       expect(JSON.parse((await berth(['ps', '--json'])).stdout)).toEqual([expect.objectContaining({ ID: 'web', State: 'running' })]);
     } finally {
       expect(await berth(['rm', '-f', 'web'])).toMatchObject({ code: 0, stdout: 'web\n' });
@@ -175,7 +182,7 @@ describe('berth CLI against berthd', () => {
   }, 90_000);
 
   it('stats: CPU, memory against the limit, pids of a running container', async () => {
-    expect(await berth(['run', '-d', '--name', 'busy', '-m', '64m', busybox, 'sh', '-c', 'while true; do :; done'])).toMatchObject({ code: 0 });
+    await succeeds(['run', '-d', '--name', 'busy', '-m', '64m', busybox, 'sh', '-c', 'while true; do :; done']);
     try {
       const r = await berth(['stats', '--json', 'busy']);
       expect(r).toMatchObject({ code: 0, stderr: '' });
@@ -194,9 +201,9 @@ describe('berth CLI against berthd', () => {
     } finally {
       await berth(['rm', '-f', 'busy']);
     }
-    expect(await berth(['run', '-d', '--name', 'idle', busybox, 'sleep', '600'])).toMatchObject({ code: 0 });
+    await succeeds(['run', '-d', '--name', 'idle', busybox, 'sleep', '600']);
     try {
-      expect(await berth(['stop', '-t', '0', 'idle'])).toMatchObject({ code: 0 });
+      await succeeds(['stop', '-t', '0', 'idle']);
       for (const args of [['stats', 'idle'], ['stats', '--stream', '--json', 'idle']]) expect(await berth(args)).toEqual({ code: 1, stdout: '', stderr: 'berth: container idle is not running\n' });
     } finally {
       await berth(['rm', '-f', 'idle']);
@@ -204,7 +211,7 @@ describe('berth CLI against berthd', () => {
   }, 60_000);
 
   it('stats --stream to a pipe: a JSON array a line (or a plain table) each second, until the named container exits', async () => {
-    expect(await berth(['run', '-d', '--name', 'brief', busybox, 'sleep', '4'])).toMatchObject({ code: 0 });
+    await succeeds(['run', '-d', '--name', 'brief', busybox, 'sleep', '4']);
     try {
       // A reader that goes away (head) ends the stream too, with exit code 0, before the container does.
       const env = { ...process.env, BERTH_ADDRESS: daemon.address, CONTAINERD_NAMESPACE: 'cli' };
@@ -229,21 +236,21 @@ describe('berth CLI against berthd', () => {
 
   it('images tag, inspect and prune; kill -s, top, inspect of a container; system prune', async () => {
     const ns = 'cli-more';
-    expect(await berth(['pull', '--plain-http', busybox], { namespace: ns })).toMatchObject({ code: 0 });
+    await succeeds(['pull', '--plain-http', busybox], { namespace: ns });
     expect(await berth(['images', 'tag', busybox, 'local/copy:1', 'local/untagged'], { namespace: ns })).toMatchObject({ code: 0, stdout: 'local/copy:1\nlocal/untagged\n' });
     const [orig, copy] = JSON.parse((await berth(['images', 'inspect', busybox, 'local/copy:1'], { namespace: ns })).stdout) as Array<{ target: { digest: string } }>;
     expect(copy!.target.digest).toBe(orig!.target.digest);
     expect(await berth(['images', 'tag', busybox, 'local/copy:1'], { namespace: ns })).toMatchObject({ code: 1, stderr: expect.stringMatching(/already exists/) });
     // prune without -a takes only names without a tag; with -a every image no container uses.
     expect(await berth(['images', 'prune'], { namespace: ns })).toMatchObject({ code: 0, stdout: 'deleted local/untagged\n' });
-    expect(await berth(['run', '-d', '--name', 'sleeper', busybox, 'sleep', '600'], { namespace: ns })).toMatchObject({ code: 0 });
+    await succeeds(['run', '-d', '--name', 'sleeper', busybox, 'sleep', '600'], { namespace: ns });
     const top = await berth(['top', 'sleeper'], { namespace: ns });
     expect(top.stdout).toMatch(/^\s*UID\s+PID\s+PPID/);
     expect(top.stdout).toMatch(/sleep 600/);
     const [info] = JSON.parse((await berth(['inspect', 'sleeper'], { namespace: ns })).stdout) as Array<{ ID: string; State: string; Spec: { process: { args: string[] } } }>;
     expect(info).toMatchObject({ ID: 'sleeper', State: 'running', Spec: { process: { args: ['sleep', '600'] } } });
     // sleep as PID 1 ignores TERM (no handler): the kernel spares init; a number works as well as a name.
-    expect(await berth(['kill', '-s', '9', 'sleeper'], { namespace: ns })).toMatchObject({ code: 0 });
+    await succeeds(['kill', '-s', '9', 'sleeper'], { namespace: ns });
     for (let i = 0; i < 50 && (await berth(['ps', '-q'], { namespace: ns })).stdout !== ''; i++) await new Promise((r) => setTimeout(r, 100));
     expect(JSON.parse((await berth(['ps', '-a', '--json'], { namespace: ns })).stdout)).toEqual([expect.objectContaining({ ID: 'sleeper', State: 'stopped', ExitCode: 137 })]);
     expect(await berth(['images', 'prune', '-a'], { namespace: ns })).toMatchObject({ code: 0, stdout: 'deleted local/copy:1\n' });
@@ -255,19 +262,19 @@ describe('berth CLI against berthd', () => {
 
   it('run -d --restart always: the restart monitor starts it again, into the same log, until berth stop', async () => {
     const ns = 'cli-restart';
-    expect(await berth(['run', '-d', '--restart', 'always', '--name', 'again', busybox, 'sh', '-c', 'echo started; sleep 0.3'], { namespace: ns })).toMatchObject({ code: 0 });
+    await succeeds(['run', '-d', '--restart', 'always', '--name', 'again', busybox, 'sh', '-c', 'echo started; sleep 0.3'], { namespace: ns });
     const starts = async () => ((await berth(['logs', 'again'], { namespace: ns })).stdout.match(/^started$/gm) ?? []).length;
     for (let i = 0; i < 100 && (await starts()) < 3; i++) await new Promise((r) => setTimeout(r, 200));
     expect(await starts()).toBeGreaterThanOrEqual(3);
-    expect(await berth(['stop', '-t', '1', 'again'], { namespace: ns })).toMatchObject({ code: 0 });
+    await succeeds(['stop', '-t', '1', 'again'], { namespace: ns });
     const after = await starts();
     await new Promise((r) => setTimeout(r, 2500));
     expect(await starts()).toBe(after);
-    expect(await berth(['rm', '-f', 'again'], { namespace: ns })).toMatchObject({ code: 0 });
+    await succeeds(['rm', '-f', 'again'], { namespace: ns });
   }, 60_000);
 
   it('logs -f follows the output until the container exits', async () => {
-    expect(await berth(['run', '-d', '--name', 'counter', busybox, 'sh', '-c', 'for i in 1 2 3 4; do echo line $i; sleep 0.3; done'])).toMatchObject({ code: 0 });
+    await succeeds(['run', '-d', '--name', 'counter', busybox, 'sh', '-c', 'for i in 1 2 3 4; do echo line $i; sleep 0.3; done']);
     try {
       expect(await berth(['logs', '-f', 'counter'])).toMatchObject({ code: 0, stdout: 'line 1\nline 2\nline 3\nline 4\n' });
     } finally {
@@ -321,8 +328,8 @@ describe('berth CLI against berthd', () => {
     };
 
     it('ns rm --force removes a namespace with a running task, images and snapshots; another namespace sharing its blobs keeps working', async () => {
-      expect(await berth(['pull', '--plain-http', busybox], { namespace: 'doomed' })).toMatchObject({ code: 0 });
-      expect(await berth(['run', '-d', '--name', 'sleeper', busybox, 'sleep', '600'], { namespace: 'doomed' })).toMatchObject({ code: 0 });
+      await succeeds(['pull', '--plain-http', busybox], { namespace: 'doomed' });
+      await succeeds(['run', '-d', '--name', 'sleeper', busybox, 'sleep', '600'], { namespace: 'doomed' });
       expect(await berth(['ns', 'rm', 'doomed'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/not empty|must be empty|FailedPrecondition|failed precondition/i) });
       const r = await berth(['ns', 'rm', '--force', 'doomed']);
       expect(r).toMatchObject({ code: 0, stdout: expect.stringMatching(/^doomed: removed 1 tasks, 1 containers, 1 images/) });
@@ -332,7 +339,7 @@ describe('berth CLI against berthd', () => {
       }
       // The namespace the tests run in still has the image, and runs it.
       expect((await berth(['images', '-q'])).stdout).toContain(busybox);
-      expect(await berth(['gc'])).toMatchObject({ code: 0 });
+      await succeeds(['gc']);
       expect(await berth(['run', '--rm', busybox, 'echo', 'still here'])).toMatchObject({ code: 0, stdout: 'still here\n' });
     }, 120_000);
 
@@ -355,7 +362,7 @@ describe('berth CLI against berthd', () => {
     }, 60_000);
 
     it('system df: per namespace rows, and totals within 1% of du of the snapshot and content directories', async () => {
-      expect(await berth(['gc'])).toMatchObject({ code: 0 });
+      await succeeds(['gc']);
       const table = await berth(['system', 'df']);
       expect(table.stdout).toMatch(/^NAMESPACE +IMAGES +CONTAINERS +SNAPSHOTS +CONTENT +SHARED +EXCLUSIVE$/m);
       expect(table.stdout).toMatch(/^cli +\d+ +\d+ /m);
