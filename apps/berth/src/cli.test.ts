@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { type ImageSpec, buildImage, busyboxImage, dir, file, pseudoRandom } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
 import type { BuiltImage } from '@berth/fixtures';
-import { TestDaemon, TestRegistry, cleanupShims, tempDir } from '@berth/testing';
+import { TestDaemon, TestRegistry, cleanupShims, tempDir, tmuxRun, tmuxScreen, waitForScreen } from '@berth/testing';
 
 const BERTH = join(__dirname, '../bin/berth');
 const run = promisify(execFile);
@@ -381,18 +381,9 @@ describe('berth CLI against berthd', () => {
 
   describe('on a terminal (tmux)', () => {
     const session = `berth-cli-${process.pid}`;
-    const tmux = (...args: string[]) => run('tmux', ['-L', session, ...args]);
-    const screen = async () => (await tmux('capture-pane', '-p', '-t', session)).stdout;
-    async function waitFor(re: RegExp, timeoutMs = 30_000): Promise<string> {
-      const until = Date.now() + timeoutMs;
-      let text = '';
-      while (Date.now() < until) {
-        text = await screen();
-        if (re.test(text)) return text;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`screen never matched ${re}:\n${text}`);
-    }
+    const tmux = (...args: string[]) => tmuxRun(session, ...args);
+    const screen = () => tmuxScreen(session);
+    const waitFor = (re: RegExp, timeoutMs = 30_000) => waitForScreen(session, re, timeoutMs);
 
     // A fresh tmux server (its own socket) for each test, so one test's leftovers never type into the next.
     beforeEach(async () => {

@@ -1,14 +1,11 @@
-import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { CRICTL_PATH, tempDir } from '@berth/testing';
+import { CRICTL_PATH, tempDir, tmuxRun, tmuxScreen, waitForScreen } from '@berth/testing';
 import { StreamingServer } from './streaming-server';
 import { ProcessRuntime, type TestCriServer, crictl, crictlArgv, startCriServer } from './test-support';
 
 jest.setTimeout(120_000);
 
-const run = promisify(execFile);
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 describe('crictl attach and exec -it through the streaming server', () => {
@@ -45,18 +42,9 @@ describe('crictl attach and exec -it through the streaming server', () => {
     // A fresh tmux server (its own socket) for each test.
     let n = 0;
     let session = '';
-    const tmux = (...args: string[]) => run('tmux', ['-L', session, ...args]);
-    const screen = async () => (await tmux('capture-pane', '-p', '-t', session)).stdout;
-    async function waitFor(re: RegExp, timeoutMs = 30_000): Promise<string> {
-      const until = Date.now() + timeoutMs;
-      let text = '';
-      while (Date.now() < until) {
-        text = await screen();
-        if (re.test(text)) return text;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`screen never matched ${re}:\n${text}`);
-    }
+    const tmux = (...args: string[]) => tmuxRun(session, ...args);
+    const screen = () => tmuxScreen(session);
+    const waitFor = (re: RegExp, timeoutMs = 30_000) => waitForScreen(session, re, timeoutMs);
 
     beforeEach(async () => {
       session = `berth-cri-tty-${process.pid}-${++n}`;

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { ContainerConfig, CreateContainerRequest, PodSandboxConfig, RunPodSandboxRequest, RuntimeServiceService } from '@berth/api/cri';
 import { crictlArgv } from '@berth/cri-streaming/test-support';
 import { type Client, createClient } from '@berth/grpc';
-import { CONTAINERD_PATH, CRICTL_PATH, runCrictl, tempDir } from '@berth/testing';
+import { CONTAINERD_PATH, CRICTL_PATH, runCrictl, tempDir, tmuxRun, tmuxScreen, waitForScreen } from '@berth/testing';
 import { BUSYBOX as IMAGE, CriTestBed, type CriDaemon as Daemon } from './test-bed';
 import { json } from './test-support';
 
@@ -80,20 +80,11 @@ describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
     });
     let n = 0;
     let session = '';
-    const tmux = (...args: string[]) => run('tmux', ['-L', session, ...args]);
+    const tmux = (...args: string[]) => tmuxRun(session, ...args);
     /** The lines of a screen with trailing spaces and blanks dropped. */
     const lines = (text: string) => text.split('\n').map((l) => l.trimEnd()).filter((l, i, all) => l !== '' || all.slice(i).some((x) => x !== ''));
-    const screen = async () => (await tmux('capture-pane', '-p', '-t', session)).stdout;
-    async function waitFor(re: RegExp, timeoutMs = 20_000): Promise<string> {
-      const until = Date.now() + timeoutMs;
-      let text = '';
-      while (Date.now() < until) {
-        text = await screen();
-        if (re.test(text)) return text;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`screen never matched ${re}:\n${text}`);
-    }
+    const screen = () => tmuxScreen(session);
+    const waitFor = (re: RegExp, timeoutMs = 20_000) => waitForScreen(session, re, timeoutMs);
     /** Types a line and waits until the screen shows `until` (which should end with the next prompt, so that the screen is complete). */
     async function type(line: string, until: RegExp): Promise<string> {
       await tmux('send-keys', '-t', session, '-l', line);

@@ -10,3 +10,4 @@ export * from './registry';
 export * from './tasks';
 export * from './proc';
 export * from './critest';
+export * from './tmux';
