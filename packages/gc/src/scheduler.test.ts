@@ -180,7 +180,9 @@ describe('GcScheduler over a real database: 1000 deletions', () => {
       }
       const pauses = runs.map((r) => r.pauseMs);
       expect(Math.max(...pauses)).toBeLessThan(250); // a few ms here; room for a loaded CI machine
-      expect(sum / elapsed).toBeLessThan(0.02 + Math.max(...pauses) / elapsed + 0.005);
+      // The policy's 2%, plus the two collections outside it: the one at start and the last,
+      // asked for by scheduleAndWait (a loaded CI run exceeded the bound with only one).
+      expect(sum / elapsed).toBeLessThan(0.02 + (2 * Math.max(...pauses)) / elapsed + 0.005);
       expect(runs.length).toBeGreaterThan(1);
 
       // Nothing fresh was lost; everything deleted is gone.

@@ -63,7 +63,7 @@ export function importsOf(text: string): string[] {
 }
 
 /** Whether a file is test code (tests, their helpers, conformance suites). */
-export const isTest = (file: string) => /\.test\.ts$|test-(helpers?|support)\.ts$|testsuite\.ts$/.test(file);
+export const isTest = (file: string) => /\.test\.ts$|test-(helpers?|support|bed)\.ts$|testsuite\.ts$/.test(file);
 
 /** Subsystem -> the subsystems it may import (documented, with the reason, in ARCHITECTURE.md). */
 export type Edges = Map<string, Set<string>>;
