@@ -41,6 +41,9 @@ const START_TIMEOUT_MS = 30_000;
  * is reported as exited and deleted (TaskExit, TaskDelete), as containerd does. Shims outlive the
  * daemon; `load` reconnects to them on startup.
  */
+/** The annotation by which runc-v2 runs a task in another task's shim (its sandbox's). */
+const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
+
 /** Under the state dir: FIFOs made ahead for the shims' logs (emptied at each start). */
 const FIFO_POOL_DIR = '.fifo-pool';
 
@@ -83,7 +86,7 @@ export class ShimTaskManager implements TaskManager {
       const topts = opts.taskOptions ?? opts.runtimeOptions;
       let task: ShimTask;
       try {
-        task = await this.startShim(ctx, bundle, binary, topts);
+        task = (await this.joinGroup(ctx, bundle, binary, opts.spec)) ?? (await this.startShim(ctx, bundle, binary, topts));
       } catch (err) {
         await bundle.delete().catch((e) => this.opts.logger.warn('failed to remove bundle', { id, error: (e as Error).message }));
         throw wrap(err, 'failed to start shim');
@@ -109,6 +112,38 @@ export class ShimTaskManager implements TaskManager {
     } finally {
       this.reserved.delete(key);
     }
+  }
+
+  /**
+   * A task whose spec names a group (runc-v2's `io.kubernetes.cri.sandbox-id` annotation: a pod's
+   * containers share its sandbox's shim) joins the group's running shim directly, as that shim's
+   * `start` would have it do: the bundle records the shim's address, and no shim process is
+   * forked just to print it. Undefined when there is no such group or its shim is not running
+   * here with the same binary; the shim's `start` then decides, as before.
+   */
+  private async joinGroup(ctx: Context, bundle: Bundle, binary: string, spec: Buffer): Promise<ShimTask | undefined> {
+    if (!binary.endsWith('containerd-shim-runc-v2')) return undefined;
+    let group: unknown;
+    try {
+      group = (JSON.parse(spec.toString()) as { annotations?: Record<string, unknown> }).annotations?.[SANDBOX_ID_ANNOTATION];
+    } catch {
+      return undefined;
+    }
+    if (typeof group !== 'string' || group === bundle.id) return undefined;
+    const leader = this.tasks.get(this.key(bundle.namespace, group));
+    if (!leader || leader.binary !== binary) return undefined;
+    let conn: Awaited<ReturnType<typeof connectShim>>;
+    try {
+      conn = await connectShim(leader.address);
+    } catch {
+      return undefined; // the shim is going away: its `start` will say what to do
+    }
+    bundle.write('address', leader.address);
+    bundle.write('shim-binary-path', binary);
+    // The shim writes its log to the group leader's bundle; this one gets none.
+    const task = new ShimTask(bundle.id, bundle.namespace, bundle.path, bundle, leader.address, binary, conn, undefined);
+    await task.connect(ctx).catch(() => undefined);
+    return task;
   }
 
   /** Runs the shim's `start`, records its binary, and connects to the address it prints. */

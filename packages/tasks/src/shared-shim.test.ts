@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { tasks as tapi } from '@berth/api';
@@ -36,6 +37,11 @@ describe('tasks that share one shim (runc-v2 grouping by sandbox id)', () => {
     const joined = await ctr(['run', '-d', '--annotation', `io.kubernetes.cri.sandbox-id=${sandbox}`, '--rootfs', rootfs, member, '/bin/sleep', '1000']);
     expect({ code: joined.code, stderr: joined.stderr }).toEqual({ code: 0, stderr: '' });
     expect(shimsOf(d.address).map((s) => s.id)).toEqual([sandbox]);
+    // berthd joined the running shim itself (no `start` forked to print its address): the
+    // member's bundle records the sandbox's shim address, and has no shim log of its own.
+    const bundle = (id: string) => join(d.state, 'io.containerd.runtime.v2.task', namespace, id);
+    expect(readFileSync(join(bundle(member), 'address'), 'utf8').trim()).toBe(readFileSync(join(bundle(sandbox), 'address'), 'utf8').trim());
+    expect(existsSync(join(bundle(member), 'log'))).toBe(false);
 
     const tasks = d.client(tapi.TasksService, namespace);
     const exited = tasks.wait({ containerId: member, execId: '' });
