@@ -1,20 +1,19 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { parentPort } from 'node:worker_threads';
+import { Launcher } from './launcher';
 import type { RunJob, RunOutcome } from './run';
 
-// The spawning thread of @berth/exec: fork and exec (which block the calling thread until the
-// child has exec'd, longer the larger the process and the busier the machine) happen here.
+// The exec thread of @berth/exec. Programs start through the launcher (a small shell that forks
+// for us, see launcher.ts); what it cannot start, spawn starts here: fork and exec block the
+// calling thread until the child has exec'd, longer the larger the process and the busier the
+// machine, and this thread is the one that may wait.
 const port = parentPort!;
 
-port.on('message', (job: RunJob) => {
-  let settled = false;
-  const post = (o: RunOutcome) => {
-    if (settled) return;
-    settled = true;
-    port.postMessage(o);
-  };
-  const fail = (err: NodeJS.ErrnoException) =>
-    post({ id: job.id, error: { message: err.message, code: err.code, errno: err.errno, syscall: err.syscall, path: err.path } });
+type Post = (o: RunOutcome) => void;
+
+/** Starts `job` with spawn from this thread. */
+function spawnJob(job: RunJob, post: Post): void {
+  const fail = (err: NodeJS.ErrnoException) => post({ id: job.id, error: { message: err.message, code: err.code, errno: err.errno, syscall: err.syscall, path: err.path } });
   let child: ChildProcess;
   try {
     child = spawn(job.file, job.args, {
@@ -47,4 +46,17 @@ port.on('message', (job: RunJob) => {
     if (timer) clearTimeout(timer);
     post({ id: job.id, code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(errs), timedOut });
   });
+}
+
+const launcher = process.env.BERTH_EXEC_SPAWN === '1' ? undefined : new Launcher(spawnJob);
+
+port.on('message', (job: RunJob) => {
+  let settled = false;
+  const post: Post = (o) => {
+    if (settled) return;
+    settled = true;
+    port.postMessage(o);
+  };
+  if (launcher) launcher.run(job, post);
+  else spawnJob(job, post);
 });

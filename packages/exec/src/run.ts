@@ -81,9 +81,11 @@ function ensureWorker(): Worker {
 
 /**
  * Runs `file` with `args` (an argument array, never a shell) to completion and resolves with its
- * exit status and output; rejects when it cannot be started (ENOENT, EACCES), as spawn's 'error'.
- * The fork and exec happen on a worker thread: on the calling thread a spawn blocks until the
- * child has exec'd, 3 ms on average and up to 45 ms on a loaded machine, growing with the
+ * exit status and output; rejects when it cannot be started (ENOENT), as spawn's 'error'.
+ * Nothing forks on the calling thread: programs start through the launcher, a small shell that
+ * forks for us (see launcher.ts), driven from a worker thread, which also spawns what the
+ * launcher cannot start (a job with `fds`). A spawn from the caller's thread would block it until
+ * the child has exec'd: 3 ms on average and up to 45 ms on a loaded machine, growing with the
  * process's size.
  */
 export function run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
