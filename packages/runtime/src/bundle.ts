@@ -22,8 +22,9 @@ export class Bundle {
 
   /**
    * Creates the bundle dirs and writes the spec; AlreadyExists when the bundle exists. Every step
-   * is asynchronous: on a loaded disk a directory operation can take milliseconds, and a task
-   * start must not hold the event loop for them.
+   * is asynchronous (on a loaded disk a directory operation can take milliseconds, and a task
+   * start must not hold the event loop for them), and the independent ones run side by side: each
+   * trip through libuv's thread pool costs a wakeup of the event loop, 0.3 to 1 ms when busy.
    */
   static async create(state: string, root: string, namespace: string, id: string, spec: Buffer): Promise<Bundle> {
     try {
@@ -33,8 +34,7 @@ export class Bundle {
     }
     const path = join(state, namespace, id);
     const work = join(root, namespace, id);
-    await fsp.mkdir(dirname(path), { recursive: true, mode: 0o711 });
-    await fsp.mkdir(dirname(work), { recursive: true, mode: 0o711 });
+    await Promise.all([fsp.mkdir(dirname(path), { recursive: true, mode: 0o711 }), fsp.mkdir(dirname(work), { recursive: true, mode: 0o711 })]);
     try {
       await fsp.mkdir(path, { mode: 0o700 });
     } catch (err) {
@@ -42,17 +42,18 @@ export class Bundle {
       throw err;
     }
     const bundle = new Bundle(id, namespace, path);
-    try {
-      await fsp.mkdir(bundle.rootfs, { mode: 0o711 });
+    const steps = await Promise.allSettled([
+      fsp.mkdir(bundle.rootfs, { mode: 0o711 }),
       // A stale work dir from an earlier task of the same id is replaced.
-      await fsp.rm(work, { recursive: true, force: true });
-      await fsp.mkdir(work, { mode: 0o711 });
-      await fsp.symlink(work, join(path, 'work'));
-      await fsp.writeFile(join(path, 'config.json'), spec, { mode: 0o666 });
-    } catch (err) {
+      fsp.rm(work, { recursive: true, force: true }).then(() => fsp.mkdir(work, { mode: 0o711 })),
+      fsp.symlink(work, join(path, 'work')),
+      fsp.writeFile(join(path, 'config.json'), spec, { mode: 0o666 }),
+    ]);
+    const failed = steps.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
       await fsp.rm(path, { recursive: true, force: true });
       await fsp.rm(work, { recursive: true, force: true });
-      throw err;
+      throw failed.reason;
     }
     return bundle;
   }

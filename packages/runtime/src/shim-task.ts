@@ -167,7 +167,8 @@ export class ShimTask extends ShimProcess implements Task {
   async connect(ctx: Context, timeoutMs = 5_000): Promise<void> {
     const res = await this.c.connect({ id: this.id }, { ...this.o(ctx), timeoutMs });
     this.shimPid = res.shimPid;
-    this.pid = res.taskPid;
+    // 0 before the task is created; a Connect that overlapped Create must not undo its pid.
+    if (res.taskPid !== 0) this.pid = res.taskPid;
   }
 
   async create(ctx: Context, req: Omit<shim.CreateTaskRequest, 'id' | 'bundle'>): Promise<number> {

@@ -91,6 +91,7 @@ export class ShimTaskManager implements TaskManager {
         await bundle.delete().catch((e) => this.opts.logger.warn('failed to remove bundle', { id, error: (e as Error).message }));
         throw wrap(err, 'failed to start shim');
       }
+      const connected = task.connect(ctx).catch(() => undefined);
       try {
         await task.create(ctx, {
           rootfs: opts.rootfs,
@@ -103,9 +104,11 @@ export class ShimTaskManager implements TaskManager {
           options: topts,
         });
       } catch (err) {
+        await connected;
         await this.discard(task);
         throw wrap(err, 'failed to create shim task');
       }
+      await connected;
       this.tasks.set(key, task);
       void task.closed.then(() => this.onShimClosed(task));
       return task;
@@ -140,10 +143,9 @@ export class ShimTaskManager implements TaskManager {
     }
     bundle.write('address', leader.address);
     bundle.write('shim-binary-path', binary);
-    // The shim writes its log to the group leader's bundle; this one gets none.
-    const task = new ShimTask(bundle.id, bundle.namespace, bundle.path, bundle, leader.address, binary, conn, undefined);
-    await task.connect(ctx).catch(() => undefined);
-    return task;
+    // The shim writes its log to the group leader's bundle; this one gets none. Connect (the
+    // shim's pid, for the log) goes on beside Create.
+    return new ShimTask(bundle.id, bundle.namespace, bundle.path, bundle, leader.address, binary, conn, undefined);
   }
 
   /** Runs the shim's `start`, records its binary, and connects to the address it prints. */
@@ -162,9 +164,8 @@ export class ShimTaskManager implements TaskManager {
       const address = res.stdout.toString().trim();
       bundle.write('shim-binary-path', binary);
       const conn = await connectShim(address);
-      const task = new ShimTask(bundle.id, bundle.namespace, bundle.path, bundle, address, binary, conn, log);
-      await task.connect(ctx).catch(() => undefined);
-      return task;
+      // Connect (the shim's pid, for the log) goes on beside Create.
+      return new ShimTask(bundle.id, bundle.namespace, bundle.path, bundle, address, binary, conn, log);
     } catch (err) {
       log?.destroy();
       throw err;
