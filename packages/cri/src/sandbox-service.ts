@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type * as Cri from '@berth/api/cri';
 import { type CniNetworkPlugin, NOT_INITIALIZED, type PortMapping, type SetupResult, bandwidthFromAnnotations, createNetns, isNetns, removeNetns } from '@berth/cni';
 import { type Context, context, withNamespace } from '@berth/context';
@@ -188,6 +188,13 @@ export function resolvConf(dns: Cri.DNSConfig): string {
  * kept in memory and, durably, in the container record's metadata extension, from which a
  * restarted daemon reads it back. Whether a sandbox is ready is asked of its task each time.
  */
+/** Resolves when every promise has, rejecting with the first of them (in order) that failed. */
+async function settled(promises: ReadonlyArray<Promise<unknown>>): Promise<void> {
+  const failures = await Promise.all(promises.map((p) => p.then(() => undefined, (e: unknown) => ({ e }))));
+  const failed = failures.find((f) => f !== undefined);
+  if (failed) throw failed.e;
+}
+
 export class SandboxService {
   /**
    * The pod's containers, stopped by StopPodSandbox and removed by RemovePodSandbox before the
@@ -340,11 +347,14 @@ export class SandboxService {
   }
 
   /**
-   * RunPodSandbox, in containerd 1.6's order: reserve the name, ensure the sandbox image, resolve
-   * the runtime handler, the network namespace and CNI ADD (not for host network), the sandbox
-   * files and /dev/shm, the snapshot and container record (with the spec and the metadata
-   * extension), then the pause task, started. A failure undoes every step done before it.
-   * Returns the sandbox id.
+   * RunPodSandbox. Reserves the name, ensures the sandbox image and resolves the runtime handler;
+   * then makes, side by side, what the pause task needs and containerd 1.6 makes one after the
+   * other: the network namespace (and CNI ADD after it, which goes on while the task starts: the
+   * task needs the namespace, not its interfaces), the sandbox files and /dev/shm, and the snapshot
+   * and container record (with the spec and the metadata extension); then the pause task, started,
+   * and the record updated with the IP. A failure undoes every step done, once every branch has
+   * settled, and reports the error of the step containerd would have failed first. Returns the
+   * sandbox id.
    */
   async run(callCtx: Context, config: Cri.PodSandboxConfig, runtimeHandler: string): Promise<string> {
     const ctx = this.ns(callCtx);
@@ -354,7 +364,8 @@ export class SandboxService {
     const id = randomBytes(32).toString('hex');
     const name = sandboxName(metadata);
     const undo: Array<[string, () => Promise<void> | void]> = [];
-    let networking: Promise<void> | undefined;
+    // The branches below, in containerd's order of their steps: the first failure in that order is reported.
+    const branches: Array<Promise<void>> = [];
     try {
       const holder = this.names.get(name);
       if (holder !== undefined) throw new UnknownError(`failed to reserve sandbox name ${JSON.stringify(name)}: name ${JSON.stringify(name)} is reserved for ${JSON.stringify(holder)}`, { bare: true });
@@ -366,58 +377,64 @@ export class SandboxService {
       const handler = this.handler(runtimeHandler);
       const modes = namespaceModes(config);
       const sandbox: Sandbox = { id, name, config, netnsPath: '', ip: '', additionalIps: [], runtimeHandler, createdAt: 0n };
-
-      if (modes.network !== 'NODE') {
-        let netns: string;
-        try {
-          netns = await createNetns({ root: this.o.config.netns_mounts_under });
-        } catch (err) {
-          throw wrap(err, `failed to create network namespace for sandbox ${JSON.stringify(id)}`);
-        }
-        undo.push(['netns', () => removeNetns(netns)]);
-        sandbox.netnsPath = netns;
-        const network = this.o.network(handler);
-        const opts = this.cniOptions(sandbox);
-        // go-cni's "not initialized" is a plain error in containerd: Unknown, without the load error.
-        if (!network.status().ready) throw new UnknownError(`failed to setup network for sandbox ${JSON.stringify(id)}: ${NOT_INITIALIZED}`, { bare: true });
-        // The CNI chain (tens of ms of plugin runs) goes on while the rest of the sandbox is made
-        // and its pause task started: the task needs the namespace, not its interfaces. The
-        // record gets the IP once the chain is done (below), before the pod is listed.
-        // @berth/cni words its failure as containerd: `failed to setup network for sandbox "<id>": ...`.
-        networking = network.setup(id, netns, opts).then((result) => {
-          undo.push(['network', () => network.teardown(id, netns, opts)]);
-          sandbox.ip = result.ip;
-          sandbox.additionalIps = result.additionalIps;
-          sandbox.cniResult = result;
-        });
-        networking.catch(() => undefined); // awaited below, on success and on failure alike
-      }
-
-      // The sandbox's files: hostname, hosts, resolv.conf; a /dev/shm of its own unless host IPC.
+      const network = modes.network !== 'NODE' ? this.o.network(handler) : undefined;
+      // go-cni's "not initialized" is a plain error in containerd: Unknown, without the load error.
+      if (network && !network.status().ready) throw new UnknownError(`failed to setup network for sandbox ${JSON.stringify(id)}: ${NOT_INITIALIZED}`, { bare: true });
+      // Named now, made in its branch: the spec takes the path.
+      const netnsRoot = this.o.config.netns_mounts_under;
+      if (network) sandbox.netnsPath = join(netnsRoot, `cni-${randomUUID()}`);
       const dir = this.sandboxDir(id);
-      mkdirSync(dir, { recursive: true, mode: 0o755 });
-      undo.push(['files', () => rmSync(dir, { recursive: true, force: true })]);
-      const hostname = config.hostname !== '' ? config.hostname : osHostname();
-      writeFileSync(join(dir, 'hostname'), `${hostname}\n`, { mode: 0o644 });
-      copyFileSync('/etc/hosts', join(dir, 'hosts'));
       const resolvPath = join(dir, 'resolv.conf');
-      const dns = config.dnsConfig;
-      if (dns && (dns.servers.length > 0 || dns.searches.length > 0 || dns.options.length > 0)) writeFileSync(resolvPath, resolvConf(dns), { mode: 0o644 });
-      else copyFileSync('/etc/resolv.conf', resolvPath);
-      let shm = '';
-      if (modes.ipc !== 'NODE') {
-        shm = this.shmDir(id);
-        mkdirSync(shm, { recursive: true, mode: 0o700 });
-        undo.push(['shm dir', () => rmSync(join(this.o.stateDir, 'sandboxes', id), { recursive: true, force: true })]);
-        try {
-          await mount({ type: 'tmpfs', source: 'shm', options: ['nodev', 'noexec', 'nosuid', 'mode=1777', `size=${SHM_SIZE}`] }, shm);
-        } catch (err) {
-          throw wrap(err, 'failed to mount sandbox shm');
-        }
-        undo.push(['shm', () => unmount(shm, { lazyFallback: true })]);
-      }
+      const shm = modes.ipc !== 'NODE' ? this.shmDir(id) : '';
 
-      // The pause container: spec, snapshot, record.
+      // 1. The network namespace, then CNI ADD (awaited after the task's start).
+      let networking: Promise<void> | undefined;
+      const netns = network
+        ? (async () => {
+            const path = sandbox.netnsPath;
+            try {
+              await createNetns({ root: netnsRoot, name: basename(path) });
+            } catch (err) {
+              throw wrap(err, `failed to create network namespace for sandbox ${JSON.stringify(id)}`);
+            }
+            undo.push(['netns', () => removeNetns(path)]);
+            const opts = this.cniOptions(sandbox);
+            // @berth/cni words its failure as containerd: `failed to setup network for sandbox "<id>": ...`.
+            networking = network.setup(id, path, opts).then((result) => {
+              undo.push(['network', () => network.teardown(id, path, opts)]);
+              sandbox.ip = result.ip;
+              sandbox.additionalIps = result.additionalIps;
+              sandbox.cniResult = result;
+            });
+            networking.catch(() => undefined); // awaited below, on success and on failure alike
+          })()
+        : Promise.resolve();
+      branches.push(netns, netns.then(() => networking));
+
+      // 2. The sandbox's files: hostname, hosts, resolv.conf; a /dev/shm of its own unless host IPC.
+      const files = (async () => {
+        mkdirSync(dir, { recursive: true, mode: 0o755 });
+        undo.push(['files', () => rmSync(dir, { recursive: true, force: true })]);
+        const hostname = config.hostname !== '' ? config.hostname : osHostname();
+        writeFileSync(join(dir, 'hostname'), `${hostname}\n`, { mode: 0o644 });
+        copyFileSync('/etc/hosts', join(dir, 'hosts'));
+        const dns = config.dnsConfig;
+        if (dns && (dns.servers.length > 0 || dns.searches.length > 0 || dns.options.length > 0)) writeFileSync(resolvPath, resolvConf(dns), { mode: 0o644 });
+        else copyFileSync('/etc/resolv.conf', resolvPath);
+        if (shm !== '') {
+          mkdirSync(shm, { recursive: true, mode: 0o700 });
+          undo.push(['shm dir', () => rmSync(join(this.o.stateDir, 'sandboxes', id), { recursive: true, force: true })]);
+          try {
+            await mount({ type: 'tmpfs', source: 'shm', options: ['nodev', 'noexec', 'nosuid', 'mode=1777', `size=${SHM_SIZE}`] }, shm);
+          } catch (err) {
+            throw wrap(err, 'failed to mount sandbox shm');
+          }
+          undo.push(['shm', () => unmount(shm, { lazyFallback: true })]);
+        }
+      })();
+      branches.push(files);
+
+      // 3. The pause container: spec, snapshot, record.
       const sc = config.linux?.securityContext;
       // As containerd 1.6.20 (seen side by side): the user's gid is its one additional gid; the
       // pod's supplemental groups are for its containers, not for the pause process.
@@ -445,45 +462,51 @@ export class SandboxService {
         },
       });
       const snapshotter = this.o.config.containerd.snapshotter;
-      // Until the record references the snapshot, a lease (expiring in an hour should berthd
-      // die meanwhile) keeps a garbage collection from taking it.
-      const lease = await this.o.leases.create(ctx, '', { 'containerd.io/gc.expire': new Date(Date.now() + 3600_000).toISOString() });
-      undo.push([
-        'lease',
-        () =>
-          this.o.leases.delete(ctx, lease.id).catch((err: unknown) => {
-            if (!isNotFound(err)) throw err;
-          }),
-      ]);
-      const leased: Context = { ...ctx, lease: lease.id };
-      let rootfs: Mount[];
-      try {
-        rootfs = await this.o.snapshots.prepare(leased, snapshotter, id, image.chainId);
-      } catch (err) {
-        throw wrap(err, 'failed to create containerd container: failed to prepare snapshot');
-      }
-      undo.push(['snapshot', () => this.o.snapshots.remove(ctx, snapshotter, id)]);
-      const imageLabels = (image.spec.config as { Labels?: Record<string, string> } | undefined)?.Labels ?? {};
-      sandbox.createdAt = BigInt(Date.now()) * 1_000_000n;
-      const options = this.o.runtimeOptions(handler.options);
-      try {
-        await this.o.containers.create(ctx, {
-          id,
-          labels: { ...imageLabels, ...config.labels, [CRI_KIND_LABEL]: 'sandbox' },
-          image: image.repoTags[0] ?? imageRef,
-          runtime: { name: handler.runtime_type, ...(options ? { options } : {}) },
-          spec: { typeUrl: SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
-          snapshotter,
-          snapshotKey: id,
-          extensions: { [SANDBOX_METADATA_EXTENSION]: { typeUrl: SANDBOX_METADATA_TYPE_URL, value: this.toExtension(sandbox) } },
+      let rootfs: Mount[] = [];
+      const container = (async () => {
+        // Until the record references the snapshot, a lease (expiring in an hour should berthd
+        // die meanwhile) keeps a garbage collection from taking it.
+        const lease = await this.o.leases.create(ctx, '', { 'containerd.io/gc.expire': new Date(Date.now() + 3600_000).toISOString() });
+        undo.push([
+          'lease',
+          () =>
+            this.o.leases.delete(ctx, lease.id).catch((err: unknown) => {
+              if (!isNotFound(err)) throw err;
+            }),
+        ]);
+        try {
+          rootfs = await this.o.snapshots.prepare({ ...ctx, lease: lease.id }, snapshotter, id, image.chainId);
+        } catch (err) {
+          throw wrap(err, 'failed to create containerd container: failed to prepare snapshot');
+        }
+        undo.push(['snapshot', () => this.o.snapshots.remove(ctx, snapshotter, id)]);
+        const imageLabels = (image.spec.config as { Labels?: Record<string, string> } | undefined)?.Labels ?? {};
+        sandbox.createdAt = BigInt(Date.now()) * 1_000_000n;
+        const options = this.o.runtimeOptions(handler.options);
+        try {
+          await this.o.containers.create(ctx, {
+            id,
+            labels: { ...imageLabels, ...config.labels, [CRI_KIND_LABEL]: 'sandbox' },
+            image: image.repoTags[0] ?? imageRef,
+            runtime: { name: handler.runtime_type, ...(options ? { options } : {}) },
+            spec: { typeUrl: SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
+            snapshotter,
+            snapshotKey: id,
+            extensions: { [SANDBOX_METADATA_EXTENSION]: { typeUrl: SANDBOX_METADATA_TYPE_URL, value: this.toExtension(sandbox) } },
+          });
+        } catch (err) {
+          throw wrap(err, 'failed to create containerd container');
+        }
+        undo.push(['container', () => this.o.containers.delete(ctx, id)]);
+        await this.o.leases.delete(ctx, lease.id).catch((err: unknown) => {
+          if (!isNotFound(err)) throw err;
         });
-      } catch (err) {
-        throw wrap(err, 'failed to create containerd container');
-      }
-      undo.push(['container', () => this.o.containers.delete(ctx, id)]);
-      await this.o.leases.delete(ctx, lease.id).catch((err: unknown) => {
-        if (!isNotFound(err)) throw err;
-      });
+      })();
+      branches.push(container);
+
+      for (const b of branches) b.catch(() => undefined); // all awaited, on success and on failure alike
+      // The pause task needs the namespace, the files and the record (CNI may still run).
+      await settled([netns, files, container]);
 
       try {
         await this.o.tasks.create(ctx, { containerId: id, rootfs, stdin: '', stdout: '', stderr: '', terminal: false, runtimePath: '' });
@@ -496,7 +519,7 @@ export class SandboxService {
       } catch (err) {
         throw wrap(err, `failed to start sandbox container task ${JSON.stringify(id)}`);
       }
-      if (networking) {
+      if (network) {
         await networking;
         try {
           await this.o.containers.update(ctx, { id, extensions: { [SANDBOX_METADATA_EXTENSION]: { typeUrl: SANDBOX_METADATA_TYPE_URL, value: this.toExtension(sandbox) } } }, [`extensions.${SANDBOX_METADATA_EXTENSION}`]);
@@ -511,9 +534,9 @@ export class SandboxService {
       void this.o.events?.emit('CONTAINER_STARTED_EVENT', id, id);
       return id;
     } catch (err) {
-      // A network setup still running ends first (its teardown is then in the undo list), and
-      // its failure is the one reported: containerd runs CNI before everything that followed here.
-      const networkErr = await networking?.then(() => undefined, (e: unknown) => e);
+      // Every branch ends first (what it made is then in the undo list); the error reported is
+      // the first in containerd's order of steps, which ran them one after the other.
+      const failures = await Promise.all(branches.map((b) => b.then(() => undefined, (e: unknown) => e)));
       for (const [what, fn] of undo.reverse()) {
         try {
           await fn();
@@ -521,7 +544,7 @@ export class SandboxService {
           this.o.logger.error(`undo ${what} of a failed sandbox`, { id, error: (e as Error).message });
         }
       }
-      throw networkErr ?? err;
+      throw failures.find((e) => e !== undefined) ?? err;
     }
   }
 
