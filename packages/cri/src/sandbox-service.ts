@@ -594,14 +594,17 @@ export class SandboxService {
         if (!isNotFound(err)) throw err;
       }
     }
-    if (remove) {
-      try {
-        await this.o.tasks.delete(ctx, { containerId: id });
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-    }
+    if (remove) await this.deleteTask(ctx, id);
     return status === TASK_RUNNING;
+  }
+
+  /** Deletes the sandbox's (stopped) task; a missing one is done. */
+  private async deleteTask(ctx: Context, id: string): Promise<void> {
+    try {
+      await this.o.tasks.delete(ctx, { containerId: id });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
   }
 
   /**
@@ -633,22 +636,32 @@ export class SandboxService {
     await this.podContainers?.stopAll(ctx, s.id);
     let killed: boolean;
     try {
-      killed = await this.killTask(ctx, s.id, true);
+      killed = await this.killTask(ctx, s.id, false);
     } catch (err) {
       throw wrap(err, `failed to stop sandbox container ${JSON.stringify(s.id)}`);
     }
+    // With the pause process gone, the task's deletion (the shim's, tens of ms), the /dev/shm
+    // unmount and the network's teardown are independent: they run side by side (containerd too
+    // deletes the task from its exit handler while StopPodSandbox goes on). The first failure in
+    // containerd's order is reported, once all have ended.
+    const deleted = this.deleteTask(ctx, s.id).catch((err: unknown) => {
+      throw wrap(err, `failed to stop sandbox container ${JSON.stringify(s.id)}`);
+    });
     // The pod is NOTREADY now, its network not yet torn down: containerd's event comes from the
     // pause's exit, which it handles while StopPodSandbox goes on to CNI DEL, and shows the IP.
-    if (killed) await this.pauseExited(s.id);
+    const event = killed ? this.pauseExited(s.id) : Promise.resolve();
     const shm = this.shmDir(s.id);
-    if (existsSync(shm) && isMountPoint(shm)) await unmount(shm, { lazyFallback: true });
-    if (s.netnsPath !== '' && existsSync(s.netnsPath)) {
-      const network = this.o.network(this.handlerOrDefault(s.runtimeHandler));
+    const unmounted = existsSync(shm) && isMountPoint(shm) ? unmount(shm, { lazyFallback: true }) : Promise.resolve();
+    const network = (async () => {
+      await event;
+      if (s.netnsPath === '' || !existsSync(s.netnsPath)) return;
+      const plugin = this.o.network(this.handlerOrDefault(s.runtimeHandler));
       const path = isNetns(s.netnsPath) ? s.netnsPath : '';
       // Worded as containerd's: `failed to destroy network for sandbox "<id>": ...`.
-      await network.teardown(s.id, path, this.cniOptions(s));
+      await plugin.teardown(s.id, path, this.cniOptions(s));
       await removeNetns(s.netnsPath);
-    }
+    })();
+    await settled([deleted, unmounted, network]);
   }
 
   private handlerOrDefault(name: string): CriRuntimeConfig {
