@@ -55,12 +55,15 @@ export class OverlaySnapshotter extends LocalSnapshotter {
 
   protected async populate(dir: string, kind: Kind, parentIds: readonly number[]): Promise<void> {
     const fs = join(dir, 'fs');
-    await fsp.mkdir(fs, { mode: 0o755 });
-    if (kind === 'active') await fsp.mkdir(join(dir, 'work'), { mode: 0o711 });
-    if (parentIds.length > 0) {
+    // Side by side, each a trip through the thread pool: a container's creation waits for them.
+    const [parent] = await Promise.all([
+      parentIds.length > 0 ? fsp.stat(this.upperPath(parentIds[0])) : undefined,
+      fsp.mkdir(fs, { mode: 0o755 }),
+      kind === 'active' ? fsp.mkdir(join(dir, 'work'), { mode: 0o711 }) : undefined,
+    ]);
+    if (parent) {
       // The upper dir takes the owner of the parent's root, as containerd does, so that a
       // layer's root directory keeps its owner when the overlay is mounted.
-      const parent = await fsp.stat(this.upperPath(parentIds[0]));
       const mine = await fsp.stat(fs);
       if (parent.uid !== mine.uid || parent.gid !== mine.gid) await fsp.chown(fs, parent.uid, parent.gid);
     }
