@@ -434,6 +434,17 @@ export class ContainerService {
         state: { pid: 0, createdAt: 0n, startedAt: 0n, finishedAt: 0n, exitCode: 0, reason: '', message: '', starting: false, removing: false, unknown: false },
       };
 
+      // The container's stdio (its FIFOs and log) is made beside the snapshot.
+      const io = ContainerIO.create(this.fifos, join(volatile, 'io'), id, {
+        stdin: config.stdin,
+        tty: config.tty,
+        maxLineSize: this.o.maxLogLineSize,
+        stdinOnce: config.stdinOnce,
+        closeStdin: () => this.o.tasks.closeIO(this.background(), { containerId: id, execId: '', stdin: true }),
+      });
+      io.catch(() => undefined); // awaited below, or by the undo
+      undo.push(['io', async () => (await io.catch(() => undefined))?.close(true)]);
+
       // The snapshot first: the user is looked up in its files.
       const snapshotter = this.o.snapshotter;
       const lease = await this.o.leases.create(ctx, '', { 'containerd.io/gc.expire': new Date(Date.now() + 3600_000).toISOString() });
@@ -480,14 +491,7 @@ export class ContainerService {
       }
       this.specs.set(id, spec);
 
-      c.io = await ContainerIO.create(this.fifos, join(volatile, 'io'), id, {
-        stdin: config.stdin,
-        tty: config.tty,
-        maxLineSize: this.o.maxLogLineSize,
-        stdinOnce: config.stdinOnce,
-        closeStdin: () => this.o.tasks.closeIO(this.background(), { containerId: id, execId: '', stdin: true }),
-      });
-      undo.push(['io', () => c.io?.close(true)]);
+      c.io = await io;
 
       try {
         await this.o.containers.create(ctx, {
