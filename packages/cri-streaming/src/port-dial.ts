@@ -170,11 +170,10 @@ function dialWithHelper(netnsPath: string, port: number, name: string, options: 
       else settle(new PortDialError(notConnected(port, netnsPath, name, m?.e4 ?? 'no socket', m?.e6 ?? 'no socket')));
     });
     child.on('error', (err) => settle(new PortDialError(`cannot run nsenter: ${err.message}`)));
-    child.on('exit', (code, sig) => {
-      // Let a message still in flight arrive first.
-      setImmediate(() =>
-        settle(new PortDialError(`failed to enter network namespace ${JSON.stringify(netnsPath)}: ${stderr.trim() || `helper exited with ${code ?? sig}`}`)),
-      );
+    // 'close', not 'exit': stderr and the IPC channel (a message still in flight) are read to
+    // their end first, so nsenter's own words are there (on a loaded machine 'exit' came before them).
+    child.on('close', (code, sig) => {
+      settle(new PortDialError(`failed to enter network namespace ${JSON.stringify(netnsPath)}: ${stderr.trim() || `helper exited with ${code ?? sig}`}`));
     });
   });
 }

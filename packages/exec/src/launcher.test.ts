@@ -21,10 +21,14 @@ function launchers(pid = process.pid): Array<{ pid: number; dir: string }> {
   return out;
 }
 
+// Launchers of test files that ran earlier in this jest worker process are still there.
+const earlier = new Set(launchers().map((l) => l.pid));
+const ours = () => launchers().filter((l) => !earlier.has(l.pid));
+
 describe('the launcher', () => {
   it('starts programs through one shell of its own, in a private directory it cleans as it goes', async () => {
     await run('/bin/true', []);
-    const [launcher, ...more] = launchers();
+    const [launcher, ...more] = ours();
     expect(more).toEqual([]);
     expect(readFileSync(`/proc/${launcher.pid}/comm`, 'utf8').trim()).toMatch(/^(dash|sh|bash)$/);
     const r = await run('/bin/cat', [], { input: 'x' });
@@ -64,13 +68,13 @@ describe('the launcher', () => {
 
   it('keeps answering when its shell is killed: programs running report, the next one gets a new shell', async () => {
     await run('/bin/true', []);
-    const [first] = launchers();
+    const [first] = ours();
     const running = run('/bin/sh', ['-c', 'sleep 0.3; echo done']);
     await new Promise((r) => setTimeout(r, 100));
     process.kill(first.pid, 'SIGKILL');
     expect((await running).stdout.toString()).toBe('done\n');
     expect((await run('/bin/echo', ['again'])).stdout.toString()).toBe('again\n');
-    const now = launchers();
+    const now = ours();
     expect(now.map((l) => l.pid)).not.toContain(first.pid);
     expect(existsSync(first.dir)).toBe(false);
   });
@@ -80,16 +84,20 @@ describe('the launcher', () => {
     const script = `
       const { run } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'index.js'))});
       const { readdirSync, readFileSync } = require('node:fs');
-      run('/bin/sleep', ['0.3']);
-      setTimeout(() => {
+      (async () => {
+        await run('/bin/true', []);
+        const running = run('/bin/sleep', ['0.5']);
         for (const n of readdirSync('/proc')) {
           try {
+            const stat = readFileSync('/proc/' + n + '/stat', 'utf8');
+            const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
             const argv = readFileSync('/proc/' + n + '/cmdline', 'utf8').split('\\0');
-            if (argv[3] === 'berth-exec-launcher' && readFileSync('/proc/' + n + '/stat', 'utf8').includes(') S ' + process.pid + ' ')) console.log(argv[4]);
+            if (ppid === process.pid && argv[3] === 'berth-exec-launcher') console.log(argv[4]);
           } catch {}
         }
+        void running;
         process.kill(process.pid, 'SIGKILL');
-      }, 100);`;
+      })();`;
     const res = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10_000 });
     const dir = res.stdout.trim();
     expect(dir).toMatch(/berth-exec-/);
