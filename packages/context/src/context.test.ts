@@ -30,3 +30,27 @@ describe('namespaceRequired', () => {
     );
   });
 });
+
+describe('withNamespace', () => {
+  it('keeps the lease and the signal, and reads the signal only when asked for it', () => {
+    const controller = new AbortController();
+    let reads = 0;
+    const base = {
+      namespace: 'default',
+      lease: 'l1',
+      get signal() {
+        reads++;
+        return controller.signal;
+      },
+    };
+    const moved = withNamespace(base, 'k8s.io');
+    expect(reads).toBe(0);
+    expect(moved.namespace).toBe('k8s.io');
+    expect(moved.lease).toBe('l1');
+    expect(moved.signal).toBe(controller.signal);
+    expect(reads).toBe(1);
+    controller.abort();
+    expect(moved.signal.aborted).toBe(true);
+    expect({ ...moved }).toEqual({ namespace: 'k8s.io', lease: 'l1', signal: controller.signal });
+  });
+});
