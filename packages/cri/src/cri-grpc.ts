@@ -113,36 +113,52 @@ export function toContainer(c: CriContainer): Cri.Container {
   };
 }
 
-/** Each container's encoded Container message, and the state it was encoded in (the only field that changes). */
-const encodedContainers = new WeakMap<CriContainer, { state: number; bytes: Uint8Array }>();
+/**
+ * Each container's entry in a ListContainersResponse (field 1's tag and length, then the encoded
+ * Container), and the state it was encoded in (the only field that changes).
+ */
+const encodedContainers = new WeakMap<CriContainer, { state: number; entry: Uint8Array }>();
 
-/** A ListContainersResponse (field 1, repeated Container) made of each container's cached encoding. */
+/** A ListContainersResponse (field 1, repeated Container) made of each container's cached entry. */
 /** @internal Exported for its test. */
 export function encodeContainerList(list: readonly CriContainer[]): Buffer {
-  const parts: Uint8Array[] = [];
-  for (const c of list) {
+  const entries: Uint8Array[] = new Array(list.length);
+  let length = 0;
+  for (let i = 0; i < list.length; i++) {
+    const c = list[i];
     const state = stateOf(c.state);
     let cached = encodedContainers.get(c);
-    if (cached?.state !== state) {
-      cached = { state, bytes: loadCri().Container.encode(toContainer(c)).finish() };
+    if (cached === undefined || cached.state !== state) {
+      cached = { state, entry: lengthDelimited(1, loadCri().Container.encode(toContainer(c)).finish()) };
       encodedContainers.set(c, cached);
     }
-    parts.push(fieldHeader(1, cached.bytes.length), cached.bytes);
+    entries[i] = cached.entry;
+    length += cached.entry.length;
   }
-  return Buffer.concat(parts);
+  // One copy into the reply: Buffer.concat would do the same, but cost a pass and an array more.
+  const out = Buffer.allocUnsafe(length);
+  let offset = 0;
+  for (const e of entries) {
+    out.set(e, offset);
+    offset += e.length;
+  }
+  return out;
 }
 
-/** The tag (length-delimited) and length varint of field `field`. */
-function fieldHeader(field: number, length: number): Uint8Array {
-  const out = [(field << 3) | 2];
-  for (let n = length; ; n >>>= 7) {
+/** Field `field` (length-delimited) holding `bytes`: its tag, its length as a varint, the bytes. */
+function lengthDelimited(field: number, bytes: Uint8Array): Uint8Array {
+  const header = [(field << 3) | 2];
+  for (let n = bytes.length; ; n >>>= 7) {
     if (n < 0x80) {
-      out.push(n);
+      header.push(n);
       break;
     }
-    out.push((n & 0x7f) | 0x80);
+    header.push((n & 0x7f) | 0x80);
   }
-  return Uint8Array.from(out);
+  const out = new Uint8Array(header.length + bytes.length);
+  out.set(header);
+  out.set(bytes, header.length);
+  return out;
 }
 
 /** ContainerStatus's status, as containerd 1.6's toCRIContainerStatus (plus CRI 1.36's image_id). */
