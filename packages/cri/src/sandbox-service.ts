@@ -181,13 +181,6 @@ export function resolvConf(dns: Cri.DNSConfig): string {
   return out;
 }
 
-/**
- * Pod sandboxes as containerd 1.6's CRI plugin runs them: a pause container per pod in the
- * namespace `k8s.io`, its network namespace set up through CNI, its files (hostname, hosts,
- * resolv.conf, a /dev/shm tmpfs) under the plugin's dirs. What the plugin knows of a sandbox is
- * kept in memory and, durably, in the container record's metadata extension, from which a
- * restarted daemon reads it back. Whether a sandbox is ready is asked of its task each time.
- */
 /** Resolves when every promise has, rejecting with the first of them (in order) that failed. */
 async function settled(promises: ReadonlyArray<Promise<unknown>>): Promise<void> {
   const failures = await Promise.all(promises.map((p) => p.then(() => undefined, (e: unknown) => ({ e }))));
@@ -195,6 +188,13 @@ async function settled(promises: ReadonlyArray<Promise<unknown>>): Promise<void>
   if (failed) throw failed.e;
 }
 
+/**
+ * Pod sandboxes as containerd 1.6's CRI plugin runs them: a pause container per pod in the
+ * namespace `k8s.io`, its network namespace set up through CNI, its files (hostname, hosts,
+ * resolv.conf, a /dev/shm tmpfs) under the plugin's dirs. What the plugin knows of a sandbox is
+ * kept in memory and, durably, in the container record's metadata extension, from which a
+ * restarted daemon reads it back. Whether a sandbox is ready is asked of its task each time.
+ */
 export class SandboxService {
   /**
    * The pod's containers, stopped by StopPodSandbox and removed by RemovePodSandbox before the

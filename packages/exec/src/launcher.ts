@@ -155,7 +155,6 @@ export class Launcher {
     // The stdout pipe closes when the shell and every job subshell (which write to it) are gone,
     // so a job whose program outlived a killed shell still reports.
     child.stdout.on('close', () => this.onGone(child, dir, `exec launcher exited${this.err ? `: ${this.err.trim()}` : ''}`));
-    this.idle();
   }
 
   private send(job: RunJob, post: Post): void {
@@ -292,8 +291,9 @@ export class Launcher {
       p.post({ id: p.job.id, error: { message } });
     }
     rmSync(dir, { recursive: true, force: true });
-    // Jobs not yet handed to the shell start over with a new one.
-    for (const w of waiting) this.run(w.job, w.post);
+    // Jobs not yet handed to the shell are spawned (a shell that cannot start would otherwise be
+    // retried for them without end); the next job starts a new shell.
+    for (const w of waiting) this.fallback(w.job, w.post);
   }
 }
 
