@@ -78,7 +78,7 @@ function taskValue(m: Map<string, PromFamily>, name: string, id: string): number
       const r = await d.ctr(['run', '--rm', '--memory-limit', String(16 * 1024 * 1024), '--rootfs', rootfs, oomId, '/bin/sh', '-c', 'tail /dev/zero']);
       expect(r.code).toBe(137);
       // The monitor's grace period passes: an OOM the shim reported is not published a second time.
-      await new Promise((r) => setTimeout(r, 1500));
+      await new Promise((r) => setTimeout(r, 5500));
     });
     // The shim reports the OOM as the kernel kills, and the exit once the process is reaped.
     const printed = lines.map(normaliseEventLine).filter((l) => !l.includes('/sync'));

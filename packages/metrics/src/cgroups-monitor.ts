@@ -29,7 +29,9 @@ export interface CgroupsMonitorOptions {
   pollMs?: number;
   /**
    * How long after seeing an OOM kill the monitor waits for the task's shim to report it before
-   * reporting it itself (ms). Default 1000.
+   * reporting it itself (ms). Default 5000: the shim's report comes through its publish binary,
+   * berthd's own bin (a Node start, seconds on a loaded machine; at 1000 a CI run at load 3 printed
+   * an OOM twice).
    */
   graceMs?: number;
   /** The cgroup mounts; /proc/self/mountinfo's by default. */
@@ -156,7 +158,7 @@ export class CgroupsMonitor {
       this.opts.publisher.publish(context({ namespace: task.namespace }), '/tasks/oom', TaskOOM, { containerId: task.id }).catch((err) => {
         this.opts.logger.warn('publishing OOM event', { id: task.id, namespace: task.namespace, error: (err as Error).message });
       });
-    }, this.opts.graceMs ?? 1000);
+    }, this.opts.graceMs ?? 5000);
     timer.unref();
     this.pending.add(timer);
   }
