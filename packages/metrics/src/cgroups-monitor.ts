@@ -29,9 +29,8 @@ export interface CgroupsMonitorOptions {
   pollMs?: number;
   /**
    * How long after seeing an OOM kill the monitor waits for the task's shim to report it before
-   * reporting it itself (ms). Default 5000: the shim's report comes through its publish binary,
-   * berthd's own bin (a Node start, seconds on a loaded machine; at 1000 a CI run at load 3 printed
-   * an OOM twice).
+   * reporting it itself (ms). Default 2000: the runc shim forwards its report over ttrpc within
+   * milliseconds of the kill, and the monitor notices the kill up to `pollMs` later.
    */
   graceMs?: number;
   /** The cgroup mounts; /proc/self/mountinfo's by default. */
@@ -155,10 +154,11 @@ export class CgroupsMonitor {
       this.pending.delete(timer);
       if ((this.shimReported.get(key) ?? 0) >= since) return;
       this.published++;
+      this.opts.logger.info('task OOM not reported by its shim: published by the cgroups monitor', { namespace: task.namespace, id: task.id });
       this.opts.publisher.publish(context({ namespace: task.namespace }), '/tasks/oom', TaskOOM, { containerId: task.id }).catch((err) => {
         this.opts.logger.warn('publishing OOM event', { id: task.id, namespace: task.namespace, error: (err as Error).message });
       });
-    }, this.opts.graceMs ?? 5000);
+    }, this.opts.graceMs ?? 2000);
     timer.unref();
     this.pending.add(timer);
   }
