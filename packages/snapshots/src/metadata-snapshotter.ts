@@ -1,4 +1,4 @@
-import { Context, namespaceRequired } from '@berth/context';
+import { Context, context, namespaceRequired } from '@berth/context';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, goQuote } from '@berth/errdefs';
 import { parseAll } from '@berth/filters';
 import { Logger, nullLogger } from '@berth/log';
@@ -70,6 +70,8 @@ const recordKey = (ns: string, snapshotter: string, key: string) => objectKey(ns
  */
 export class MetadataSnapshotter implements Snapshotter {
   private readonly lock = new Mutex();
+  /** The backend removals that follow removed records (see `remove`), one after another. */
+  private removals: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: MetadataDb,
@@ -281,11 +283,16 @@ export class MetadataSnapshotter implements Snapshotter {
       });
       // Nothing else references a backend snapshot (one backend key per record), so it goes now
       // rather than at the next garbage collection, once the record's removal is on disk (a power
-      // loss must not bring back a record without its snapshot). If this fails or the daemon dies
-      // first, the backend snapshot is an orphan that cleanup removes.
+      // loss must not bring back a record without its snapshot); but after the answer, as
+      // containerd's collector removes it after its Remove has answered. Removals run in the order
+      // of their records' (a parent's after its children's); `cleanup` and `close` wait for them.
+      // If one fails or the daemon dies first, the backend snapshot is an orphan that cleanup removes.
       await this.db.durable();
-      await this.backend.remove(ctx, rec.backendKey).catch((e: Error) =>
-        this.logger.warn('failed to remove backend snapshot; cleanup will retry', { key: rec.backendKey, error: e.message }),
+      const backendKey = rec.backendKey;
+      this.removals = this.removals.then(() =>
+        this.backend.remove(context({ namespace: ns }), backendKey).catch((e: Error) =>
+          this.logger.warn('failed to remove backend snapshot; cleanup will retry', { key: backendKey, error: e.message }),
+        ),
       );
     });
   }
@@ -329,6 +336,8 @@ export class MetadataSnapshotter implements Snapshotter {
    */
   async cleanup(ctx: Context): Promise<CleanupResult> {
     return this.lock.run(async () => {
+      // Removals in flight are not orphans to remove a second time.
+      await this.removals;
       const referenced = this.referenced();
       // What was read is on disk before anything goes (see remove).
       await this.db.durable();
@@ -389,8 +398,9 @@ export class MetadataSnapshotter implements Snapshotter {
     });
   }
 
+  /** Waits for the backend removals in flight; the backend belongs to its plugin, which closes it. */
   async close(): Promise<void> {
-    // The backend belongs to its plugin, which closes it.
+    await this.removals;
   }
 }
 

@@ -93,6 +93,7 @@ export const snapshotsServicePlugin = definePlugin<undefined, SnapshotsService>(
       const layer = new MetadataSnapshotter(db, id, backend, ctx.logger);
       await layer.recover(context());
       layers.set(id, layer);
+      ctx.onClose(() => layer.close());
       // The garbage collector removes backend snapshots no record references through this layer.
       ctx.onClose(
         ctx.get(GcHooksToken).registerBackend(`snapshotter/${id}`, async (c) => {
