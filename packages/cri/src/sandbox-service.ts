@@ -69,6 +69,10 @@ export interface SandboxServiceOptions {
     kill(ctx: Context, req: { containerId: string; execId: string; signal: number; all: boolean }): Promise<void>;
     wait(ctx: Context, req: { containerId: string; execId: string }): Promise<unknown>;
     delete(ctx: Context, req: { containerId: string }): Promise<unknown>;
+    /** Starts the task's shim ahead of its Create; never rejects (Create starts it on a failure). */
+    prestart?(ctx: Context, containerId: string, opts: { spec: Buffer; runtime: string; runtimeOptions?: { typeUrl: string; value: Uint8Array } }): Promise<void>;
+    /** Shuts down a prestarted shim no Create took. */
+    abandonPrestart?(ctx: Context, containerId: string): Promise<void>;
   };
   snapshots: {
     prepare(ctx: Context, snapshotter: string, key: string, parent: string): Promise<Mount[]>;
@@ -387,6 +391,39 @@ export class SandboxService {
       const resolvPath = join(dir, 'resolv.conf');
       const shm = modes.ipc !== 'NODE' ? this.shmDir(id) : '';
 
+      // The pause container's spec, and its shim started now, beside every branch below: containerd
+      // starts it after them, in the task's create, which then finds it running here.
+      const sc = config.linux?.securityContext;
+      // As containerd 1.6.20 (seen side by side): the user's gid is its one additional gid; the
+      // pod's supplemental groups are for its containers, not for the pause process.
+      const gid = sc?.runAsGroup ? Number(sc.runAsGroup.value) : 0;
+      const user = sc?.runAsUser ? { uid: Number(sc.runAsUser.value), gid, additionalGids: [gid] } : undefined;
+      const spec = sandboxSpec({
+        id,
+        imageConfig: (image.spec.config ?? {}) as never,
+        hostname: modes.network === 'NODE' ? '' : config.hostname,
+        netnsPath: sandbox.netnsPath,
+        namespaces: modes,
+        cgroupsPath: sandboxCgroupsPath(config.linux?.cgroupParent ?? '', id),
+        sysctls: config.linux?.sysctls ?? {},
+        shmPath: shm !== '' ? shm : '/dev/shm',
+        resolvConfPath: resolvPath,
+        ...(user ? { user } : {}),
+        oomScoreAdj: this.o.config.restrict_oom_score_adj ? restrictOomScoreAdj(SANDBOX_OOM_SCORE_ADJ) : SANDBOX_OOM_SCORE_ADJ,
+        annotations: {
+          [`${ANNOTATION}container-type`]: 'sandbox',
+          [`${ANNOTATION}sandbox-id`]: id,
+          [`${ANNOTATION}sandbox-name`]: metadata.name,
+          [`${ANNOTATION}sandbox-namespace`]: metadata.namespace,
+          [`${ANNOTATION}sandbox-uid`]: metadata.uid,
+          [`${ANNOTATION}sandbox-log-directory`]: config.logDirectory,
+        },
+      });
+      const specValue = Buffer.from(JSON.stringify(spec));
+      const options = this.o.runtimeOptions(handler.options);
+      const shim = this.o.tasks.prestart?.(ctx, id, { spec: specValue, runtime: handler.runtime_type, ...(options ? { runtimeOptions: options } : {}) });
+      if (shim) undo.push(['shim', () => this.o.tasks.abandonPrestart?.(ctx, id)]);
+
       // 1. The network namespace, then CNI ADD (awaited after the task's start).
       let networking: Promise<void> | undefined;
       const netns = network
@@ -434,33 +471,7 @@ export class SandboxService {
       })();
       branches.push(files);
 
-      // 3. The pause container: spec, snapshot, record.
-      const sc = config.linux?.securityContext;
-      // As containerd 1.6.20 (seen side by side): the user's gid is its one additional gid; the
-      // pod's supplemental groups are for its containers, not for the pause process.
-      const gid = sc?.runAsGroup ? Number(sc.runAsGroup.value) : 0;
-      const user = sc?.runAsUser ? { uid: Number(sc.runAsUser.value), gid, additionalGids: [gid] } : undefined;
-      const spec = sandboxSpec({
-        id,
-        imageConfig: (image.spec.config ?? {}) as never,
-        hostname: modes.network === 'NODE' ? '' : config.hostname,
-        netnsPath: sandbox.netnsPath,
-        namespaces: modes,
-        cgroupsPath: sandboxCgroupsPath(config.linux?.cgroupParent ?? '', id),
-        sysctls: config.linux?.sysctls ?? {},
-        shmPath: shm !== '' ? shm : '/dev/shm',
-        resolvConfPath: resolvPath,
-        ...(user ? { user } : {}),
-        oomScoreAdj: this.o.config.restrict_oom_score_adj ? restrictOomScoreAdj(SANDBOX_OOM_SCORE_ADJ) : SANDBOX_OOM_SCORE_ADJ,
-        annotations: {
-          [`${ANNOTATION}container-type`]: 'sandbox',
-          [`${ANNOTATION}sandbox-id`]: id,
-          [`${ANNOTATION}sandbox-name`]: metadata.name,
-          [`${ANNOTATION}sandbox-namespace`]: metadata.namespace,
-          [`${ANNOTATION}sandbox-uid`]: metadata.uid,
-          [`${ANNOTATION}sandbox-log-directory`]: config.logDirectory,
-        },
-      });
+      // 3. The pause container: snapshot, record.
       const snapshotter = this.o.config.containerd.snapshotter;
       let rootfs: Mount[] = [];
       const container = (async () => {
@@ -482,14 +493,13 @@ export class SandboxService {
         undo.push(['snapshot', () => this.o.snapshots.remove(ctx, snapshotter, id)]);
         const imageLabels = (image.spec.config as { Labels?: Record<string, string> } | undefined)?.Labels ?? {};
         sandbox.createdAt = BigInt(Date.now()) * 1_000_000n;
-        const options = this.o.runtimeOptions(handler.options);
         try {
           await this.o.containers.create(ctx, {
             id,
             labels: { ...imageLabels, ...config.labels, [CRI_KIND_LABEL]: 'sandbox' },
             image: image.repoTags[0] ?? imageRef,
             runtime: { name: handler.runtime_type, ...(options ? { options } : {}) },
-            spec: { typeUrl: SPEC_TYPE_URL, value: Buffer.from(JSON.stringify(spec)) },
+            spec: { typeUrl: SPEC_TYPE_URL, value: specValue },
             snapshotter,
             snapshotKey: id,
             extensions: { [SANDBOX_METADATA_EXTENSION]: { typeUrl: SANDBOX_METADATA_TYPE_URL, value: this.toExtension(sandbox) } },

@@ -1,4 +1,4 @@
-import { promises as fsp, readFileSync, writeFileSync } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { AlreadyExistsError, wrap } from '@berth/errdefs';
 import { validate } from '@berth/identifiers';
@@ -72,8 +72,9 @@ export class Bundle {
     }
   }
 
-  write(name: string, data: string): void {
-    writeFileSync(join(this.path, name), data);
+  /** Writes files of the bundle side by side, off the event loop (a file's creation can wait on the disk's journal). */
+  async writeAll(files: Record<string, string>): Promise<void> {
+    await Promise.all(Object.entries(files).map(([name, data]) => fsp.writeFile(join(this.path, name), data)));
   }
 
   /** Unmounts the rootfs, then removes the bundle and its work dir. Idempotent. */

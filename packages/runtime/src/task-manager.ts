@@ -11,7 +11,7 @@ import type { ContainerStore } from '@berth/metadata';
 import { Bundle } from './bundle';
 import { resolveShimBinary, runShimCommand } from './shim-binary';
 import { ShimTask, connectShim, openShimLog, removeStaleSocket, socketPathOf } from './shim-task';
-import type { CreateOpts, Exit, Task, TaskManager } from './types';
+import type { CreateOpts, Exit, PrestartOpts, Task, TaskManager } from './types';
 
 export interface ShimTaskManagerOptions {
   /** `<state>/io.containerd.runtime.v2.task`: bundles, by namespace and id. */
@@ -50,6 +50,8 @@ const FIFO_POOL_DIR = '.fifo-pool';
 export class ShimTaskManager implements TaskManager {
   private readonly tasks = new Map<string, ShimTask>();
   private readonly reserved = new Set<string>();
+  /** Shims started ahead of their task's Create (`prestart`), by namespace/id: undefined when the start failed. */
+  private readonly prestarted = new Map<string, { opts: PrestartOpts; ready: Promise<ShimTask | undefined> }>();
   private closing = false;
 
   constructor(private readonly opts: ShimTaskManagerOptions) {}
@@ -76,20 +78,22 @@ export class ShimTaskManager implements TaskManager {
     if (this.tasks.has(key) || this.reserved.has(key)) throw new AlreadyExistsError(`task ${id}`);
     this.reserved.add(key);
     try {
-      let binary: string;
-      try {
-        binary = resolveShimBinary(opts.runtime);
-      } catch (err) {
-        throw wrap(err, 'failed to start shim');
-      }
-      const bundle = await Bundle.create(this.opts.state, this.opts.root, ns, id, opts.spec);
       const topts = opts.taskOptions ?? opts.runtimeOptions;
-      let task: ShimTask;
-      try {
-        task = (await this.joinGroup(ctx, bundle, binary, opts.spec)) ?? (await this.startShim(ctx, bundle, binary, topts));
-      } catch (err) {
-        await bundle.delete().catch((e) => this.opts.logger.warn('failed to remove bundle', { id, error: (e as Error).message }));
-        throw wrap(err, 'failed to start shim');
+      let task = await this.takePrestarted(key, opts);
+      if (!task) {
+        let binary: string;
+        try {
+          binary = resolveShimBinary(opts.runtime);
+        } catch (err) {
+          throw wrap(err, 'failed to start shim');
+        }
+        const bundle = await Bundle.create(this.opts.state, this.opts.root, ns, id, opts.spec);
+        try {
+          task = (await this.joinGroup(ctx, bundle, binary, opts.spec)) ?? (await this.startShim(ctx, bundle, binary, topts));
+        } catch (err) {
+          await bundle.delete().catch((e) => this.opts.logger.warn('failed to remove bundle', { id, error: (e as Error).message }));
+          throw wrap(err, 'failed to start shim');
+        }
       }
       const connected = task.connect(ctx).catch(() => undefined);
       try {
@@ -118,6 +122,57 @@ export class ShimTaskManager implements TaskManager {
   }
 
   /**
+   * Makes the bundle and starts the shim of a task about to be created, as `create` would (the
+   * CRI's RunPodSandbox does this while it prepares the pause container's snapshot and record).
+   * A failure is only logged: `create` then starts the shim itself and reports what fails.
+   */
+  async prestart(ctx: Context, id: string, opts: PrestartOpts): Promise<void> {
+    const ns = namespaceRequired(ctx);
+    const key = this.key(ns, id);
+    if (this.tasks.has(key) || this.reserved.has(key) || this.prestarted.has(key)) return; // create says AlreadyExists
+    const ready = (async () => {
+      try {
+        const binary = resolveShimBinary(opts.runtime);
+        const bundle = await Bundle.create(this.opts.state, this.opts.root, ns, id, opts.spec);
+        try {
+          return (await this.joinGroup(ctx, bundle, binary, opts.spec)) ?? (await this.startShim(ctx, bundle, binary, opts.taskOptions ?? opts.runtimeOptions));
+        } catch (err) {
+          await bundle.delete().catch(() => undefined);
+          throw err;
+        }
+      } catch (err) {
+        this.opts.logger.debug('prestarting shim failed; create starts it', { id, namespace: ns, error: (err as Error).message });
+        return undefined;
+      }
+    })();
+    this.prestarted.set(key, { opts, ready });
+    await ready;
+  }
+
+  /** Shuts down the shim `prestart` started for `id`, if `create` has not taken it. */
+  async abandon(ctx: Context, id: string): Promise<void> {
+    const key = this.key(namespaceRequired(ctx), id);
+    const pre = this.prestarted.get(key);
+    if (!pre) return;
+    this.prestarted.delete(key);
+    const task = await pre.ready;
+    if (task) await this.discard(task);
+  }
+
+  /** The prestarted shim of `key` if it was started for these options; one started for others is discarded. */
+  private async takePrestarted(key: string, opts: CreateOpts): Promise<ShimTask | undefined> {
+    const pre = this.prestarted.get(key);
+    if (!pre) return undefined;
+    this.prestarted.delete(key);
+    const task = await pre.ready;
+    if (!task) return undefined;
+    const same = (a?: Any, b?: Any) => a === b || (a !== undefined && b !== undefined && a.typeUrl === b.typeUrl && Buffer.compare(a.value, b.value) === 0);
+    if (pre.opts.spec.equals(opts.spec) && pre.opts.runtime === opts.runtime && same(pre.opts.taskOptions ?? pre.opts.runtimeOptions, opts.taskOptions ?? opts.runtimeOptions)) return task;
+    await this.discard(task);
+    return undefined;
+  }
+
+  /**
    * A task whose spec names a group (runc-v2's `io.kubernetes.cri.sandbox-id` annotation: a pod's
    * containers share its sandbox's shim) joins the group's running shim directly, as that shim's
    * `start` would have it do: the bundle records the shim's address, and no shim process is
@@ -141,8 +196,7 @@ export class ShimTaskManager implements TaskManager {
     } catch {
       return undefined; // the shim is going away: its `start` will say what to do
     }
-    bundle.write('address', leader.address);
-    bundle.write('shim-binary-path', binary);
+    await bundle.writeAll({ address: leader.address, 'shim-binary-path': binary });
     // The shim writes its log to the group leader's bundle; this one gets none. Connect (the
     // shim's pid, for the log) goes on beside Create.
     return new ShimTask(bundle.id, bundle.namespace, bundle.path, bundle, leader.address, binary, conn, undefined);
@@ -162,7 +216,7 @@ export class ShimTaskManager implements TaskManager {
       const out = Buffer.concat([res.stdout, res.stderr]).toString();
       if (res.code !== 0) throw new Error(`${out.trim()}: ${res.signal ? `signal: ${res.signal}` : `exit status ${res.code}`}`);
       const address = res.stdout.toString().trim();
-      bundle.write('shim-binary-path', binary);
+      await bundle.writeAll({ 'shim-binary-path': binary });
       const conn = await connectShim(address);
       // Connect (the shim's pid, for the log) goes on beside Create.
       return new ShimTask(bundle.id, bundle.namespace, bundle.path, bundle, address, binary, conn, log);

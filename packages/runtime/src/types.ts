@@ -78,6 +78,19 @@ export interface TaskManager {
   list(ctx: Context, all?: boolean): Task[];
   /** Deletes a stopped task's init process, shuts its shim down and removes its bundle. */
   delete(ctx: Context, id: string): Promise<Exit>;
+  /**
+   * Starts the shim of a task about to be created, while the caller still makes its rootfs and
+   * container record. The next `create` of `id` with the same spec, runtime and options uses it;
+   * one that differs shuts it down first and starts its own. Resolves when the shim is ready
+   * (never rejects: a shim that failed to start is started again, and fails, in `create`).
+   * Optional: a runtime without it starts the shim in `create`.
+   */
+  prestart?(ctx: Context, id: string, opts: PrestartOpts): Promise<void>;
+  /** Shuts down a prestarted shim that `create` will not use (the caller failed on the way). */
+  abandon?(ctx: Context, id: string): Promise<void>;
 }
+
+/** What a shim needs before its task's Create: the spec, the runtime and its options. */
+export type PrestartOpts = Pick<CreateOpts, 'spec' | 'runtime' | 'runtimeOptions' | 'taskOptions'>;
 
 export const TaskManagerToken = token<TaskManager>(`${RUNTIME_V2_PLUGIN_TYPE}/task`);

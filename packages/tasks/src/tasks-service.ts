@@ -8,7 +8,7 @@ import { parseAll } from '@berth/filters';
 import type { Logger } from '@berth/log';
 import type { Container, ContainerStore } from '@berth/metadata';
 import { token } from '@berth/plugin';
-import type { Process, Task, TaskManager } from '@berth/runtime';
+import type { PrestartOpts, Process, Task, TaskManager } from '@berth/runtime';
 
 const { Status } = taskTypes;
 
@@ -62,6 +62,21 @@ export class TasksService {
       taskOptions: req.options,
     });
     return { containerId: req.containerId, pid: t.pid };
+  }
+
+  /**
+   * Starts the shim for the task `containerId` will get, before the container exists (its spec
+   * and runtime as its record will hold them): the CRI's RunPodSandbox overlaps it with making
+   * the pause container. `create` takes the shim when the record matches; `abandonPrestart` shuts
+   * it down otherwise. Nothing happens when the runtime cannot start shims ahead.
+   */
+  async prestart(ctx: Context, containerId: string, opts: PrestartOpts): Promise<void> {
+    await this.runtime.prestart?.(ctx, containerId, opts);
+  }
+
+  /** Shuts down a shim `prestart` started that no `create` took. */
+  async abandonPrestart(ctx: Context, containerId: string): Promise<void> {
+    await this.runtime.abandon?.(ctx, containerId);
   }
 
   async start(ctx: Context, req: api.StartRequest): Promise<api.StartResponse> {
