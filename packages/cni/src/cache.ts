@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { promises as fsp, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type NetworkConfigList, parseConfigList } from './config';
 import type { CniResult } from './result';
@@ -26,6 +26,7 @@ export interface CacheEntry {
 /** The result cache under one directory. */
 export class ResultCache {
   private readonly dir: string;
+  private writes = 0;
 
   constructor(cacheDir: string) {
     this.dir = join(cacheDir, 'results');
@@ -35,13 +36,17 @@ export class ResultCache {
     return join(this.dir, `${networkName}-${containerId}-${ifName}`);
   }
 
-  /** Writes an entry atomically (a crash leaves the old file or the new, never half of one). */
-  put(entry: CacheEntry): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+  /**
+   * Writes an entry atomically (a crash leaves the old file or the new, never half of one). Off
+   * the event loop: creating a file can wait for the disk's journal while others sync.
+   */
+  async put(entry: CacheEntry): Promise<void> {
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const path = this.path(entry.networkName, entry.containerId, entry.ifName);
-    const tmp = `${path}.tmp-${process.pid}`;
-    writeFileSync(tmp, JSON.stringify(entry), { mode: 0o600 });
-    renameSync(tmp, path);
+    // Unique per write: two ADDs of one container (a retry beside a slow first) never share it.
+    const tmp = `${path}.tmp-${process.pid}-${++this.writes}`;
+    await fsp.writeFile(tmp, JSON.stringify(entry), { mode: 0o600 });
+    await fsp.rename(tmp, path);
   }
 
   /** Returns the entry, or undefined when there is none or it cannot be read. */
@@ -75,8 +80,8 @@ export class ResultCache {
     return out;
   }
 
-  delete(networkName: string, containerId: string, ifName: string): void {
-    rmSync(this.path(networkName, containerId, ifName), { force: true });
+  async delete(networkName: string, containerId: string, ifName: string): Promise<void> {
+    await fsp.rm(this.path(networkName, containerId, ifName), { force: true });
   }
 }
 

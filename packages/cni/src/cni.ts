@@ -257,7 +257,7 @@ export class CniNetworkPlugin implements NetworkPlugin {
         await this.delNetwork(t, id, netns, args ?? t.cached?.cniArgs ?? cniArgs(id, {}), caps ?? t.cached?.capabilityArgs ?? capabilityArgs({}));
       } catch (err) {
         if (isIgnorableDelError(err as Error, netns)) {
-          this.cache.delete(t.config.name, id, t.ifName);
+          await this.cache.delete(t.config.name, id, t.ifName);
           continue;
         }
         errors.push(err as Error);
@@ -268,7 +268,7 @@ export class CniNetworkPlugin implements NetworkPlugin {
 
   private async addNetwork(n: Network, id: string, netns: string, args: [string, string][], caps: Record<string, unknown>): Promise<CniResult> {
     const result = await this.runChain('ADD', n.config, n.config.plugins, id, netns, n.ifName, args, caps, undefined);
-    this.cache.put({ kind: 'cniCacheV1', containerId: id, config: encodeConfig(n.config), ifName: n.ifName, networkName: n.config.name, cniArgs: args, capabilityArgs: caps, result: result! });
+    await this.cache.put({ kind: 'cniCacheV1', containerId: id, config: encodeConfig(n.config), ifName: n.ifName, networkName: n.config.name, cniArgs: args, capabilityArgs: caps, result: result! });
     return result!;
   }
 
@@ -276,7 +276,7 @@ export class CniNetworkPlugin implements NetworkPlugin {
     // libcni hands the cached result to DEL from 0.4.0 on; earlier versions had no prevResult on DEL.
     const prev = compareVersions(t.config.cniVersion, '0.4.0') >= 0 ? t.cached?.result : undefined;
     await this.runChain('DEL', t.config, [...t.config.plugins].reverse(), id, netns, t.ifName, args, caps, prev);
-    this.cache.delete(t.config.name, id, t.ifName);
+    await this.cache.delete(t.config.name, id, t.ifName);
   }
 
   private async runChain(

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, rmSync, statfsSync } from 'node:fs';
+import { existsSync, promises as fsp, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { AlreadyExistsError, InvalidArgumentError, UnknownError } from '@berth/errdefs';
 import { run } from '@berth/exec';
@@ -29,11 +29,11 @@ export async function createNetns(options: CreateNetnsOptions = {}): Promise<str
   const root = options.root ?? DEFAULT_NETNS_ROOT;
   const name = options.name ?? `cni-${randomUUID()}`;
   if (name === '' || name.includes('/') || name === '.' || name === '..') throw new InvalidArgumentError(`network namespace name ${JSON.stringify(name)}`);
-  mkdirSync(root, { recursive: true, mode: 0o755 });
+  await fsp.mkdir(root, { recursive: true, mode: 0o755 });
   const path = join(root, name);
   // O_EXCL: two pods must never share a name; mode 0 as containerd creates it (root reads anyway).
   try {
-    closeSync(openSync(path, 'wx', 0o000));
+    await (await fsp.open(path, 'wx', 0o000)).close();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AlreadyExistsError(`network namespace ${path}`, { cause: err });
     throw err;

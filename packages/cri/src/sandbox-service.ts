@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, promises as fsp, rmSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { basename, join } from 'node:path';
 import type * as Cri from '@berth/api/cri';
@@ -450,24 +450,35 @@ export class SandboxService {
 
       // 2. The sandbox's files: hostname, hosts, resolv.conf; a /dev/shm of its own unless host IPC.
       const files = (async () => {
-        mkdirSync(dir, { recursive: true, mode: 0o755 });
-        undo.push(['files', () => rmSync(dir, { recursive: true, force: true })]);
-        const hostname = config.hostname !== '' ? config.hostname : osHostname();
-        writeFileSync(join(dir, 'hostname'), `${hostname}\n`, { mode: 0o644 });
-        copyFileSync('/etc/hosts', join(dir, 'hosts'));
-        const dns = config.dnsConfig;
-        if (dns && (dns.servers.length > 0 || dns.searches.length > 0 || dns.options.length > 0)) writeFileSync(resolvPath, resolvConf(dns), { mode: 0o644 });
-        else copyFileSync('/etc/resolv.conf', resolvPath);
-        if (shm !== '') {
-          mkdirSync(shm, { recursive: true, mode: 0o700 });
-          undo.push(['shm dir', () => rmSync(join(this.o.stateDir, 'sandboxes', id), { recursive: true, force: true })]);
-          try {
-            await mount({ type: 'tmpfs', source: 'shm', options: ['nodev', 'noexec', 'nosuid', 'mode=1777', `size=${SHM_SIZE}`] }, shm);
-          } catch (err) {
-            throw wrap(err, 'failed to mount sandbox shm');
-          }
-          undo.push(['shm', () => unmount(shm, { lazyFallback: true })]);
-        }
+        // Off the event loop and side by side: creating a file can wait for the disk's journal
+        // while others sync. The /dev/shm mount (under the state dir) does not wait for the files.
+        const shmMount =
+          shm === ''
+            ? undefined
+            : (async () => {
+                await fsp.mkdir(shm, { recursive: true, mode: 0o700 });
+                undo.push(['shm dir', () => rmSync(join(this.o.stateDir, 'sandboxes', id), { recursive: true, force: true })]);
+                try {
+                  await mount({ type: 'tmpfs', source: 'shm', options: ['nodev', 'noexec', 'nosuid', 'mode=1777', `size=${SHM_SIZE}`] }, shm);
+                } catch (err) {
+                  throw wrap(err, 'failed to mount sandbox shm');
+                }
+                undo.push(['shm', () => unmount(shm, { lazyFallback: true })]);
+              })();
+        const sandboxFiles = (async () => {
+          await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
+          undo.push(['files', () => rmSync(dir, { recursive: true, force: true })]);
+          const hostname = config.hostname !== '' ? config.hostname : osHostname();
+          const dns = config.dnsConfig;
+          const ownResolv = dns && (dns.servers.length > 0 || dns.searches.length > 0 || dns.options.length > 0);
+          await settled([
+            fsp.writeFile(join(dir, 'hostname'), `${hostname}\n`, { mode: 0o644 }),
+            fsp.copyFile('/etc/hosts', join(dir, 'hosts')),
+            ownResolv ? fsp.writeFile(resolvPath, resolvConf(dns), { mode: 0o644 }) : fsp.copyFile('/etc/resolv.conf', resolvPath),
+          ]);
+        })();
+        // The files' failure first (containerd writes them before it mounts /dev/shm).
+        await settled(shmMount ? [sandboxFiles, shmMount] : [sandboxFiles]);
       })();
       branches.push(files);
 
