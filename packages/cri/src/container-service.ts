@@ -6,7 +6,7 @@
  * in `<root>/containers/<id>/status` (the state), from which a restarted daemon reads it back.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, promises as fsp, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type * as Cri from '@berth/api/cri';
@@ -179,11 +179,48 @@ export class ContainerService {
   private readonly names = new Map<string, string>();
   private loaded?: Promise<void>;
   private readonly queues = new KeyedSerial();
+  /** Work left running after a call answered (a removed container's directories); `close` waits for it. */
+  private readonly trailing = new Set<Promise<unknown>>();
 
   constructor(private readonly o: ContainerServiceOptions) {}
 
   private ns(ctx: Context): Context {
     return withNamespace(ctx, CRI_NAMESPACE);
+  }
+
+  /** Waits for the work left running after its call answered, and for status writes in flight. */
+  async close(): Promise<void> {
+    await Promise.all([...this.trailing, ...this.statusWrites.values()]);
+  }
+
+  /** Runs `work` past the call's answer, logging its failure; `close` waits for it. */
+  private afterAnswer(what: string, id: string, work: Promise<unknown>): void {
+    const p = work.catch((err: Error) => this.o.logger.warn(what, { id, error: err.message }));
+    this.trailing.add(p);
+    void p.then(() => this.trailing.delete(p));
+  }
+
+  /**
+   * Removes container directories no container owns any more, left by a removal the daemon died
+   * in (or by a container whose record could not be read back), as containerd's CRI plugin
+   * sweeps its id directories when it starts.
+   */
+  private async sweepOrphans(): Promise<void> {
+    for (const base of [join(this.o.rootDir, 'containers'), join(this.o.stateDir, 'containers')]) {
+      let names: string[];
+      try {
+        names = await fsp.readdir(base);
+      } catch {
+        continue;
+      }
+      const orphans = names.filter((n) => !this.containers.has(n));
+      await Promise.all(
+        orphans.map((n) =>
+          fsp.rm(join(base, n), { recursive: true, force: true }).catch((err: Error) => this.o.logger.warn('removing an orphaned container directory', { path: join(base, n), error: err.message })),
+        ),
+      );
+      if (orphans.length > 0) this.o.logger.info('removed orphaned container directories', { dir: base, count: orphans.length });
+    }
   }
 
   /** A context for work that outlives the call (waiting for a task's exit). */
@@ -222,11 +259,18 @@ export class ContainerService {
     );
   }
 
-  private writeStatus(c: CriContainer): void {
-    const dir = this.rootOf(c.id);
-    if (!existsSync(dir)) return;
+  /** Each container's status write in flight: writes follow one another, so the last state wins. */
+  private readonly statusWrites = new Map<string, Promise<void>>();
+
+  /**
+   * Saves the container's status (what a restarted daemon reads back) as it is now, replacing the
+   * file in one rename; resolves once it is written. Off the event loop: creating a file can wait
+   * for the disk's journal while others sync. A container whose directory is gone (removed) has
+   * nothing to save.
+   */
+  private writeStatus(c: CriContainer): Promise<void> {
     const s = c.state;
-    const doc = {
+    const doc = JSON.stringify({
       Version: 'v1',
       Status: {
         Pid: s.pid,
@@ -241,10 +285,25 @@ export class ContainerService {
         IO: c.io?.paths ?? null,
         ImageName: c.imageName,
       },
+    });
+    const dir = this.rootOf(c.id);
+    const write = async () => {
+      const tmp = join(dir, `.status-${randomBytes(4).toString('hex')}`);
+      try {
+        await fsp.writeFile(tmp, doc, { mode: 0o600 });
+        await fsp.rename(tmp, join(dir, 'status'));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        await fsp.rm(tmp, { force: true });
+        this.o.logger.warn('saving a container status', { id: c.id, error: (err as Error).message });
+      }
     };
-    const tmp = join(dir, `.status-${randomBytes(4).toString('hex')}`);
-    writeFileSync(tmp, JSON.stringify(doc), { mode: 0o600 });
-    renameSync(tmp, join(dir, 'status'));
+    const next = (this.statusWrites.get(c.id) ?? Promise.resolve()).then(write);
+    this.statusWrites.set(c.id, next);
+    void next.then(() => {
+      if (this.statusWrites.get(c.id) === next) this.statusWrites.delete(c.id);
+    });
+    return next;
   }
 
   /** Reads the containers of earlier runs back from their records and status files, once. */
@@ -260,6 +319,7 @@ export class ContainerService {
           this.o.logger.warn('container metadata left out', { id: r.id, error: (err as Error).message });
         }
       }
+      await this.sweepOrphans();
     })().catch((err) => {
       this.loaded = undefined;
       throw err;
@@ -323,13 +383,13 @@ export class ContainerService {
         // still in the FIFOs, deleting the task) follows.
         const at = task.exitedAt && task.exitedAt.getTime() > 0 ? BigInt(task.exitedAt.getTime()) * 1_000_000n : nowNs();
         c.state = { ...c.state, pid: 0, finishedAt: at, exitCode: task.exitStatus, unknown: false };
-        this.writeStatus(c);
+        await this.writeStatus(c);
         c.io?.connect(c.logPath);
         // No CONTAINER_STOPPED_EVENT: containerd 2.x sends none for an exit it finds at restart.
         c.exited = this.watch(c, false);
       } else if (stateOf(c.state) === CONTAINER_RUNNING) {
         c.state = { ...c.state, pid: 0, finishedAt: nowNs(), exitCode: UNKNOWN_EXIT_CODE, reason: 'Unknown', unknown: false };
-        this.writeStatus(c);
+        await this.writeStatus(c);
       }
     }
   }
@@ -414,11 +474,11 @@ export class ContainerService {
       checkMounts(config);
 
       const root = this.rootOf(id);
-      mkdirSync(root, { recursive: true, mode: 0o755 });
-      undo.push(['root dir', () => rmSync(root, { recursive: true, force: true })]);
       const volatile = this.stateDirOf(id);
-      mkdirSync(volatile, { recursive: true, mode: 0o755 });
+      const made = await Promise.allSettled([fsp.mkdir(root, { recursive: true, mode: 0o755 }), fsp.mkdir(volatile, { recursive: true, mode: 0o755 })]);
+      undo.push(['root dir', () => rmSync(root, { recursive: true, force: true })]);
       undo.push(['state dir', () => rmSync(volatile, { recursive: true, force: true })]);
+      for (const m of made) if (m.status === 'rejected') throw m.reason;
 
       const logPath = sandboxConfig.logDirectory !== '' && config.logPath !== '' ? join(sandboxConfig.logDirectory, config.logPath) : '';
       const imageConfig = (image.spec.config ?? {}) as { User?: string; Env?: string[]; Entrypoint?: string[]; Cmd?: string[]; WorkingDir?: string; StopSignal?: string; Labels?: Record<string, string> };
@@ -513,7 +573,7 @@ export class ContainerService {
       undo.push(['container', () => this.o.containers.delete(ctx, id)]);
       await dropLease();
       c.state.createdAt = nowNs();
-      this.writeStatus(c);
+      await this.writeStatus(c);
       this.containers.set(id, c);
       void this.o.events?.emit('CONTAINER_CREATED_EVENT', id, c.sandboxId);
       return id;
@@ -574,7 +634,7 @@ export class ContainerService {
         throw wrap(err, `failed to start containerd task ${JSON.stringify(c.id)}`);
       }
       c.state = { ...c.state, pid, startedAt: nowNs(), starting: false };
-      this.writeStatus(c);
+      await this.writeStatus(c);
       c.exited = this.watch(c);
       // Emitted before the watch can see an exit: STARTED always comes before its STOPPED. Not
       // waited for (nor are the other calls' events): the hub publishes in emit order, and the
@@ -587,7 +647,7 @@ export class ContainerService {
       }
       c.io?.close(false);
       c.state = { ...c.state, pid: 0, starting: false, finishedAt: nowNs(), exitCode: 128, reason: 'StartError', message: (err as Error).message };
-      this.writeStatus(c);
+      await this.writeStatus(c);
       throw err;
     }
   }
@@ -611,7 +671,7 @@ export class ContainerService {
       const oom = this.oomKilled(c);
       const at = exitedAt && exitedAt.getTime() > 0 ? BigInt(exitedAt.getTime()) * 1_000_000n : nowNs();
       c.state = { ...c.state, pid: 0, finishedAt: at, exitCode: exitStatus, reason: oom ? 'OOMKilled' : c.state.reason, unknown: false };
-      this.writeStatus(c);
+      await this.writeStatus(c);
       await c.io?.drained();
       try {
         await this.o.tasks.delete(ctx, { containerId: c.id });
@@ -668,7 +728,7 @@ export class ContainerService {
     if (!c.exited) {
       // Unknown and no task watched: nothing runs. containerd handles it as an exit, event included.
       c.state = { ...c.state, finishedAt: nowNs(), exitCode: UNKNOWN_EXIT_CODE, reason: 'Unknown', unknown: false, pid: 0 };
-      this.writeStatus(c);
+      await this.writeStatus(c);
       await this.o.events?.emit('CONTAINER_STOPPED_EVENT', c.id, c.sandboxId);
       return;
     }
@@ -716,7 +776,8 @@ export class ContainerService {
       }
     }
     c.state.removing = true;
-    this.writeStatus(c);
+    // Saved beside the deletions below (its directory goes only after it).
+    const saved = this.writeStatus(c);
     // A task that is still there (a start that failed halfway, a lost exit) goes first.
     await this.o.tasks.delete(ctx, { containerId: c.id }).catch(() => undefined);
     try {
@@ -724,6 +785,7 @@ export class ContainerService {
     } catch (err) {
       if (!isNotFound(err)) {
         c.state.removing = false;
+        await saved;
         throw wrap(err, `failed to delete containerd container ${JSON.stringify(c.id)}`);
       }
     }
@@ -733,8 +795,14 @@ export class ContainerService {
       if (!isNotFound(err)) this.o.logger.warn('removing a container snapshot', { id: c.id, error: (err as Error).message });
     }
     c.io?.close(true);
-    rmSync(this.rootOf(c.id), { recursive: true, force: true });
-    rmSync(this.stateDirOf(c.id), { recursive: true, force: true });
+    // Its directories go after the answer: no call can reach them once it has left the list (a new
+    // container gets a new id), and a daemon that dies first sweeps them at its next start.
+    const dirs = [this.rootOf(c.id), this.stateDirOf(c.id)];
+    this.afterAnswer(
+      'removing a removed container directory',
+      c.id,
+      saved.then(() => Promise.all(dirs.map((d) => fsp.rm(d, { recursive: true, force: true })))),
+    );
     this.containers.delete(c.id);
     this.specs.delete(c.id);
     if (this.names.get(c.name) === c.id) this.names.delete(c.name);

@@ -172,6 +172,7 @@ export function createCriPlugin(options: CriPluginOptions) {
       ctx.onClose(async () => {
         drain();
         await (await server?.catch(() => undefined))?.close();
+        await containers.close();
       });
       ctx.exports.imageFsPath = imageFsPath;
       return { services: [createRuntimeGrpcService(info, sandboxes, containers, streaming, events, ctx.logger), createImageGrpcService(images, ctx.logger)], drain };
