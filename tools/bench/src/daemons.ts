@@ -60,16 +60,27 @@ export async function startDaemon(kind: DaemonKind, setup: DaemonSetup = {}): Pr
 }
 
 /**
- * CPU time of a process and of the children it waited for (mount and copy helpers, runc when the
- * daemon runs it), in milliseconds, from /proc/<pid>/stat.
+ * A process's CPU times from /proc/<pid>/stat, in milliseconds: its own threads' (`own`), and with
+ * the children it waited for (`withChildren`: mount and copy helpers, runc when the daemon runs it).
  */
-export function cpuMs(pid: number): number {
+function cpuTimes(pid: number): { own: number; withChildren: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The fields after the command name, which may hold spaces and parentheses: utime, stime,
   // cutime and cstime are the 14th to 17th fields overall.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-  return (ticks * 1000) / CLOCK_TICKS;
+  const own = Number(f[11]) + Number(f[12]);
+  const children = Number(f[13]) + Number(f[14]);
+  return { own: (own * 1000) / CLOCK_TICKS, withChildren: ((own + children) * 1000) / CLOCK_TICKS };
+}
+
+/** CPU time of a process and of the children it waited for, in milliseconds. */
+export function cpuMs(pid: number): number {
+  return cpuTimes(pid).withChildren;
+}
+
+/** CPU time of the process's own threads (not its children's), in milliseconds. */
+export function ownCpuMs(pid: number): number {
+  return cpuTimes(pid).own;
 }
 
 /** USER_HZ: the unit of /proc's CPU times (100 on every Linux this runs on). */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ContainerConfig, ContainerFilter, ImageServiceService, ImageSpec, PodSandboxConfig, RuntimeServiceService } from '@berth/api/cri';
 import { createClient } from '@berth/grpc';
-import type { BenchDaemon, DaemonSetup } from './daemons';
+import { type BenchDaemon, type DaemonSetup, ownCpuMs } from './daemons';
 import { median } from './stats';
 import type { Workload } from './workloads';
 
@@ -121,6 +121,7 @@ export const CRI_WORKLOADS: Record<string, Workload> = {
           calls.set(call, [...(calls.get(call) ?? []), performance.now() - t0]);
           return out;
         };
+        const cpu0 = ownCpuMs(d.pid);
         const up = await ms(async () => {
           for (let i = 0; i < 20; i++) {
             const config = podConfig(dir, d.kind, i);
@@ -130,6 +131,7 @@ export const CRI_WORKLOADS: Record<string, Workload> = {
             pods.push({ pod: podSandboxId, container: containerId });
           }
         });
+        const cpuUp = ownCpuMs(d.pid) - cpu0;
         const down = await ms(async () => {
           for (const { pod, container } of pods) {
             await timed('StopContainer', () => runtime.stopContainer({ containerId: container, timeout: 10 }));
@@ -139,7 +141,7 @@ export const CRI_WORKLOADS: Record<string, Workload> = {
           }
         });
         const perCall = Object.fromEntries([...calls].map(([call, times]) => [`${call} (median ms)`, median(times)]));
-        return { 'run 20 pods with a started container (total ms)': up, 'stop and remove them (total ms)': down, '20 pods end to end (total ms)': up + down, ...perCall };
+        return { 'run 20 pods with a started container (total ms)': up, 'stop and remove them (total ms)': down, '20 pods end to end (total ms)': up + down, ...perCall, "daemon's own CPU over the run (ms)": cpuUp };
       }),
   },
   'cri-list': {
