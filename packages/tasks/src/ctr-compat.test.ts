@@ -68,8 +68,11 @@ describe('tasks: ctr against berthd and containerd 1.6', () => {
   }
 
   it('ctr run --rm prints hello, as containerd', async () => {
-    const [ours, theirs] = await both([(id) => ['run', '--rm', '--rootfs', rootfs, id('t1'), '/bin/echo', 'hello']]);
+    let [ours, theirs] = await both([(id) => ['run', '--rm', '--rootfs', rootfs, id('t1'), '/bin/echo', 'hello']]);
     expect(ours[0].stdout).toBe('hello\n');
+    // ctr 1.6 against containerd 1.6 itself once exited 0 here without printing anything, in a
+    // clean-clone CI run: the reference gets a second try, berthd none.
+    if (theirs[0].stdout === '') theirs = [normalize(await containerd.ctr(['run', '--rm', '--rootfs', rootfs, `t1again${pairs[1][1]}`, '/bin/echo', 'hello'], { input: '' }), pairs[1][1])];
     expect(ours).toEqual(theirs);
   });
 
