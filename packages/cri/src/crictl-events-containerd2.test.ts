@@ -85,15 +85,21 @@ describeIf('GetContainerEvents: berthd and containerd 2.4.2 side by side', () =>
     // its IP until its pause exits; its STOPPED event still shows the IP (the network goes
     // after); a removed container has left the statuses of its DELETED event.
     const states = (r: typeof reference) => r.steps.map((s) => [s.step, s.events.map((e) => ({ what: e.what, pod: e.pod, containers: e.containers }))]);
-    expect(states(ours)).toEqual(states(reference));
-    expect(reference.steps.find((s) => s.step === 'rmp')!.events).toEqual([
-      expect.objectContaining({ what: 'DELETED c1', pod: { state: 'SANDBOX_NOTREADY', ip: false }, containers: ['c3:CONTAINER_EXITED'] }),
-      expect.objectContaining({ what: 'DELETED c3', pod: { state: 'SANDBOX_NOTREADY', ip: false }, containers: [] }),
-      expect.objectContaining({ what: 'DELETED pod', pod: { state: 'SANDBOX_NOTREADY', ip: false }, containers: [] }),
-    ]);
+    // RemovePodSandbox's DELETED events: containerd 2.4.2 once (a loaded clean-clone CI run) gave
+    // c1's and c3's container statuses swapped (c1's without c3, c3's with c1), not in the order of
+    // its removals. Their containers are checked against its usual answer, the rest side by side.
+    const rmp = [
+      { what: 'DELETED c1', pod: { state: 'SANDBOX_NOTREADY', ip: false }, containers: ['c3:CONTAINER_EXITED'] },
+      { what: 'DELETED c3', pod: { state: 'SANDBOX_NOTREADY', ip: false }, containers: [] },
+      { what: 'DELETED pod', pod: { state: 'SANDBOX_NOTREADY', ip: false }, containers: [] },
+    ];
+    const settled = (r: typeof reference) => states(r).map(([step, events]) => (step === 'rmp' ? [step, (events as typeof rmp).map(({ what, pod }) => ({ what, pod }))] : [step, events]));
+    expect(settled(ours)).toEqual(settled(reference));
+    expect(states(ours).find(([step]) => step === 'rmp')![1]).toEqual(rmp);
     // Which fields are set, event by event (ContainerStatus's resources, user and stopSignal,
     // which containerd 2.x adds, are left out: Berth's ContainerStatus is containerd 1.6's).
-    const fields = (r: typeof reference) => r.steps.map((s) => [s.step, s.events.map((e) => ({ what: e.what, ...e.fields }))]);
+    const fields = (r: typeof reference) =>
+      r.steps.map((s) => [s.step, s.events.map((e) => (s.step === 'rmp' ? { what: e.what, event: e.fields.event, pod: e.fields.pod } : { what: e.what, ...e.fields }))]);
     expect(fields(ours)).toEqual(fields(reference));
     expect(reference.steps[0].events[0].fields.event).toEqual(['containerEventType', 'containerId', 'createdAt', 'podSandboxStatus']);
   });
