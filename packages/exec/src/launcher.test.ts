@@ -79,6 +79,17 @@ describe('the launcher', () => {
     expect(existsSync(first.dir)).toBe(false);
   });
 
+  it('spawns a job its shell never read: the shell stopped, then killed', async () => {
+    await run('/bin/true', []);
+    const [shell] = ours();
+    process.kill(shell.pid, 'SIGSTOP');
+    const job = run('/bin/echo', ['spawned']);
+    await new Promise((r) => setTimeout(r, 100));
+    process.kill(shell.pid, 'SIGKILL');
+    expect((await job).stdout.toString()).toBe('spawned\n');
+    expect(existsSync(shell.dir)).toBe(false);
+  });
+
   it('removes its directory when the daemon dies, once the programs it started end', () => {
     // A process killed with SIGKILL while a program runs: its launcher sees its stdin close.
     const script = `

@@ -288,7 +288,11 @@ export class Launcher {
     this.waiting = [];
     for (const p of jobs) {
       if (p.timer) clearTimeout(p.timer);
-      p.post({ id: p.job.id, error: { message } });
+      // No pid reported: the shell died before it read the job. (A job's subshell reports the pid
+      // right after it forks the program, and the pipe has closed, so no report is on its way.)
+      // It is spawned instead, unless its time ran out meanwhile; a job that ran is lost with it.
+      if (p.pid === undefined && !p.timedOut) this.fallback(p.job, p.post);
+      else p.post({ id: p.job.id, error: { message } });
     }
     rmSync(dir, { recursive: true, force: true });
     // Jobs not yet handed to the shell are spawned (a shell that cannot start would otherwise be
