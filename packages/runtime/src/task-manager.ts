@@ -408,5 +408,7 @@ export class ShimTaskManager implements TaskManager {
   close(): void {
     this.closing = true;
     for (const task of this.tasks.values()) task.close();
+    // A prestarted shim no create took is let go as well: the next load shuts it down (it runs no task).
+    for (const pre of this.prestarted.values()) void pre.ready.then((task) => task?.close());
   }
 }
