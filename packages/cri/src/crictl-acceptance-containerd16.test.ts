@@ -261,12 +261,18 @@ describeIf('acceptance: berthd and containerd 1.6.20 side by side', () => {
       const got: Record<string, string> = {};
       for (const d of daemons()) {
         const before = await hostState(d);
-        const config = make(podBase());
-        const req = RunPodSandboxRequest.fromPartial(config ? { config: PodSandboxConfig.fromPartial(config as never) } : {});
-        got[d.name] = await outcome(runtime(d).runPodSandbox(req), async ({ podSandboxId }) => {
-          await runtime(d).stopPodSandbox({ podSandboxId });
-          await runtime(d).removePodSandbox({ podSandboxId });
-        });
+        const attempt = () => {
+          const config = make(podBase());
+          const req = RunPodSandboxRequest.fromPartial(config ? { config: PodSandboxConfig.fromPartial(config as never) } : {});
+          return outcome(runtime(d).runPodSandbox(req), async ({ podSandboxId }) => {
+            await runtime(d).stopPodSandbox({ podSandboxId });
+            await runtime(d).removePodSandbox({ podSandboxId });
+          });
+        };
+        got[d.name] = await attempt();
+        // runc under containerd 1.6.20 once failed a pause task's create in a loaded clean-clone CI
+        // run ("can't get final child's PID from pipe: EOF"): the reference gets a second try.
+        if (d.name === 'containerd' && got[d.name].includes("can't get final child's PID from pipe")) got[d.name] = await attempt();
         // containerd 1.6.20 leaves the network namespace of some sandboxes whose portmap step
         // failed mounted (afterAll removes them): only berthd is held to leaving nothing.
         if (d.name === 'berthd') await expectHostState(d, before);
