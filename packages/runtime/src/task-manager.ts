@@ -79,22 +79,7 @@ export class ShimTaskManager implements TaskManager {
     this.reserved.add(key);
     try {
       const topts = opts.taskOptions ?? opts.runtimeOptions;
-      let task = await this.takePrestarted(key, opts);
-      if (!task) {
-        let binary: string;
-        try {
-          binary = resolveShimBinary(opts.runtime);
-        } catch (err) {
-          throw wrap(err, 'failed to start shim');
-        }
-        const bundle = await Bundle.create(this.opts.state, this.opts.root, ns, id, opts.spec);
-        try {
-          task = (await this.joinGroup(ctx, bundle, binary, opts.spec)) ?? (await this.startShim(ctx, bundle, binary, topts));
-        } catch (err) {
-          await bundle.delete().catch((e) => this.opts.logger.warn('failed to remove bundle', { id, error: (e as Error).message }));
-          throw wrap(err, 'failed to start shim');
-        }
-      }
+      const task = (await this.takePrestarted(key, opts)) ?? (await this.launch(ctx, ns, id, opts));
       const connected = task.connect(ctx).catch(() => undefined);
       try {
         await task.create(ctx, {
@@ -130,23 +115,32 @@ export class ShimTaskManager implements TaskManager {
     const ns = namespaceRequired(ctx);
     const key = this.key(ns, id);
     if (this.tasks.has(key) || this.reserved.has(key) || this.prestarted.has(key)) return; // create says AlreadyExists
-    const ready = (async () => {
-      try {
-        const binary = resolveShimBinary(opts.runtime);
-        const bundle = await Bundle.create(this.opts.state, this.opts.root, ns, id, opts.spec);
-        try {
-          return (await this.joinGroup(ctx, bundle, binary, opts.spec)) ?? (await this.startShim(ctx, bundle, binary, opts.taskOptions ?? opts.runtimeOptions));
-        } catch (err) {
-          await bundle.delete().catch(() => undefined);
-          throw err;
-        }
-      } catch (err) {
-        this.opts.logger.debug('prestarting shim failed; create starts it', { id, namespace: ns, error: (err as Error).message });
-        return undefined;
-      }
-    })();
+    const ready = this.launch(ctx, ns, id, opts).catch((err: Error) => {
+      this.opts.logger.debug('prestarting shim failed; create starts it', { id, namespace: ns, error: err.message });
+      return undefined;
+    });
     this.prestarted.set(key, { opts, ready });
     await ready;
+  }
+
+  /**
+   * Makes the task's bundle and gets it a shim: its group's running one, or a new one through the
+   * shim's `start`. A failure removes the bundle again.
+   */
+  private async launch(ctx: Context, ns: string, id: string, opts: PrestartOpts): Promise<ShimTask> {
+    let binary: string;
+    try {
+      binary = resolveShimBinary(opts.runtime);
+    } catch (err) {
+      throw wrap(err, 'failed to start shim');
+    }
+    const bundle = await Bundle.create(this.opts.state, this.opts.root, ns, id, opts.spec);
+    try {
+      return (await this.joinGroup(ctx, bundle, binary, opts.spec)) ?? (await this.startShim(ctx, bundle, binary, opts.taskOptions ?? opts.runtimeOptions));
+    } catch (err) {
+      await bundle.delete().catch((e) => this.opts.logger.warn('failed to remove bundle', { id, error: (e as Error).message }));
+      throw wrap(err, 'failed to start shim');
+    }
   }
 
   /** Shuts down the shim `prestart` started for `id`, if `create` has not taken it. */
