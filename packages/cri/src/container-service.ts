@@ -294,7 +294,8 @@ export class ContainerService {
         await fsp.rename(tmp, join(dir, 'status'));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-        await fsp.rm(tmp, { force: true });
+        // Never rejects: the next write of this container chains on this one.
+        await fsp.rm(tmp, { force: true }).catch(() => undefined);
         this.o.logger.warn('saving a container status', { id: c.id, error: (err as Error).message });
       }
     };
