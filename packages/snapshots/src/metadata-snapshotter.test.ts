@@ -108,6 +108,22 @@ describe('namespaced snapshot metadata', () => {
     expect(backend.keys().some((k) => k.endsWith('/lz'))).toBe(false);
   });
 
+  it('removes backend snapshots after the answer, a child before its parent, and close waits for them', async () => {
+    await layer.prepare(ns1, 'rp-a', '');
+    await layer.commit(ns1, 'rp', 'rp-a');
+    await layer.prepare(ns1, 'rc', 'rp');
+    const backendOf = (k: string) => backend.keys().filter((b) => b.endsWith(`/${k}`));
+    expect(backendOf('rp')).toHaveLength(1);
+    expect(backendOf('rc')).toHaveLength(1);
+    // The parent's record goes right after the child's; the backend's removals follow in that
+    // order (the other order would be refused: the backend parent still has a child).
+    await layer.remove(ns1, 'rc');
+    await layer.remove(ns1, 'rp');
+    await expect(layer.stat(ns1, 'rp')).rejects.toThrow(/not found/);
+    await layer.close();
+    expect([...backendOf('rp'), ...backendOf('rc')]).toEqual([]);
+  });
+
   it('cleanup removes backend snapshots and directories no namespace references', async () => {
     await backend.prepare(context(), 'orphan-parent', '');
     await backend.commit(context(), 'orphan-c', 'orphan-parent');
