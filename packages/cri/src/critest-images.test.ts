@@ -6,7 +6,7 @@
  * registry.k8s.io and k8s.gcr.io. Every spec that passes on containerd must pass on berthd.
  * "public image with digest" is skipped: it names a digest no local build can have.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BuiltImage, buildImage, busyboxSpec } from '@berth/fixtures';
 import { CONTAINERD_PATH, CRITEST_IMAGE_LOOKALIKES, CRITEST_PATH, ReferenceContainerd, TestDaemon, TestRegistry, tempDir } from '@berth/testing';
@@ -60,6 +60,8 @@ run('critest v1.37 image and runtime info specs: berthd passes every one contain
     const args = ['--ginkgo.focus=Image Manager|Runtime info|Image Consistency|Idempotence RemoveImage', '--ginkgo.skip=with digest'];
     const c = await critest(containerd.address, dir.path, args);
     const b = await critest(berthd.address, dir.path, args);
+    // critest's temp directory (its TMPDIR, in the directory it was given) went with each run.
+    expect(readdirSync(dir.path).filter((e) => e.startsWith('critest-tmp-'))).toEqual([]);
     const table = (r: { specs: SpecResult[] }) => Object.fromEntries(r.specs.filter((s) => s.outcome !== 'skipped').map((s) => [s.name, s.outcome]));
     const onContainerd = table(c);
     const onBerthd = table(b);

@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { unmountAll } from '@berth/mount';
 import { CRITEST_PATH } from './reference-tools';
 
 /** The gcr.io path of critest's own test images. */
@@ -117,13 +118,19 @@ function removeIpcmkSegments(log: string): void {
 /**
  * Runs critest v1.37 (CRITEST_PATH) against a CRI socket with a junit report in `dir` and returns
  * each spec's outcome. A run killed before its report has no specs. Shared memory segments its
- * HostIpc specs make on the host are removed after it.
+ * HostIpc specs make on the host are removed after it, and so is its temp directory (TMPDIR, in
+ * `dir`) with the mounts its specs left there.
  */
 export async function critest(socket: string, dir: string, args: string[], options: CritestOptions = {}): Promise<CritestRun> {
   const stamp = Date.now();
   const report = join(dir, `junit-${stamp}.xml`);
   const binDir = join(dir, `critest-bin-${stamp}`);
   const ipcmkLog = join(dir, `ipcmk-${stamp}.log`);
+  // critest's own temp directory: its specs make host paths there (os.MkdirTemp), and its mount
+  // propagation specs leave bind mounts there when their container fails. Removed after the run
+  // with whatever is mounted in it, and nothing outside it: other tests' mounts are theirs.
+  const tmp = join(dir, `critest-tmp-${stamp}`);
+  mkdirSync(tmp, { recursive: true });
   const path = ipcmkWrapper(binDir, ipcmkLog) ? `${binDir}${delimiter}${process.env.PATH ?? ''}` : process.env.PATH;
   const config = join(dir, 'crictl.yaml');
   writeFileSync(config, '');
@@ -133,7 +140,7 @@ export async function critest(socket: string, dir: string, args: string[], optio
   try {
     await new Promise<void>((resolve, reject) => {
       const child = spawn(CRITEST_PATH!, ['--config', config, '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--ginkgo.no-color', `--ginkgo.junit-report=${report}`, ...args], {
-        env: { PATH: path, HOME: process.env.HOME },
+        env: { PATH: path, HOME: process.env.HOME, TMPDIR: tmp },
         stdio: ['ignore', 'pipe', 'pipe'],
         // Its own process group, so that a kill reaches ginkgo's parallel workers too.
         detached: true,
@@ -166,6 +173,8 @@ export async function critest(socket: string, dir: string, args: string[], optio
   } finally {
     removeIpcmkSegments(ipcmkLog);
     rmSync(binDir, { recursive: true, force: true });
+    // Removed only once nothing is mounted there: a recursive removal would go into a mount.
+    if (await unmountAll(tmp, { lazyFallback: true }).then(() => true, () => false)) rmSync(tmp, { recursive: true, force: true });
   }
   const specs = !killed && existsSync(report) ? parseJunit(readFileSync(report, 'utf8')) : [];
   return { specs, output, killed };

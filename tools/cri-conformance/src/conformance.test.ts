@@ -3,7 +3,11 @@
  * that CI covers the whole path (registry, images, hosts.toml, both daemons, junit, table) in
  * seconds.
  */
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isMountPoint, unmountAll } from '@berth/mount';
 import { CONTAINERD_PATH, CRITEST_PATH } from '@berth/testing';
 import { runConformance } from './conformance';
 import { formatTable } from './table';
@@ -37,6 +41,30 @@ run('cri-conformance with --focus "Runtime info|Image Manager"', () => {
     ]);
     expect(containerd?.specs.length).toBeGreaterThan(100);
     expect(formatTable(comparison)).toMatch(/^critest on containerd 1\.6: \d+ specs: 2 passed, 0 failed, \d+ skipped$/m);
+  });
+
+  // Another test's daemon mounts under the temp directory while critest runs (a pod's network
+  // namespace, its /dev/shm, a rootfs): the cleanup after critest leaves those alone, and takes
+  // only what critest's specs left in the temp directory critest was given.
+  it('leaves alone what others mount under the temp directory while critest runs', async () => {
+    const other = mkdtempSync(join(tmpdir(), 'berth-conformance-other-'));
+    let mounted = false;
+    try {
+      await runConformance({
+        daemons: ['berthd'],
+        focus: 'Runtime info',
+        timeoutMs: 120_000,
+        onOutput: () => {
+          if (mounted) return;
+          mounted = true;
+          execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', other]);
+        },
+      });
+      expect({ mounted, stillMounted: isMountPoint(other) }).toEqual({ mounted: true, stillMounted: true });
+    } finally {
+      await unmountAll(other, { lazyFallback: true });
+      rmdirSync(other);
+    }
   });
 
   it('stops critest and cleans up when aborted', async () => {

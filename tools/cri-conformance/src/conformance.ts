@@ -1,8 +1,6 @@
-import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { removeNetns } from '@berth/cni';
-import { unmount } from '@berth/mount';
 import { type CritestRun, ReferenceContainerd, TestDaemon, cleanupShims, critest, runCrictl } from '@berth/testing';
 import { type Comparison, compare } from './table';
 import { type World, startWorld } from './world';
@@ -55,33 +53,7 @@ async function removePods(address: string): Promise<void> {
   }
 }
 
-/** Mount points under the temp directory (mountinfo's fifth field, octal escapes undone). */
-function tmpMounts(): Set<string> {
-  const tmp = tmpdir();
-  const points = readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((p): p is string => p !== undefined)
-    .map((p) => p.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))));
-  return new Set(points.filter((p) => p.startsWith(`${tmp}/`)));
-}
-
-/**
- * Unmounts what a critest run mounted under the temp directory and left (the mount propagation
- * specs bind `<tmp>/test<digits>/mnt` on the host and do not undo it when their container
- * fails), deepest first, and removes critest's own `test<digits>` directories once empty of mounts.
- */
-async function unmountLeftovers(before: Set<string>): Promise<void> {
-  const left = [...tmpMounts()].filter((p) => !before.has(p)).sort((a, b) => b.length - a.length);
-  for (const p of left) await unmount(p, { lazyFallback: true }).catch(() => undefined);
-  for (const p of left) {
-    const dir = dirname(p);
-    if (/^test[0-9a-f]+$/.test(basename(dir)) && dirname(dir) === tmpdir()) rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 async function onContainerd(world: World, args: string[], options: ConformanceOptions): Promise<CritestRun> {
-  const mounted = tmpMounts();
   const containerd = await ReferenceContainerd.start({ config: world.criConfig, cri: true });
   try {
     return await critest(containerd.address, world.dir, args, { timeoutMs: options.timeoutMs, signal: options.signal, onOutput: (s) => options.onOutput?.('containerd', s) });
@@ -93,12 +65,10 @@ async function onContainerd(world: World, args: string[], options: ConformanceOp
     const netnsDir = join(containerd.state, 'io.containerd.grpc.v1.cri', 'netns');
     if (existsSync(netnsDir)) for (const n of readdirSync(netnsDir)) await removeNetns(join(netnsDir, n)).catch(() => undefined);
     await containerd.cleanup();
-    await unmountLeftovers(mounted);
   }
 }
 
 async function onBerthd(world: World, args: string[], options: ConformanceOptions): Promise<CritestRun> {
-  const mounted = tmpMounts();
   const berthd = await TestDaemon.start({ config: world.criConfig, logLevel: 'info' });
   try {
     return await critest(berthd.address, world.dir, args, { timeoutMs: options.timeoutMs, signal: options.signal, onOutput: (s) => options.onOutput?.('berthd', s) });
@@ -107,7 +77,6 @@ async function onBerthd(world: World, args: string[], options: ConformanceOption
     await berthd.stop();
     await cleanupShims(berthd.address, berthd.dir);
     await berthd.cleanup();
-    await unmountLeftovers(mounted);
   }
 }
 
