@@ -42,6 +42,8 @@ describe('berthd lifecycle', () => {
       // The daemon it serves is the same daemon.
       expect((await second.client(version.VersionService).version({})).version).toBeTruthy();
     } finally {
+      // Stopped first: a daemon writes its cache when it stops, and would make the dir again.
+      for (const d of daemons.splice(0)) await d.cleanup();
       cacheDir.remove();
     }
   });

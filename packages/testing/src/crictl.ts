@@ -1,7 +1,5 @@
 import { runProgram } from './proc';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { CRICTL_PATH, CRI_TOOLS_VERSION } from './reference-tools';
 
 /** What a crictl run gave. */
@@ -12,16 +10,9 @@ export interface CrictlResult {
   stderr: string;
 }
 
-// An empty config file, so that crictl never reads /etc/crictl.yaml (nor warns about it).
-let emptyConfig: string | undefined;
-function configFile(): string {
-  if (emptyConfig && existsSync(emptyConfig)) return emptyConfig;
-  const dir = mkdtempSync(join(tmpdir(), 'berth-crictl-'));
-  emptyConfig = join(dir, 'crictl.yaml');
-  writeFileSync(emptyConfig, '');
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  return emptyConfig;
-}
+// An empty config (/dev/null reads as one), so that crictl never reads /etc/crictl.yaml (nor
+// warns about it), and no file of ours to clean up.
+const EMPTY_CONFIG = '/dev/null';
 
 /**
  * Runs crictl (cri-tools, built by tools/reference-tools.sh) against a unix socket, as both its
@@ -34,6 +25,6 @@ export function runCrictl(socket: string, args: readonly string[], options: { ti
   const bin = CRICTL_PATH;
   if (!bin || !existsSync(bin)) return Promise.reject(new Error(`crictl ${CRI_TOOLS_VERSION} is not at ${bin}: run tools/reference-tools.sh`));
   const endpoint = `unix://${socket}`;
-  const argv = ['--config', configFile(), '--timeout', '60s', '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, ...args];
+  const argv = ['--config', EMPTY_CONFIG, '--timeout', '60s', '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, ...args];
   return runProgram(bin, argv, { env: { PATH: process.env.PATH, HOME: process.env.HOME }, timeoutMs: options.timeoutMs ?? 120_000 });
 }
