@@ -6,7 +6,7 @@ import { serveContentStore } from '@berth/content/plugins';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '@berth/fixtures';
 import type { UnixServer } from '@berth/grpc';
 import { unmountAll } from '@berth/mount';
-import { CtrResult, ReferenceContainerd, TestDaemon, cleanupShims, tempDir } from '@berth/testing';
+import { CtrResult, ReferenceContainerd, TestDaemon, cleanupShims, removeNamespaceLeftovers, tempDir } from '@berth/testing';
 
 /**
  * The namespace of this file's containers. On cgroup v1 a container's cgroup sits under
@@ -97,6 +97,7 @@ describe('proxy plugins: a Berth snapshotter over the Snapshots API', () => {
     const codes = await Promise.all([forContainerd?.stop(), forBerthd?.stop()]);
     await unmountAll(work.path, { lazyFallback: true });
     work.remove();
+    removeNamespaceLeftovers(NAMESPACE);
     expect(leaked.filter((n) => n !== 0)).toEqual([]);
     expect(codes.filter((c) => c !== 0)).toEqual([]);
   });
@@ -176,6 +177,7 @@ describe('proxy plugins: a Berth content store over the Content API', () => {
     for (const s of servers) await s.server.close();
     await unmountAll(work.path, { lazyFallback: true });
     work.remove();
+    removeNamespaceLeftovers(NAMESPACE);
     expect(leaked.filter((n) => n !== 0)).toEqual([]);
   });
 

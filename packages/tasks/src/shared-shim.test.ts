@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { tasks as tapi } from '@berth/api';
-import { TestDaemon, tempDir } from '@berth/testing';
+import { TestDaemon, removeNamespaceLeftovers, tempDir } from '@berth/testing';
 import { cleanupShims, eventually, populateBusybox, shimsOf } from './test-support';
 
 /*
@@ -26,6 +26,7 @@ describe('tasks that share one shim (runc-v2 grouping by sandbox id)', () => {
     const leaked = d ? await cleanupShims(d.address, d.dir) : 0;
     await d?.cleanup();
     dir.remove();
+    removeNamespaceLeftovers(namespace);
     expect(leaked).toBe(0);
   });
 

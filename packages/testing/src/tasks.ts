@@ -4,7 +4,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { containers } from '@berth/api';
 import { unmountAll } from '@berth/mount';
@@ -80,6 +80,25 @@ export async function cleanupShims(address: string, dir: string): Promise<number
   }
   if (existsSync(dir)) await unmountAll(dir, { lazyFallback: true });
   return shims.length;
+}
+
+/**
+ * Removes what a containerd namespace of a test's own (one named after the test process) leaves on
+ * the host once its containers are gone, as containerd would leave it too: the empty `/<namespace>`
+ * cgroup in each hierarchy (runc removes `/<namespace>/<id>` only) and runc's state root
+ * `/run/containerd/runc/<namespace>`. Only empty ones: rmdir refuses the rest, which stay for a look.
+ */
+export function removeNamespaceLeftovers(namespace: string): void {
+  if (namespace === '' || namespace.includes('/') || namespace === '.' || namespace === '..') throw new Error(`namespace ${JSON.stringify(namespace)}`);
+  const cgroupRoot = '/sys/fs/cgroup';
+  const hierarchies = existsSync(cgroupRoot) ? readdirSync(cgroupRoot).map((h) => join(cgroupRoot, h)) : [];
+  for (const dir of [...hierarchies.map((h) => join(h, namespace)), join(cgroupRoot, namespace), join('/run/containerd/runc', namespace)]) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      /* absent, not empty, or not a hierarchy */
+    }
+  }
 }
 
 /** Waits until `fn` returns true (polling), or fails after `ms`. */
