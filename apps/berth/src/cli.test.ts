@@ -225,7 +225,10 @@ describe('berth CLI against berthd', () => {
       for (const r of [json, tables]) expect(r).toMatchObject({ code: 0, stderr: 'none of the named containers is running any more\n' });
       const lines = json.stdout.trimEnd().split('\n');
       expect(lines.length).toBeGreaterThanOrEqual(2);
-      for (const l of lines) expect(JSON.parse(l)).toEqual([expect.objectContaining({ id: 'brief', cpuPercent: expect.any(Number), pids: 1 })]);
+      // The last sample may be taken as `sleep` exits, before its task is seen stopped: 0 pids
+      // then (a loaded CI run saw it), which is what the cgroup held at that moment.
+      lines.forEach((l, i) => expect(JSON.parse(l)).toEqual([expect.objectContaining({ id: 'brief', cpuPercent: expect.any(Number), pids: i < lines.length - 1 ? 1 : expect.any(Number) })]));
+      expect([0, 1]).toContain(JSON.parse(lines[lines.length - 1])[0].pids);
       expect(tables.stdout).not.toMatch(/\x1b/);
       expect(tables.stdout.match(/^CONTAINER +CPU %/gm)!.length).toBeGreaterThanOrEqual(2);
       expect(tables.stdout).toMatch(/^brief +[0-9.]+% /m);
