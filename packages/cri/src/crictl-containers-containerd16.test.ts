@@ -40,7 +40,11 @@ describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
   const podConfig = (over: Record<string, unknown> = {}) => bed.pod(over).path;
   const containerConfig = (name: string, over: Record<string, unknown> = {}) => bed.containerConfig(name, over);
   const both = (...args: string[]) => bed.both(...args);
-  const removeAll = (address: string) => bed.removePods(address);
+  // Each test's pods go after it, also when it failed: a later test counts the pods it sees.
+  afterEach(async () => {
+    await bed.removePods(bed.berthd.address);
+    await bed.removePods(bed.containerd.address);
+  });
 
   /** runp + create (+ start) of the same configs on both; returns the ids. */
   async function runOnBoth(pod: string, ctr: string, start = true): Promise<{ b: { pod: string; ctr: string }; c: { pod: string; ctr: string } }> {
@@ -121,8 +125,6 @@ describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
     const rows = async (address: string, ids: { pod: string; ctr: string }, dir: string) =>
       masked(json((await runCrictl(address, ['ps', '-a', '-o', 'json'])).stdout).containers.map((x: any) => ({ ...x, createdAt: '<t>', imageId: undefined })), [ids.ctr, ids.pod], dir);
     expect(await rows(bed.berthd.address, b, bed.berthd.dir)).toEqual(await rows(bed.containerd.address, c, bed.containerd.dir));
-    await removeAll(bed.berthd.address);
-    await removeAll(bed.containerd.address);
   });
 
   it('logs and exec -s: the same lines, outputs and exit codes; stop reports the same state and reason', async () => {
@@ -147,13 +149,13 @@ describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
       return { state: s.state, reason: s.reason, exitCode: s.exitCode, message: s.message };
     };
     expect(await st(bed.berthd.address, b.ctr)).toEqual(await st(bed.containerd.address, c.ctr));
-    await removeAll(bed.berthd.address);
-    await removeAll(bed.containerd.address);
   });
 
   it('errors: a repeated name, a missing image, an unknown pod, a mount that cannot propagate, a missing container: the same codes and words', async () => {
     const pod = podConfig();
-    const ctr = containerConfig('dup');
+    // A process that stays up: the image's `sh` without stdin exits at once, and starting it
+    // again would race its exit on each daemon.
+    const ctr = containerConfig('dup', { command: ['sleep', '1000'] });
     const { b, c } = await runOnBoth(pod, ctr, false);
     const repeated = { berthd: await runCrictl(bed.berthd.address, ['create', '--no-pull', b.pod, ctr, pod]), containerd: await runCrictl(bed.containerd.address, ['create', '--no-pull', c.pod, ctr, pod]) };
     expect(errorOf(repeated.berthd)).toBe(errorOf(repeated.containerd));
@@ -171,8 +173,6 @@ describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
     expect([startTwice.berthd.code, startTwice.containerd.code]).toEqual([0, 0]);
     const again = { berthd: await runCrictl(bed.berthd.address, ['start', b.ctr]), containerd: await runCrictl(bed.containerd.address, ['start', c.ctr]) };
     expect(errorOf(again.berthd)).toBe(errorOf(again.containerd));
-    await removeAll(bed.berthd.address);
-    await removeAll(bed.containerd.address);
   });
 
   it('stats, update, reopen: the same fields and results; pod stats answered as containerd 1.6.20 does', async () => {
@@ -210,7 +210,5 @@ describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
     for (const [address, id] of [[bed.berthd.address, b.ctr], [bed.containerd.address, c.ctr]]) await runCrictl(address, ['stop', '--timeout', '0', id]);
     const stopped = { berthd: await runCrictl(bed.berthd.address, ['logs', '--reopen', b.ctr]), containerd: await runCrictl(bed.containerd.address, ['logs', '--reopen', c.ctr]) };
     expect(errorOf(stopped.berthd)).toBe(errorOf(stopped.containerd));
-    await removeAll(bed.berthd.address);
-    await removeAll(bed.containerd.address);
   });
 });

@@ -38,7 +38,11 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
   });
   const podConfig = (over: Record<string, unknown> = {}) => bed.pod(over).path;
   const both = (...args: string[]) => bed.both(...args);
-  const removeAll = (address: string) => bed.removePods(address);
+  // Each test's pods go after it, also when it failed: a later test looks at what is left.
+  afterEach(async () => {
+    await bed.removePods(bed.berthd.address);
+    await bed.removePods(bed.containerd.address);
+  });
 
   /** An inspectp (or record) JSON with what differs by nature masked: ids, pids, times, addresses, paths. */
   const masked = (i: any, id: string, dir: string) =>
@@ -160,7 +164,5 @@ describeIf('pod sandboxes: berthd and containerd 1.6.20 side by side', () => {
 
     const missing = await both('inspectp', 'f'.repeat(64));
     expect(errorOf(missing.berthd)).toBe(errorOf(missing.containerd));
-    await removeAll(bed.berthd.address);
-    await removeAll(bed.containerd.address);
   });
 });
