@@ -1,10 +1,10 @@
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { containers as capi, snapshots as sapi, tasks as tapi } from '@berth/api';
 import { createClient } from '@berth/grpc';
 import { readMountInfo } from '@berth/mount';
-import { CTR_PATH, CtrResult, ReferenceContainerd, TestDaemon, tempDir } from '@berth/testing';
+import { CTR_PATH, type CtrOptions, CtrResult, ReferenceContainerd, TestDaemon, ctrEventsDuring, tempDir } from '@berth/testing';
 import { cleanupShims, ociSpec, populateBusybox, runcContainer, shimsOf } from './test-support';
 
 /**
@@ -16,7 +16,7 @@ import { cleanupShims, ociSpec, populateBusybox, runcContainer, shimsOf } from '
 const dir = tempDir('berth-tasks-');
 const rootfs = populateBusybox(join(dir.path, 'rootfs'));
 
-type Daemon = { ctr(args: readonly string[], o?: { input?: string }): Promise<CtrResult>; address: string };
+type Daemon = { ctr(args: readonly string[], o?: CtrOptions): Promise<CtrResult>; address: string };
 
 /** Output with the per-daemon suffix, pids, times and metric values made comparable. */
 function normalize(r: CtrResult, suffix: string): CtrResult {
@@ -51,6 +51,16 @@ describe('tasks: ctr against berthd and containerd 1.6', () => {
     expect(leaked[0]).toBe(0);
   });
 
+  /** Waits until `ctr tasks ls` shows the task STOPPED (or gone): the shim has reaped it. */
+  async function stoppedOn(d: Daemon, id: string): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const row = (await d.ctr(['tasks', 'ls'])).stdout.split('\n').find((l) => l.startsWith(`${id} `));
+      if (!row || row.includes('STOPPED') || Date.now() > deadline) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   /** Runs the same ctr script on both daemons; returns berthd's and containerd's normalized results. */
   async function both(script: Array<(id: (name: string) => string) => string[]>): Promise<[CtrResult[], CtrResult[]]> {
     const results = await Promise.all(
@@ -59,7 +69,8 @@ describe('tasks: ctr against berthd and containerd 1.6', () => {
         for (const step of script) {
           const args = step((name) => `${name}${suffix}`);
           out.push(normalize(await d.ctr(args, { input: '' }), suffix));
-          if (args.includes('kill')) await new Promise((r) => setTimeout(r, 300));
+          if (args.includes('SIGKILL')) await stoppedOn(d, args[args.length - 1]);
+          else if (args.includes('kill')) await new Promise((r) => setTimeout(r, 300));
         }
         return out;
       }),
@@ -194,17 +205,11 @@ describe('tasks: ctr against berthd and containerd 1.6', () => {
   it('ctr events shows the task events in containerd order', async () => {
     const topics = await Promise.all(
       pairs.map(async ([d, suffix]) => {
-        const child: ChildProcess = spawn(CTR_PATH, ['--address', d.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
-        let out = '';
-        child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-        await new Promise((r) => setTimeout(r, 300));
-        await d.ctr(['run', '--rm', '--rootfs', rootfs, `ev${suffix}`, '/bin/true']);
-        await new Promise((r) => setTimeout(r, 300));
-        child.kill('SIGKILL');
-        return out
-          .split('\n')
-          .filter((l) => l.includes(`ev${suffix}`))
-          .map((l) => l.split(' ')[5]);
+        // Subscribed before the run and stopped only once all it published has been printed.
+        const lines = await ctrEventsDuring(d, [], async () => {
+          await d.ctr(['run', '--rm', '--rootfs', rootfs, `ev${suffix}`, '/bin/true']);
+        });
+        return lines.filter((l) => l.includes(`ev${suffix}`)).map((l) => l.split(' ')[2]);
       }),
     );
     expect(topics[0]).toEqual(['/containers/create', '/tasks/create', '/tasks/start', '/tasks/exit', '/tasks/delete', '/containers/delete']);
