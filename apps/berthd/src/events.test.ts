@@ -114,9 +114,17 @@ describe('events: ctr events, ttrpc Forward and berthd publish, side by side wit
     const got = (async () => {
       for await (const env of sub.subscribe({ filters: ['topic=="/tasks/oom"'] }, { signal: ac.signal })) return env;
     })();
-    await sleep(200);
+    // Forwarded again every 200 ms until the subscription, live at some point, has one.
+    let arrived = false;
+    void got.then(
+      () => (arrived = true),
+      () => undefined,
+    );
     const tc = await TtrpcClient.connect(`${berthd.address}.ttrpc`);
-    await createTtrpcClient(ttrpcEvents.EventsService, tc).forward({ envelope: { timestamp: when, namespace: 'shimns', topic: '/tasks/oom', event: Any.decode(taskExit) } });
+    for (let i = 0; i < 50 && !arrived; i++) {
+      await createTtrpcClient(ttrpcEvents.EventsService, tc).forward({ envelope: { timestamp: when, namespace: 'shimns', topic: '/tasks/oom', event: Any.decode(taskExit) } });
+      await sleep(200);
+    }
     tc.close();
     expect(await got).toMatchObject({ timestamp: when, namespace: 'shimns', topic: '/tasks/oom' });
     ac.abort();

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '@berth/fixtures';
 import { AlreadyExistsError, CanceledError, GrpcCode, NotFoundError, toGrpcStatus } from '@berth/errdefs';
-import { tempDir } from '@berth/testing';
+import { SYNC_TOPIC, publishUntilSeen, tempDir } from '@berth/testing';
 import { type BerthClient, type DaemonEvent, type Task, connect } from './index';
 import { RUNTIME_DAEMONS, type Target, collector } from './test-support';
 import { daemonVersion } from './version';
@@ -273,8 +273,8 @@ describe.each(RUNTIME_DAEMONS)('@berth/client against %s', (_name, start) => {
     const reading = (async () => {
       for await (const e of client.events([`namespace==${NS}`, 'topic~="/tasks/"'], { signal: abort.signal })) seen.push(e);
     })();
-    // The subscription is live once the daemon has it; a first task proves it.
-    await new Promise((r) => setTimeout(r, 500));
+    // The subscription is live once a marker published after it has come through.
+    await publishUntilSeen(daemon.address, NS, () => seen.some((e) => e.topic === SYNC_TOPIC));
     await run('evented', ['true']);
     const deadline = Date.now() + 10_000;
     while (!seen.some((e) => e.topic === '/tasks/delete') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

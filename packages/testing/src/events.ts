@@ -125,3 +125,22 @@ function toReceived(env: Envelope): ReceivedEvent {
     timestamp: env.timestamp,
   };
 }
+
+/**
+ * For a subscription opened some other way (the client under test): publishes a marker on
+ * SYNC_TOPIC in `namespace` every 100 ms until `seen()` says it came through, so that what
+ * follows is published to a live subscription. Fails after `timeoutMs`.
+ */
+export async function publishUntilSeen(address: string, namespace: string, seen: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const client = createClient(eventsService.EventsService, address, { namespace });
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (!seen()) {
+      if (Date.now() > deadline) throw new Error(`no subscriber saw ${SYNC_TOPIC} within ${timeoutMs} ms`);
+      await client.publish({ topic: SYNC_TOPIC, event: packAny(ContainerDelete, { id: `sync-${process.pid}` }) });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    client.close();
+  }
+}
