@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { CONTAINERD_PATH, runCrictl, runCtr } from '@berth/testing';
-import { errorOf, useCriTestBed } from './test-bed';
+import { errorOf, useCriTestBed, waitFor } from './test-bed';
 import { json } from './test-support';
 
 jest.setTimeout(300_000);
@@ -131,11 +131,12 @@ describeIf('containers: berthd and containerd 1.6.20 side by side', () => {
     const pod = podConfig();
     const ctr = containerConfig('logs', { command: ['sh', '-c', 'echo hello; echo oops >&2; printf partial; sleep 1000'] });
     const { b, c } = await runOnBoth(pod, ctr);
-    await new Promise((r) => setTimeout(r, 1500));
     const logsOf = async (address: string, id: string) => {
       const st = json((await runCrictl(address, ['inspect', id])).stdout).status;
       return readFileSync(st.logPath, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').slice(1).join(' ')).sort();
     };
+    // Compared once each has logged the three writes (the partial line is logged as it comes).
+    for (const [address, id] of [[bed.berthd.address, b.ctr], [bed.containerd.address, c.ctr]]) await waitFor(`${id}'s log`, async () => (await logsOf(address, id)).length >= 3);
     expect(await logsOf(bed.berthd.address, b.ctr)).toEqual(await logsOf(bed.containerd.address, c.ctr));
     for (const cmd of [['sh', '-c', 'echo out; echo err >&2'], ['sh', '-c', 'exit 7'], ['nosuchcommand']]) {
       const rb = await runCrictl(bed.berthd.address, ['exec', '-s', b.ctr, ...cmd]);

@@ -32,6 +32,8 @@ const bed = useCriTestBed({
   container: (name) => ({ log_path: `${name}.log`, labels: { tier: name }, annotations: { 'berth.test/c': name } }),
 });
 const { crictl, ok } = bed;
+// What a failed test left goes before the next, which compares the host with what it saw first.
+afterEach(() => bed.removePods(bed.berthd.address));
 /** Writes a pod config and returns its path and log directory. */
 const podConfig = (over: Record<string, unknown> = {}) => bed.pod(over);
 /** Writes a container config and returns its path. */

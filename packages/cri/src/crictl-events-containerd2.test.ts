@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONTAINERD2_PATH, CONTAINERD2_SHIM_PATH } from '@berth/testing';
 import { BUSYBOX as IMAGE, useCriTestBed } from './test-bed';
-import { CrictlEvents, LIFECYCLE_EVENT_COUNTS, eventShape, json, lifecycleScenario } from './test-support';
+import { CrictlEvents, LIFECYCLE_EVENT_COUNTS, eventShape, exitsWhenTold, json, letExit, lifecycleScenario, processGone } from './test-support';
 
 jest.setTimeout(300_000);
 
@@ -36,8 +36,9 @@ describeIf('GetContainerEvents: berthd and containerd 2.4.2 side by side', () =>
       await ok(address, 'stopp', pod);
       await ok(address, 'rmp', pod);
       const late = await CrictlEvents.start(address);
-      const second = await CrictlEvents.start(address);
+      // The second subscribes once the first has had them (and so has subscribed first).
       await late.waitFor(4);
+      const second = await CrictlEvents.start(address);
       await new Promise((r) => setTimeout(r, 300));
       const shapes = late.events.map((e) => eventShape(e, new Map([[pod, 'pod']])));
       await late.stop();
@@ -111,25 +112,32 @@ describeIf('GetContainerEvents: berthd and containerd 2.4.2 side by side', () =>
   });
 
   it('after a restart: nothing for a container that exited meanwhile, STOPPED for one exiting later and for a pause process killed', async () => {
-    const run = async (address: () => string, restart: () => Promise<void>, name: string) => {
+    const run = async (address: () => string, restart: (whileDown: () => Promise<void>) => Promise<void>, name: string) => {
       const path = join(bed.world.dir, `${name}.json`);
       writeFileSync(path, JSON.stringify({ metadata: { name, namespace: 'berth-test', uid: `${name}-${process.pid}`, attempt: 0 }, log_directory: join(bed.world.dir, `${name}-logs`), linux: { cgroup_parent: bed.cgroupParent } }));
       mkdirSync(join(bed.world.dir, `${name}-logs`));
       const pod = await ok(address(), 'runp', path);
       const pausePid: number = json(await ok(address(), 'inspectp', pod)).info.pid;
       const names = new Map([[pod, 'pod']]);
-      for (const [c, command] of [
-        ['quick', ['sh', '-c', 'sleep 1; exit 3']],
-        ['slow', ['sh', '-c', 'sleep 8; exit 4']],
+      const pids: Record<string, number> = {};
+      for (const [c, code] of [
+        ['quick', 3],
+        ['slow', 4],
       ] as const) {
         const cfg = join(bed.world.dir, `${name}-${c}.json`);
-        writeFileSync(cfg, JSON.stringify({ metadata: { name: c }, image: { image: IMAGE }, command, log_path: `${c}.log` }));
+        writeFileSync(cfg, JSON.stringify({ metadata: { name: c }, image: { image: IMAGE }, command: exitsWhenTold('go', code), log_path: `${c}.log` }));
         const id = await ok(address(), 'create', pod, cfg, path);
         await ok(address(), 'start', id);
         names.set(id, c);
+        pids[c] = json(await ok(address(), 'inspect', id)).info.pid;
       }
-      await restart();
+      // quick exits while the daemon is down, slow once it is back.
+      await restart(async () => {
+        letExit(pids.quick, 'go');
+        await processGone(pids.quick);
+      });
       const events = await CrictlEvents.start(address(), 500);
+      letExit(pids.slow, 'go');
       await events.waitFor(1);
       process.kill(pausePid, 'SIGKILL');
       await events.waitFor(2);
@@ -142,7 +150,7 @@ describeIf('GetContainerEvents: berthd and containerd 2.4.2 side by side', () =>
     // berthd is killed (-9) and comes back.
     const reference = await run(
       () => bed.containerd.address,
-      () => bed.restartContainerd(2500),
+      (whileDown) => bed.restartContainerd(2500, whileDown),
       'restart-c',
     );
     expect(reference).toEqual([
@@ -151,8 +159,9 @@ describeIf('GetContainerEvents: berthd and containerd 2.4.2 side by side', () =>
     ]);
     const ours = await run(
       () => bed.berthd.address,
-      async () => {
+      async (whileDown) => {
         await bed.berthd.kill('SIGKILL');
+        await whileDown();
         await new Promise((r) => setTimeout(r, 2500));
         await bed.berthd.restart();
       },

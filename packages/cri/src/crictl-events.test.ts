@@ -8,7 +8,7 @@
 import { ContainerConfig, PodSandboxConfig, RuntimeServiceService } from '@berth/api/cri';
 import * as grpc from '@grpc/grpc-js';
 import { BUSYBOX as IMAGE, useCriTestBed } from './test-bed';
-import { CrictlEvents, LIFECYCLE_EVENT_COUNTS, eventShape, json, lifecycleScenario } from './test-support';
+import { CrictlEvents, LIFECYCLE_EVENT_COUNTS, eventShape, exitsWhenTold, json, letExit, lifecycleScenario, processGone } from './test-support';
 
 jest.setTimeout(300_000);
 
@@ -54,6 +54,13 @@ describe('crictl events', () => {
   it('gives several subscribers the same events in the same order, drops one that leaves at once, and keeps what comes while nobody listens for the next', async () => {
     const a = await CrictlEvents.start(bed.berthd.address);
     const b = await CrictlEvents.start(bed.berthd.address);
+    // Both are subscribed once both have seen a probe pod's 4 events (a crictl that subscribed
+    // late would miss what came before: a has them).
+    const probe = await ok('runp', podConfig());
+    await ok('rmp', '-f', probe);
+    await a.waitFor(4);
+    await b.waitFor(4);
+    const after = (events: Array<Record<string, any>>) => events.slice(4);
     const firstPod = podConfig();
     const first = await ok('runp', firstPod);
     const c = await ok('create', first, containerConfig('one', ['sleep', '1000']), firstPod);
@@ -64,8 +71,8 @@ describe('crictl events', () => {
       [c, 'one'],
     ]);
     const want = ['CREATED pod', 'STARTED pod', 'CREATED one', 'STARTED one', 'STOPPED one', 'STOPPED pod', 'DELETED one', 'DELETED pod'];
-    expect(whats(await a.waitFor(8), names)).toEqual(want);
-    expect(whats(await b.waitFor(8), names)).toEqual(want);
+    expect(whats(after(await a.waitFor(12)), names)).toEqual(want);
+    expect(whats(after(await b.waitFor(12)), names)).toEqual(want);
     expect(b.events.map((e) => e.createdAt)).toEqual(a.events.map((e) => e.createdAt));
 
     // a leaves; b goes on alone.
@@ -73,8 +80,8 @@ describe('crictl events', () => {
     await a.stop();
     const second = await ok('runp', podConfig());
     await ok('rmp', '-f', second);
-    expect(whats((await b.waitFor(12)).slice(8), new Map([[second, 'pod']]))).toEqual(['CREATED pod', 'STARTED pod', 'STOPPED pod', 'DELETED pod']);
-    expect(a.events).toHaveLength(8);
+    expect(whats((await b.waitFor(16)).slice(12), new Map([[second, 'pod']]))).toEqual(['CREATED pod', 'STARTED pod', 'STOPPED pod', 'DELETED pod']);
+    expect(a.events).toHaveLength(12);
 
     // b leaves too: nobody listens, so the next pod's events wait for the next subscriber.
     await b.stop();
@@ -91,14 +98,20 @@ describe('crictl events', () => {
     const pod = podConfig();
     const podId = await ok('runp', pod);
     const pausePid: number = json(await ok('inspectp', podId)).info.pid;
-    const quick = await ok('create', podId, containerConfig('quick', ['sh', '-c', 'sleep 1; exit 3']), pod);
-    const slow = await ok('create', podId, containerConfig('slow', ['sh', '-c', 'sleep 8; exit 4']), pod);
+    const quick = await ok('create', podId, containerConfig('quick', exitsWhenTold('go', 3)), pod);
+    const slow = await ok('create', podId, containerConfig('slow', exitsWhenTold('go', 4)), pod);
     await ok('start', quick);
     await ok('start', slow);
+    const pid = async (id: string): Promise<number> => json(await ok('inspect', id)).info.pid;
+    const [quickPid, slowPid] = [await pid(quick), await pid(slow)];
     await bed.berthd.kill('SIGKILL');
+    letExit(quickPid, 'go');
+    await processGone(quickPid);
     await new Promise((r) => setTimeout(r, 2500));
     await bed.berthd.restart();
+    // Nobody subscribed since the restart: slow's event would wait for the first subscriber.
     const events = await CrictlEvents.start(bed.berthd.address, 500);
+    letExit(slowPid, 'go');
     const names = new Map([
       [podId, 'pod'],
       [quick, 'quick'],
@@ -126,8 +139,9 @@ describe('crictl events', () => {
   it('ends the open streams when berthd stops, so that they do not hold up its shutdown', async () => {
     const events = await CrictlEvents.start(bed.berthd.address);
     const t0 = Date.now();
-    await bed.berthd.restart(); // SIGTERM: in-flight calls get 10 s before they are cancelled
+    await bed.berthd.kill('SIGTERM'); // in-flight calls get 10 s before they are cancelled
     expect(Date.now() - t0).toBeLessThan(8000);
+    await bed.berthd.restart();
     const end = Date.now() + 5000;
     while (!events.exited && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
     const { code, stderr } = await events.stop();

@@ -43,6 +43,8 @@ const bed = useCriTestBed({
   },
 });
 const { crictl, ok } = bed;
+// What a failed test left goes before the next, which compares the host with what it saw first.
+afterEach(() => bed.removePods(bed.berthd.address));
 /** Writes a pod config for crictl runp and returns its path. */
 const podConfig = (over: Record<string, unknown> = {}) => bed.pod(over).path;
 /** What a pod may leave on the host: compared before and after. */

@@ -209,10 +209,14 @@ export class CriTestBed {
     return d;
   }
 
-  /** Stops the reference containerd (its shims and containers run on), waits `pauseMs`, and starts it again on the same dirs. */
-  async restartContainerd(pauseMs: number): Promise<void> {
+  /**
+   * Stops the reference containerd (its shims and containers run on), runs `whileDown`, waits
+   * `pauseMs`, and starts it again on the same dirs.
+   */
+  async restartContainerd(pauseMs: number, whileDown?: () => Promise<void>): Promise<void> {
     const old = this.containerd;
     await old.stop();
+    await whileDown?.();
     await new Promise((r) => setTimeout(r, pauseMs));
     const options = { dir: old.dir, config: this.options.containerd === '2' ? this.containerdConfig : this.config(), cri: true };
     this.containerd = this.options.containerd === '2' ? await ReferenceContainerd2.start(options) : await ReferenceContainerd.start(options);

@@ -5,7 +5,7 @@
  * `crictl events` as a stream and one pod's lifecycle with the events of each step.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BuiltImage, buildImage, busyboxSpec, pauseImage } from '@berth/fixtures';
 import { RegistryClient, staticHosts } from '@berth/remotes';
@@ -231,13 +231,33 @@ export function eventShape(e: Record<string, any>, names: Map<string, string>): 
   };
 }
 
+/**
+ * A container command that exits with `code` once the file `/<name>` shows up in its rootfs: the
+ * test picks the moment ({@link letExit}) where a `sleep` would race the machine's load.
+ */
+export const exitsWhenTold = (name: string, code: number): string[] => ['sh', '-c', `while [ ! -e /${name} ]; do sleep 0.1; done; exit ${code}`];
+
+/** Tells a container running {@link exitsWhenTold} to exit: makes its file through the process's root. */
+export function letExit(pid: number, name: string): void {
+  writeFileSync(`/proc/${pid}/root/${name}`, '');
+}
+
+/** Waits until process `pid` is gone (reaped), or fails after `timeoutMs`. */
+export async function processGone(pid: number, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (existsSync(`/proc/${pid}`)) {
+    if (Date.now() > end) throw new Error(`process ${pid} is still there after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** What the lifecycle scenario saw: the events of each step, as shapes. */
 export type ScenarioResult = Array<{ step: string; events: EventShape[] }>;
 
 /**
  * Runs one pod's life through crictl against `socket` while `crictl events` listens, and returns
- * the events of each step: runp; create and start c1 (runs) and c2 (exits 3 on its own after two
- * seconds); stop c1 (twice); rm c2; create and start c3; stopp (c3 still runs); rmp. A step's
+ * the events of each step: runp; create and start c1 (runs) and c2 (exits 3 on its own, in the
+ * step "c2 exits"); stop c1 (twice); rm c2; create and start c3; stopp (c3 still runs); rmp. A step's
  * events are those that came until the count `expected` gives (then 300 ms more, to catch extras).
  * In the steps where the daemon picks the order of the pod's containers (stopp, rmp), the
  * containers' events are sorted by name, the pod's own events kept last in their order.
@@ -286,7 +306,7 @@ export async function lifecycleScenario(
     });
     for (const [name, command] of [
       ['c1', ['sleep', '1000']],
-      ['c2', ['sh', '-c', 'sleep 2; exit 3']],
+      ['c2', exitsWhenTold('go', 3)],
     ] as const) {
       await step(`create ${name}`, async () => {
         ids[name] = await crictl('create', pod, ctr(name, [...command]), podPath);
@@ -295,6 +315,7 @@ export async function lifecycleScenario(
       await step(`start ${name}`, async () => void (await crictl('start', ids[name])));
     }
     await step('c2 exits', async () => {
+      letExit(json(await crictl('inspect', '-o', 'json', ids.c2)).info.pid, 'go');
       const end = Date.now() + 30_000;
       while (json(await crictl('inspect', '-o', 'json', ids.c2)).status.state !== 'CONTAINER_EXITED') {
         if (Date.now() > end) throw new Error('c2 did not exit');
