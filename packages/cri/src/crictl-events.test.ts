@@ -52,15 +52,23 @@ describe('crictl events', () => {
   });
 
   it('gives several subscribers the same events in the same order, drops one that leaves at once, and keeps what comes while nobody listens for the next', async () => {
+    // A pod run and removed: 4 events, each with the pod's status.
+    const probe = async () => {
+      const id = await ok('runp', podConfig());
+      await ok('rmp', '-f', id);
+      return id;
+    };
+    // Subscribers proven live in turn: a alone gets a probe's events even if it subscribed after
+    // them (they wait for the first subscriber); b, once a is live, misses what came before it
+    // subscribed, so probes go on until one reaches it.
     const a = await CrictlEvents.start(bed.berthd.address);
+    await a.waitForPod(await probe(), 4);
     const b = await CrictlEvents.start(bed.berthd.address);
-    // Both are subscribed once both have seen a probe pod's 4 events (a crictl that subscribed
-    // late would miss what came before: a has them).
-    const probe = await ok('runp', podConfig());
-    await ok('rmp', '-f', probe);
-    await a.waitFor(4);
-    await b.waitFor(4);
-    const after = (events: Array<Record<string, any>>) => events.slice(4);
+    for (let i = 0; ; i++) {
+      const p = await probe();
+      await a.waitForPod(p, 4);
+      if (b.ofPod(p).length > 0 || i === 20) break;
+    }
     const firstPod = podConfig();
     const first = await ok('runp', firstPod);
     const c = await ok('create', first, containerConfig('one', ['sleep', '1000']), firstPod);
@@ -71,17 +79,18 @@ describe('crictl events', () => {
       [c, 'one'],
     ]);
     const want = ['CREATED pod', 'STARTED pod', 'CREATED one', 'STARTED one', 'STOPPED one', 'STOPPED pod', 'DELETED one', 'DELETED pod'];
-    expect(whats(after(await a.waitFor(12)), names)).toEqual(want);
-    expect(whats(after(await b.waitFor(12)), names)).toEqual(want);
-    expect(b.events.map((e) => e.createdAt)).toEqual(a.events.map((e) => e.createdAt));
+    expect(whats(await a.waitForPod(first, 8), names)).toEqual(want);
+    expect(whats(await b.waitForPod(first, 8), names)).toEqual(want);
+    expect(b.ofPod(first).map((e) => e.createdAt)).toEqual(a.ofPod(first).map((e) => e.createdAt));
 
     // a leaves; b goes on alone.
     // (crictl ends with exit code 1 and "interrupted: context canceled", whatever the daemon.)
     await a.stop();
+    const aSaw = a.events.length;
     const second = await ok('runp', podConfig());
     await ok('rmp', '-f', second);
-    expect(whats((await b.waitFor(16)).slice(12), new Map([[second, 'pod']]))).toEqual(['CREATED pod', 'STARTED pod', 'STOPPED pod', 'DELETED pod']);
-    expect(a.events).toHaveLength(12);
+    expect(whats(await b.waitForPod(second, 4), new Map([[second, 'pod']]))).toEqual(['CREATED pod', 'STARTED pod', 'STOPPED pod', 'DELETED pod']);
+    expect(a.events).toHaveLength(aSaw);
 
     // b leaves too: nobody listens, so the next pod's events wait for the next subscriber.
     await b.stop();

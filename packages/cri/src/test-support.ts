@@ -170,6 +170,21 @@ export class CrictlEvents {
     }
   }
 
+  /** The events of one pod (its own and its containers'), in the order they came. */
+  ofPod(podId: string): Array<Record<string, any>> {
+    return this.events.filter((e) => e.podSandboxStatus?.id === podId);
+  }
+
+  /** Waits until `count` events of one pod have come (or fails after `timeoutMs`); returns them. */
+  async waitForPod(podId: string, count: number, timeoutMs = 30_000): Promise<Array<Record<string, any>>> {
+    const end = Date.now() + timeoutMs;
+    while (this.ofPod(podId).length < count) {
+      if (Date.now() > end) throw new Error(`waited for ${count} events of pod ${podId}, got ${this.ofPod(podId).length}: ${JSON.stringify(this.events.map((e) => [e.containerEventType, e.containerId]))}\n${this.err}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return this.ofPod(podId).slice(0, count);
+  }
+
   /** Waits until `count` events have come (or fails after `timeoutMs`, showing what came). */
   async waitFor(count: number, timeoutMs = 30_000): Promise<Array<Record<string, any>>> {
     const end = Date.now() + timeoutMs;
