@@ -260,7 +260,7 @@ describe('LocalContentStore', () => {
       await open('busy');
       const start = Date.now();
       await expectError(store.writer({ ref: 'busy' }), GrpcCode.UNAVAILABLE);
-      expect(Date.now() - start).toBeLessThan(300); // far below the default 10 × 50 ms, with room for a loaded CI machine
+      expect(Date.now() - start).toBeLessThan(450); // below what the default's retries take at least (above), with room for a loaded CI machine
     });
   });
 
