@@ -272,8 +272,9 @@ export type ScenarioResult = Array<{ step: string; events: EventShape[] }>;
 /**
  * Runs one pod's life through crictl against `socket` while `crictl events` listens, and returns
  * the events of each step: runp; create and start c1 (runs) and c2 (exits 3 on its own, in the
- * step "c2 exits"); stop c1 (twice); rm c2; create and start c3; stopp (c3 still runs); rmp. A step's
- * events are those that came until the count `expected` gives (then 300 ms more, to catch extras).
+ * step "c2 exits"); stop c1 (twice); rm c2; create and start c3; stopp (c3 still runs); rmp. A
+ * step's events are those that came until the count `expected` gives (then 300 ms more, to catch
+ * extras).
  * In the steps where the daemon picks the order of the pod's containers (stopp, rmp), the
  * containers' events are sorted by name, the pod's own events kept last in their order.
  */

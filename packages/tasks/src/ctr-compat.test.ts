@@ -51,7 +51,10 @@ describe('tasks: ctr against berthd and containerd 1.6', () => {
     expect(leaked[0]).toBe(0);
   });
 
-  /** Waits until `ctr tasks ls` shows the task STOPPED (or gone): the shim has reaped it. */
+  /**
+   * Waits until `ctr tasks ls` shows the task STOPPED (or gone): the shim has reaped it. After
+   * 10 s it returns anyway, and the side-by-side comparison shows what ctr saw.
+   */
   async function stoppedOn(d: Daemon, id: string): Promise<void> {
     const deadline = Date.now() + 10_000;
     for (;;) {
