@@ -4,7 +4,7 @@ import { isDeadlineExceeded, isFailedPrecondition, isInvalidArgument, isNotFound
 import { rejectionOf } from '@berth/testing';
 import { CniPluginError } from './invoke';
 import { createNetns } from './netns';
-import { DEBIAN_CNI_BIN, TestNetwork, hostLinks } from './test-helpers';
+import { DEBIAN_CNI_BIN, TestNetwork, bridgePorts } from './test-helpers';
 
 jest.setTimeout(120_000);
 
@@ -17,10 +17,9 @@ function scriptPlugin(net: TestNetwork, type: string, body: string): void {
 
 /** What a test network shows when a pod has left no trace on it. */
 function traces(net: TestNetwork) {
-  const brif = `/sys/class/net/${net.bridge}/brif`;
   return {
     allocations: net.allocations(),
-    ports: hostLinks().includes(net.bridge) ? readdirSync(brif) : [],
+    ports: bridgePorts(net.bridge),
     cache: (() => {
       try {
         return readdirSync(join(net.cacheDir, 'results'));

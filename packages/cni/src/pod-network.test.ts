@@ -4,7 +4,7 @@ import { rejectionOf } from '@berth/testing';
 import { CniPluginError } from './invoke';
 import { join } from 'node:path';
 import { createNetns, isNetns, removeNetns } from './netns';
-import { TestNetwork, fetchTcp, hostLinks, hostportChainsExist, iptablesOf, portmapRulesOf, removeUnusedHostportChains } from './test-helpers';
+import { TestNetwork, bridgePorts, fetchTcp, hostLinks, hostportChainsExist, iptablesOf, portmapRulesOf, removeUnusedHostportChains } from './test-helpers';
 
 jest.setTimeout(120_000);
 
@@ -23,7 +23,6 @@ describe('pods on a bridge network with host-local and portmap', () => {
 
   it('gives three pods distinct addresses that the host reaches, forwards a host port on 127.0.0.1, and tears down leaving nothing', async () => {
     const iptablesBefore = iptablesOf(net);
-    const linksBefore = hostLinks();
     const plugin = net.plugin();
     const pods = ['pod-a', 'pod-b', 'pod-c'];
     const netns: Record<string, string> = {};
@@ -82,11 +81,16 @@ describe('pods on a bridge network with host-local and portmap', () => {
     // In every table, what is new since before the pods is only portmap's shared chains and
     // the jumps to them (they stay, as with containerd); the pod's own chain is gone.
     const iptablesAfter = iptablesOf(net);
-    for (const c of portmap.chains) expect(iptablesAfter.some((l) => l.includes(c))).toBe(false);
+    const everything = execFileSync('iptables-save', { encoding: 'utf8' });
+    for (const c of portmap.chains) expect(everything.includes(c)).toBe(false);
     expect(iptablesAfter.filter((l) => !iptablesBefore.includes(l) && !/CNI-HOSTPORT-(DNAT|SETMARK|MASQ)\b/.test(l))).toEqual([]);
     expect(iptablesAfter.filter((l) => !iptablesBefore.includes(l)).length).toBeLessThanOrEqual(8);
     // The veths went with the namespaces; only the bridge stays (the bridge plugin never removes it).
-    expect(hostLinks().filter((l) => !linksBefore.includes(l) && l !== net.bridge)).toEqual([]);
+    const hostVeths = results.flatMap((r) => Object.entries(r.interfaces).filter(([name, i]) => name.startsWith('veth') && !i.sandbox).map(([name]) => name));
+    expect(hostVeths).toHaveLength(3);
+    expect(hostLinks().filter((l) => hostVeths.includes(l))).toEqual([]);
+    expect(bridgePorts(net.bridge)).toEqual([]);
+    expect(hostLinks()).toContain(net.bridge);
     expect(readdirSync(net.netnsRoot)).toEqual([]);
     await expect(fetchTcp('127.0.0.1', hostPort, 3000)).rejects.toThrow();
   });
@@ -113,7 +117,25 @@ describe('pods on a bridge network with host-local and portmap', () => {
     expect(net.allocations()).toEqual([]);
     expect(portmapRulesOf(net.name).rules).toEqual([]);
     // No veth is left on the bridge.
-    expect(readdirSync(`/sys/class/net/${net.bridge}/brif`)).toEqual([]);
+    expect(bridgePorts(net.bridge)).toEqual([]);
+  });
+
+  it("sees a network's own rules and ports only: another network's pod with a host port meanwhile changes nothing of them", async () => {
+    const mine = { iptables: iptablesOf(net), ports: bridgePorts(net.bridge) };
+    const other = new TestNetwork();
+    try {
+      const ns = await createNetns({ root: other.netnsRoot });
+      await other.plugin().setup('beside', ns, { portMappings: [{ hostPort: 20000 + Math.floor(Math.random() * 20000), containerPort: 80 }] });
+      expect(portmapRulesOf(other.name).rules.length).toBeGreaterThan(0);
+      expect(bridgePorts(other.bridge)).toHaveLength(1);
+      // The other network's own view has its rules and chains.
+      expect(iptablesOf(other).some((l) => l.startsWith(`:${portmapRulesOf(other.name).chains[0]} `))).toBe(true);
+      expect({ iptables: iptablesOf(net), ports: bridgePorts(net.bridge) }).toEqual(mine);
+      await other.plugin().teardown('beside', ns);
+      await removeNetns(ns);
+    } finally {
+      await other.cleanup();
+    }
   });
   it('checks a pod, then tears down from the cache what ADD did after the configuration is gone (the network not ready)', async () => {
     const plugin = net.plugin();

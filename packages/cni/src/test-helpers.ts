@@ -14,25 +14,37 @@ export const DEBIAN_CNI_BIN = '/usr/lib/cni';
 
 const sh = (file: string, args: string[], input?: string) => execFileSync(file, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
 
-/** The nat table as iptables-save prints it, without comments and counters. */
-export function natTable(): string[] {
-  return sh('iptables-save', ['-t', 'nat'])
+/** What iptables-save prints (of every table, or of one), without comments and counters. */
+function saved(table?: string): string[] {
+  return sh('iptables-save', table ? ['-t', table] : [])
     .split('\n')
     .filter((l) => l !== '' && !l.startsWith('#'))
     .map((l) => l.replace(/ \[\d+:\d+\]$/, ''));
 }
 
+/** The nat table as iptables-save prints it, without comments and counters. */
+export function natTable(): string[] {
+  return saved('nat');
+}
+
 /**
- * Every table's chains and rules (iptables-save, no comments or counters) that could be a pod's
- * on this network: CNI chains, or a mention of the bridge, the subnet or the network name. Other
- * programs' rules are left out, so that they can change meanwhile.
+ * Every table's chains and rules (iptables-save, no comments or counters) that are this network's:
+ * those that name its bridge, its subnet or the network, and the CNI chains those rules use (the
+ * chains portmap makes per pod), declaration and rules. The CNI chains all networks share
+ * (CNI-HOSTPORT-*) count only with rules that name this network. Other programs' rules, and other
+ * networks' (tests beside this one make theirs meanwhile), are left out.
  */
 export function iptablesOf(net: { name: string; bridge: string; subnet: string }): string[] {
-  return sh('iptables-save', [])
-    .split('\n')
-    .filter((l) => l !== '' && !l.startsWith('#'))
-    .map((l) => l.replace(/ \[\d+:\d+\]$/, ''))
-    .filter((l) => /CNI-/.test(l) || l.includes(net.bridge) || l.includes(`${net.subnet}.`) || l.includes(net.name));
+  const lines = saved();
+  const mine = (l: string) => l.includes(net.bridge) || l.includes(`${net.subnet}.`) || l.includes(net.name);
+  const chains = new Set(
+    lines
+      .filter(mine)
+      .flatMap((l) => [...l.matchAll(/(?:^-A |-j |-g )(CNI-[\w-]+)/g)].map((m) => m[1]))
+      .filter((c) => !c.startsWith('CNI-HOSTPORT-')),
+  );
+  const chainOf = (l: string) => /^(?::|-A )(\S+)/.exec(l)?.[1];
+  return lines.filter((l) => mine(l) || chains.has(chainOf(l) ?? ''));
 }
 
 /** The nat rules portmap made for a network (their comment names it) and the chains they jump to. */
@@ -71,6 +83,20 @@ export function removeUnusedHostportChains(): void {
 /** Interfaces of the host network namespace. */
 export function hostLinks(): string[] {
   return sh('ip', ['-o', 'link', 'show']).split('\n').filter(Boolean).map((l) => l.split(': ')[1].split('@')[0]);
+}
+
+/**
+ * The links enslaved to a bridge (the host ends of its pods' veths), sorted; none when the bridge
+ * is not there. A test's own leftovers, where a look at all the host's links would also see what
+ * the tests running beside it made meanwhile.
+ */
+export function bridgePorts(bridge: string): string[] {
+  try {
+    return readdirSync(`/sys/class/net/${bridge}/brif`).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
 }
 
 /**

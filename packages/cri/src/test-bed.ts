@@ -5,11 +5,10 @@
  * parent, crictl runners, pod and container config files, host-state snapshots, and one cleanup
  * that undoes all of it, also after a failed test.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { removeNetns } from '@berth/cni';
-import { TestNetwork, hostLinks, hostportChainsExist, iptablesOf, removeUnusedHostportChains } from '@berth/cni/test-helpers';
+import { TestNetwork, bridgePorts, hostportChainsExist, iptablesOf, removeUnusedHostportChains } from '@berth/cni/test-helpers';
 import { readMountInfo } from '@berth/mount';
 import { cleanupShims } from '@berth/tasks/test-support';
 import { CONTAINERD2_SHIM_PATH, type CrictlResult, ReferenceContainerd, ReferenceContainerd2, TestDaemon, runCrictl, runCtr } from '@berth/testing';
@@ -313,14 +312,7 @@ export class CriTestBed {
     const state: Partial<HostState> = {};
     if (want('netns')) state.netns = existsSync(d.netnsDir) ? readdirSync(d.netnsDir).sort() : [];
     // The host ends of the pods' veths are the ports of this network's bridge.
-    if (want('veths'))
-      state.veths = hostLinks().includes(this.net.bridge)
-        ? execFileSync('ip', ['-o', 'link', 'show', 'master', this.net.bridge], { encoding: 'utf8' })
-            .split('\n')
-            .filter(Boolean)
-            .map((l) => l.split(': ')[1].split('@')[0])
-            .sort()
-        : [];
+    if (want('veths')) state.veths = bridgePorts(this.net.bridge);
     if (want('allocations')) state.allocations = this.net.allocations().sort();
     if (want('iptables')) state.iptables = iptablesOf(this.net).filter((l) => !l.startsWith(':CNI-HOSTPORT') && !/-j CNI-HOSTPORT-/.test(l) && !l.startsWith('-A CNI-HOSTPORT-'));
     if (want('cgroups')) state.cgroups = this.parentCgroups().flatMap((p) => readdirSync(p).filter((e) => /^[0-9a-f]{64}$/.test(e)).map((e) => join(p, e))).sort();
