@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { isInvalidArgument } from '@berth/errdefs';
 import { bandwidthFromAnnotations, parseQuantity } from './bandwidth';
 import { createNetns, removeNetns } from './netns';
-import { TestNetwork, bridgePorts, hostLinks } from './test-helpers';
+import { TestNetwork, bridgePorts, hostLinks, hostVeths } from './test-helpers';
 
 jest.setTimeout(120_000);
 
@@ -63,7 +63,7 @@ describe('the real bandwidth plugin, given the capability', () => {
     const ns = await createNetns({ root: net.netnsRoot });
     const plugin = net.plugin();
     const res = await plugin.setup('shaped', ns, { bandwidth: bandwidthFromAnnotations({ 'kubernetes.io/ingress-bandwidth': '10M', 'kubernetes.io/egress-bandwidth': '20M' }) });
-    const hostVeth = Object.entries(res.interfaces).find(([name, i]) => name.startsWith('veth') && !i.sandbox)![0];
+    const [hostVeth] = hostVeths(res);
     ifbs.push(...hostLinks().filter((l) => !linksBefore.includes(l) && l.startsWith('bwp')));
     expect(ifbs.length).toBe(1);
     // Ingress to the pod is shaped on the host veth; egress is redirected through the ifb device.

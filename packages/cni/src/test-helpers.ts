@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { tempDir } from '@berth/testing';
 import { CniNetworkPlugin, type CniOptions } from './cni';
 import type { PluginConfig } from './config';
+import type { SetupResult } from './result';
 import { removeNetns } from './netns';
 
 /** Where Debian's containernetworking-plugins puts the plugins (tools/setup.sh installs them). */
@@ -83,6 +84,13 @@ export function removeUnusedHostportChains(): void {
 /** Interfaces of the host network namespace. */
 export function hostLinks(): string[] {
   return sh('ip', ['-o', 'link', 'show']).split('\n').filter(Boolean).map((l) => l.split(': ')[1].split('@')[0]);
+}
+
+/** The host ends of a pod's veths in its setup result (the interfaces with no sandbox). */
+export function hostVeths(result: SetupResult): string[] {
+  return Object.entries(result.interfaces)
+    .filter(([name, i]) => name.startsWith('veth') && !i.sandbox)
+    .map(([name]) => name);
 }
 
 /**

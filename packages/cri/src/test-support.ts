@@ -176,23 +176,23 @@ export class CrictlEvents {
   }
 
   /** Waits until `count` events of one pod have come (or fails after `timeoutMs`); returns them. */
-  async waitForPod(podId: string, count: number, timeoutMs = 30_000): Promise<Array<Record<string, any>>> {
-    const end = Date.now() + timeoutMs;
-    while (this.ofPod(podId).length < count) {
-      if (Date.now() > end) throw new Error(`waited for ${count} events of pod ${podId}, got ${this.ofPod(podId).length}: ${JSON.stringify(this.events.map((e) => [e.containerEventType, e.containerId]))}\n${this.err}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    return this.ofPod(podId).slice(0, count);
+  waitForPod(podId: string, count: number, timeoutMs = 30_000): Promise<Array<Record<string, any>>> {
+    return this.waitUntil(`of pod ${podId}`, () => this.ofPod(podId), count, timeoutMs);
   }
 
   /** Waits until `count` events have come (or fails after `timeoutMs`, showing what came). */
-  async waitFor(count: number, timeoutMs = 30_000): Promise<Array<Record<string, any>>> {
+  waitFor(count: number, timeoutMs = 30_000): Promise<Array<Record<string, any>>> {
+    return this.waitUntil('', () => this.events, count, timeoutMs);
+  }
+
+  /** Polls until `pick` gives `count` events; the first `count` of them. */
+  private async waitUntil(what: string, pick: () => Array<Record<string, any>>, count: number, timeoutMs: number): Promise<Array<Record<string, any>>> {
     const end = Date.now() + timeoutMs;
-    while (this.events.length < count) {
-      if (Date.now() > end) throw new Error(`waited for ${count} events, got ${this.events.length}: ${JSON.stringify(this.events.map((e) => [e.containerEventType, e.containerId]))}\n${this.err}`);
+    while (pick().length < count) {
+      if (Date.now() > end) throw new Error(`waited for ${count} events${what ? ` ${what}` : ''}, got ${pick().length}: ${JSON.stringify(this.events.map((e) => [e.containerEventType, e.containerId]))}\n${this.err}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    return this.events.slice(0, count);
+    return pick().slice(0, count);
   }
 
   /** Whether crictl has exited (the stream ended or failed). */
